@@ -1,0 +1,175 @@
+# ppdock — one entry point.
+#
+#   make              static library build/libppdock.a and the tools in bin/
+#                     (plus the CUDA part of lib when nvcc is found; CUDA=0 forces CPU-only)
+#   make test         unit, golden, fault-injection and end-to-end tests (prints "N passed, N failed")
+#   make SANITIZE=1 test   the same under ASan+UBSan (separate build tree: build/san)
+#   make test-gpu     every CUDA op against its CPU twin (needs a GPU)
+#   make demo         graph-build and cache-check on the bundled sample
+#   make bench        timings on ../shared/data/db5.5 (not a test)
+#   make fuzz         libFuzzer on the PDB reader (FUZZ_SECONDS, default 180)
+#   make format / format-check / lint
+#
+# Dependencies are Debian packages: scripts/install-deps.sh installs them.
+
+VERSION := 0.1.0
+
+CC      ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD   ?= build/san
+BIN     ?= build/san/bin
+CUDA    := 0
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     ?= -O1 -g
+else
+BUILD   ?= build
+BIN     ?= bin
+SANFLAGS :=
+OPT     ?= -O2 -g
+endif
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -DPPD_VERSION='"$(VERSION)"'
+CFLAGS  += -std=c11 $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -pthread
+LDFLAGS += $(SANFLAGS) -pthread
+LDLIBS  += -llmdb -lyaml -lxxhash -lz -lm
+
+# ---- optional features: detected, announced, switchable -------------------------------------
+CUDA_HOME ?= /usr/local/cuda
+ifneq ($(CUDA),0)
+NVCC := $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+endif
+have_header = $(shell printf '\#include <$(1)>\nint main(void){return 0;}\n' | \
+                $(CC) -x c $(2) -fsyntax-only - >/dev/null 2>&1 && echo 1)
+
+OMP := $(shell printf 'int main(void){return 0;}\n' | $(CC) -fopenmp -x c - -o /dev/null >/dev/null 2>&1 && echo 1)
+ifeq ($(NO_OMP),1)
+OMP :=
+endif
+ifeq ($(OMP),1)
+CFLAGS  += -fopenmp
+LDFLAGS += -fopenmp
+endif
+OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
+MPI      := $(shell command -v mpicc >/dev/null 2>&1 && echo 1)
+
+ifneq ($(NVCC),)
+CUDNN := $(call have_header,cudnn.h,-I$(CUDA_HOME)/include)
+NCCL  := $(call have_header,nccl.h,-I$(CUDA_HOME)/include)
+CUDA_ARCH ?= 80 90
+NVCCFLAGS := -O2 -std=c++17 -Iinclude -I$(CUDA_HOME)/include -DPPD_VERSION='"$(VERSION)"' \
+             $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+endif
+
+ifndef PPD_ANNOUNCED
+export PPD_ANNOUNCED := 1
+$(info ppdock $(VERSION): build=$(BUILD) cc=$(CC)$(if $(filter 1,$(SANITIZE)), sanitizers=address+undefined))
+$(info $(if $(NVCC),✓ CUDA    $(NVCC) (arch $(CUDA_ARCH)),✗ CUDA    not built$(if $(filter 0,$(CUDA)), (CUDA=0),: nvcc not found)))
+$(info $(if $(CUDNN),✓ cuDNN,✗ cuDNN)   $(if $(NCCL),✓ NCCL,✗ NCCL)   $(if $(MPI),✓ MPI,✗ MPI)   $(if $(OMP),✓ OpenMP,✗ OpenMP)   $(if $(OPENBLAS),✓ OpenBLAS,✗ OpenBLAS))
+endif
+
+# ---- sources --------------------------------------------------------------------------------
+LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libppdock.a
+CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu))
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
+CULIB    := $(BUILD)/libppdock_cuda.a
+
+TOOLS    := graph-build cache-check
+TOOL_BIN := $(TOOLS:%=$(BIN)/%)
+
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+UNIT_BIN := $(BUILD)/tests/unit-tests
+HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
+GPU_BIN  := $(BUILD)/tests/gpu
+
+.PHONY: all lib tools tests test test-long test-gpu demo bench fuzz format format-check lint clean deps
+all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN))
+lib: $(LIB)
+tools: $(TOOL_BIN)
+tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CULIB): $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/%: $(BUILD)/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(UNIT_BIN): $(UNIT_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(UNIT_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(GPU_BIN): $(BUILD)/tests/gpu/test_gpu.o $(CULIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
+
+# ---- checks ---------------------------------------------------------------------------------
+test: tests
+	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) tests/run.sh
+
+test-long: tests
+	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) PPD_LONG=1 tests/run.sh
+
+test-gpu: $(GPU_BIN)
+	$(GPU_BIN)
+
+demo: tools
+	@PPD_BIN=$(BIN) scripts/demo.sh
+
+bench: tools
+	@PPD_BIN=$(BIN) bench/graph-build.sh
+
+FUZZ_SECONDS ?= 180
+FUZZ_CC ?= clang
+fuzz:
+	@mkdir -p $(BUILD)/fuzz tests/fuzz/findings
+	$(FUZZ_CC) -std=c11 -g -O1 -Iinclude -D_GNU_SOURCE -DPPD_VERSION='"$(VERSION)"' \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  tests/fuzz/fuzz_pdb.c lib/core/*.c lib/io/pdb.c -lz -lxxhash -lm -pthread -o $(BUILD)/fuzz/fuzz_pdb
+	cp -r tests/fuzz/corpus $(BUILD)/fuzz/corpus-work
+	$(BUILD)/fuzz/fuzz_pdb -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	  -artifact_prefix=tests/fuzz/findings/ $(BUILD)/fuzz/corpus-work tests/fuzz/corpus
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+lint:
+	bash -n slurm/*.sbatch scripts/*.sh bench/*.sh tests/*.sh tests/tools/*.sh .ci/run
+	shellcheck -x slurm/*.sbatch scripts/*.sh bench/*.sh tests/*.sh tests/tools/*.sh .ci/run
+
+deps:
+	scripts/install-deps.sh
+
+clean:
+	rm -rf build bin demo-out bench-out
+
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/tools/*.d $(BUILD)/tests/helpers/*.d

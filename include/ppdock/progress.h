@@ -1,0 +1,29 @@
+/* ppdock/progress.h — a progress bar on stderr.
+ *
+ *   graph-build  1200/40290  312.4/s  ETA 2m05s  mem 412 MB  [####......]
+ *
+ * Shows count, rate, ETA and the process's memory high-water mark (peak RSS). It draws only when
+ * stderr is a terminal and the log level is at least info; otherwise every call is a no-op, so
+ * logs and pipelines stay clean. Redraws are throttled to ~10 per second. Thread-safe: workers
+ * may call ppd_progress_add concurrently.
+ */
+#ifndef PPDOCK_PROGRESS_H
+#define PPDOCK_PROGRESS_H
+
+#include <stdint.h>
+
+typedef struct ppd_progress ppd_progress;
+
+/* label: short text before the counts; total: 0 if unknown (no ETA). Returns NULL when disabled. */
+ppd_progress *ppd_progress_start(const char *label, uint64_t total);
+void ppd_progress_add(ppd_progress *p, uint64_t n);
+/* Final redraw and newline; frees p. NULL is fine. */
+void ppd_progress_finish(ppd_progress *p);
+
+/* Erase the bar's line if one is drawn (the logger calls this before printing). */
+void ppd_progress_clear_line(void);
+
+/* Peak resident set size of this process in bytes (getrusage ru_maxrss). */
+uint64_t ppd_peak_rss_bytes(void);
+
+#endif

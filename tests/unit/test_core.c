@@ -1,0 +1,162 @@
+/* Core library: status/error context, arena, thread pool and queue, hashing, rng, gzip. */
+#include "../test.h"
+
+#include "ppdock/arena.h"
+#include "ppdock/fsutil.h"
+#include "ppdock/hash.h"
+#include "ppdock/rng.h"
+#include "ppdock/status.h"
+#include "ppdock/threadpool.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+TEST(status_messages_carry_context) {
+    ppd_status st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: bad record", "x.pdb", 12);
+    CHECK_EQ(st, PPD_ERR_FORMAT);
+    CHECK_STR(ppd_errmsg(), "x.pdb:12: bad record");
+    ppd_fail_ctx(st, "complex %s", "1A2K");
+    CHECK_STR(ppd_errmsg(), "complex 1A2K: x.pdb:12: bad record");
+    CHECK(strstr(ppd_strerror(PPD_ERR_FORMAT), "PPD_ERR_FORMAT") != NULL);
+    CHECK(strstr(ppd_strerror((ppd_status)999), "unknown") != NULL);
+}
+
+TEST(arena_alignment_reset_and_high_water) {
+    ppd_arena a;
+    REQUIRE_OK(ppd_arena_init(&a, 1024, 0));
+    void *p = ppd_arena_alloc(&a, 10, 1);
+    void *q = ppd_arena_alloc(&a, 100, 64);
+    CHECK(p != NULL && q != NULL);
+    CHECK_EQ((uintptr_t)q % 64, 0);
+    CHECK(ppd_arena_alloc(&a, 2000, 8) == NULL); /* fixed arena: no growth */
+    void *r;
+    CHECK_EQ(ppd_arena_alloc_st(&a, 5000, 8, &r), PPD_ERR_NOMEM);
+    CHECK_ERRMSG_HAS("5000");
+    size_t hw = a.high_water;
+    CHECK(hw >= 110);
+    ppd_arena_reset(&a);
+    CHECK_EQ(a.used, 0);
+    CHECK_EQ(a.high_water, hw);
+    ppd_arena_free(&a);
+}
+
+TEST(arena_growable_consolidates_then_stops_allocating) {
+    ppd_arena a;
+    REQUIRE_OK(ppd_arena_init(&a, 0, 1));
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 100; i++) REQUIRE(ppd_arena_alloc(&a, 10000, 16) != NULL);
+        ppd_arena_reset(&a);
+    }
+    uint64_t m = a.mallocs;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 100; i++) REQUIRE(ppd_arena_alloc(&a, 10000, 16) != NULL);
+        ppd_arena_reset(&a);
+    }
+    CHECK_EQ(a.mallocs, m); /* steady state: no malloc */
+    ppd_arena_free(&a);
+}
+
+typedef struct {
+    uint64_t next, n;
+    ppd_queue *q;
+    int *seen;
+    int done_workers;
+} pool_ctx;
+
+static void produce(void *p, int worker) {
+    pool_ctx *c = p;
+    uint64_t i;
+    while ((i = ppd_pool_next(&c->next)) < c->n) ppd_queue_push(c->q, (void *)(uintptr_t)(i + 1));
+    if (__atomic_add_fetch(&c->done_workers, 1, __ATOMIC_ACQ_REL) == 3) ppd_queue_close(c->q);
+}
+
+TEST(pool_and_bounded_queue_deliver_every_item_once) {
+    ppd_pool *pool;
+    REQUIRE_OK(ppd_pool_create(3, &pool));
+    for (int round = 0; round < 3; round++) {
+        pool_ctx c = {.n = 5000};
+        REQUIRE_OK(ppd_queue_create(4, &c.q));
+        c.seen = calloc(c.n, sizeof *c.seen);
+        ppd_pool_run(pool, produce, &c);
+        void *item;
+        size_t got = 0;
+        while (ppd_queue_pop(c.q, &item)) {
+            c.seen[(uintptr_t)item - 1]++;
+            got++;
+        }
+        ppd_pool_join(pool);
+        CHECK_EQ(got, c.n);
+        int dup = 0;
+        for (uint64_t i = 0; i < c.n; i++) dup += c.seen[i] != 1;
+        CHECK_EQ(dup, 0);
+        free(c.seen);
+        ppd_queue_destroy(c.q);
+    }
+    ppd_pool_destroy(pool);
+}
+
+TEST(hash_streaming_equals_one_shot) {
+    const char *s = "key|header|payload";
+    ppd_hasher *h = ppd_hasher_new();
+    REQUIRE(h != NULL);
+    ppd_hasher_update(h, s, 4);
+    ppd_hasher_update(h, s + 4, strlen(s) - 4);
+    CHECK(ppd_hasher_digest(h) == ppd_hash64(s, strlen(s)));
+    ppd_hasher_free(h);
+    /* XXH3-64 of the empty input, seed 0: published test vector */
+    CHECK(ppd_hash64("", 0) == 0x2D06800538D394C2ull);
+    char hex[17];
+    ppd_hash_hex(0xabcull, hex);
+    CHECK_STR(hex, "0000000000000abc");
+}
+
+TEST(rng_is_deterministic_and_uniform) {
+    ppd_rng a, b;
+    ppd_rng_seed(&a, 42);
+    ppd_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) CHECK(ppd_rng_u64(&a) == ppd_rng_u64(&b));
+    ppd_rng_seed(&a, 7);
+    int hist[10] = {0};
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < 100000; i++) {
+        hist[ppd_rng_below(&a, 10)]++;
+        double z = ppd_rng_normal(&a);
+        sum += z;
+        sum2 += z * z;
+    }
+    for (int k = 0; k < 10; k++) CHECK(hist[k] > 9500 && hist[k] < 10500);
+    CHECK_NEAR(sum / 1e5, 0.0, 0.02);
+    CHECK_NEAR(sum2 / 1e5, 1.0, 0.02);
+}
+
+static size_t gz(const char *text, unsigned char *out, size_t cap) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    zs.next_in = (Bytef *)text;
+    zs.avail_in = (uInt)strlen(text);
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    deflate(&zs, Z_FINISH);
+    size_t n = zs.total_out;
+    deflateEnd(&zs);
+    return n;
+}
+
+TEST(gunzip_members_truncation_and_garbage) {
+    unsigned char z[4096];
+    size_t n1 = gz("hello ", z, sizeof z);
+    size_t n2 = gz("world\n", z + n1, sizeof z - n1);
+    ppd_buf out = {0};
+    REQUIRE_OK(ppd_gunzip(z, n1 + n2, "two.gz", &out));
+    CHECK_STR((char *)out.data, "hello world\n");
+    CHECK_EQ(ppd_gunzip(z, n1 - 5, "cut.gz", &out), PPD_ERR_FORMAT);
+    CHECK_ERRMSG_HAS("cut.gz: truncated gzip stream");
+    unsigned char bad[64];
+    memcpy(bad, z, 10);
+    memset(bad + 10, 0xff, 40);
+    CHECK_EQ(ppd_gunzip(bad, 50, "junk.gz", &out), PPD_ERR_FORMAT);
+    CHECK_ERRMSG_HAS("junk.gz");
+    ppd_buf_free(&out);
+}
