@@ -50,6 +50,8 @@ ppd_status ppd_config_load(ppd_config *cfg, const char *path);
 /* Apply "name=value". Errors: PPD_ERR_CONFIG (no '=', unknown name, bad value). */
 ppd_status ppd_config_set(ppd_config *cfg, const char *assignment);
 
+/* A null int or float reads as 0: settings whose default is null are checked with
+ * ppd_config_is_null first. */
 int64_t ppd_config_int(const ppd_config *cfg, const char *name);
 double ppd_config_float(const ppd_config *cfg, const char *name);
 int ppd_config_bool(const ppd_config *cfg, const char *name);
@@ -70,5 +72,44 @@ ppd_status ppd_config_canonical(const ppd_config *cfg, const char *const *names,
 /* Write every setting as a nested YAML document that ppd_config_load reads back to the same
  * values, with a comment per setting: type, range, origin and help. */
 void ppd_config_write_yaml(const ppd_config *cfg, FILE *f);
+
+/* The most recent warning's text, without the program prefix ("" if none): for --json reports
+ * and tests. */
+const char *ppd_config_last_warning(const ppd_config *cfg);
+
+/* ---- the settings table (lib/io/config_schema.c) ------------------------------------------ */
+
+typedef enum {
+    PPD_CFG_BOOL,
+    PPD_CFG_INT,   /* int64 in [imin, imax] */
+    PPD_CFG_FLOAT, /* finite double in [fmin, fmax] */
+    PPD_CFG_STR,
+    PPD_CFG_ENUM /* one of `choices` ("a|b|c"), case-sensitive; read with ppd_config_str */
+} ppd_config_type;
+
+/* flags: PPD_CFG_COMPAT marks a DiffDock-PP setting that ppdock accepts (so that DiffDock-PP's
+ * files load) but ignores. */
+enum { PPD_CFG_COMPAT = 1 };
+
+typedef struct {
+    const char *name; /* "section.key" */
+    ppd_config_type type;
+    const char *def; /* default, spelled as a YAML value; NULL: null is the default and allowed */
+    int64_t imin, imax;
+    double fmin, fmax;
+    const char *choices;
+    unsigned flags;
+    const char *help; /* one line */
+} ppd_config_setting;
+
+/* Every setting, grouped by section, in documentation order. */
+const ppd_config_setting *ppd_config_table(size_t *n);
+/* The setting called "section.key", or (for a name without a dot) the one whose inner-most key
+ * is `name`; NULL if none. */
+const ppd_config_setting *ppd_config_lookup(const char *name);
+
+/* The Markdown reference of docs/config.md: a table of the settings ppdock uses, then the list of
+ * DiffDock-PP settings it accepts and ignores. */
+void ppd_config_write_markdown(FILE *f);
 
 #endif

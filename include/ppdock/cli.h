@@ -1,0 +1,26 @@
+/* ppdock/cli.h — what every tool's main() shares: exit codes, job counts, JSON output.
+ *
+ * Exit codes (DESIGN.md, "Conventions"): 0 success, 1 some inputs failed (the rest succeeded),
+ * 2 usage or config error, 3 I/O or resource failure. cache-check uses fsck's codes instead.
+ */
+#ifndef PPDOCK_CLI_H
+#define PPDOCK_CLI_H
+
+#include <stdio.h>
+
+#include "ppdock/status.h"
+
+enum { PPD_EXIT_OK = 0, PPD_EXIT_PARTIAL = 1, PPD_EXIT_USAGE = 2, PPD_EXIT_IO = 3 };
+
+/* 2 for usage/config errors, 3 for everything else that stops a tool. */
+int ppd_exit_code(ppd_status st);
+/* Online CPUs (at least 1). */
+int ppd_cpu_count(void);
+/* Parse a positive integer option value; -1 if it is not one. */
+long ppd_parse_count(const char *s);
+
+/* JSON string literal (quotes included, escapes per RFC 8259; bytes >= 0x80 passed through). */
+void ppd_json_str(FILE *f, const char *s);
+void ppd_json_strn(FILE *f, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,830 @@
+/* The cache checker and repair (see ppdock/check.h). */
+#include "cache_internal.h"
+
+#include "ppdock/check.h"
+#include "ppdock/dataset.h"
+#include "ppdock/graph.h"
+#include "ppdock/hash.h"
+#include "ppdock/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *dir;
+    const ppd_check_opts *o;
+    ppd_check_summary *s;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, recs, index;
+    int type;            /* record type from meta */
+    int opened;          /* env and the three databases are open */
+    int meta_trusted;    /* meta checksum verified: params_hash and knn_k usable */
+    uint64_t params_hash;
+    int knn_k;           /* from params "data.knn_size=", 0 if unknown */
+    int quiet;           /* re-validation during repair: no reports */
+    ppd_buf *dropped;    /* repair: "key\tcheck\tdetail\n" lines */
+    char last_dropped[PPD_CACHE_MAX_KEY + 1];
+    ppd_buf scratch;     /* aligned copy of a value for decoding */
+    char detail[1024];
+} checker;
+
+/* ---- reporting --------------------------------------------------------------------------------- */
+
+static void printable_key(const MDB_val *k, char *out, size_t cap) {
+    size_t o = 0;
+    const unsigned char *p = k->mv_data;
+    for (size_t i = 0; i < k->mv_size && o + 5 < cap; i++) {
+        if (p[i] >= 32 && p[i] < 127 && p[i] != '\\') out[o++] = (char)p[i];
+        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
+    }
+    out[o] = 0;
+}
+
+/* What fixes a problem: nothing short of a rebuild of the whole cache, a repair (dropping
+ * records, rewriting meta), or running the build stage (missing or stale records). */
+enum { UNFIXABLE = 0, REPAIRABLE = 1, REBUILD = 2 };
+
+static void report(checker *c, const char *key, const char *check, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void report(checker *c, const char *key, const char *check, int kind, const char *fmt, ...) {
+    if (c->quiet) return;
+    char text[sizeof c->detail]; /* the arguments may point into c->detail */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    memcpy(c->detail, text, sizeof text);
+    c->s->problems++;
+    if (kind == UNFIXABLE) c->s->unfixable++;
+    if (kind == REPAIRABLE) c->s->repairable++;
+    int repairable = kind == REPAIRABLE;
+    if (c->dropped && key && repairable && strcmp(key, c->last_dropped) != 0) {
+        /* one line per dropped key: the first reason found */
+        ppd_buf_printf(c->dropped, "%s\t%s\t%s\n", key, check, c->detail);
+        snprintf(c->last_dropped, sizeof c->last_dropped, "%s", key);
+    }
+    if (c->o && c->o->report) {
+        ppd_problem p = {c->dir, key, check, c->detail, repairable};
+        c->o->report(&p, c->o->ctx);
+    }
+}
+
+/* ---- fault guard: a damaged map must give a report, not a core dump ---------------------------- */
+
+static sigjmp_buf fault_jmp;
+static volatile sig_atomic_t fault_armed;
+
+static void on_fault(int sig) {
+    if (fault_armed) {
+        fault_armed = 0;
+        siglongjmp(fault_jmp, sig);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+typedef struct {
+    struct sigaction bus, segv;
+} fault_saved;
+
+static void fault_install(fault_saved *old) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fault;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old->bus);
+    sigaction(SIGSEGV, &sa, &old->segv);
+}
+
+static void fault_restore(const fault_saved *old) {
+    fault_armed = 0;
+    sigaction(SIGBUS, &old->bus, NULL);
+    sigaction(SIGSEGV, &old->segv, NULL);
+}
+
+/* ---- per-record validation --------------------------------------------------------------------- */
+
+static int finite_arrays(checker *c, const ppd_rec_view *v, const char **bad) {
+    for (uint32_t i = 0; i < v->header.n_arrays; i++) {
+        ppd_rec_array a;
+        ppd_rec_array_at(v, i, &a);
+        const unsigned char *p = v->value + v->header.header_len + a.offset;
+        uint64_t n = a.nbytes / (ppd_dtype_size(a.dtype) ? ppd_dtype_size(a.dtype) : 1);
+        for (uint64_t j = 0; j < n; j++) {
+            int ok = 1;
+            if (a.dtype == PPD_DT_F32) {
+                float f;
+                memcpy(&f, p + 4 * j, 4);
+                ok = isfinite(f);
+            } else if (a.dtype == PPD_DT_F64) {
+                double d;
+                memcpy(&d, p + 8 * j, 8);
+                ok = isfinite(d);
+            } else if (a.dtype == PPD_DT_F16) {
+                uint16_t h;
+                memcpy(&h, p + 2 * j, 2);
+                ok = (h & 0x7c00) != 0x7c00; /* exponent all ones: inf or NaN */
+            } else {
+                break;
+            }
+            if (!ok) {
+                snprintf(c->detail, sizeof c->detail, "array '%.16s' element %llu is not finite", a.name,
+                         (unsigned long long)j);
+                *bad = c->detail;
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* Returns 1 if the record is good; else 0 with *check and c->detail set. */
+static int validate_record(checker *c, const char *key, const MDB_val *k, const MDB_val *v, const char **check) {
+    ppd_rec_view view;
+    ppd_status st = ppd_rec_parse(v->mv_data, v->mv_size, k->mv_data, k->mv_size, 0, &view);
+    if (st) {
+        *check = "header";
+        snprintf(c->detail, sizeof c->detail, "%s", ppd_errmsg());
+        return 0;
+    }
+    uint64_t sum = ppd_rec_compute_checksum(v->mv_data, v->mv_size, k->mv_data, k->mv_size);
+    if (sum != view.header.checksum) {
+        *check = "checksum";
+        snprintf(c->detail, sizeof c->detail, "stored 0x%016llx, computed 0x%016llx (value damaged, or stored under the wrong key)",
+                 (unsigned long long)view.header.checksum, (unsigned long long)sum);
+        return 0;
+    }
+    if (c->type && view.header.type != c->type) {
+        *check = "record-type";
+        snprintf(c->detail, sizeof c->detail, "record type %u (%s) in a '%s' cache", view.header.type,
+                 ppd_rec_type_name(view.header.type), ppd_rec_type_name(c->type));
+        return 0;
+    }
+    MDB_val iv;
+    int rc = mdb_get(c->txn, c->index, (MDB_val *)k, &iv);
+    ppd_index_entry ie;
+    if (rc || iv.mv_size != sizeof ie) {
+        *check = "index";
+        if (rc) snprintf(c->detail, sizeof c->detail, "no index entry (%s)", mdb_strerror(rc));
+        else snprintf(c->detail, sizeof c->detail, "index entry is %zu bytes, not 32", iv.mv_size);
+        return 0;
+    }
+    memcpy(&ie, iv.mv_data, sizeof ie);
+    if (ie.checksum != view.header.checksum || ie.value_len != v->mv_size) {
+        *check = "index";
+        snprintf(c->detail, sizeof c->detail, "index says checksum 0x%016llx / %llu bytes, record has 0x%016llx / %zu "
+                 "(an old or foreign value)", (unsigned long long)ie.checksum, (unsigned long long)ie.value_len,
+                 (unsigned long long)view.header.checksum, v->mv_size);
+        return 0;
+    }
+    if (c->meta_trusted && ie.params_hash != c->params_hash) {
+        *check = "stale-params";
+        snprintf(c->detail, sizeof c->detail, "built with parameters 0x%016llx, the cache's are 0x%016llx",
+                 (unsigned long long)ie.params_hash, (unsigned long long)c->params_hash);
+        return 0;
+    }
+    const char *bad;
+    if (!finite_arrays(c, &view, &bad)) {
+        *check = "finite";
+        return 0;
+    }
+    if (view.header.type == PPD_REC_GRAPH) {
+        ppd_graph g;
+        if (ppd_graph_decode_copy(&view, &c->scratch, &g) != PPD_OK) {
+            *check = "shape";
+            snprintf(c->detail, sizeof c->detail, "%s", ppd_errmsg());
+            return 0;
+        }
+        if (ppd_graph_validate(&g, c->meta_trusted ? c->knn_k : 0, check) != PPD_OK) {
+            snprintf(c->detail, sizeof c->detail, "%s", ppd_errmsg());
+            return 0;
+        }
+        if (g.params_hash != ie.params_hash || g.inputs_digest != ie.inputs_digest) {
+            *check = "index";
+            snprintf(c->detail, sizeof c->detail, "record's inputs/params digests differ from its index entry");
+            return 0;
+        }
+    }
+    (void)key;
+    return 1;
+}
+
+/* ---- walks ------------------------------------------------------------------------------------- */
+
+/* Each phase reads in a fresh snapshot: an LMDB error marks its transaction unusable, and the
+ * next phase should still run. */
+static int begin(checker *c) {
+    if (c->txn) mdb_txn_abort(c->txn);
+    c->txn = NULL;
+    return c->env ? mdb_txn_begin(c->env, NULL, MDB_RDONLY, &c->txn) : EINVAL;
+}
+
+static void walk_records(checker *c) {
+    MDB_cursor *cur;
+    int rc = begin(c);
+    if (!rc) rc = mdb_cursor_open(c->txn, c->recs, &cur);
+    if (rc) {
+        report(c, NULL, "walk", REPAIRABLE, "cannot open a cursor on records: %s", mdb_strerror(rc));
+        return;
+    }
+    MDB_val k, v;
+    char key[4 * PPD_CACHE_MAX_KEY + 8];
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        c->s->records++;
+        printable_key(&k, key, sizeof key);
+        const char *check = "";
+        if (validate_record(c, key, &k, &v, &check)) c->s->records_ok++;
+        else report(c, key, check, REPAIRABLE, "%s", c->detail);
+    }
+    if (rc != MDB_NOTFOUND)
+        report(c, NULL, "walk", REPAIRABLE, "record walk stopped after %llu records: %s (the B-tree is damaged)",
+               (unsigned long long)c->s->records, mdb_strerror(rc));
+    mdb_cursor_close(cur);
+}
+
+static void walk_index(checker *c) {
+    MDB_cursor *cur;
+    int rc = begin(c);
+    if (!rc) rc = mdb_cursor_open(c->txn, c->index, &cur);
+    if (rc) {
+        report(c, NULL, "walk", REPAIRABLE, "cannot open a cursor on index: %s", mdb_strerror(rc));
+        return;
+    }
+    MDB_val k, v, rv;
+    char key[4 * PPD_CACHE_MAX_KEY + 8];
+    uint64_t n = 0;
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        n++;
+        int g = mdb_get(c->txn, c->recs, &k, &rv);
+        if (g == MDB_NOTFOUND) {
+            printable_key(&k, key, sizeof key);
+            report(c, key, "missing-record", REPAIRABLE, "the index lists this record but it is gone (deleted?)");
+        } else if (g) {
+            printable_key(&k, key, sizeof key);
+            report(c, key, "walk", REPAIRABLE, "record unreadable: %s", mdb_strerror(g));
+        }
+    }
+    if (rc != MDB_NOTFOUND)
+        report(c, NULL, "walk", REPAIRABLE, "index walk stopped after %llu entries: %s (the B-tree is damaged)",
+               (unsigned long long)n, mdb_strerror(rc));
+    mdb_cursor_close(cur);
+}
+
+/* ---- meta -------------------------------------------------------------------------------------- */
+
+static int writer_running(const char *dir) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/writer.lock", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return busy;
+}
+
+static int parse_knn(const char *params) {
+    const char *p = strstr(params, "data.knn_size=");
+    if (!p || (p != params && p[-1] != '\n')) return 0;
+    return atoi(p + 14);
+}
+
+/* Returns 0 if the rest of the check can run (schema known). */
+static int check_meta(checker *c) {
+    ppd_buf b = {0}, params = {0};
+    int found, ok = 1;
+    if (begin(c)) {
+        report(c, NULL, "walk", REPAIRABLE, "cannot start a read transaction");
+        return -1;
+    }
+    if (cache_meta_get(c->txn, c->meta, "schema", &b, &found) != PPD_OK) {
+        report(c, NULL, "meta", REPAIRABLE, "the meta database is unreadable: %s", ppd_errmsg());
+        ppd_buf_free(&b);
+        return -1;
+    }
+    if (!found || strcmp((char *)b.data, PPD_CACHE_SCHEMA) != 0) {
+        report(c, NULL, "schema", UNFIXABLE, "schema '%s'; this build reads '%s' (rebuild the cache with this version)",
+               found ? (char *)b.data : "(missing)", PPD_CACHE_SCHEMA);
+        ok = 0;
+        goto done;
+    }
+    cache_meta_get(c->txn, c->meta, "record_type", &b, &found);
+    c->type = found ? cache_rec_type_from_name((char *)b.data) : 0;
+    snprintf(c->s->record_type, sizeof c->s->record_type, "%s", found ? (char *)b.data : "?");
+    if (!c->type) report(c, NULL, "meta", REPAIRABLE, "record_type '%s' is unknown", found ? (char *)b.data : "(missing)");
+
+    cache_meta_get(c->txn, c->meta, "sealed", &b, &found);
+    c->s->sealed = found && !strcmp((char *)b.data, "1");
+    if (!c->s->sealed)
+        report(c, NULL, "unsealed", REPAIRABLE, "%s", writer_running(c->dir)
+               ? "a writer is still running on this cache (it seals when it finishes)"
+               : "the writer did not finish (killed or crashed); rerun it to complete the cache, or --repair");
+
+    uint64_t sum = 0;
+    int meta_ok = 1;
+    if (cache_meta_checksum(c->txn, c->meta, &sum) == PPD_OK && c->s->sealed) {
+        char hex[17];
+        ppd_hash_hex(sum, hex);
+        cache_meta_get(c->txn, c->meta, "checksum", &b, &found);
+        if (!found || strcmp((char *)b.data, hex) != 0) {
+            report(c, NULL, "meta", REPAIRABLE, "meta checksum %s, computed %s: meta values were changed or damaged",
+                   found ? (char *)b.data : "(missing)", hex);
+            meta_ok = 0;
+        }
+    }
+    cache_meta_get(c->txn, c->meta, "params", &params, &found);
+    c->params_hash = ppd_hash64(params.data, params.len);
+    c->knn_k = parse_knn((char *)params.data);
+    int recovered;
+    cache_meta_get(c->txn, c->meta, "params_recovered", &b, &recovered);
+    cache_meta_get(c->txn, c->meta, "params_hash", &b, &found);
+    if (recovered && found) { /* a repair kept the records' hash but lost the text */
+        c->params_hash = strtoull((char *)b.data, NULL, 16);
+        c->knn_k = 0;
+    } else {
+        char want[17];
+        ppd_hash_hex(c->params_hash, want);
+        if (!found || strcmp((char *)b.data, want) != 0) {
+            report(c, NULL, "meta", REPAIRABLE, "params_hash %s does not match the params text (%s)",
+                   found ? (char *)b.data : "(missing)", want);
+            meta_ok = 0;
+        }
+    }
+    c->meta_trusted = meta_ok;
+
+    MDB_stat ms;
+    if (mdb_stat(c->txn, c->recs, &ms) == 0 && c->s->sealed) {
+        cache_meta_get(c->txn, c->meta, "count", &b, &found);
+        if (!found || strtoull((char *)b.data, NULL, 10) != ms.ms_entries)
+            report(c, NULL, "meta", REPAIRABLE, "meta count %s, but the records database holds %zu",
+                   found ? (char *)b.data : "(missing)", ms.ms_entries);
+    }
+    cache_meta_get(c->txn, c->meta, "dropped", &b, &found);
+    if (found)
+        for (char *line = (char *)b.data; line && *line;) {
+            char *nl = strchr(line, '\n'), *tab = strchr(line, '\t');
+            MDB_val k = {tab ? (size_t)(tab - line) : (nl ? (size_t)(nl - line) : strlen(line)), line}, v;
+            if (mdb_get(c->txn, c->recs, &k, &v) == MDB_NOTFOUND) c->s->dropped_pending++;
+            line = nl ? nl + 1 : NULL;
+        }
+done:
+    ppd_buf_free(&b);
+    ppd_buf_free(&params);
+    return ok ? 0 : -1;
+}
+
+/* ---- inputs ------------------------------------------------------------------------------------ */
+
+static void check_inputs(checker *c) {
+    ppd_buf inputs = {0};
+    int found = 0;
+    if (!begin(c)) cache_meta_get(c->txn, c->meta, "inputs", &inputs, &found);
+    if (!found || !inputs.len) {
+        report(c, NULL, "inputs", REBUILD, "the cache does not record its inputs; nothing to compare with");
+        ppd_buf_free(&inputs);
+        return;
+    }
+    for (char *line = (char *)inputs.data; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        ppd_dataset ds;
+        if (ppd_dataset_from_input(line, &ds) != PPD_OK) {
+            report(c, NULL, "input-error", REBUILD, "%s", ppd_errmsg());
+        } else {
+            for (size_t i = 0; i < ds.n; i++) {
+                const ppd_complex_src *it = &ds.items[i];
+                c->s->inputs++;
+                MDB_val k = {strlen(it->id), (void *)it->id}, iv;
+                int rc = mdb_get(c->txn, c->index, &k, &iv);
+                if (rc == MDB_NOTFOUND || (rc == 0 && iv.mv_size != sizeof(ppd_index_entry))) {
+                    c->s->missing++;
+                    report(c, it->id, "missing", REBUILD, "listed in the inputs, no record (run the build stage to make it)%s%s",
+                           it->error ? ": " : "", it->error ? it->error : "");
+                    continue;
+                }
+                if (rc) continue; /* reported by the walk */
+                if (it->error) {
+                    report(c, it->id, "input-error", REBUILD, "%s", it->error);
+                    continue;
+                }
+                ppd_index_entry ie;
+                memcpy(&ie, iv.mv_data, sizeof ie);
+                uint64_t hr, hl;
+                if (ppd_hash_file(it->receptor, &hr) || ppd_hash_file(it->ligand, &hl)) {
+                    report(c, it->id, "input-error", REBUILD, "%s", ppd_errmsg());
+                    continue;
+                }
+                if (ppd_graph_inputs_digest(hr, hl) != ie.inputs_digest) {
+                    c->s->stale++;
+                    report(c, it->id, "stale", REBUILD, "source files changed since the record was built (%s, %s)",
+                           it->receptor, it->ligand);
+                }
+            }
+            ppd_dataset_free(&ds);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    ppd_buf_free(&inputs);
+}
+
+/* ---- open and run ------------------------------------------------------------------------------ */
+
+static void checker_close(checker *c) {
+    if (c->txn) mdb_txn_abort(c->txn);
+    if (c->env) mdb_env_close(c->env);
+    c->txn = NULL;
+    c->env = NULL;
+    ppd_buf_free(&c->scratch);
+}
+
+/* Open env (read-only) without the truncation guard; *truncated set if the file is short. */
+static ppd_status open_env(checker *c, const char *dir, int *truncated) {
+    *truncated = 0;
+    MDB_env *env = NULL;
+    int nolock;
+    ppd_status st = cache_env_open_readonly(dir, &env, &nolock);
+    if (st == PPD_ERR_CORRUPT && strstr(ppd_errmsg(), "truncated")) {
+        *truncated = 1;
+        report(c, NULL, "truncated", REPAIRABLE, "%s", ppd_errmsg());
+        return PPD_OK;
+    }
+    if (st == PPD_ERR_CORRUPT) { /* not LMDB at all, or its header pages are damaged */
+        report(c, NULL, "open", UNFIXABLE, "%s", ppd_errmsg());
+        return PPD_OK;
+    }
+    if (st) return st;
+    c->env = env;
+    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &c->txn);
+    if (rc) return cache_mdb_fail(rc, dir, "read transaction");
+    const char *names[3] = {CACHE_DB_META, CACHE_DB_RECORDS, CACHE_DB_INDEX};
+    MDB_dbi *dbis[3] = {&c->meta, &c->recs, &c->index};
+    for (int i = 0; i < 3; i++) {
+        rc = mdb_dbi_open(c->txn, names[i], 0, dbis[i]);
+        if (rc) {
+            report(c, NULL, "structure", UNFIXABLE, "database '%s' cannot be opened: %s", names[i], mdb_strerror(rc));
+            mdb_txn_abort(c->txn);
+            c->txn = NULL;
+            return PPD_OK;
+        }
+    }
+    /* Committing the read transaction keeps the database handles for the later phases. */
+    rc = mdb_txn_commit(c->txn);
+    c->txn = NULL;
+    if (rc) return cache_mdb_fail(rc, dir, "opening databases");
+    c->opened = 1;
+    return PPD_OK;
+}
+
+static void run_walks(checker *c) {
+    fault_saved old;
+    fault_install(&old);
+    int sig = sigsetjmp(fault_jmp, 1);
+    if (sig == 0) {
+        fault_armed = 1;
+        walk_records(c);
+        walk_index(c);
+        fault_armed = 0;
+    } else {
+        report(c, NULL, "io-fault", REPAIRABLE, "signal %d while reading the map: the data file is damaged", sig);
+    }
+    fault_restore(&old);
+}
+
+static ppd_status check_open_env(checker *c) {
+    if (check_meta(c) != 0) return PPD_OK;
+    run_walks(c);
+    if (c->o && c->o->inputs) check_inputs(c);
+    return PPD_OK;
+}
+
+ppd_status ppd_cache_check(const char *dir, const ppd_check_opts *o, ppd_check_summary *s) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->record_type, sizeof s->record_type, "?");
+    checker c = {.dir = dir, .o = o, .s = s};
+    int truncated;
+    ppd_status st = open_env(&c, dir, &truncated);
+    if (!st && c.opened) st = check_open_env(&c);
+    checker_close(&c);
+    return st;
+}
+
+/* ---- repair ------------------------------------------------------------------------------------ */
+
+/* A zero-extended copy of a truncated data file: the missing pages read as zeros, which LMDB
+ * reports as damaged pages (or our checksums catch) instead of crashing with SIGBUS. Sparse:
+ * the extension costs no disk. */
+static ppd_status zero_extended_copy(const char *dir, const char *tmpdir) {
+    char src[PATH_MAX], dst[PATH_MAX];
+    snprintf(src, sizeof src, "%s/data.mdb", dir);
+    snprintf(dst, sizeof dst, "%s/data.mdb", tmpdir);
+    PPD_TRY(ppd_mkdir_p(tmpdir));
+    ppd_buf b = {0};
+    ppd_status st = ppd_read_file(src, &b);
+    if (st) return st;
+    /* LMDB's own meta page says how long the file must be; read it from the header. The meta
+     * page layout is internal to LMDB, so ask LMDB: open the copy with a big enough size. */
+    int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ppd_buf_free(&b);
+        return ppd_fail(PPD_ERR_IO, "%s: %s", dst, strerror(errno));
+    }
+    size_t off = 0;
+    while (off < b.len) {
+        ssize_t n = write(fd, b.data + off, b.len - off);
+        if (n <= 0) {
+            st = ppd_fail(PPD_ERR_IO, "%s: write: %s", dst, strerror(errno));
+            break;
+        }
+        off += (size_t)n;
+    }
+    ppd_buf_free(&b);
+    if (!st) {
+        /* Open it once to learn the required length, then extend. */
+        MDB_env *env;
+        MDB_envinfo info;
+        MDB_stat ms;
+        if (mdb_env_create(&env) == 0) {
+            mdb_env_set_maxdbs(env, 4);
+            if (mdb_env_open(env, tmpdir, MDB_RDONLY | MDB_NOLOCK, 0644) == 0 && mdb_env_info(env, &info) == 0 &&
+                mdb_env_stat(env, &ms) == 0) {
+                off_t need = (off_t)(info.me_last_pgno + 1) * ms.ms_psize;
+                if (ftruncate(fd, need) != 0) st = ppd_fail(PPD_ERR_IO, "%s: extend: %s", dst, strerror(errno));
+            } else {
+                st = ppd_fail(PPD_ERR_CORRUPT, "%s: cannot read LMDB's header from the truncated file", dir);
+            }
+            mdb_env_close(env);
+        }
+    }
+    close(fd);
+    return st;
+}
+
+static ppd_status copy_meta(checker *c, ppd_cache_writer *w) {
+    static const char *const owned[] = {"schema", "record_type", "record_format", "sealed", "count", "checksum",
+                                        "params", "params_hash", "params_recovered", "producer", "dropped", NULL};
+    MDB_cursor *cur;
+    int rc = begin(c);
+    if (!rc) rc = mdb_cursor_open(c->txn, c->meta, &cur);
+    if (rc) return PPD_OK; /* unreadable meta: the writer's own identity stands */
+    MDB_val k, v;
+    ppd_status st = PPD_OK;
+    char name[256];
+    ppd_buf val = {0};
+    while (!st && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (k.mv_size >= sizeof name) continue;
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = 0;
+        int skip = 0;
+        for (int i = 0; owned[i]; i++) skip |= !strcmp(name, owned[i]);
+        if (skip) continue;
+        val.len = 0;
+        st = ppd_buf_append(&val, v.mv_data, v.mv_size);
+        if (!st) st = ppd_cache_writer_set_meta(w, name, (char *)val.data);
+    }
+    mdb_cursor_close(cur);
+    ppd_buf_free(&val);
+    return st;
+}
+
+/* What a repair needs from the old meta. When the meta cannot be read (e.g. its pages were in
+ * the truncated part of the file), the record type and parameter hash come from the first
+ * record that validates, and the parameter text is lost (meta params_recovered = 1). */
+typedef struct {
+    ppd_buf producer, params, dropped;
+    int type, lost;
+    uint64_t params_hash; /* only when lost */
+} old_meta;
+
+static void learn_meta(checker *c, old_meta *m) {
+    int f1 = 0, f2 = 0, f3 = 0;
+    ppd_buf t = {0};
+    m->lost = begin(c) != 0 || cache_meta_get(c->txn, c->meta, "record_type", &t, &f1) != PPD_OK ||
+              cache_meta_get(c->txn, c->meta, "params", &m->params, &f2) != PPD_OK ||
+              cache_meta_get(c->txn, c->meta, "producer", &m->producer, &f3) != PPD_OK || !f1 || !f2;
+    if (!m->lost) {
+        int found;
+        m->type = cache_rec_type_from_name((char *)t.data);
+        cache_meta_get(c->txn, c->meta, "dropped", &m->dropped, &found);
+        ppd_check_summary tmp = {0}; /* the checker's own view: trusted params for validation */
+        checker q = *c;
+        q.s = &tmp;
+        q.quiet = 1;
+        q.dropped = NULL;
+        check_meta(&q);
+        c->txn = q.txn;
+        c->type = q.type;
+        c->meta_trusted = q.meta_trusted;
+        c->params_hash = q.params_hash;
+        c->knn_k = q.knn_k;
+    } else { /* first record that validates without meta */
+        c->type = 0;
+        c->meta_trusted = 0;
+        MDB_cursor *cur;
+        MDB_val k, v, iv;
+        if (!begin(c) && !mdb_cursor_open(c->txn, c->recs, &cur)) {
+            char key[PPD_CACHE_MAX_KEY + 1];
+            while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+                const char *check;
+                if (k.mv_size > PPD_CACHE_MAX_KEY) continue;
+                memcpy(key, k.mv_data, k.mv_size);
+                key[k.mv_size] = 0;
+                if (!validate_record(c, key, &k, &v, &check) || mdb_get(c->txn, c->index, &k, &iv)) continue;
+                ppd_rec_header h;
+                ppd_index_entry ie;
+                memcpy(&h, v.mv_data, sizeof h);
+                memcpy(&ie, iv.mv_data, sizeof ie);
+                m->type = h.type;
+                m->params_hash = ie.params_hash;
+                break;
+            }
+            mdb_cursor_close(cur);
+        }
+        c->type = m->type;
+        c->params_hash = m->params_hash;
+        c->meta_trusted = m->params_hash != 0;
+    }
+    ppd_buf_free(&t);
+}
+
+static void old_meta_free(old_meta *m) {
+    ppd_buf_free(&m->producer);
+    ppd_buf_free(&m->params);
+    ppd_buf_free(&m->dropped);
+}
+
+static int dropped_has(const ppd_buf *dropped, const char *key) {
+    if (!dropped->len) return 0;
+    size_t n = strlen(key);
+    for (const char *p = (const char *)dropped->data; p && *p;) {
+        if (!strncmp(p, key, n) && p[n] == '\t') return 1;
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return 0;
+}
+
+static ppd_status copy_good_records(checker *c, ppd_cache_writer *w, uint64_t *kept) {
+    MDB_cursor *cur;
+    int rc = begin(c);
+    if (!rc) rc = mdb_cursor_open(c->txn, c->recs, &cur);
+    if (rc) return PPD_OK; /* nothing readable: every indexed key is dropped below */
+    MDB_val k, v, iv;
+    char key[PPD_CACHE_MAX_KEY + 1];
+    ppd_status st = PPD_OK;
+    fault_saved old;
+    fault_install(&old);
+    if (sigsetjmp(fault_jmp, 1) == 0) {
+        fault_armed = 1;
+        while (!st && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+            const char *check;
+            if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size)) continue;
+            memcpy(key, k.mv_data, k.mv_size);
+            key[k.mv_size] = 0;
+            if (!validate_record(c, key, &k, &v, &check)) {
+                if (!dropped_has(c->dropped, key)) ppd_buf_printf(c->dropped, "%s\t%s\t%s\n", key, check, c->detail);
+                continue;
+            }
+            if (mdb_get(c->txn, c->index, &k, &iv) != 0) continue;
+            ppd_index_entry ie;
+            memcpy(&ie, iv.mv_data, sizeof ie);
+            st = ppd_cache_writer_put(w, key, v.mv_data, v.mv_size, ie.inputs_digest, ie.params_hash);
+            if (!st) (*kept)++;
+        }
+        fault_armed = 0;
+    }
+    fault_restore(&old);
+    mdb_cursor_close(cur);
+    return st;
+}
+
+/* Keys the index lists that did not make it into the new cache and are not yet in `dropped`. */
+static ppd_status add_lost_keys(checker *c, ppd_cache_writer *w, ppd_buf *dropped) {
+    PPD_TRY(ppd_cache_writer_commit(w));
+    MDB_cursor *cur;
+    if (begin(c) || mdb_cursor_open(c->txn, c->index, &cur)) return PPD_OK;
+    MDB_val k, v;
+    char key[PPD_CACHE_MAX_KEY + 1];
+    fault_saved old;
+    fault_install(&old);
+    if (sigsetjmp(fault_jmp, 1) == 0) {
+        fault_armed = 1;
+        while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+            if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size)) continue;
+            memcpy(key, k.mv_data, k.mv_size);
+            key[k.mv_size] = 0;
+            ppd_index_entry e;
+            int found;
+            if (ppd_cache_writer_lookup(w, key, &e, &found) || found) continue;
+            if (!dropped_has(dropped, key)) ppd_buf_printf(dropped, "%s\twalk\tnot readable from the damaged file\n", key);
+        }
+        fault_armed = 0;
+    }
+    fault_restore(&old);
+    mdb_cursor_close(cur);
+    return PPD_OK;
+}
+
+/* Write the good records and the meta into new_dir and seal it. */
+static ppd_status write_repaired(checker *c, const char *new_dir, ppd_buf *dropped) {
+    old_meta m = {0};
+    learn_meta(c, &m);
+    if (!m.type) {
+        old_meta_free(&m);
+        return ppd_fail(PPD_ERR_CORRUPT, "%s: neither the meta nor any record is readable; rebuild the cache", c->dir);
+    }
+    ppd_cache_writer_opts wo = {.record_type = (ppd_rec_type)m.type,
+                                .producer = m.producer.len ? (char *)m.producer.data : "cache-check --repair",
+                                .params = m.lost ? "" : (char *)m.params.data,
+                                .params_hash = m.lost ? m.params_hash : 0};
+    ppd_cache_writer *w = NULL;
+    uint64_t kept = 0;
+    c->quiet = 1;
+    ppd_status st = ppd_cache_writer_open(new_dir, &wo, &w);
+    if (!st && !m.lost) st = copy_meta(c, w);
+    if (!st) st = copy_good_records(c, w, &kept);
+    if (!st) st = add_lost_keys(c, w, dropped);
+    if (!st) {
+        ppd_buf all = {0};
+        ppd_buf_append(&all, m.dropped.data, m.dropped.len);
+        ppd_buf_append(&all, dropped->data, dropped->len);
+        st = ppd_cache_writer_set_meta(w, "dropped", all.len ? (char *)all.data : "");
+        ppd_buf_free(&all);
+    }
+    if (!st) st = ppd_cache_writer_seal(w);
+    ppd_cache_writer_close(w);
+    ppd_debug("repair: kept %llu records%s", (unsigned long long)kept, m.lost ? " (meta was unreadable)" : "");
+    old_meta_free(&m);
+    return st;
+}
+
+ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_summary *s, int *repaired) {
+    *repaired = 0;
+    memset(s, 0, sizeof *s);
+    snprintf(s->record_type, sizeof s->record_type, "?");
+    ppd_buf dropped = {0};
+    checker c = {.dir = dir, .o = o, .s = s, .dropped = &dropped};
+    char src_tmp[PATH_MAX] = "", new_dir[PATH_MAX];
+    int truncated;
+    ppd_status st = open_env(&c, dir, &truncated);
+    if (!st && c.opened) st = check_open_env(&c);
+    if (st || s->repairable == 0) goto out;
+    if (s->unfixable) {
+        st = ppd_fail(PPD_ERR_USAGE, "%s: %llu problem(s) cannot be repaired by dropping records (see the report); "
+                                     "rebuild the cache", dir, (unsigned long long)s->unfixable);
+        goto out;
+    }
+    if (writer_running(dir)) {
+        st = ppd_fail(PPD_ERR_USAGE, "%s: a writer is still running on this cache; repair it after the writer ends", dir);
+        goto out;
+    }
+    if (truncated) { /* read through a zero-extended copy; the walk was skipped, keys come from it */
+        snprintf(src_tmp, sizeof src_tmp, "%s.repair-src.%ld", dir, (long)getpid());
+        checker_close(&c);
+        st = zero_extended_copy(dir, src_tmp);
+        int t2;
+        c.quiet = 1;
+        if (!st) st = open_env(&c, src_tmp, &t2);
+        if (!st && !c.opened) st = ppd_fail(PPD_ERR_CORRUPT, "%s: the truncated file's databases cannot be opened", dir);
+    }
+    snprintf(new_dir, sizeof new_dir, "%s.repair.%ld", dir, (long)getpid());
+    ppd_remove_tree(new_dir);
+    if (!st) st = write_repaired(&c, new_dir, &dropped);
+    checker_close(&c);
+    if (src_tmp[0]) ppd_remove_tree(src_tmp);
+    if (!st) { /* the new cache must check clean before it replaces anything */
+        ppd_check_summary verify;
+        st = ppd_cache_check(new_dir, NULL, &verify);
+        if (!st && verify.problems)
+            st = ppd_fail(PPD_ERR_INTERNAL, "%s: the repaired copy still has %llu problem(s); original left in place",
+                          new_dir, (unsigned long long)verify.problems);
+    }
+    if (!st) {
+        char stamp[32];
+        time_t t = time(NULL);
+        struct tm tmv;
+        gmtime_r(&t, &tmv);
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tmv);
+        snprintf(s->damaged_path, sizeof s->damaged_path, "%s.damaged.%s", dir, stamp);
+        st = ppd_dir_swap(new_dir, dir);
+        if (!st && ppd_dir_exists(new_dir) && rename(new_dir, s->damaged_path) != 0)
+            st = ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", new_dir, s->damaged_path, strerror(errno));
+        if (!st) *repaired = 1;
+    } else {
+        ppd_remove_tree(new_dir);
+    }
+out:
+    checker_close(&c);
+    ppd_buf_free(&dropped);
+    return st;
+}
