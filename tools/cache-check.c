@@ -113,7 +113,7 @@ static int check_one(const char *dir, int inputs, int repair, out_ctx *o) {
     ppd_check_summary s;
     int repaired = 0;
     ppd_status st = repair ? ppd_cache_repair(dir, &opts, &s, &repaired) : ppd_cache_check(dir, &opts, &s);
-    if (st == PPD_ERR_USAGE && repair) { /* repair refused; the problems were reported */
+    if ((st == PPD_ERR_USAGE || st == PPD_ERR_CORRUPT) && repair) { /* refused or impossible; problems reported */
         ppd_error("%s", ppd_errmsg());
         summary(dir, &s, o, 0);
         return FSCK_LEFT;

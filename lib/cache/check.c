@@ -108,6 +108,17 @@ static void fault_install(fault_saved *old) {
     sigaction(SIGSEGV, &sa, &old->segv);
 }
 
+/* LMDB asserts (and aborts) on pages it cannot interpret, e.g. the zeros of a truncated file
+ * read through a zero-extended copy. Its assert callback runs first: leave through the guard. */
+static void on_lmdb_assert(MDB_env *env, const char *msg) {
+    (void)env;
+    (void)msg;
+    if (fault_armed) {
+        fault_armed = 0;
+        siglongjmp(fault_jmp, SIGABRT);
+    }
+}
+
 static void fault_restore(const fault_saved *old) {
     fault_armed = 0;
     sigaction(SIGBUS, &old->bus, NULL);
@@ -465,6 +476,7 @@ static ppd_status open_env(checker *c, const char *dir, int *truncated) {
     }
     if (st) return st;
     c->env = env;
+    mdb_env_set_assert(env, on_lmdb_assert);
     int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &c->txn);
     if (rc) return cache_mdb_fail(rc, dir, "read transaction");
     const char *names[3] = {CACHE_DB_META, CACHE_DB_RECORDS, CACHE_DB_INDEX};
@@ -486,19 +498,27 @@ static ppd_status open_env(checker *c, const char *dir, int *truncated) {
     return PPD_OK;
 }
 
-static void run_walks(checker *c) {
+typedef void (*walk_fn)(checker *c);
+
+static void guarded_walk(checker *c, walk_fn fn, const char *what) {
     fault_saved old;
     fault_install(&old);
     int sig = sigsetjmp(fault_jmp, 1);
     if (sig == 0) {
         fault_armed = 1;
-        walk_records(c);
-        walk_index(c);
+        fn(c);
         fault_armed = 0;
     } else {
-        report(c, NULL, "io-fault", REPAIRABLE, "signal %d while reading the map: the data file is damaged", sig);
+        report(c, NULL, "io-fault", REPAIRABLE, "%s while walking the %s: the data file is damaged",
+               sig == SIGABRT ? "LMDB found an unreadable page" : "a memory fault", what);
+        c->txn = NULL; /* abandoned: its pages cannot be trusted */
     }
     fault_restore(&old);
+}
+
+static void run_walks(checker *c) {
+    guarded_walk(c, walk_records, "records");
+    guarded_walk(c, walk_index, "index");
 }
 
 static ppd_status check_open_env(checker *c) {
@@ -702,37 +722,79 @@ static ppd_status copy_good_records(checker *c, ppd_cache_writer *w, uint64_t *k
             if (!st) (*kept)++;
         }
         fault_armed = 0;
+        mdb_cursor_close(cur);
+    } else {
+        c->txn = NULL; /* faulted mid-walk: abandon the transaction and its cursor */
     }
     fault_restore(&old);
-    mdb_cursor_close(cur);
     return st;
 }
 
-/* Keys the index lists that did not make it into the new cache and are not yet in `dropped`. */
-static ppd_status add_lost_keys(checker *c, ppd_cache_writer *w, ppd_buf *dropped) {
-    PPD_TRY(ppd_cache_writer_commit(w));
-    MDB_cursor *cur;
-    if (begin(c) || mdb_cursor_open(c->txn, c->index, &cur)) return PPD_OK;
-    MDB_val k, v;
-    char key[PPD_CACHE_MAX_KEY + 1];
+/* mdb_get under the fault guard: 0, MDB_NOTFOUND, another LMDB code, or -1 after a fault (the
+ * read transaction is then restarted). */
+static int guarded_get(checker *c, MDB_dbi dbi, MDB_val *k, MDB_val *v) {
     fault_saved old;
     fault_install(&old);
+    volatile int rc = -1;
     if (sigsetjmp(fault_jmp, 1) == 0) {
         fault_armed = 1;
+        rc = mdb_get(c->txn, dbi, k, v);
+        fault_armed = 0;
+    }
+    fault_restore(&old);
+    if (rc == -1) {
+        c->txn = NULL;
+        begin(c);
+    }
+    return rc;
+}
+
+/* Every key the index lists that the cursor walk did not copy: look it up directly (a walk
+ * stops at the first damaged leaf; lookups from the root reach the leaves after it). Copied if
+ * it validates, listed in `dropped` otherwise. */
+static ppd_status recover_indexed_keys(checker *c, ppd_cache_writer *w, ppd_buf *dropped) {
+    PPD_TRY(ppd_cache_writer_commit(w));
+    ppd_buf keys = {0}; /* "key\0" + index entry, collected first: the walk has its own guard */
+    MDB_cursor *cur;
+    MDB_val k, v;
+    fault_saved old;
+    fault_install(&old);
+    if (!begin(c) && !mdb_cursor_open(c->txn, c->index, &cur) && sigsetjmp(fault_jmp, 1) == 0) {
+        fault_armed = 1;
         while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
-            if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size)) continue;
-            memcpy(key, k.mv_data, k.mv_size);
-            key[k.mv_size] = 0;
-            ppd_index_entry e;
-            int found;
-            if (ppd_cache_writer_lookup(w, key, &e, &found) || found) continue;
-            if (!dropped_has(dropped, key)) ppd_buf_printf(dropped, "%s\twalk\tnot readable from the damaged file\n", key);
+            if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size) || v.mv_size != sizeof(ppd_index_entry))
+                continue;
+            ppd_buf_append(&keys, k.mv_data, k.mv_size);
+            ppd_buf_append(&keys, "", 1);
+            ppd_buf_append(&keys, v.mv_data, v.mv_size);
         }
         fault_armed = 0;
     }
     fault_restore(&old);
-    mdb_cursor_close(cur);
-    return PPD_OK;
+    c->txn = NULL; /* may be abandoned mid-walk */
+    begin(c);
+    ppd_status st = PPD_OK;
+    for (size_t off = 0; !st && off < keys.len;) {
+        const char *key = (const char *)keys.data + off;
+        size_t kl = strlen(key);
+        ppd_index_entry ie;
+        memcpy(&ie, keys.data + off + kl + 1, sizeof ie);
+        off += kl + 1 + sizeof ie;
+        ppd_index_entry e;
+        int found;
+        if (ppd_cache_writer_lookup(w, key, &e, &found) || found || dropped_has(dropped, key)) continue;
+        MDB_val rk = {kl, (void *)key}, rv;
+        int rc = guarded_get(c, c->recs, &rk, &rv);
+        const char *check = "walk";
+        if (rc == 0 && validate_record(c, key, &rk, &rv, &check))
+            st = ppd_cache_writer_put(w, key, rv.mv_data, rv.mv_size, ie.inputs_digest, ie.params_hash);
+        else if (rc == 0)
+            ppd_buf_printf(dropped, "%s\t%s\t%s\n", key, check, c->detail);
+        else
+            ppd_buf_printf(dropped, "%s\twalk\tnot readable from the damaged file\n", key);
+    }
+    ppd_buf_free(&keys);
+    return st;
 }
 
 /* Write the good records and the meta into new_dir and seal it. */
@@ -753,7 +815,7 @@ static ppd_status write_repaired(checker *c, const char *new_dir, ppd_buf *dropp
     ppd_status st = ppd_cache_writer_open(new_dir, &wo, &w);
     if (!st && !m.lost) st = copy_meta(c, w);
     if (!st) st = copy_good_records(c, w, &kept);
-    if (!st) st = add_lost_keys(c, w, dropped);
+    if (!st) st = recover_indexed_keys(c, w, dropped);
     if (!st) {
         ppd_buf all = {0};
         ppd_buf_append(&all, m.dropped.data, m.dropped.len);
@@ -778,12 +840,13 @@ ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_
     int truncated;
     ppd_status st = open_env(&c, dir, &truncated);
     if (!st && c.opened) st = check_open_env(&c);
-    if (st || s->repairable == 0) goto out;
+    if (st) goto out;
     if (s->unfixable) {
         st = ppd_fail(PPD_ERR_USAGE, "%s: %llu problem(s) cannot be repaired by dropping records (see the report); "
                                      "rebuild the cache", dir, (unsigned long long)s->unfixable);
         goto out;
     }
+    if (s->repairable == 0) goto out;
     if (writer_running(dir)) {
         st = ppd_fail(PPD_ERR_USAGE, "%s: a writer is still running on this cache; repair it after the writer ends", dir);
         goto out;
@@ -795,7 +858,9 @@ ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_
         int t2;
         c.quiet = 1;
         if (!st) st = open_env(&c, src_tmp, &t2);
-        if (!st && !c.opened) st = ppd_fail(PPD_ERR_CORRUPT, "%s: the truncated file's databases cannot be opened", dir);
+        if (!st && !c.opened)
+            st = ppd_fail(PPD_ERR_CORRUPT, "%s: the roots of LMDB's B-trees were in the lost part of the file, so no "
+                                           "record can be located; delete the directory and rerun the build stage", dir);
     }
     snprintf(new_dir, sizeof new_dir, "%s.repair.%ld", dir, (long)getpid());
     ppd_remove_tree(new_dir);

@@ -48,8 +48,9 @@ static int csv_record(char **p, char *end, char **fields, int max, int *line) {
             s++;
             continue;
         }
-        if (sep == '\r') s++;
-        if (s < end && *s == '\n') s++;
+        /* the terminator itself may have been overwritten by the NUL above: use `sep` */
+        if (s < end) s++;
+        if (sep == '\r' && s < end && *s == '\n') s++;
         break;
     }
     *p = s;

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# graph-build end to end on tests/data/db5-mini: build, incremental reruns, bad inputs, a kill -9
+# in the middle of a build and its resume, single pairs, options.
+# shellcheck source=tests/tools/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+MINI="$DATA/db5-mini"
+gb_mini() { graph-build --set "data.data_path=$MINI" --set "data.data_file=$MINI/splits.csv" -j 2 "$@"; }
+
+# A private copy of db5-mini whose files the test may change.
+copy_mini() {
+    mkdir -p ds/structures
+    cp "$MINI"/structures/* ds/structures/
+    cp "$MINI/splits.csv" ds/
+    chmod u+w ds/structures/*
+}
+gb_copy() { graph-build --set data.data_path=ds --set data.data_file=ds/splits.csv -j 2 "$@"; }
+
+test_builds_all_complexes_and_checks_clean() {
+    assert_rc 0 gb_mini -o g --json
+    assert_eq "$(grep -c '"event": "built"' <<<"$OUT")" 4 "built count"
+    assert_contains "$OUT" '"id": "1R8S", "receptor_nodes": 160, "ligand_nodes": 187'
+    assert_rc 0 cache-check g
+    assert_contains "$OUT" "4 records, 4 ok, 0 problems"
+    assert_rc 0 cache-check --inputs g
+    assert_contains "$OUT" "inputs: 4 listed, 0 missing, 0 stale"
+}
+
+test_rerun_with_nothing_changed_does_no_work() {
+    assert_rc 0 gb_mini -o g
+    local before
+    before=$(md5sum g/data.mdb | cut -d' ' -f1)
+    assert_rc 0 gb_mini -o g --json
+    assert_eq "$(grep -c '"event": "unchanged"' <<<"$OUT")" 4 "unchanged count"
+    assert_not_contains "$OUT" '"event": "built"'
+    # records are byte-identical to a fresh build elsewhere
+    assert_rc 0 gb_mini -o g2
+    assert_eq "$(cache-check --dump 1HIA g | md5sum)" "$(cache-check --dump 1HIA g2 | md5sum)" "record 1HIA"
+    [ -n "$before" ] || fail "no data file"
+}
+
+test_changed_input_rebuilds_exactly_that_record() {
+    copy_mini
+    assert_rc 0 gb_copy -o g
+    # a different file for 1FC2's ligand: its unbound structure
+    cp ds/structures/1FC2_l_u.pdb.gz ds/structures/1FC2_l_b.pdb.gz
+    assert_rc 4 cache-check --inputs --json g
+    assert_contains "$OUT" '"key": "1FC2", "check": "stale"'
+    assert_rc 0 gb_copy -o g --json
+    assert_eq "$(grep '"event": "built"' <<<"$OUT" | grep -c '"id": "1FC2"')" 1 "1FC2 rebuilt"
+    assert_eq "$(grep -c '"event": "built"' <<<"$OUT")" 1 "only one rebuilt"
+    assert_rc 0 cache-check --inputs g
+}
+
+test_changed_parameter_rebuilds_every_record() {
+    assert_rc 0 gb_mini -o g
+    assert_rc 0 gb_mini -o g --set data.knn_size=8 --json
+    assert_eq "$(grep -c '"event": "built"' <<<"$OUT")" 4 "rebuilt with k=8"
+    assert_rc 0 cache-check g
+    assert_rc 0 cache-check --dump 1FC2 g
+    assert_contains "$OUT" '"num_nodes": 43, "num_edges": 344'
+}
+
+test_bad_structure_is_reported_and_the_rest_built() {
+    copy_mini
+    printf 'ATOM      1  CA  ALA A   1      1.000   2.000\n' | gzip > ds/structures/1HIA_l_b.pdb.gz
+    : > ds/structures/1R0R_r_b.pdb.gz   # empty file
+    rm ds/structures/1FC2_r_b.pdb.gz
+    assert_rc 1 gb_copy -o g
+    assert_contains "$OUT" "1HIA_l_b.pdb.gz:1:"
+    assert_contains "$OUT" "1R0R: "
+    assert_contains "$OUT" "1FC2: receptor file not found"
+    assert_contains "$OUT" "1 built, 0 unchanged, 3 failed"
+    assert_rc 0 cache-check g
+    assert_contains "$OUT" "1 records, 1 ok"
+    assert_rc 4 cache-check --inputs --json g
+    assert_eq "$(grep -c '"check": "missing"' <<<"$OUT")" 3 "missing records"
+}
+
+test_truncated_gzip_input_names_the_file() {
+    copy_mini
+    head -c 3000 "$MINI/structures/1R8S_r_b.pdb.gz" > ds/structures/1R8S_r_b.pdb.gz
+    assert_rc 1 gb_copy -o g
+    assert_contains "$OUT" "1R8S_r_b.pdb.gz: truncated gzip stream"
+}
+
+test_kill_9_mid_build_then_resume_completes_the_cache() {
+    # 400 complexes (symlinks to the four real ones), commits every ~1 MB
+    mkdir -p big/structures
+    printf 'path,split\n' > big/splits.csv
+    local i id src
+    for i in $(seq 0 399); do
+        id=$(printf 'X%03d' "$i")
+        src=$(sed -n "$((i % 4 + 2))p" "$MINI/splits.csv" | cut -d, -f1)
+        ln -s "$MINI/structures/${src}_r_b.pdb.gz" "big/structures/${id}_r_b.pdb.gz"
+        ln -s "$MINI/structures/${src}_l_b.pdb.gz" "big/structures/${id}_l_b.pdb.gz"
+        echo "$id,train" >> big/splits.csv
+    done
+    local args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=1 -j 2 -o g)
+    local killed=0 delay
+    for delay in 0.15 0.3 0.5; do
+        rm -rf g
+        graph-build "${args[@]}" >/dev/null 2>&1 &
+        local pid=$!
+        sleep "$delay"
+        if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
+        wait "$pid" 2>/dev/null
+        if [ -e g/data.mdb ]; then
+            # the half-built cache is never mistaken for a finished one
+            assert_rc 4 cache-check --json g
+            if ! grep -q '"check": "unsealed"' <<<"$OUT"; then
+                grep -q '"sealed": true' <<<"$OUT" || fail "killed build neither unsealed nor sealed"
+            fi
+            assert_not_contains "$OUT" '"check": "checksum"'
+        fi
+        assert_rc 0 graph-build "${args[@]}" --json
+        local built unchanged
+        built=$(grep -c '"event": "built"' <<<"$OUT")
+        unchanged=$(grep -c '"event": "unchanged"' <<<"$OUT")
+        assert_eq "$((built + unchanged))" 400 "records after resume"
+        assert_rc 0 cache-check --inputs g
+        assert_contains "$OUT" "400 records, 400 ok, 0 problems"
+    done
+    [ "$killed" -ge 1 ] || fail "graph-build finished before every kill (machine too fast for the delays)"
+}
+
+test_single_pair_mode() {
+    assert_rc 0 graph-build --receptor "$MINI/structures/1FC2_r_u.pdb.gz" --ligand "$MINI/structures/1FC2_l_u.pdb.gz" --id 1FC2u -o g
+    assert_rc 0 cache-check --inputs g
+    assert_contains "$OUT" "inputs: 1 listed, 0 missing"
+    assert_rc 0 cache-check --dump 1FC2u g
+    assert_contains "$OUT" '"split": ""'
+    assert_rc 2 graph-build --receptor x.pdb --id y -o g
+    assert_contains "$OUT" "needs all of --receptor, --ligand and --id"
+}
+
+test_use_unbound_reads_the_u_files() {
+    mkdir -p ub/structures
+    cp "$MINI"/structures/1FC2_?_u.pdb.gz ub/structures/
+    printf 'path,split\n1FC2,test\n' > ub/splits.csv
+    assert_rc 0 graph-build --set data.data_path=ub --set data.data_file=ub/splits.csv --set data.use_unbound=true -o g
+    assert_rc 0 cache-check --dump 1FC2 g
+    assert_contains "$OUT" '"split": "test"'
+    assert_rc 1 graph-build --set data.data_path=ub --set data.data_file=ub/splits.csv -o g2
+    assert_contains "$OUT" "1FC2_r_b.pdb"
+}
+
+test_config_errors_and_options() {
+    printf 'data:\n  knn_size: many\n' > bad.yaml
+    assert_rc 2 graph-build -c bad.yaml -o g
+    assert_contains "$OUT" "bad.yaml:2"
+    assert_contains "$OUT" "data.knn_size"
+    assert_rc 2 gb_mini -o g --set data.resolution=atom
+    assert_contains "$OUT" "only 'residue'"
+    assert_rc 2 graph-build -j 0
+    assert_rc 0 graph-build --version
+    assert_contains "$OUT" "graph-build 0."
+    assert_rc 0 graph-build --help
+    assert_contains "$OUT" "--receptor"
+    assert_rc 0 graph-build -c "$ROOT/config/demo.yaml" --print-config
+    assert_contains "$OUT" "knn_size"
+    # DiffDock-PP's own config loads as it is; paths overridden on the command line
+    assert_rc 0 gb_mini -c "$ROOT/tests/data/config/diffdock-pp/db5_esm.yaml" -o g -q
+}
+
+run_tests
