@@ -43,7 +43,8 @@ CUDA_HOME ?= /usr/local/cuda
 ifneq ($(CUDA),0)
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
 endif
-have_header = $(shell printf '\#include <$(1)>\nint main(void){return 0;}\n' | \
+HASH := \#
+have_header = $(shell printf '$(HASH)include <$(1)>\nint main(void){return 0;}\n' | \
                 $(CC) -x c $(2) -fsyntax-only - >/dev/null 2>&1 && echo 1)
 
 OMP := $(shell printf 'int main(void){return 0;}\n' | $(CC) -fopenmp -x c - -o /dev/null >/dev/null 2>&1 && echo 1)
@@ -65,8 +66,17 @@ CUDA_ARCH ?= 80 90
 # its CPU twin within a few ulp (include/ppdock/kernels/hd.h). -MMD -MP: header dependencies.
 NVCCFLAGS := -O2 -std=c++17 -MMD -MP -Iinclude -I$(CUDA_HOME)/include -DPPD_VERSION='"$(VERSION)"' \
              $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
              -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+endif
+
+# Required libraries: stop early with the one command that fixes it.
+ifeq ($(filter deps clean format format-check lint,$(MAKECMDGOALS)),)
+MISSING := $(strip $(foreach h,lmdb.h yaml.h xxhash.h zlib.h,$(if $(call have_header,$(h),),,$(h))))
+ifneq ($(MISSING),)
+$(error missing headers: $(MISSING). Install the dependencies with: scripts/install-deps.sh (as root), or make deps)
+endif
 endif
 
 ifndef PPD_ANNOUNCED
@@ -172,8 +182,8 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 lint:
-	bash -n slurm/*.sbatch scripts/*.sh bench/*.sh tests/*.sh tests/tools/*.sh .ci/run
-	shellcheck -x slurm/*.sbatch scripts/*.sh bench/*.sh tests/*.sh tests/tools/*.sh .ci/run
+	bash -n slurm/*.sbatch slurm/*.sh scripts/*.sh bench/*.sh tests/*.sh tests/tools/*.sh .ci/run
+	shellcheck -x slurm/*.sbatch slurm/*.sh scripts/*.sh bench/*.sh tests/*.sh tests/tools/*.sh .ci/run
 
 deps:
 	scripts/install-deps.sh

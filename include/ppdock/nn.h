@@ -1,0 +1,50 @@
+/* ppdock/nn.h — tensor ops, CPU reference implementations (plain C + OpenMP).
+ *
+ * Each op is a plain function `ppd_<op>_forward(out, inputs..., sizes)` on float32 row-major
+ * arrays that the caller owns (no allocation inside). The per-element arithmetic of element-wise
+ * ops lives in include/ppdock/kernels/<op>.h and is shared with the CUDA twin
+ * `ppd_cuda_<op>_forward` (ppdock/nn_cuda.h), which keeps the same argument order plus a stream.
+ * Shapes are stated once per op below; E = edges, G = Gaussians per edge, N = nodes/times.
+ * The ops cannot fail; sizes must be >= 0 (assert).
+ */
+#ifndef PPDOCK_NN_H
+#define PPDOCK_NN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Gaussian distance smearing (spec §3.3) --------------------------------------------------
+ * out: (E, G)   dist: (E)   offsets: (G)
+ *   out[e][g] = exp(gamma * (dist[e] - offsets[g])^2)
+ * Score model: intra and centre edges use offsets linspace(0, 30, 32), cross edges (0, 80, 32);
+ * gamma = ppd_gaussian_smearing_gamma(offsets). */
+void ppd_gaussian_smearing_forward(float *out, const float *dist, const float *offsets, float gamma,
+                                   int64_t E, int G);
+
+/* offsets: (G), G >= 2. float32 torch.linspace(start, stop, G) as PyTorch's CPU kernel computes
+ * it: step = (stop - start) / (G - 1) in float32, then start + step * j for j < G / 2 and
+ * stop - step * (G - 1 - j) above. It can differ by one ulp from the correctly rounded value (spec
+ * §3.3; checkpoints store the offsets, so a loaded model uses those instead). */
+void ppd_gaussian_smearing_offsets(float *offsets, float start, float stop, int G);
+
+/* gamma = -0.5 / (offsets[1] - offsets[0])^2, computed in double and rounded to float32 (spec
+ * §3.3: -0.5338889207111479 for (0, 30, 32), -0.07507812947500517 for (0, 80, 32)). */
+float ppd_gaussian_smearing_gamma(const float *offsets);
+
+/* ---- Sinusoidal time embedding (spec §2.2) ---------------------------------------------------
+ * out: (N, 32)   t: (N)
+ *   a = float32(10000 * t[n]); out[n] = [sin(a f_0) .. sin(a f_15), cos(a f_0) .. cos(a f_15)]
+ * with the exact float32 frequencies below. t = 0 gives [0]*16 + [1]*16. */
+void ppd_time_embedding_forward(float *out, const float *t, int64_t N);
+
+/* f_0 .. f_15 as used by ppd_time_embedding_forward (PPD_TIME_EMBEDDING_FREQS). */
+extern const float ppd_time_embedding_freqs[16];
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

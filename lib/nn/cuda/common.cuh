@@ -1,0 +1,32 @@
+// lib/nn/cuda/common.cuh — what every launcher in lib/nn/cuda shares (private to this folder).
+//
+// Row-wise element-wise kernels use one warp per row: block (32, ROWS_PER_BLOCK), lane
+// threadIdx.x walks the row's columns with stride 32 (coalesced stores), and threadIdx.y +
+// blockIdx.x walk the rows with a grid stride, so any row count fits a bounded grid.
+#ifndef PPDOCK_NN_CUDA_COMMON_CUH
+#define PPDOCK_NN_CUDA_COMMON_CUH
+
+#include <stdint.h>
+
+#include "ppdock/cuda_check.h"
+
+#define PPD_WARP           32
+#define PPD_ROWS_PER_BLOCK 8
+// Enough blocks to fill any current GPU many times over (H100: 132 SMs x 8 blocks of 256
+// threads resident); past this the grid-stride loop takes over.
+#define PPD_MAX_ROW_BLOCKS 65535
+
+static inline unsigned ppd_row_blocks(int64_t rows) {
+    int64_t b = (rows + PPD_ROWS_PER_BLOCK - 1) / PPD_ROWS_PER_BLOCK;
+    return (unsigned)(b < PPD_MAX_ROW_BLOCKS ? b : PPD_MAX_ROW_BLOCKS);
+}
+
+// After a launch: launch-configuration errors, and sticky errors from earlier work.
+#define PPD_CUDA_CHECK_LAUNCH(opname)                                                              \
+    do {                                                                                           \
+        cudaError_t ppd_launch_err_ = cudaGetLastError();                                          \
+        if (ppd_launch_err_ != cudaSuccess)                                                        \
+            return ppd_cuda_status(ppd_launch_err_, __FILE__, __LINE__, opname " launch");         \
+    } while (0)
+
+#endif

@@ -1,0 +1,408 @@
+/* tests/gpu/test_gpu.c — every CUDA op against its CPU twin, on a real GPU (`make test-gpu`).
+ *
+ * Plain C, linked with libppdock_cuda.a, libppdock.a and cudart. It describes the device, checks
+ * the device arena (alignment, budget failures, no cudaMalloc in a loop), runs each CUDA op on
+ * random inputs of realistic size and compares it element by element with the CPU reference,
+ * then times both. Output: one `PASS name` / `FAIL name (why)` line per check, `TIME` lines,
+ * and `N passed, N failed` at the end.
+ *
+ * Exit status: 0 all passed, 1 something failed, 3 no CUDA device (or no usable driver) — the
+ * message says so and nothing is run.
+ *
+ * Tolerance: the element bodies are shared (ppdock/kernels/), so CPU and GPU compute bit-identical
+ * arguments and differ only in expf/sinf/cosf: glibc within 1 ulp, CUDA within 2 ulp (no
+ * --use_fast_math), hence at most 3 ulp apart; the check allows 4 ulp. Results below 1e-30
+ * (underflowing Gaussians, far from every offset) are also accepted when both are below it:
+ * they are 23+ orders of magnitude under the features they sit next to.
+ */
+#include <cuda_runtime_api.h>
+
+#include "ppdock/cuda_check.h"
+#include "ppdock/device.h"
+#include "ppdock/nn.h"
+#include "ppdock/nn_cuda.h"
+#include "ppdock/rng.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum { TOL_ULPS = 4 };
+#define TINY 1e-30
+
+enum { E_EDGES = 1000000, G_GAUSS = 32, N_TIMES = 100000, LOOP_REPS = 100 };
+
+static int npass, nfail;
+
+static void report(const char *name, int ok, const char *why_fmt, ...) {
+    if (ok) {
+        printf("PASS %s\n", name);
+        npass++;
+    } else {
+        char why[1024];
+        va_list ap;
+        va_start(ap, why_fmt);
+        vsnprintf(why, sizeof why, why_fmt, ap);
+        va_end(ap);
+        printf("FAIL %s (%s)\n", name, why);
+        nfail++;
+    }
+    fflush(stdout);
+}
+
+/* ---- comparison ---------------------------------------------------------------------------- */
+
+/* Floats mapped to integers that are ordered like the floats, so that a difference is an ulp
+ * count across zero too. */
+static int64_t ordered(float f) {
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    return i < 0 ? (int64_t)INT32_MIN - i : i;
+}
+
+typedef struct {
+    double max_abs, max_rel; /* max |gpu - cpu|; max |gpu - cpu| / |cpu| over |cpu| >= 1e-6 */
+    int64_t max_ulps;        /* over elements not both below TINY */
+    int64_t bad, worst;      /* elements out of tolerance; index of the largest ulp distance */
+} cmp_result;
+
+static cmp_result compare(const float *gpu, const float *cpu, int64_t n) {
+    cmp_result r = {0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        float g = gpu[i], c = cpu[i];
+        if (isnan(g) || isnan(c)) {
+            if (!r.bad) r.worst = i;
+            r.bad++;
+            r.max_ulps = INT64_MAX;
+            continue;
+        }
+        double diff = fabs((double)g - (double)c);
+        if (diff > r.max_abs) r.max_abs = diff;
+        if (fabs(c) >= 1e-6 && diff / fabs(c) > r.max_rel) r.max_rel = diff / fabs(c);
+        if (fabs(g) < TINY && fabs(c) < TINY) continue;
+        int64_t u = llabs(ordered(g) - ordered(c));
+        if (u > r.max_ulps) {
+            r.max_ulps = u;
+            r.worst = i;
+        }
+        if (u > TOL_ULPS) r.bad++;
+    }
+    return r;
+}
+
+static void report_cmp(const char *name, const cmp_result *r, const float *gpu, const float *cpu,
+                       int64_t n) {
+    printf("     %s: %lld values, max abs %.3g, max rel %.3g, max %lld ulp (tolerance %d ulp)\n",
+           name, (long long)n, r->max_abs, r->max_rel, (long long)r->max_ulps, TOL_ULPS);
+    report(name, r->bad == 0,
+           "%lld of %lld values off by more than %d ulp; worst [%lld] gpu %.9g cpu %.9g",
+           (long long)r->bad, (long long)n, TOL_ULPS, (long long)r->worst, (double)gpu[r->worst],
+           (double)cpu[r->worst]);
+}
+
+/* ---- timing -------------------------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    int op; /* 0 Gaussian smearing, 1 time embedding */
+    float *out;
+    const float *in, *offsets;
+    float gamma;
+    int64_t n;
+    int G;
+} op_call;
+
+static ppd_status run_gpu(const op_call *c) {
+    if (c->op == 0)
+        return ppd_cuda_gaussian_smearing_forward(c->out, c->in, c->offsets, c->gamma, c->n, c->G,
+                                                  NULL);
+    return ppd_cuda_time_embedding_forward(c->out, c->in, c->n, NULL);
+}
+
+static void run_cpu(const op_call *c) {
+    if (c->op == 0)
+        ppd_gaussian_smearing_forward(c->out, c->in, c->offsets, c->gamma, c->n, c->G);
+    else
+        ppd_time_embedding_forward(c->out, c->in, c->n);
+}
+
+/* Milliseconds per call on the GPU (cudaEvent, after warm-up), or a negative value on error. */
+static double time_gpu_ms(const op_call *c, int reps) {
+    cudaEvent_t t0, t1;
+    if (cudaEventCreate(&t0) != cudaSuccess) return -1;
+    if (cudaEventCreate(&t1) != cudaSuccess) {
+        cudaEventDestroy(t0);
+        return -1;
+    }
+    double ms = -1;
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) ok = run_gpu(c) == PPD_OK;
+    ok = ok && cudaEventRecord(t0, NULL) == cudaSuccess;
+    for (int i = 0; i < reps && ok; i++) ok = run_gpu(c) == PPD_OK;
+    ok = ok && cudaEventRecord(t1, NULL) == cudaSuccess && cudaEventSynchronize(t1) == cudaSuccess;
+    float elapsed;
+    if (ok && cudaEventElapsedTime(&elapsed, t0, t1) == cudaSuccess) ms = elapsed / reps;
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    return ms;
+}
+
+static double time_cpu_ms(const op_call *c, int reps) {
+    run_cpu(c);
+    double t = now_s();
+    for (int i = 0; i < reps; i++) run_cpu(c);
+    return (now_s() - t) * 1e3 / reps;
+}
+
+static void report_time(const char *what, const op_call *gpu, const op_call *cpu, double bytes,
+                        double peak_gbs) {
+    double g = time_gpu_ms(gpu, 20), c = time_cpu_ms(cpu, 3);
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    if (g <= 0) {
+        printf("TIME %s: GPU timing failed: %s\n", what, ppd_errmsg());
+        return;
+    }
+    double ggbs = bytes / (g * 1e-3) / 1e9, cgbs = bytes / (c * 1e-3) / 1e9;
+    printf("TIME %s: cuda %.4f ms/call, %.0f GB/s", what, g, ggbs);
+    if (peak_gbs > 0) printf(" (%.0f%% of %.0f GB/s peak)", 100 * ggbs / peak_gbs, peak_gbs);
+    printf("; cpu %.3f ms/call, %.1f GB/s (%d threads); cuda/cpu speed-up %.0fx\n", c, cgbs,
+           threads, c / g);
+    fflush(stdout);
+}
+
+/* ---- the checks ---------------------------------------------------------------------------- */
+
+static void check_arena_basics(size_t budget) {
+    const char *name = "gpu_arena_alignment_budget_reset";
+    ppd_device_arena a;
+    uint64_t m0 = ppd_device_malloc_count();
+    if (ppd_device_arena_create(&a, budget) != PPD_OK) {
+        report(name, 0, "create(%zu): %s", budget, ppd_errmsg());
+        return;
+    }
+    int ok = ppd_device_malloc_count() == m0 + 1 && a.capacity == budget && a.owned;
+    void *p[4] = {0};
+    size_t sizes[4] = {1, 1000, 3, 4096};
+    for (int i = 0; i < 4 && ok; i++) {
+        p[i] = ppd_device_arena_alloc(&a, sizes[i]);
+        ok = p[i] && (uintptr_t)p[i] % PPD_DEVICE_ALIGN == 0;
+    }
+    /* The memory is really device memory: write a pattern through it and read it back. */
+    unsigned char host[4096], back[4096];
+    for (int i = 0; i < 4096; i++) host[i] = (unsigned char)(i * 7);
+    ok = ok && ppd_device_upload(p[3], host, 4096) == PPD_OK &&
+         ppd_device_download(back, p[3], 4096) == PPD_OK && memcmp(host, back, 4096) == 0;
+    void *q;
+    ok = ok && ppd_device_arena_alloc_st(&a, budget, &q) == PPD_ERR_NOMEM &&
+         strstr(ppd_errmsg(), "requested") != NULL;
+    size_t hw = a.high_water;
+    ppd_device_arena_reset(&a);
+    ok = ok && a.used == 0 && a.high_water == hw && ppd_device_arena_alloc(&a, 1) == p[0];
+    ppd_device_arena_destroy(&a);
+    ok = ok && a.base == NULL && ppd_device_malloc_count() == m0 + 1;
+    report(name, ok, "see the checks in %s (last error: %s)", __func__, ppd_errmsg());
+}
+
+static void check_over_budget(const ppd_device_info *info) {
+    const char *name = "gpu_arena_over_budget_fails_at_start_up";
+    size_t too_much = info->total_bytes + ((size_t)1 << 30);
+    ppd_device_arena a;
+    uint64_t m0 = ppd_device_malloc_count();
+    ppd_status st = ppd_device_arena_create(&a, too_much);
+    int ok = st == PPD_ERR_NOMEM && strstr(ppd_errmsg(), "free") != NULL && a.base == NULL;
+    printf("     arena create(%zu): %s\n", too_much, ppd_errmsg());
+    /* The pre-check refuses without calling cudaMalloc; the counted cudaMalloc path must also turn
+     * an out-of-memory into PPD_ERR_NOMEM with the free memory in the message. */
+    ok = ok && ppd_device_malloc_count() == m0;
+    void *p;
+    st = ppd_device_malloc(&p, too_much);
+    printf("     device malloc(%zu): %s\n", too_much, ppd_errmsg());
+    ok = ok && st == PPD_ERR_NOMEM && p == NULL && strstr(ppd_errmsg(), "free") != NULL;
+    ok = ok && ppd_device_malloc_count() == m0 + 1;
+    /* An out-of-memory is not sticky: the device still works. */
+    ok = ok && cudaGetLastError() == cudaSuccess && ppd_device_synchronize() == PPD_OK;
+    report(name, ok, "status %s: %s", ppd_strerror(st), ppd_errmsg());
+}
+
+typedef struct {
+    float *dist, *offsets, *gs_cpu, *gs_gpu; /* host */
+    float *t, *te_cpu, *te_gpu;              /* host */
+    float gamma;
+} host_data;
+
+static ppd_status run_ops_on_device(ppd_device_arena *a, const host_data *h, int64_t E, int G,
+                                    int64_t N, int download) {
+    float *d_dist, *d_off, *d_gs, *d_t, *d_te;
+    PPD_TRY(ppd_device_arena_alloc_st(a, (size_t)E * sizeof(float), (void **)&d_dist));
+    PPD_TRY(ppd_device_arena_alloc_st(a, (size_t)G * sizeof(float), (void **)&d_off));
+    PPD_TRY(ppd_device_arena_alloc_st(a, (size_t)E * G * sizeof(float), (void **)&d_gs));
+    PPD_TRY(ppd_device_arena_alloc_st(a, (size_t)N * sizeof(float), (void **)&d_t));
+    PPD_TRY(ppd_device_arena_alloc_st(a, (size_t)N * 32 * sizeof(float), (void **)&d_te));
+    PPD_TRY(ppd_device_upload(d_dist, h->dist, (size_t)E * sizeof(float)));
+    PPD_TRY(ppd_device_upload(d_off, h->offsets, (size_t)G * sizeof(float)));
+    PPD_TRY(ppd_device_upload(d_t, h->t, (size_t)N * sizeof(float)));
+    PPD_TRY(ppd_cuda_gaussian_smearing_forward(d_gs, d_dist, d_off, h->gamma, E, G, NULL));
+    PPD_TRY(ppd_cuda_time_embedding_forward(d_te, d_t, N, NULL));
+    if (download) {
+        PPD_TRY(ppd_device_download(h->gs_gpu, d_gs, (size_t)E * G * sizeof(float)));
+        PPD_TRY(ppd_device_download(h->te_gpu, d_te, (size_t)N * 32 * sizeof(float)));
+    }
+    return ppd_device_synchronize();
+}
+
+static size_t plan_bytes(int64_t E, int G, int64_t N) {
+    /* dist, offsets, out (E, G), t, out (N, 32), each rounded up to the arena alignment */
+    size_t sizes[5] = {(size_t)E, (size_t)G, (size_t)E * G, (size_t)N, (size_t)N * 32}, sum = 0;
+    for (int i = 0; i < 5; i++)
+        sum +=
+            (sizes[i] * sizeof(float) + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
+    return sum;
+}
+
+static void fill_inputs(host_data *h, int64_t E, int G, float stop, int64_t N, uint64_t seed) {
+    ppd_rng r;
+    ppd_rng_seed(&r, seed);
+    ppd_gaussian_smearing_offsets(h->offsets, 0.0f, stop, G);
+    h->gamma = ppd_gaussian_smearing_gamma(h->offsets);
+    /* Distances past the last offset too, so that tails underflow to subnormals and zero. */
+    for (int64_t e = 0; e < E; e++) h->dist[e] = (float)(1.4 * stop * ppd_rng_uniform(&r));
+    float special_d[] = {0.0f, 7.3f, stop, 1e-3f, 1e4f};
+    for (int i = 0; i < 5 && i < E; i++) h->dist[i] = special_d[i];
+    for (int64_t n = 0; n < N; n++) h->t[n] = (float)ppd_rng_uniform(&r);
+    float special_t[] = {0.0f, 1.0f, 0.5f, 1e-7f};
+    for (int i = 0; i < 4 && i < N; i++) h->t[i] = special_t[i];
+}
+
+static int check_ops(const char *tag, int64_t E, int G, float stop, int64_t N,
+                     const ppd_device_info *info, int timing) {
+    host_data h;
+    h.dist = malloc((size_t)E * sizeof(float));
+    h.offsets = malloc((size_t)G * sizeof(float));
+    h.gs_cpu = malloc((size_t)E * G * sizeof(float));
+    h.gs_gpu = malloc((size_t)E * G * sizeof(float));
+    h.t = malloc((size_t)N * sizeof(float));
+    h.te_cpu = malloc((size_t)N * 32 * sizeof(float));
+    h.te_gpu = malloc((size_t)N * 32 * sizeof(float));
+    char name[128];
+    int ok = h.dist && h.offsets && h.gs_cpu && h.gs_gpu && h.t && h.te_cpu && h.te_gpu;
+    if (!ok) {
+        snprintf(name, sizeof name, "gpu_ops_%s", tag);
+        report(name, 0, "out of host memory");
+        goto out;
+    }
+    fill_inputs(&h, E, G, stop, N, 42);
+    ppd_gaussian_smearing_forward(h.gs_cpu, h.dist, h.offsets, h.gamma, E, G);
+    ppd_time_embedding_forward(h.te_cpu, h.t, N);
+
+    ppd_device_arena a;
+    size_t budget = plan_bytes(E, G, N);
+    if (ppd_device_arena_create(&a, budget) != PPD_OK) {
+        snprintf(name, sizeof name, "gpu_ops_%s", tag);
+        report(name, 0, "arena of %zu bytes: %s", budget, ppd_errmsg());
+        ok = 0;
+        goto out;
+    }
+    if (run_ops_on_device(&a, &h, E, G, N, 1) != PPD_OK) {
+        snprintf(name, sizeof name, "gpu_ops_%s", tag);
+        report(name, 0, "%s", ppd_errmsg());
+        ok = 0;
+    } else {
+        cmp_result r = compare(h.gs_gpu, h.gs_cpu, E * G);
+        snprintf(name, sizeof name, "gpu_gaussian_smearing_matches_cpu_%s", tag);
+        report_cmp(name, &r, h.gs_gpu, h.gs_cpu, E * G);
+        ok &= r.bad == 0;
+        r = compare(h.te_gpu, h.te_cpu, N * 32);
+        snprintf(name, sizeof name, "gpu_time_embedding_matches_cpu_%s", tag);
+        report_cmp(name, &r, h.te_gpu, h.te_cpu, N * 32);
+        ok &= r.bad == 0;
+    }
+
+    if (timing && ok) {
+        /* Steady state: 100 steps of reset + alloc + upload + both ops, no cudaMalloc. */
+        uint64_t m0 = ppd_device_malloc_count();
+        size_t hw = a.high_water;
+        ppd_status st = PPD_OK;
+        for (int i = 0; i < LOOP_REPS && st == PPD_OK; i++) {
+            ppd_device_arena_reset(&a);
+            st = run_ops_on_device(&a, &h, E, G, N, i == LOOP_REPS - 1);
+        }
+        cmp_result r = compare(h.gs_gpu, h.gs_cpu, E * G);
+        report("gpu_no_cudamalloc_in_a_loop",
+               st == PPD_OK && ppd_device_malloc_count() == m0 && a.high_water == hw && r.bad == 0,
+               "status %s (%s), cudaMalloc calls %llu -> %llu, high water %zu -> %zu, %lld bad",
+               ppd_strerror(st), ppd_errmsg(), (unsigned long long)m0,
+               (unsigned long long)ppd_device_malloc_count(), hw, a.high_water, (long long)r.bad);
+
+        /* Timing on the arena's buffers (reallocated in the same order, so the same pointers). */
+        ppd_device_arena_reset(&a);
+        float *d_dist = ppd_device_arena_alloc(&a, (size_t)E * sizeof(float));
+        float *d_off = ppd_device_arena_alloc(&a, (size_t)G * sizeof(float));
+        float *d_gs = ppd_device_arena_alloc(&a, (size_t)E * G * sizeof(float));
+        float *d_t = ppd_device_arena_alloc(&a, (size_t)N * sizeof(float));
+        float *d_te = ppd_device_arena_alloc(&a, (size_t)N * 32 * sizeof(float));
+        char what[128];
+        op_call g = {0, d_gs, d_dist, d_off, h.gamma, E, G};
+        op_call c = {0, h.gs_cpu, h.dist, h.offsets, h.gamma, E, G};
+        snprintf(what, sizeof what, "gaussian_smearing E=%lld G=%d", (long long)E, G);
+        report_time(what, &g, &c, 4.0 * ((double)E + G + (double)E * G), info->peak_gbs);
+        op_call g2 = {1, d_te, d_t, NULL, 0, N, 0};
+        op_call c2 = {1, h.te_cpu, h.t, NULL, 0, N, 0};
+        snprintf(what, sizeof what, "time_embedding N=%lld", (long long)N);
+        report_time(what, &g2, &c2, 4.0 * ((double)N + 32.0 * N), info->peak_gbs);
+    }
+    ppd_device_arena_destroy(&a);
+out:
+    free(h.dist);
+    free(h.offsets);
+    free(h.gs_cpu);
+    free(h.gs_gpu);
+    free(h.t);
+    free(h.te_cpu);
+    free(h.te_gpu);
+    return ok;
+}
+
+int main(void) {
+    int count = 0;
+    if (ppd_device_count(&count) != PPD_OK || count == 0) {
+        fprintf(stderr, "gpu: %s\n", ppd_errmsg());
+        fprintf(stderr, "gpu: this test needs a CUDA GPU; nothing was run (exit 3)\n");
+        return 3;
+    }
+    ppd_device_info info;
+    if (ppd_device_describe(0, &info) != PPD_OK) {
+        fprintf(stderr, "gpu: cannot describe device 0: %s\n", ppd_errmsg());
+        return strncmp(ppd_errmsg(), "no CUDA device", 14) == 0 ? 3 : 1;
+    }
+    printf("device %d of %d: %s, compute capability %d.%d, %d SMs, %.2f GiB (%.2f GiB free), "
+           "peak %.0f GB/s, driver %d, runtime %d\n",
+           info.index, count, info.name, info.cc_major, info.cc_minor, info.sm_count,
+           (double)info.total_bytes / (1 << 30), (double)info.free_bytes / (1 << 30), info.peak_gbs,
+           info.driver_version, info.runtime_version);
+    report("gpu_device_describe", info.total_bytes > 0 && info.name[0], "empty description");
+
+    check_arena_basics((size_t)64 << 20);
+    check_over_budget(&info);
+    /* Odd sizes first (G > 32 walks the lane loop twice, a partial last block), then the
+     * realistic ones with the loop and timing checks. Cross-edge range 0..80 for the odd case. */
+    check_ops("odd_sizes", 1003, 50, 80.0f, 77, &info, 0);
+    check_ops("realistic", E_EDGES, G_GAUSS, 30.0f, N_TIMES, &info, 1);
+
+    printf("%d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
