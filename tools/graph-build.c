@@ -342,7 +342,7 @@ int main(int argc, char **argv) {
         {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0}};
     options o = {.out_dir = "graphs", .jobs = ppd_cpu_count()};
     const char **configs = calloc((size_t)argc, sizeof *configs), **sets = calloc((size_t)argc, sizeof *sets);
-    int nconf = 0, nset = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt;
+    int nconf = 0, nset = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt, usage_error = 0, show = 0;
     while ((opt = getopt_long(argc, argv, "c:o:j:qvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': configs[nconf++] = optarg; break;
@@ -354,26 +354,34 @@ int main(int argc, char **argv) {
         case 'j':
             if ((o.jobs = (int)ppd_parse_count(optarg)) < 1) {
                 ppd_error("-j %s: give a positive number of threads", optarg);
-                return PPD_EXIT_USAGE;
+                usage_error = 1;
             }
             break;
         case OPT_JSON: o.json = 1; break;
         case OPT_PRINT: print_config = 1; break;
         case 'q': verbosity = PPD_LOG_WARN; break;
         case 'v': verbosity = verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE; break;
-        case 'h': usage(stdout); return 0;
-        case OPT_VERSION: printf("graph-build %s\n", PPD_VERSION); return 0;
-        default: usage(stderr); return PPD_EXIT_USAGE;
+        case 'h': show = 1; break;
+        case OPT_VERSION: show = 2; break;
+        default: usage_error = 2; break;
         }
     }
     ppd_log_set_level((ppd_log_level)verbosity);
-    if (optind < argc) {
+    if (!usage_error && !show && optind < argc) {
         ppd_error("unexpected argument '%s' (see --help)", argv[optind]);
-        return PPD_EXIT_USAGE;
+        usage_error = 1;
     }
-    if ((o.receptor || o.ligand || o.id) && !(o.receptor && o.ligand && o.id)) {
+    if (!usage_error && !show && (o.receptor || o.ligand || o.id) && !(o.receptor && o.ligand && o.id)) {
         ppd_error("a single pair needs all of --receptor, --ligand and --id");
-        return PPD_EXIT_USAGE;
+        usage_error = 1;
+    }
+    if (usage_error || show) {
+        if (usage_error == 2) usage(stderr);
+        if (show == 1) usage(stdout);
+        if (show == 2) printf("graph-build %s\n", PPD_VERSION);
+        free(configs);
+        free(sets);
+        return usage_error ? PPD_EXIT_USAGE : PPD_EXIT_OK;
     }
     ppd_config *cfg;
     ppd_status st = ppd_config_new(&cfg);

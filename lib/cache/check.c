@@ -769,9 +769,11 @@ static ppd_status recover_indexed_keys(checker *c, ppd_cache_writer *w, ppd_buf 
             ppd_buf_append(&keys, v.mv_data, v.mv_size);
         }
         fault_armed = 0;
+        mdb_cursor_close(cur);
+    } else {
+        c->txn = NULL; /* faulted mid-walk: abandoned with its cursor */
     }
     fault_restore(&old);
-    c->txn = NULL; /* may be abandoned mid-walk */
     begin(c);
     ppd_status st = PPD_OK;
     for (size_t off = 0; !st && off < keys.len;) {

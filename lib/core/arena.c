@@ -7,7 +7,7 @@
 struct ppd_arena_block {
     ppd_arena_block *prev;
     size_t size, off;
-    _Alignas(64) unsigned char data[];
+    unsigned char data[]; /* bump() aligns each piece; malloc gives max_align_t alignment here */
 };
 
 static ppd_arena_block *block_new(size_t size) {

@@ -5,8 +5,9 @@
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=$(cd "$ROOT" && cd "${PPD_BIN:-bin}" && pwd)
+export TESTBIN
 TESTBIN=$(cd "$ROOT" && cd "${PPD_TESTBIN:-build/tests}" 2>/dev/null && pwd || echo "$ROOT/build/tests")
-DATA="$ROOT/tests/data"
+export DATA="$ROOT/tests/data"
 export PATH="$BIN:$PATH"
 
 # Each test runs in a subshell: `fail` prints a marker that run_tests reads, and ends the test.
