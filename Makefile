@@ -34,7 +34,7 @@ endif
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 CPPFLAGS += -Iinclude -D_GNU_SOURCE -DPPD_VERSION='"$(VERSION)"'
-CFLAGS  += -std=c11 $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -pthread
+CFLAGS  += -std=c11 -ffp-contract=off $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -pthread
 LDFLAGS += $(SANFLAGS) -pthread
 LDLIBS  += -llmdb -lyaml -lxxhash -lz -lm
 
