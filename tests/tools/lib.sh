@@ -31,6 +31,21 @@ assert_not_contains() {
 }
 assert_eq() { [ "$1" = "$2" ] || fail "${3:-value} is '$1', expected '$2'"; }
 
+# make_big_dataset DIR N PREFIX: a data set of N complexes named PREFIX000.. whose structures are
+# symlinks to the four db5-mini ones, in turn (for tests that need many records).
+make_big_dataset() {
+    local dir=$1 n=$2 prefix=$3 i id src
+    mkdir -p "$dir/structures"
+    printf 'path,split\n' > "$dir/splits.csv"
+    for i in $(seq 0 $((n - 1))); do
+        id=$(printf '%s%03d' "$prefix" "$i")
+        src=$(sed -n "$((i % 4 + 2))p" "$DATA/db5-mini/splits.csv" | cut -d, -f1)
+        ln -s "$DATA/db5-mini/structures/${src}_r_b.pdb.gz" "$dir/structures/${id}_r_b.pdb.gz"
+        ln -s "$DATA/db5-mini/structures/${src}_l_b.pdb.gz" "$dir/structures/${id}_l_b.pdb.gz"
+        echo "$id,train" >> "$dir/splits.csv"
+    done
+}
+
 run_tests() {
     local fn names
     names=$(declare -F | awk '{print $3}' | grep '^test_' | sort)

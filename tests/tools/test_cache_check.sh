@@ -64,16 +64,7 @@ test_meta_damage_is_found_and_repaired() {
 
 test_truncated_data_file_is_found_without_a_crash_and_repaired() {
     # 200 complexes (symlinks to the four real ones), so the surviving half holds records
-    mkdir -p big/structures
-    printf 'path,split\n' > big/splits.csv
-    local i id src
-    for i in $(seq 0 199); do
-        id=$(printf 'T%03d' "$i")
-        src=$(sed -n "$((i % 4 + 2))p" "$MINI/splits.csv" | cut -d, -f1)
-        ln -s "$MINI/structures/${src}_r_b.pdb.gz" "big/structures/${id}_r_b.pdb.gz"
-        ln -s "$MINI/structures/${src}_l_b.pdb.gz" "big/structures/${id}_l_b.pdb.gz"
-        echo "$id,train" >> big/splits.csv
-    done
+    make_big_dataset big 200 T
     local args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=2 -j 2 -o g)
     assert_rc 0 graph-build "${args[@]}"
     local size

@@ -86,16 +86,7 @@ test_truncated_gzip_input_names_the_file() {
 
 test_kill_9_mid_build_then_resume_completes_the_cache() {
     # 400 complexes (symlinks to the four real ones), commits every ~1 MB
-    mkdir -p big/structures
-    printf 'path,split\n' > big/splits.csv
-    local i id src
-    for i in $(seq 0 399); do
-        id=$(printf 'X%03d' "$i")
-        src=$(sed -n "$((i % 4 + 2))p" "$MINI/splits.csv" | cut -d, -f1)
-        ln -s "$MINI/structures/${src}_r_b.pdb.gz" "big/structures/${id}_r_b.pdb.gz"
-        ln -s "$MINI/structures/${src}_l_b.pdb.gz" "big/structures/${id}_l_b.pdb.gz"
-        echo "$id,train" >> big/splits.csv
-    done
+    make_big_dataset big 400 X
     local args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=1 -j 2 -o g)
     local killed=0 delay
     for delay in 0.15 0.3 0.5; do
