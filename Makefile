@@ -172,7 +172,7 @@ fuzz:
 	$(FUZZ_CC) -std=c11 -g -O1 -Iinclude -D_GNU_SOURCE -DPPD_VERSION='"$(VERSION)"' \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  tests/fuzz/fuzz_pdb.c lib/core/*.c lib/io/pdb.c -lz -lxxhash -lm -pthread -o $(BUILD)/fuzz/fuzz_pdb
-	cp -r tests/fuzz/corpus $(BUILD)/fuzz/corpus-work
+	rm -rf $(BUILD)/fuzz/corpus-work && cp -r tests/fuzz/corpus $(BUILD)/fuzz/corpus-work
 	$(BUILD)/fuzz/fuzz_pdb -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	  -artifact_prefix=tests/fuzz/findings/ $(BUILD)/fuzz/corpus-work tests/fuzz/corpus
 

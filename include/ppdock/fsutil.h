@@ -28,7 +28,9 @@ ppd_status ppd_read_file(const char *path, ppd_buf *b);
 
 /* Decompress gzip data (one or more members, as gzip -d does) into out, NUL-terminated.
  * `name` is used in messages. Errors: PPD_ERR_FORMAT "<name>: truncated gzip stream" /
- * "<name>: corrupt gzip data (<zlib message>)", PPD_ERR_NOMEM. */
+ * "<name>: corrupt gzip data (<zlib message>)" / output beyond PPD_GUNZIP_MAX (a gzip bomb:
+ * the largest PDB files are tens of MB), PPD_ERR_NOMEM. */
+#define PPD_GUNZIP_MAX ((size_t)2 << 30)
 ppd_status ppd_gunzip(const unsigned char *in, size_t inlen, const char *name, ppd_buf *out);
 
 /* Read a file, decompressing it if it starts with the gzip magic (1f 8b); `raw` receives the

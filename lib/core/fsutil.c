@@ -105,6 +105,11 @@ ppd_status ppd_gunzip(const unsigned char *in, size_t inlen, const char *name, p
             pos += chunk;
         }
         if (out->cap - out->len < 2) {
+            if (out->len >= PPD_GUNZIP_MAX) { /* a gzip bomb or not a structure file */
+                st = ppd_fail(PPD_ERR_FORMAT, "%s: decompresses to more than %d GiB; not a structure file", name,
+                              (int)(PPD_GUNZIP_MAX >> 30));
+                break;
+            }
             st = ppd_buf_reserve(out, out->cap * 2);
             if (st) break;
         }
