@@ -20,14 +20,17 @@
 
 typedef void (*ppt_fn)(void);
 void ppt_register(const char *name, ppt_fn fn);
-void ppt_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ppt_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int ppt_failed_now(void);
-const char *ppt_data(const char *rel);   /* static buffer per call slot (8 slots, rotating) */
-const char *ppt_tmpdir(void);            /* fresh per test */
+const char *ppt_data(const char *rel); /* static buffer per call slot (8 slots, rotating) */
+const char *ppt_tmpdir(void);          /* fresh per test */
 
 #define TEST(name)                                                                                 \
     static void name(void);                                                                        \
-    __attribute__((constructor)) static void ppt_reg_##name(void) { ppt_register(#name, name); }    \
+    __attribute__((constructor)) static void ppt_reg_##name(void) {                                \
+        ppt_register(#name, name);                                                                 \
+    }                                                                                              \
     static void name(void)
 
 #define CHECK(cond)                                                                                \
@@ -44,7 +47,8 @@ const char *ppt_tmpdir(void);            /* fresh per test */
 #define CHECK_EQ(a, b)                                                                             \
     do {                                                                                           \
         long long ppt_a = (long long)(a), ppt_b = (long long)(b);                                  \
-        if (ppt_a != ppt_b) ppt_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, ppt_a, ppt_b); \
+        if (ppt_a != ppt_b)                                                                        \
+            ppt_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, ppt_a, ppt_b);          \
     } while (0)
 #define REQUIRE_EQ(a, b)                                                                           \
     do {                                                                                           \
@@ -58,15 +62,15 @@ const char *ppt_tmpdir(void);            /* fresh per test */
     do {                                                                                           \
         double ppt_a = (double)(a), ppt_b = (double)(b);                                           \
         if (!(fabs(ppt_a - ppt_b) <= (tol)))                                                       \
-            ppt_fail(__FILE__, __LINE__, "%s ~ %s: %.9g vs %.9g (tol %g)", #a, #b, ppt_a, ppt_b,     \
+            ppt_fail(__FILE__, __LINE__, "%s ~ %s: %.9g vs %.9g (tol %g)", #a, #b, ppt_a, ppt_b,   \
                      (double)(tol));                                                               \
     } while (0)
 #define CHECK_STR(a, b)                                                                            \
     do {                                                                                           \
         const char *ppt_a = (a), *ppt_b = (b);                                                     \
         if (!ppt_a || !ppt_b || strcmp(ppt_a, ppt_b) != 0)                                         \
-            ppt_fail(__FILE__, __LINE__, "%s == %s: \"%s\" vs \"%s\"", #a, #b, ppt_a ? ppt_a : "(null)", \
-                     ppt_b ? ppt_b : "(null)");                                                    \
+            ppt_fail(__FILE__, __LINE__, "%s == %s: \"%s\" vs \"%s\"", #a, #b,                     \
+                     ppt_a ? ppt_a : "(null)", ppt_b ? ppt_b : "(null)");                          \
     } while (0)
 /* A ppd_status expression that must succeed; prints ppd_errmsg() otherwise. */
 #define CHECK_OK(expr)                                                                             \
@@ -86,7 +90,8 @@ const char *ppt_tmpdir(void);            /* fresh per test */
 #define CHECK_ERRMSG_HAS(needle)                                                                   \
     do {                                                                                           \
         if (!strstr(ppd_errmsg(), (needle)))                                                       \
-            ppt_fail(__FILE__, __LINE__, "error message \"%s\" lacks \"%s\"", ppd_errmsg(), (needle)); \
+            ppt_fail(__FILE__, __LINE__, "error message \"%s\" lacks \"%s\"", ppd_errmsg(),        \
+                     (needle));                                                                    \
     } while (0)
 
 #endif

@@ -20,31 +20,38 @@
 enum { FSCK_OK = 0, FSCK_REPAIRED = 1, FSCK_LEFT = 4, FSCK_ERROR = 8, FSCK_USAGE = 16 };
 
 static void usage(FILE *f) {
-    fputs("usage: cache-check [options] DIR...\n"
-          "       cache-check --dump KEY DIR\n"
-          "       cache-check --publish DEST DIR\n"
-          "\n"
-          "Check ppdock caches (graph-build and later stages' output) like fsck checks a file system:\n"
-          "LMDB opens, the data file is not truncated, meta and seal, counts, a full walk with every\n"
-          "record's header, checksum, shapes, finite values and invariants.\n"
-          "\n"
-          "      --inputs          also compare with the inputs the cache records: missing and stale\n"
-          "                        records (source files changed)\n"
-          "      --repair          write the good records to a fresh cache, record the dropped keys,\n"
-          "                        swap it in atomically (the original is kept as DIR.damaged.TIME);\n"
-          "                        the next build run rebuilds exactly the dropped records\n"
-          "      --dump KEY        print record KEY as JSON (graph: receptor/ligand pos, sequence,\n"
-          "                        edge_index, center, ...)\n"
-          "      --publish DEST    after a clean check, compacting copy to DEST (atomic rename)\n"
-          "      --json            one JSON object per problem, then a summary object per cache\n"
-          "  -q, --quiet           print problems only\n"
-          "  -v, --verbose         more detail\n"
-          "  -h, --help            this text\n"
-          "      --version         print the version\n"
-          "\n"
-          "Exit status (as fsck; or-ed over several caches): 0 clean, 1 problems found and repaired,\n"
-          "4 problems left, 8 operational error (cannot open, I/O), 16 usage error.\n",
-          f);
+    fputs(
+        "usage: cache-check [options] DIR...\n"
+        "       cache-check --dump KEY DIR\n"
+        "       cache-check --publish DEST DIR\n"
+        "\n"
+        "Check ppdock caches (graph-build and later stages' output) like fsck checks a file "
+        "system:\n"
+        "LMDB opens, the data file is not truncated, meta and seal, counts, a full walk with "
+        "every\n"
+        "record's header, checksum, shapes, finite values and invariants.\n"
+        "\n"
+        "      --inputs          also compare with the inputs the cache records: missing and "
+        "stale\n"
+        "                        records (source files changed)\n"
+        "      --repair          write the good records to a fresh cache, record the dropped "
+        "keys,\n"
+        "                        swap it in atomically (the original is kept as "
+        "DIR.damaged.TIME);\n"
+        "                        the next build run rebuilds exactly the dropped records\n"
+        "      --dump KEY        print record KEY as JSON (graph: receptor/ligand pos, sequence,\n"
+        "                        edge_index, center, ...)\n"
+        "      --publish DEST    after a clean check, compacting copy to DEST (atomic rename)\n"
+        "      --json            one JSON object per problem, then a summary object per cache\n"
+        "  -q, --quiet           print problems only\n"
+        "  -v, --verbose         more detail\n"
+        "  -h, --help            this text\n"
+        "      --version         print the version\n"
+        "\n"
+        "Exit status (as fsck; or-ed over several caches): 0 clean, 1 problems found and "
+        "repaired,\n"
+        "4 problems left, 8 operational error (cannot open, I/O), 16 usage error.\n",
+        f);
 }
 
 typedef struct {
@@ -57,15 +64,18 @@ static void on_problem(const ppd_problem *p, void *ctx) {
         printf("{\"dir\": ");
         ppd_json_str(stdout, p->dir);
         printf(", \"key\": ");
-        if (p->key) ppd_json_str(stdout, p->key);
-        else printf("null");
+        if (p->key)
+            ppd_json_str(stdout, p->key);
+        else
+            printf("null");
         printf(", \"check\": ");
         ppd_json_str(stdout, p->check);
         printf(", \"detail\": ");
         ppd_json_str(stdout, p->detail);
         printf(", \"repairable\": %s}\n", p->repairable ? "true" : "false");
     } else {
-        printf("%s: %s%s%s: %s\n", p->dir, p->key ? "record " : "", p->key ? p->key : "", p->key ? ": " : "", p->check);
+        printf("%s: %s%s%s: %s\n", p->dir, p->key ? "record " : "", p->key ? p->key : "",
+               p->key ? ": " : "", p->check);
         printf("    %s\n", p->detail);
     }
     fflush(stdout);
@@ -77,13 +87,17 @@ static void summary(const char *dir, const ppd_check_summary *s, const out_ctx *
         ppd_json_str(stdout, dir);
         printf(", \"summary\": {\"record_type\": ");
         ppd_json_str(stdout, s->record_type);
-        printf(", \"sealed\": %s, \"records\": %llu, \"records_ok\": %llu, \"problems\": %llu, \"repairable\": %llu, "
-               "\"unfixable\": %llu, \"inputs\": %llu, \"missing\": %llu, \"stale\": %llu, \"dropped_pending\": %llu, "
+        printf(", \"sealed\": %s, \"records\": %llu, \"records_ok\": %llu, \"problems\": %llu, "
+               "\"repairable\": %llu, "
+               "\"unfixable\": %llu, \"inputs\": %llu, \"missing\": %llu, \"stale\": %llu, "
+               "\"dropped_pending\": %llu, "
                "\"repaired\": %s",
-               s->sealed ? "true" : "false", (unsigned long long)s->records, (unsigned long long)s->records_ok,
-               (unsigned long long)s->problems, (unsigned long long)s->repairable, (unsigned long long)s->unfixable,
-               (unsigned long long)s->inputs, (unsigned long long)s->missing, (unsigned long long)s->stale,
-               (unsigned long long)s->dropped_pending, repaired ? "true" : "false");
+               s->sealed ? "true" : "false", (unsigned long long)s->records,
+               (unsigned long long)s->records_ok, (unsigned long long)s->problems,
+               (unsigned long long)s->repairable, (unsigned long long)s->unfixable,
+               (unsigned long long)s->inputs, (unsigned long long)s->missing,
+               (unsigned long long)s->stale, (unsigned long long)s->dropped_pending,
+               repaired ? "true" : "false");
         if (repaired) {
             printf(", \"damaged_copy\": ");
             ppd_json_str(stdout, s->damaged_path);
@@ -93,27 +107,35 @@ static void summary(const char *dir, const ppd_check_summary *s, const out_ctx *
     }
     if (o->quiet) return;
     printf("%s: %s cache, %s, %llu records, %llu ok, %llu problem%s", dir, s->record_type,
-           s->sealed ? "sealed" : "NOT sealed", (unsigned long long)s->records, (unsigned long long)s->records_ok,
-           (unsigned long long)s->problems, s->problems == 1 ? "" : "s");
-    if (s->inputs) printf("; inputs: %llu listed, %llu missing, %llu stale", (unsigned long long)s->inputs,
-                          (unsigned long long)s->missing, (unsigned long long)s->stale);
+           s->sealed ? "sealed" : "NOT sealed", (unsigned long long)s->records,
+           (unsigned long long)s->records_ok, (unsigned long long)s->problems,
+           s->problems == 1 ? "" : "s");
+    if (s->inputs)
+        printf("; inputs: %llu listed, %llu missing, %llu stale", (unsigned long long)s->inputs,
+               (unsigned long long)s->missing, (unsigned long long)s->stale);
     printf("\n");
     if (s->dropped_pending)
-        printf("%s: note: %llu record(s) dropped by an earlier repair are not rebuilt yet (rerun the build stage)\n", dir,
-               (unsigned long long)s->dropped_pending);
+        printf("%s: note: %llu record(s) dropped by an earlier repair are not rebuilt yet (rerun "
+               "the build stage)\n",
+               dir, (unsigned long long)s->dropped_pending);
     if (repaired)
-        printf("%s: repaired: bad records dropped and listed in meta 'dropped'; the damaged original is at %s\n", dir,
-               s->damaged_path);
+        printf("%s: repaired: bad records dropped and listed in meta 'dropped'; the damaged "
+               "original is at %s\n",
+               dir, s->damaged_path);
     else if (s->problems && s->repairable && !s->unfixable)
-        printf("%s: run cache-check --repair %s to drop the bad records, then rerun the build stage\n", dir, dir);
+        printf(
+            "%s: run cache-check --repair %s to drop the bad records, then rerun the build stage\n",
+            dir, dir);
 }
 
 static int check_one(const char *dir, int inputs, int repair, out_ctx *o) {
     ppd_check_opts opts = {.inputs = inputs, .report = on_problem, .ctx = o};
     ppd_check_summary s;
     int repaired = 0;
-    ppd_status st = repair ? ppd_cache_repair(dir, &opts, &s, &repaired) : ppd_cache_check(dir, &opts, &s);
-    if ((st == PPD_ERR_USAGE || st == PPD_ERR_CORRUPT) && repair) { /* refused or impossible; problems reported */
+    ppd_status st =
+        repair ? ppd_cache_repair(dir, &opts, &s, &repaired) : ppd_cache_check(dir, &opts, &s);
+    if ((st == PPD_ERR_USAGE || st == PPD_ERR_CORRUPT) &&
+        repair) { /* refused or impossible; problems reported */
         ppd_error("%s", ppd_errmsg());
         summary(dir, &s, o, 0);
         return FSCK_LEFT;
@@ -178,16 +200,37 @@ int main(int argc, char **argv) {
     out_ctx o = {0};
     while ((opt = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_INPUTS: inputs = 1; break;
-        case OPT_REPAIR: repair = 1; break;
-        case OPT_DUMP: dump_key = optarg; break;
-        case OPT_PUBLISH: dest = optarg; break;
-        case OPT_JSON: o.json = 1; break;
-        case 'q': o.quiet = 1; verbosity = PPD_LOG_WARN; break;
-        case 'v': verbosity = PPD_LOG_DEBUG; break;
-        case 'h': usage(stdout); return FSCK_OK;
-        case OPT_VERSION: printf("cache-check %s\n", PPD_VERSION); return FSCK_OK;
-        default: usage(stderr); return FSCK_USAGE;
+        case OPT_INPUTS:
+            inputs = 1;
+            break;
+        case OPT_REPAIR:
+            repair = 1;
+            break;
+        case OPT_DUMP:
+            dump_key = optarg;
+            break;
+        case OPT_PUBLISH:
+            dest = optarg;
+            break;
+        case OPT_JSON:
+            o.json = 1;
+            break;
+        case 'q':
+            o.quiet = 1;
+            verbosity = PPD_LOG_WARN;
+            break;
+        case 'v':
+            verbosity = PPD_LOG_DEBUG;
+            break;
+        case 'h':
+            usage(stdout);
+            return FSCK_OK;
+        case OPT_VERSION:
+            printf("cache-check %s\n", PPD_VERSION);
+            return FSCK_OK;
+        default:
+            usage(stderr);
+            return FSCK_USAGE;
         }
     }
     ppd_log_set_level((ppd_log_level)verbosity);
@@ -197,7 +240,8 @@ int main(int argc, char **argv) {
         return FSCK_USAGE;
     }
     if ((dump_key || dest) && (ndirs != 1 || repair || (dump_key && dest))) {
-        ppd_error("--dump and --publish take exactly one DIR and do not combine with --repair or each other");
+        ppd_error("--dump and --publish take exactly one DIR and do not combine with --repair or "
+                  "each other");
         return FSCK_USAGE;
     }
     if (dump_key) return dump(argv[optind], dump_key);

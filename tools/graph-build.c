@@ -32,30 +32,33 @@
 static const char *const PARAM_NAMES[] = {"data.resolution", "data.knn_size", "data.pdb_models"};
 
 static void usage(FILE *f) {
-    fputs("usage: graph-build [options] [-o DIR]\n"
-          "       graph-build [options] --receptor R.pdb[.gz] --ligand L.pdb[.gz] --id NAME -o DIR\n"
-          "\n"
-          "Build residue (CA) kNN graphs of protein complexes into the LMDB cache DIR (default graphs).\n"
-          "The data set comes from the config: data.data_path (with structures/ID_r_b.pdb[.gz] and\n"
-          "ID_l_b.pdb[.gz]; _u with data.use_unbound) and data.data_file (CSV with path,split).\n"
-          "\n"
-          "  -c, --config FILE     YAML config (DiffDock-PP's load as they are); repeatable\n"
-          "      --set KEY=VALUE   override a setting, e.g. --set data.knn_size=16; repeatable\n"
-          "  -o, --output DIR      output cache directory (default: graphs)\n"
-          "      --receptor FILE   single pair: receptor structure\n"
-          "      --ligand FILE     single pair: ligand structure\n"
-          "      --id NAME         single pair: the record's key\n"
-          "  -j, --jobs N          worker threads (default: all CPUs)\n"
-          "      --json            one JSON object per complex on stdout, then a summary\n"
-          "      --print-config    print every setting with its value and origin, then exit\n"
-          "  -q, --quiet           warnings and errors only\n"
-          "  -v, --verbose         more detail (-vv: trace)\n"
-          "  -h, --help            this text\n"
-          "      --version         print the version\n"
-          "\n"
-          "Exit status: 0 all built or unchanged, 1 some complexes failed (the rest are in the cache),\n"
-          "2 usage or config error, 3 I/O or resource failure.\n",
-          f);
+    fputs(
+        "usage: graph-build [options] [-o DIR]\n"
+        "       graph-build [options] --receptor R.pdb[.gz] --ligand L.pdb[.gz] --id NAME -o DIR\n"
+        "\n"
+        "Build residue (CA) kNN graphs of protein complexes into the LMDB cache DIR (default "
+        "graphs).\n"
+        "The data set comes from the config: data.data_path (with structures/ID_r_b.pdb[.gz] and\n"
+        "ID_l_b.pdb[.gz]; _u with data.use_unbound) and data.data_file (CSV with path,split).\n"
+        "\n"
+        "  -c, --config FILE     YAML config (DiffDock-PP's load as they are); repeatable\n"
+        "      --set KEY=VALUE   override a setting, e.g. --set data.knn_size=16; repeatable\n"
+        "  -o, --output DIR      output cache directory (default: graphs)\n"
+        "      --receptor FILE   single pair: receptor structure\n"
+        "      --ligand FILE     single pair: ligand structure\n"
+        "      --id NAME         single pair: the record's key\n"
+        "  -j, --jobs N          worker threads (default: all CPUs)\n"
+        "      --json            one JSON object per complex on stdout, then a summary\n"
+        "      --print-config    print every setting with its value and origin, then exit\n"
+        "  -q, --quiet           warnings and errors only\n"
+        "  -v, --verbose         more detail (-vv: trace)\n"
+        "  -h, --help            this text\n"
+        "      --version         print the version\n"
+        "\n"
+        "Exit status: 0 all built or unchanged, 1 some complexes failed (the rest are in the "
+        "cache),\n"
+        "2 usage or config error, 3 I/O or resource failure.\n",
+        f);
 }
 
 typedef enum { OUT_BUILT, OUT_UNCHANGED, OUT_FAILED } outcome;
@@ -88,7 +91,8 @@ typedef struct {
 } job;
 
 /* Text of a structure file: its bytes, or their gunzip. */
-static ppd_status structure_text(const char *path, const ppd_buf *raw, ppd_buf *txt, const char **text, size_t *len) {
+static ppd_status structure_text(const char *path, const ppd_buf *raw, ppd_buf *txt,
+                                 const char **text, size_t *len) {
     if (raw->len >= 2 && raw->data[0] == 0x1f && raw->data[1] == 0x8b) {
         PPD_TRY(ppd_gunzip(raw->data, raw->len, path, txt));
         *text = (const char *)txt->data;
@@ -105,9 +109,11 @@ static ppd_status build_one(job *j, worker_state *w, slot *s, int force) {
     if (it->error) return ppd_fail(PPD_ERR_NOTFOUND, "%s", it->error);
     PPD_TRY(ppd_read_file(it->receptor, &w->raw_r));
     PPD_TRY(ppd_read_file(it->ligand, &w->raw_l));
-    s->digest = ppd_graph_inputs_digest(ppd_hash64(w->raw_r.data, w->raw_r.len), ppd_hash64(w->raw_l.data, w->raw_l.len));
+    s->digest = ppd_graph_inputs_digest(ppd_hash64(w->raw_r.data, w->raw_r.len),
+                                        ppd_hash64(w->raw_l.data, w->raw_l.len));
     const ppd_index_entry *p = &j->prior[s->item];
-    if (!force && p->value_len && p->inputs_digest == s->digest && p->params_hash == j->params_hash) {
+    if (!force && p->value_len && p->inputs_digest == s->digest &&
+        p->params_hash == j->params_hash) {
         s->out = OUT_UNCHANGED;
         return PPD_OK;
     }
@@ -119,8 +125,8 @@ static ppd_status build_one(job *j, worker_state *w, slot *s, int force) {
     PPD_TRY(ppd_pdb_parse(text, len, it->receptor, &j->pdb, &w->arena, &rec));
     PPD_TRY(structure_text(it->ligand, &w->raw_l, &w->txt_l, &text, &len));
     PPD_TRY(ppd_pdb_parse(text, len, it->ligand, &j->pdb, &w->arena, &lig));
-    PPD_TRY(ppd_graph_build_record(it->id, it->split, &rec, &lig, j->knn_k, s->digest, j->params_hash, &w->arena,
-                                   &s->value));
+    PPD_TRY(ppd_graph_build_record(it->id, it->split, &rec, &lig, j->knn_k, s->digest,
+                                   j->params_hash, &w->arena, &s->value));
     s->out = OUT_BUILT;
     s->n_rec = rec.n;
     s->n_lig = lig.n;
@@ -159,8 +165,8 @@ static void json_event(const char *event, const char *id, const slot *s) {
     printf("{\"event\": \"%s\", \"id\": ", event);
     ppd_json_str(stdout, id);
     if (s && s->out == OUT_BUILT)
-        printf(", \"receptor_nodes\": %d, \"ligand_nodes\": %d, \"edges\": %lld", s->n_rec, s->n_lig,
-               (long long)s->edges);
+        printf(", \"receptor_nodes\": %d, \"ligand_nodes\": %d, \"edges\": %lld", s->n_rec,
+               s->n_lig, (long long)s->edges);
     if (s && s->out == OUT_FAILED) {
         printf(", \"error\": ");
         ppd_json_str(stdout, s->err);
@@ -186,7 +192,8 @@ static ppd_status consume(job *j, ppd_cache_writer *w, worker_state *mainws, int
             }
         }
         if (!st && s->out == OUT_BUILT) {
-            st = ppd_cache_writer_put(w, id, s->value.data, s->value.len, s->digest, j->params_hash);
+            st =
+                ppd_cache_writer_put(w, id, s->value.data, s->value.len, s->digest, j->params_hash);
             c->built++;
             ppd_debug("%s: built (%d + %d residues)", id, s->n_rec, s->n_lig);
         } else if (s->out == OUT_UNCHANGED) {
@@ -196,7 +203,10 @@ static ppd_status consume(job *j, ppd_cache_writer *w, worker_state *mainws, int
             ppd_error("%s: %s (skipped)", id, s->err);
         }
         if (json && !st)
-            json_event(s->out == OUT_BUILT ? "built" : s->out == OUT_UNCHANGED ? "unchanged" : "failed", id, s);
+            json_event(s->out == OUT_BUILT       ? "built"
+                       : s->out == OUT_UNCHANGED ? "unchanged"
+                                                 : "failed",
+                       id, s);
         ppd_progress_add(bar, 1);
         ppd_queue_push(j->free_slots, s);
         if (st) break; /* cache write failed: stop handing out work */
@@ -210,8 +220,8 @@ static ppd_status consume(job *j, ppd_cache_writer *w, worker_state *mainws, int
     return st;
 }
 
-static ppd_status inputs_line(const ppd_config *cfg, const char *rec, const char *lig, const char *id, char *out,
-                              size_t cap) {
+static ppd_status inputs_line(const ppd_config *cfg, const char *rec, const char *lig,
+                              const char *id, char *out, size_t cap) {
     char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX];
     if (id) {
         PPD_TRY(ppd_path_absolute(rec, a, sizeof a));
@@ -220,7 +230,8 @@ static ppd_status inputs_line(const ppd_config *cfg, const char *rec, const char
     } else {
         PPD_TRY(ppd_path_absolute(ppd_config_str(cfg, "data.data_path"), a, sizeof a));
         PPD_TRY(ppd_path_absolute(ppd_config_str(cfg, "data.data_file"), c, sizeof c));
-        snprintf(out, cap, "dataset\t%s\t%s\t%d", a, c, ppd_config_bool(cfg, "data.use_unbound") ? 1 : 0);
+        snprintf(out, cap, "dataset\t%s\t%s\t%d", a, c,
+                 ppd_config_bool(cfg, "data.use_unbound") ? 1 : 0);
     }
     return PPD_OK;
 }
@@ -233,28 +244,40 @@ typedef struct {
 static ppd_status check_settings(const ppd_config *cfg, const options *o) {
     const char *res = ppd_config_str(cfg, "data.resolution");
     if (!res || strcmp(res, "residue") != 0)
-        return ppd_fail(PPD_ERR_CONFIG, "data.resolution '%s' (from %s): only 'residue' graphs are built (the released "
-                                        "DiffDock-PP models use it)", res ? res : "null",
-                        ppd_config_origin(cfg, "data.resolution"));
+        return ppd_fail(
+            PPD_ERR_CONFIG,
+            "data.resolution '%s' (from %s): only 'residue' graphs are built (the released "
+            "DiffDock-PP models use it)",
+            res ? res : "null", ppd_config_origin(cfg, "data.resolution"));
     const char *dataset = ppd_config_str(cfg, "data.dataset");
     if (!o->id && dataset && !strcmp(dataset, "dips"))
-        return ppd_fail(PPD_ERR_CONFIG, "data.dataset 'dips' (from %s): DIPS .dill pairs are not read; convert them to "
-                                        "PDB files in the DB5 layout (structures/ID_r_b.pdb, ID_l_b.pdb)",
-                        ppd_config_origin(cfg, "data.dataset"));
-    if (!o->id && (!ppd_config_str(cfg, "data.data_path") || !ppd_config_str(cfg, "data.data_file")))
-        return ppd_fail(PPD_ERR_CONFIG, "data.data_path and data.data_file must be set (or give --receptor/--ligand/--id)");
+        return ppd_fail(
+            PPD_ERR_CONFIG,
+            "data.dataset 'dips' (from %s): DIPS .dill pairs are not read; convert them to "
+            "PDB files in the DB5 layout (structures/ID_r_b.pdb, ID_l_b.pdb)",
+            ppd_config_origin(cfg, "data.dataset"));
+    if (!o->id &&
+        (!ppd_config_str(cfg, "data.data_path") || !ppd_config_str(cfg, "data.data_file")))
+        return ppd_fail(
+            PPD_ERR_CONFIG,
+            "data.data_path and data.data_file must be set (or give --receptor/--ligand/--id)");
     return PPD_OK;
 }
 
 static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     PPD_TRY(check_settings(cfg, o));
     ppd_dataset ds;
-    if (o->id) PPD_TRY(ppd_dataset_pair(o->id, o->receptor, o->ligand, &ds));
-    else PPD_TRY(ppd_dataset_load(ppd_config_str(cfg, "data.data_path"), ppd_config_str(cfg, "data.data_file"),
-                                  ppd_config_bool(cfg, "data.use_unbound"), &ds));
+    if (o->id)
+        PPD_TRY(ppd_dataset_pair(o->id, o->receptor, o->ligand, &ds));
+    else
+        PPD_TRY(ppd_dataset_load(ppd_config_str(cfg, "data.data_path"),
+                                 ppd_config_str(cfg, "data.data_file"),
+                                 ppd_config_bool(cfg, "data.use_unbound"), &ds));
     ppd_buf params = {0}, inputs = {0};
     ppd_status st = ppd_buf_append(&params, GRAPH_FORMAT, strlen(GRAPH_FORMAT));
-    if (!st) st = ppd_config_canonical(cfg, PARAM_NAMES, sizeof PARAM_NAMES / sizeof *PARAM_NAMES, &params);
+    if (!st)
+        st = ppd_config_canonical(cfg, PARAM_NAMES, sizeof PARAM_NAMES / sizeof *PARAM_NAMES,
+                                  &params);
     char producer[64], line[3 * PATH_MAX];
     snprintf(producer, sizeof producer, "graph-build %s", PPD_VERSION);
     ppd_cache_writer_opts wo = {.record_type = PPD_REC_GRAPH,
@@ -266,13 +289,15 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     if (!st) st = ppd_cache_writer_open(o->out_dir, &wo, &w);
 
     int nslots = 2 * o->jobs + 2;
-    job j = {.ds = &ds, .knn_k = (int)ppd_config_int(cfg, "data.knn_size"), .workers_left = o->jobs};
+    job j = {
+        .ds = &ds, .knn_k = (int)ppd_config_int(cfg, "data.knn_size"), .workers_left = o->jobs};
     const char *models = ppd_config_str(cfg, "data.pdb_models");
     j.pdb.first_model_only = models && !strcmp(models, "first");
     ppd_index_entry *prior = calloc(ds.n ? ds.n : 1, sizeof *prior);
     slot *slots = calloc((size_t)nslots, sizeof *slots);
     worker_state *ws = calloc((size_t)o->jobs + 1, sizeof *ws);
-    if (!st && (!prior || !slots || !ws)) st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu complexes", ds.n);
+    if (!st && (!prior || !slots || !ws))
+        st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu complexes", ds.n);
     for (int i = 0; !st && i <= o->jobs; i++) st = ppd_arena_init(&ws[i].arena, 0, 1);
     if (!st) {
         j.params_hash = ppd_cache_writer_params_hash(w);
@@ -332,38 +357,72 @@ static double now_s(void) {
 int main(int argc, char **argv) {
     ppd_log_set_prog("graph-build");
     enum { OPT_SET = 1000, OPT_REC, OPT_LIG, OPT_ID, OPT_JSON, OPT_PRINT, OPT_VERSION };
-    static const struct option longopts[] = {
-        {"config", required_argument, 0, 'c'},   {"set", required_argument, 0, OPT_SET},
-        {"output", required_argument, 0, 'o'},   {"receptor", required_argument, 0, OPT_REC},
-        {"ligand", required_argument, 0, OPT_LIG}, {"id", required_argument, 0, OPT_ID},
-        {"jobs", required_argument, 0, 'j'},     {"json", no_argument, 0, OPT_JSON},
-        {"print-config", no_argument, 0, OPT_PRINT}, {"quiet", no_argument, 0, 'q'},
-        {"verbose", no_argument, 0, 'v'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"config", required_argument, 0, 'c'},
+                                             {"set", required_argument, 0, OPT_SET},
+                                             {"output", required_argument, 0, 'o'},
+                                             {"receptor", required_argument, 0, OPT_REC},
+                                             {"ligand", required_argument, 0, OPT_LIG},
+                                             {"id", required_argument, 0, OPT_ID},
+                                             {"jobs", required_argument, 0, 'j'},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"print-config", no_argument, 0, OPT_PRINT},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"verbose", no_argument, 0, 'v'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, OPT_VERSION},
+                                             {0, 0, 0, 0}};
     options o = {.out_dir = "graphs", .jobs = ppd_cpu_count()};
-    const char **configs = calloc((size_t)argc, sizeof *configs), **sets = calloc((size_t)argc, sizeof *sets);
-    int nconf = 0, nset = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt, usage_error = 0, show = 0;
+    const char **configs = calloc((size_t)argc, sizeof *configs),
+               **sets = calloc((size_t)argc, sizeof *sets);
+    int nconf = 0, nset = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt, usage_error = 0,
+        show = 0;
     while ((opt = getopt_long(argc, argv, "c:o:j:qvh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': configs[nconf++] = optarg; break;
-        case OPT_SET: sets[nset++] = optarg; break;
-        case 'o': o.out_dir = optarg; break;
-        case OPT_REC: o.receptor = optarg; break;
-        case OPT_LIG: o.ligand = optarg; break;
-        case OPT_ID: o.id = optarg; break;
+        case 'c':
+            configs[nconf++] = optarg;
+            break;
+        case OPT_SET:
+            sets[nset++] = optarg;
+            break;
+        case 'o':
+            o.out_dir = optarg;
+            break;
+        case OPT_REC:
+            o.receptor = optarg;
+            break;
+        case OPT_LIG:
+            o.ligand = optarg;
+            break;
+        case OPT_ID:
+            o.id = optarg;
+            break;
         case 'j':
             if ((o.jobs = (int)ppd_parse_count(optarg)) < 1) {
                 ppd_error("-j %s: give a positive number of threads", optarg);
                 usage_error = 1;
             }
             break;
-        case OPT_JSON: o.json = 1; break;
-        case OPT_PRINT: print_config = 1; break;
-        case 'q': verbosity = PPD_LOG_WARN; break;
-        case 'v': verbosity = verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE; break;
-        case 'h': show = 1; break;
-        case OPT_VERSION: show = 2; break;
-        default: usage_error = 2; break;
+        case OPT_JSON:
+            o.json = 1;
+            break;
+        case OPT_PRINT:
+            print_config = 1;
+            break;
+        case 'q':
+            verbosity = PPD_LOG_WARN;
+            break;
+        case 'v':
+            verbosity = verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE;
+            break;
+        case 'h':
+            show = 1;
+            break;
+        case OPT_VERSION:
+            show = 2;
+            break;
+        default:
+            usage_error = 2;
+            break;
         }
     }
     ppd_log_set_level((ppd_log_level)verbosity);
@@ -371,7 +430,8 @@ int main(int argc, char **argv) {
         ppd_error("unexpected argument '%s' (see --help)", argv[optind]);
         usage_error = 1;
     }
-    if (!usage_error && !show && (o.receptor || o.ligand || o.id) && !(o.receptor && o.ligand && o.id)) {
+    if (!usage_error && !show && (o.receptor || o.ligand || o.id) &&
+        !(o.receptor && o.ligand && o.id)) {
         ppd_error("a single pair needs all of --receptor, --ligand and --id");
         usage_error = 1;
     }
@@ -410,17 +470,19 @@ int main(int argc, char **argv) {
     double dt = now_s() - t0;
     unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
     if (o.json)
-        printf("{\"event\": \"summary\", \"built\": %llu, \"unchanged\": %llu, \"failed\": %llu, \"rebuilt_damaged\": %llu, "
+        printf("{\"event\": \"summary\", \"built\": %llu, \"unchanged\": %llu, \"failed\": %llu, "
+               "\"rebuilt_damaged\": %llu, "
                "\"seconds\": %.3f, \"peak_rss_mb\": %llu, \"cache\": ",
-               (unsigned long long)c.built, (unsigned long long)c.unchanged, (unsigned long long)c.failed,
-               (unsigned long long)c.repaired, dt, rss);
+               (unsigned long long)c.built, (unsigned long long)c.unchanged,
+               (unsigned long long)c.failed, (unsigned long long)c.repaired, dt, rss);
     if (o.json) {
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {
-        printf("graph-build: %llu built, %llu unchanged, %llu failed -> %s (%.2f s, peak RSS %llu MB)\n",
-               (unsigned long long)c.built, (unsigned long long)c.unchanged, (unsigned long long)c.failed, o.out_dir,
-               dt, rss);
+        printf("graph-build: %llu built, %llu unchanged, %llu failed -> %s (%.2f s, peak RSS %llu "
+               "MB)\n",
+               (unsigned long long)c.built, (unsigned long long)c.unchanged,
+               (unsigned long long)c.failed, o.out_dir, dt, rss);
     }
     return c.failed ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 }

@@ -34,7 +34,7 @@
 #include "ppdock/record.h"
 #include "ppdock/status.h"
 
-#define PPD_CACHE_SCHEMA "ppdock-cache/1"
+#define PPD_CACHE_SCHEMA  "ppdock-cache/1"
 #define PPD_CACHE_MAX_KEY 511
 
 /* Value of the "index" database, 32 bytes little-endian. */
@@ -48,19 +48,20 @@ _Static_assert(sizeof(ppd_index_entry) == 32, "index entry is 32 bytes on disk")
 
 const char *ppd_rec_type_name(int type); /* "graph", "esm", "?" */
 
-/* ---- writer ------------------------------------------------------------------------------------ */
+/* ---- writer ------------------------------------------------------------------------------------
+ */
 
 typedef struct ppd_cache_writer ppd_cache_writer;
 
 typedef struct {
     ppd_rec_type record_type;
-    const char *producer;  /* "graph-build 0.1.0" */
-    const char *params;    /* canonical parameter text; meta params_hash = XXH3 of it */
-    uint64_t params_hash;  /* 0: XXH3 of params. Else this hash, with meta params_recovered=1
-                            * (repair of a cache whose meta was lost: the records' hash is
-                            * known, the text is not) */
-    size_t batch_bytes;    /* commit threshold; 0 = 32 MiB */
-    size_t map_bytes;      /* initial map size; 0 = 1 GiB (address space, not memory) */
+    const char *producer; /* "graph-build 0.1.0" */
+    const char *params;   /* canonical parameter text; meta params_hash = XXH3 of it */
+    uint64_t params_hash; /* 0: XXH3 of params. Else this hash, with meta params_recovered=1
+                           * (repair of a cache whose meta was lost: the records' hash is
+                           * known, the text is not) */
+    size_t batch_bytes;   /* commit threshold; 0 = 32 MiB */
+    size_t map_bytes;     /* initial map size; 0 = 1 GiB (address space, not memory) */
 } ppd_cache_writer_opts;
 
 /* Create `dir` if needed and open it for writing. An existing cache must have the same schema
@@ -80,8 +81,8 @@ ppd_status ppd_cache_writer_verify(ppd_cache_writer *w, const char *key, const p
                                    int *ok);
 /* Queue a record (copied). Commits the batch when it reaches batch_bytes. The value must be a
  * sealed record; its checksum and length go into the index with the two digests. */
-ppd_status ppd_cache_writer_put(ppd_cache_writer *w, const char *key, const void *value,
-                                size_t len, uint64_t inputs_digest, uint64_t params_hash);
+ppd_status ppd_cache_writer_put(ppd_cache_writer *w, const char *key, const void *value, size_t len,
+                                uint64_t inputs_digest, uint64_t params_hash);
 /* Commit the batch in memory now. */
 ppd_status ppd_cache_writer_commit(ppd_cache_writer *w);
 /* Set a meta value in the next commit (e.g. "inputs"). Names "sealed", "count" and "checksum"
@@ -97,7 +98,8 @@ uint64_t ppd_cache_writer_map_growths(const ppd_cache_writer *w);
 /* Close; a batch not yet committed is dropped (as a crash would). NULL is fine. */
 void ppd_cache_writer_close(ppd_cache_writer *w);
 
-/* ---- reader ------------------------------------------------------------------------------------ */
+/* ---- reader ------------------------------------------------------------------------------------
+ */
 
 typedef struct ppd_cache_reader ppd_cache_reader;
 
@@ -116,7 +118,8 @@ ppd_status ppd_cache_reader_get(ppd_cache_reader *r, const char *key, ppd_rec_vi
 ppd_status ppd_cache_reader_refresh(ppd_cache_reader *r);
 void ppd_cache_reader_close(ppd_cache_reader *r);
 
-/* ---- publishing -------------------------------------------------------------------------------- */
+/* ---- publishing --------------------------------------------------------------------------------
+ */
 
 /* Compacting copy of a sealed cache `src` into "<dst>.tmp.<pid>", fsync, then put it at `dst`
  * atomically (ppd_dir_swap; a previous dst is removed). For node-local build -> shared FS. */

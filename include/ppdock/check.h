@@ -47,7 +47,7 @@ typedef struct {
     const char *key;    /* NULL for problems of the whole cache */
     const char *check;  /* short identifier, see above */
     const char *detail; /* human text */
-    int repairable;     /* ppd_cache_repair removes the problem (drops the record or rewrites meta) */
+    int repairable; /* ppd_cache_repair removes the problem (drops the record or rewrites meta) */
 } ppd_problem;
 
 typedef void (*ppd_problem_fn)(const ppd_problem *p, void *ctx);
@@ -61,16 +61,16 @@ typedef struct {
 typedef struct {
     char record_type[16];
     int sealed;
-    uint64_t records;      /* walked */
+    uint64_t records; /* walked */
     uint64_t records_ok;
-    uint64_t problems;     /* reported, of three kinds: */
-    uint64_t repairable;   /*   fixed by a repair (drop records, rewrite meta, seal) */
-    uint64_t unfixable;    /*   not fixed by dropping records (schema, structure): rebuild */
-                           /*   the rest: fixed by running the build stage (missing, stale) */
-    uint64_t inputs;       /* inputs listed (with opts.inputs) */
+    uint64_t problems;   /* reported, of three kinds: */
+    uint64_t repairable; /*   fixed by a repair (drop records, rewrite meta, seal) */
+    uint64_t unfixable;  /*   not fixed by dropping records (schema, structure): rebuild */
+                         /*   the rest: fixed by running the build stage (missing, stale) */
+    uint64_t inputs;     /* inputs listed (with opts.inputs) */
     uint64_t missing, stale;
     uint64_t dropped_pending; /* keys a repair dropped that are not rebuilt yet (meta "dropped") */
-    char damaged_path[4096]; /* after repair: where the original was kept */
+    char damaged_path[4096];  /* after repair: where the original was kept */
 } ppd_check_summary;
 
 /* Check one cache. Returns PPD_OK when the check ran (problems or not: see s->problems);

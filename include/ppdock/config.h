@@ -2,7 +2,8 @@
  *
  * Every setting has a name "section.key", a type, a typed default, and (for numbers) a range;
  * the table in lib/io/config_schema.c is the single list (the settings table of docs/config.md is
- * generated from it by ppd_config_write_markdown, and a test keeps the two equal). Tools read settings by name:
+ * generated from it by ppd_config_write_markdown, and a test keeps the two equal). Tools read
+ * settings by name:
  *
  *     ppd_config *cfg; ppd_config_new(&cfg);                // all defaults
  *     ppd_config_load(cfg, "config/db5.yaml");              // any number of files, in order

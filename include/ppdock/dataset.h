@@ -25,7 +25,7 @@ typedef struct {
     const char *split;    /* "" when the CSV has no split column */
     const char *receptor; /* resolved path */
     const char *ligand;
-    const char *error;    /* NULL, or why the files cannot be used (missing file) */
+    const char *error; /* NULL, or why the files cannot be used (missing file) */
 } ppd_complex_src;
 
 typedef struct {

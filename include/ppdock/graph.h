@@ -52,7 +52,7 @@ typedef struct {
     ppd_graph_side rec, lig;
     const float *center; /* [3] */
     uint64_t inputs_digest, params_hash;
-    const char *split;   /* not NUL-terminated */
+    const char *split; /* not NUL-terminated */
     size_t split_len;
 } ppd_graph;
 

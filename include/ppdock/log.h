@@ -23,8 +23,8 @@ void ppd_log_set_prog(const char *prog);
 void ppd_log(ppd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define ppd_error(...) ppd_log(PPD_LOG_ERROR, __VA_ARGS__)
-#define ppd_warn(...) ppd_log(PPD_LOG_WARN, __VA_ARGS__)
-#define ppd_info(...) ppd_log(PPD_LOG_INFO, __VA_ARGS__)
+#define ppd_warn(...)  ppd_log(PPD_LOG_WARN, __VA_ARGS__)
+#define ppd_info(...)  ppd_log(PPD_LOG_INFO, __VA_ARGS__)
 #define ppd_debug(...) ppd_log(PPD_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -75,15 +75,15 @@ typedef struct {
 } ppd_pdb_options;
 
 typedef struct {
-    int32_t n;           /* residues with a CA atom: the graph's nodes */
-    float *pos;          /* [n][3] CA coordinates, Å, file frame */
-    char *seq;           /* [n+1] one-letter codes, NUL-terminated; 'X' = not one of the 20 */
-    uint8_t *tokens;     /* [n] ESM alphabet ids; PPD_TOKEN_UNK for 'X' */
-    char (*resname)[4];  /* [n] residue name, NUL-terminated (up to 3 chars) */
-    int32_t *resnum;     /* [n] residue sequence number (columns 23-26) */
-    char *icode;         /* [n] insertion code (column 27), ' ' when none */
-    char *chain;         /* [n] chain id (column 22) */
-    int32_t *model;      /* [n] 0-based index of the MODEL the residue came from */
+    int32_t n;          /* residues with a CA atom: the graph's nodes */
+    float *pos;         /* [n][3] CA coordinates, Å, file frame */
+    char *seq;          /* [n+1] one-letter codes, NUL-terminated; 'X' = not one of the 20 */
+    uint8_t *tokens;    /* [n] ESM alphabet ids; PPD_TOKEN_UNK for 'X' */
+    char (*resname)[4]; /* [n] residue name, NUL-terminated (up to 3 chars) */
+    int32_t *resnum;    /* [n] residue sequence number (columns 23-26) */
+    char *icode;        /* [n] insertion code (column 27), ' ' when none */
+    char *chain;        /* [n] chain id (column 22) */
+    int32_t *model;     /* [n] 0-based index of the MODEL the residue came from */
     /* What was dropped, for reports: */
     int32_t n_models;         /* models seen (1 when there are no MODEL records) */
     int32_t n_skipped_no_ca;  /* ATOM residues without a CA atom */

@@ -27,15 +27,15 @@
 #include "ppdock/fsutil.h"
 #include "ppdock/status.h"
 
-#define PPD_REC_MAGIC 0x52445050u /* the bytes "PPDR" */
-#define PPD_REC_VERSION 1
+#define PPD_REC_MAGIC      0x52445050u /* the bytes "PPDR" */
+#define PPD_REC_VERSION    1
 #define PPD_REC_MAX_ARRAYS 64
-#define PPD_REC_NAME_LEN 16
+#define PPD_REC_NAME_LEN   16
 
 typedef enum { PPD_REC_GRAPH = 1, PPD_REC_ESM = 2 } ppd_rec_type;
 
 typedef enum {
-    PPD_DT_U8 = 1,  /* bytes, characters */
+    PPD_DT_U8 = 1, /* bytes, characters */
     PPD_DT_I32 = 2,
     PPD_DT_F32 = 3,
     PPD_DT_F16 = 4, /* IEEE binary16 */
@@ -92,7 +92,8 @@ void *ppd_rec_array_ptr(ppd_buf *value, int idx);
 /* Compute and store the checksum; call after filling every array. */
 void ppd_rec_seal(ppd_buf *value, const void *key, size_t keylen);
 
-/* ---- reading ---------------------------------------------------------------------------------- */
+/* ---- reading ----------------------------------------------------------------------------------
+ */
 
 typedef struct {
     ppd_rec_header header; /* copied out: the value need not be aligned */

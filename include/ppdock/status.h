@@ -18,18 +18,18 @@
 
 typedef enum {
     PPD_OK = 0,
-    PPD_ERR_USAGE,     /* bad command line or API misuse by the caller */
-    PPD_ERR_CONFIG,    /* config file or --set value: wrong type, out of range, unreadable */
-    PPD_ERR_IO,        /* open/read/write/rename failed (errno text in the message) */
-    PPD_ERR_FORMAT,    /* malformed input file (PDB, CSV, YAML): message has file:line */
-    PPD_ERR_NOMEM,     /* allocation failed or a planned budget cannot hold the work */
-    PPD_ERR_CORRUPT,   /* a cache record or file fails its checksum or structural checks */
-    PPD_ERR_VERSION,   /* cache schema / record format version this build does not read */
-    PPD_ERR_NOTFOUND,  /* a key, file or record that must exist does not */
-    PPD_ERR_LMDB,      /* LMDB returned an error not covered above (mdb_strerror in message) */
-    PPD_ERR_EMPTY,     /* input has nothing to work on (no residues with CA, empty file) */
-    PPD_ERR_CUDA,      /* CUDA runtime/driver error */
-    PPD_ERR_INTERNAL,  /* a bug: an invariant that should hold did not */
+    PPD_ERR_USAGE,    /* bad command line or API misuse by the caller */
+    PPD_ERR_CONFIG,   /* config file or --set value: wrong type, out of range, unreadable */
+    PPD_ERR_IO,       /* open/read/write/rename failed (errno text in the message) */
+    PPD_ERR_FORMAT,   /* malformed input file (PDB, CSV, YAML): message has file:line */
+    PPD_ERR_NOMEM,    /* allocation failed or a planned budget cannot hold the work */
+    PPD_ERR_CORRUPT,  /* a cache record or file fails its checksum or structural checks */
+    PPD_ERR_VERSION,  /* cache schema / record format version this build does not read */
+    PPD_ERR_NOTFOUND, /* a key, file or record that must exist does not */
+    PPD_ERR_LMDB,     /* LMDB returned an error not covered above (mdb_strerror in message) */
+    PPD_ERR_EMPTY,    /* input has nothing to work on (no residues with CA, empty file) */
+    PPD_ERR_CUDA,     /* CUDA runtime/driver error */
+    PPD_ERR_INTERNAL, /* a bug: an invariant that should hold did not */
     PPD_STATUS_COUNT
 } ppd_status;
 

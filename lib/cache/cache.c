@@ -14,23 +14,32 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- shared helpers ---------------------------------------------------------------------------- */
+/* ---- shared helpers ----------------------------------------------------------------------------
+ */
 
 ppd_status cache_mdb_fail(int rc, const char *dir, const char *what) {
     ppd_status st = PPD_ERR_LMDB;
-    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) st = PPD_ERR_CORRUPT;
-    else if (rc == MDB_VERSION_MISMATCH) st = PPD_ERR_VERSION;
-    else if (rc == ENOENT) st = PPD_ERR_NOTFOUND;
-    else if (rc == EACCES || rc == EROFS || rc == ENOSPC || rc == EIO) st = PPD_ERR_IO;
-    else if (rc == ENOMEM) st = PPD_ERR_NOMEM;
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID)
+        st = PPD_ERR_CORRUPT;
+    else if (rc == MDB_VERSION_MISMATCH)
+        st = PPD_ERR_VERSION;
+    else if (rc == ENOENT)
+        st = PPD_ERR_NOTFOUND;
+    else if (rc == EACCES || rc == EROFS || rc == ENOSPC || rc == EIO)
+        st = PPD_ERR_IO;
+    else if (rc == ENOMEM)
+        st = PPD_ERR_NOMEM;
     return ppd_fail(st, "%s: %s: %s", dir, what, mdb_strerror(rc));
 }
 
 const char *ppd_rec_type_name(int type) {
     switch (type) {
-    case PPD_REC_GRAPH: return "graph";
-    case PPD_REC_ESM: return "esm";
-    default: return "?";
+    case PPD_REC_GRAPH:
+        return "graph";
+    case PPD_REC_ESM:
+        return "esm";
+    default:
+        return "?";
     }
 }
 
@@ -132,13 +141,15 @@ ppd_status cache_env_open_readonly(const char *dir, MDB_env **out, int *nolock) 
         /* A published cache may sit in a read-only directory where lock.mdb cannot be made. */
         if (attempt == 0 && (rc == EACCES || rc == EROFS || rc == EPERM)) continue;
         if (rc == MDB_INVALID)
-            return ppd_fail(PPD_ERR_CORRUPT, "%s: data.mdb is not an LMDB file (or its header is damaged)", dir);
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "%s: data.mdb is not an LMDB file (or its header is damaged)", dir);
         return cache_mdb_fail(rc, dir, "opening read-only");
     }
     return ppd_fail(PPD_ERR_INTERNAL, "unreachable");
 }
 
-/* ---- writer ------------------------------------------------------------------------------------ */
+/* ---- writer ------------------------------------------------------------------------------------
+ */
 
 struct ppd_cache_writer {
     char dir[PATH_MAX];
@@ -149,11 +160,11 @@ struct ppd_cache_writer {
     uint64_t params_hash;
     size_t batch_bytes;
     size_t map_size;
-    ppd_buf batch;        /* entries: u32 keylen, u64 vlen, index entry, key, value */
+    ppd_buf batch; /* entries: u32 keylen, u64 vlen, index entry, key, value */
     size_t batch_items;
     ppd_buf pending_meta; /* "name\0value\0" pairs */
     uint64_t commits, growths;
-    MDB_txn *rtxn;        /* read snapshot for lookups; reset between uses */
+    MDB_txn *rtxn; /* read snapshot for lookups; reset between uses */
 };
 
 typedef struct {
@@ -162,9 +173,15 @@ typedef struct {
     ppd_index_entry ie;
 } batch_head;
 
-uint64_t ppd_cache_writer_params_hash(const ppd_cache_writer *w) { return w->params_hash; }
-uint64_t ppd_cache_writer_commits(const ppd_cache_writer *w) { return w->commits; }
-uint64_t ppd_cache_writer_map_growths(const ppd_cache_writer *w) { return w->growths; }
+uint64_t ppd_cache_writer_params_hash(const ppd_cache_writer *w) {
+    return w->params_hash;
+}
+uint64_t ppd_cache_writer_commits(const ppd_cache_writer *w) {
+    return w->commits;
+}
+uint64_t ppd_cache_writer_map_growths(const ppd_cache_writer *w) {
+    return w->growths;
+}
 
 static void drop_rtxn(ppd_cache_writer *w) {
     if (w->rtxn) mdb_txn_abort(w->rtxn);
@@ -270,13 +287,15 @@ static int body_open(ppd_cache_writer *w, MDB_txn *txn, void *p) {
     if (cache_meta_get(txn, w->meta, "schema", &b, &found) == PPD_OK && found) {
         if (strcmp((char *)b.data, PPD_CACHE_SCHEMA) != 0) {
             c->st = PPD_ERR_VERSION;
-            snprintf(c->msg, sizeof c->msg, "%s: cache schema '%s'; this build writes '%s' (use a new directory)",
-                     w->dir, (char *)b.data, PPD_CACHE_SCHEMA);
+            snprintf(c->msg, sizeof c->msg,
+                     "%s: cache schema '%s'; this build writes '%s' (use a new directory)", w->dir,
+                     (char *)b.data, PPD_CACHE_SCHEMA);
         } else if (cache_meta_get(txn, w->meta, "record_type", &b, &found) == PPD_OK && found &&
                    cache_rec_type_from_name((char *)b.data) != (int)c->o->record_type) {
             c->st = PPD_ERR_USAGE;
-            snprintf(c->msg, sizeof c->msg, "%s holds '%s' records, not '%s': choose another output directory",
-                     w->dir, (char *)b.data, ppd_rec_type_name(c->o->record_type));
+            snprintf(c->msg, sizeof c->msg,
+                     "%s holds '%s' records, not '%s': choose another output directory", w->dir,
+                     (char *)b.data, ppd_rec_type_name(c->o->record_type));
         }
     } else if (found == 0) {
         /* New cache (or an empty environment): write the identity once. */
@@ -300,8 +319,10 @@ static int body_open(ppd_cache_writer *w, MDB_txn *txn, void *p) {
         (rc = put_str(txn, w->meta, "params_hash", hex)))
         return rc;
     MDB_val rk = {16, "params_recovered"};
-    if (c->o->params_hash) rc = put_str(txn, w->meta, "params_recovered", "1");
-    else if ((rc = mdb_del(txn, w->meta, &rk, NULL)) == MDB_NOTFOUND) rc = 0;
+    if (c->o->params_hash)
+        rc = put_str(txn, w->meta, "params_recovered", "1");
+    else if ((rc = mdb_del(txn, w->meta, &rk, NULL)) == MDB_NOTFOUND)
+        rc = 0;
     return rc;
 }
 
@@ -311,12 +332,15 @@ static ppd_status take_writer_lock(ppd_cache_writer *w) {
     w->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
     if (w->lock_fd < 0) return ppd_fail(PPD_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return ppd_fail(PPD_ERR_IO, "%s: locked by another process writing this cache; wait for it or "
-                                    "use another output directory", w->dir);
+        return ppd_fail(PPD_ERR_IO,
+                        "%s: locked by another process writing this cache; wait for it or "
+                        "use another output directory",
+                        w->dir);
     return PPD_OK;
 }
 
-ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o, ppd_cache_writer **out) {
+ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o,
+                                 ppd_cache_writer **out) {
     *out = NULL;
     ppd_cache_writer *w = calloc(1, sizeof *w);
     if (!w) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
@@ -325,8 +349,9 @@ ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o
     w->type = o->record_type;
     w->batch_bytes = o->batch_bytes ? o->batch_bytes : (size_t)32 << 20;
     w->map_size = o->map_bytes ? o->map_bytes : (size_t)1 << 30;
-    w->params_hash = o->params_hash ? o->params_hash
-                                    : ppd_hash64(o->params ? o->params : "", o->params ? strlen(o->params) : 0);
+    w->params_hash =
+        o->params_hash ? o->params_hash
+                       : ppd_hash64(o->params ? o->params : "", o->params ? strlen(o->params) : 0);
     ppd_status st = ppd_mkdir_p(dir);
     if (!st) st = take_writer_lock(w);
     int rc = 0;
@@ -337,9 +362,12 @@ ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o
         mdb_env_set_mapsize(w->env, w->map_size);
         rc = mdb_env_open(w->env, dir, 0, 0664);
         if (rc == MDB_INVALID)
-            st = ppd_fail(PPD_ERR_CORRUPT, "%s: data.mdb is not an LMDB file (or its header is damaged); "
-                                           "move it away or choose another directory", dir);
-        else if (rc) st = cache_mdb_fail(rc, dir, "opening for writing");
+            st = ppd_fail(PPD_ERR_CORRUPT,
+                          "%s: data.mdb is not an LMDB file (or its header is damaged); "
+                          "move it away or choose another directory",
+                          dir);
+        else if (rc)
+            st = cache_mdb_fail(rc, dir, "opening for writing");
     }
     if (!st) {
         MDB_envinfo info;
@@ -362,8 +390,10 @@ ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o
 
 static ppd_status begin_read(ppd_cache_writer *w) {
     int rc;
-    if (w->rtxn) rc = mdb_txn_renew(w->rtxn);
-    else rc = mdb_txn_begin(w->env, NULL, MDB_RDONLY, &w->rtxn);
+    if (w->rtxn)
+        rc = mdb_txn_renew(w->rtxn);
+    else
+        rc = mdb_txn_begin(w->env, NULL, MDB_RDONLY, &w->rtxn);
     if (rc) {
         w->rtxn = NULL;
         return cache_mdb_fail(rc, w->dir, "starting a read transaction");
@@ -374,12 +404,13 @@ static ppd_status begin_read(ppd_cache_writer *w) {
 static ppd_status check_key(const char *key) {
     size_t n = strlen(key);
     if (n == 0 || n > PPD_CACHE_MAX_KEY)
-        return ppd_fail(PPD_ERR_USAGE, "cache key '%.40s%s' is %zu bytes; keys are 1 to %d bytes", key,
-                        n > 40 ? "..." : "", n, PPD_CACHE_MAX_KEY);
+        return ppd_fail(PPD_ERR_USAGE, "cache key '%.40s%s' is %zu bytes; keys are 1 to %d bytes",
+                        key, n > 40 ? "..." : "", n, PPD_CACHE_MAX_KEY);
     return PPD_OK;
 }
 
-ppd_status ppd_cache_writer_lookup(ppd_cache_writer *w, const char *key, ppd_index_entry *e, int *found) {
+ppd_status ppd_cache_writer_lookup(ppd_cache_writer *w, const char *key, ppd_index_entry *e,
+                                   int *found) {
     *found = 0;
     PPD_TRY(check_key(key));
     PPD_TRY(begin_read(w));
@@ -398,7 +429,8 @@ ppd_status ppd_cache_writer_lookup(ppd_cache_writer *w, const char *key, ppd_ind
     return st;
 }
 
-ppd_status ppd_cache_writer_verify(ppd_cache_writer *w, const char *key, const ppd_index_entry *e, int *ok) {
+ppd_status ppd_cache_writer_verify(ppd_cache_writer *w, const char *key, const ppd_index_entry *e,
+                                   int *ok) {
     *ok = 0;
     PPD_TRY(check_key(key));
     PPD_TRY(begin_read(w));
@@ -408,7 +440,8 @@ ppd_status ppd_cache_writer_verify(ppd_cache_writer *w, const char *key, const p
     if (rc == 0) {
         ppd_rec_view view;
         if (ppd_rec_parse(v.mv_data, v.mv_size, key, strlen(key), 1, &view) == PPD_OK) {
-            if (view.header.checksum == e->checksum && v.mv_size == e->value_len && view.header.type == w->type)
+            if (view.header.checksum == e->checksum && v.mv_size == e->value_len &&
+                view.header.type == w->type)
                 *ok = 1;
             else
                 ppd_fail(PPD_ERR_CORRUPT, "record does not match its index entry");
@@ -427,7 +460,8 @@ ppd_status ppd_cache_writer_put(ppd_cache_writer *w, const char *key, const void
     PPD_TRY(check_key(key));
     ppd_rec_view view;
     if (ppd_rec_parse(value, len, key, strlen(key), 1, &view) != PPD_OK)
-        return ppd_fail_ctx(PPD_ERR_INTERNAL, "refusing to store an invalid record under '%s'", key);
+        return ppd_fail_ctx(PPD_ERR_INTERNAL, "refusing to store an invalid record under '%s'",
+                            key);
     batch_head h = {.keylen = (uint32_t)strlen(key), .vlen = len};
     h.ie = (ppd_index_entry){view.header.checksum, len, inputs_digest, params_hash};
     PPD_TRY(ppd_buf_reserve(&w->batch, w->batch.len + sizeof h + h.keylen + len + 1));
@@ -513,7 +547,8 @@ void ppd_cache_writer_close(ppd_cache_writer *w) {
     free(w);
 }
 
-/* ---- reader ------------------------------------------------------------------------------------ */
+/* ---- reader ------------------------------------------------------------------------------------
+ */
 
 struct ppd_cache_reader {
     char dir[PATH_MAX];
@@ -538,12 +573,15 @@ ppd_status ppd_cache_reader_open(const char *dir, ppd_cache_reader **out) {
     int nolock;
     ppd_status st = cache_env_open_readonly(dir, &r->env, &nolock);
     int rc = 0;
-    if (!st && (rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn))) st = cache_mdb_fail(rc, dir, "read transaction");
+    if (!st && (rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn)))
+        st = cache_mdb_fail(rc, dir, "read transaction");
     if (!st && ((rc = mdb_dbi_open(r->txn, CACHE_DB_META, 0, &r->meta)) ||
                 (rc = mdb_dbi_open(r->txn, CACHE_DB_RECORDS, 0, &r->recs)) ||
                 (rc = mdb_dbi_open(r->txn, CACHE_DB_INDEX, 0, &r->index))))
-        st = rc == MDB_NOTFOUND ? ppd_fail(PPD_ERR_CORRUPT, "%s: not a ppdock cache (no meta/records/index databases)", dir)
-                                : cache_mdb_fail(rc, dir, "opening databases");
+        st = rc == MDB_NOTFOUND
+                 ? ppd_fail(PPD_ERR_CORRUPT,
+                            "%s: not a ppdock cache (no meta/records/index databases)", dir)
+                 : cache_mdb_fail(rc, dir, "opening databases");
     ppd_buf b = {0};
     int found = 0;
     if (!st) st = cache_meta_get(r->txn, r->meta, "schema", &b, &found);
@@ -563,8 +601,12 @@ ppd_status ppd_cache_reader_open(const char *dir, ppd_cache_reader **out) {
     return PPD_OK;
 }
 
-int ppd_cache_reader_sealed(ppd_cache_reader *r) { return r->sealed; }
-int ppd_cache_reader_record_type(ppd_cache_reader *r) { return r->type; }
+int ppd_cache_reader_sealed(ppd_cache_reader *r) {
+    return r->sealed;
+}
+int ppd_cache_reader_record_type(ppd_cache_reader *r) {
+    return r->type;
+}
 
 ppd_status ppd_cache_reader_meta(ppd_cache_reader *r, const char *name, ppd_buf *out) {
     int found;
@@ -591,7 +633,8 @@ ppd_status ppd_cache_reader_refresh(ppd_cache_reader *r) {
     return PPD_OK;
 }
 
-/* ---- publishing -------------------------------------------------------------------------------- */
+/* ---- publishing --------------------------------------------------------------------------------
+ */
 
 static ppd_status fsync_file(const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -607,7 +650,8 @@ ppd_status ppd_cache_publish(const char *src, const char *dst) {
     PPD_TRY(ppd_cache_reader_open(src, &r));
     if (!r->sealed) {
         ppd_cache_reader_close(r);
-        return ppd_fail(PPD_ERR_USAGE, "%s is not sealed (its writer did not finish); rerun the stage first", src);
+        return ppd_fail(PPD_ERR_USAGE,
+                        "%s is not sealed (its writer did not finish); rerun the stage first", src);
     }
     char tmp[PATH_MAX], file[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());

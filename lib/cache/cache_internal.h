@@ -7,9 +7,9 @@
 
 #include "ppdock/cache.h"
 
-#define CACHE_DB_META "meta"
+#define CACHE_DB_META    "meta"
 #define CACHE_DB_RECORDS "records"
-#define CACHE_DB_INDEX "index"
+#define CACHE_DB_INDEX   "index"
 
 /* LMDB error -> ppd_status with context ("<dir>: <what>: MDB_...: message"). */
 ppd_status cache_mdb_fail(int rc, const char *dir, const char *what);

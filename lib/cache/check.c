@@ -28,26 +28,29 @@ typedef struct {
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi meta, recs, index;
-    int type;            /* record type from meta */
-    int opened;          /* env and the three databases are open */
-    int meta_trusted;    /* meta checksum verified: params_hash and knn_k usable */
+    int type;         /* record type from meta */
+    int opened;       /* env and the three databases are open */
+    int meta_trusted; /* meta checksum verified: params_hash and knn_k usable */
     uint64_t params_hash;
-    int knn_k;           /* from params "data.knn_size=", 0 if unknown */
-    int quiet;           /* re-validation during repair: no reports */
-    ppd_buf *dropped;    /* repair: "key\tcheck\tdetail\n" lines */
+    int knn_k;        /* from params "data.knn_size=", 0 if unknown */
+    int quiet;        /* re-validation during repair: no reports */
+    ppd_buf *dropped; /* repair: "key\tcheck\tdetail\n" lines */
     char last_dropped[PPD_CACHE_MAX_KEY + 1];
-    ppd_buf scratch;     /* aligned copy of a value for decoding */
+    ppd_buf scratch; /* aligned copy of a value for decoding */
     char detail[1024];
 } checker;
 
-/* ---- reporting --------------------------------------------------------------------------------- */
+/* ---- reporting ---------------------------------------------------------------------------------
+ */
 
 static void printable_key(const MDB_val *k, char *out, size_t cap) {
     size_t o = 0;
     const unsigned char *p = k->mv_data;
     for (size_t i = 0; i < k->mv_size && o + 5 < cap; i++) {
-        if (p[i] >= 32 && p[i] < 127 && p[i] != '\\') out[o++] = (char)p[i];
-        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
+        if (p[i] >= 32 && p[i] < 127 && p[i] != '\\')
+            out[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
     }
     out[o] = 0;
 }
@@ -81,7 +84,8 @@ static void report(checker *c, const char *key, const char *check, int kind, con
     }
 }
 
-/* ---- fault guard: a damaged map must give a report, not a core dump ---------------------------- */
+/* ---- fault guard: a damaged map must give a report, not a core dump ----------------------------
+ */
 
 static sigjmp_buf fault_jmp;
 static volatile sig_atomic_t fault_armed;
@@ -125,7 +129,8 @@ static void fault_restore(const fault_saved *old) {
     sigaction(SIGSEGV, &old->segv, NULL);
 }
 
-/* ---- per-record validation --------------------------------------------------------------------- */
+/* ---- per-record validation ---------------------------------------------------------------------
+ */
 
 static int finite_arrays(checker *c, const ppd_rec_view *v, const char **bad) {
     for (uint32_t i = 0; i < v->header.n_arrays; i++) {
@@ -151,8 +156,8 @@ static int finite_arrays(checker *c, const ppd_rec_view *v, const char **bad) {
                 break;
             }
             if (!ok) {
-                snprintf(c->detail, sizeof c->detail, "array '%.16s' element %llu is not finite", a.name,
-                         (unsigned long long)j);
+                snprintf(c->detail, sizeof c->detail, "array '%.16s' element %llu is not finite",
+                         a.name, (unsigned long long)j);
                 *bad = c->detail;
                 return 0;
             }
@@ -162,7 +167,8 @@ static int finite_arrays(checker *c, const ppd_rec_view *v, const char **bad) {
 }
 
 /* Returns 1 if the record is good; else 0 with *check and c->detail set. */
-static int validate_record(checker *c, const char *key, const MDB_val *k, const MDB_val *v, const char **check) {
+static int validate_record(checker *c, const char *key, const MDB_val *k, const MDB_val *v,
+                           const char **check) {
     ppd_rec_view view;
     ppd_status st = ppd_rec_parse(v->mv_data, v->mv_size, k->mv_data, k->mv_size, 0, &view);
     if (st) {
@@ -173,14 +179,16 @@ static int validate_record(checker *c, const char *key, const MDB_val *k, const 
     uint64_t sum = ppd_rec_compute_checksum(v->mv_data, v->mv_size, k->mv_data, k->mv_size);
     if (sum != view.header.checksum) {
         *check = "checksum";
-        snprintf(c->detail, sizeof c->detail, "stored 0x%016llx, computed 0x%016llx (value damaged, or stored under the wrong key)",
-                 (unsigned long long)view.header.checksum, (unsigned long long)sum);
+        snprintf(
+            c->detail, sizeof c->detail,
+            "stored 0x%016llx, computed 0x%016llx (value damaged, or stored under the wrong key)",
+            (unsigned long long)view.header.checksum, (unsigned long long)sum);
         return 0;
     }
     if (c->type && view.header.type != c->type) {
         *check = "record-type";
-        snprintf(c->detail, sizeof c->detail, "record type %u (%s) in a '%s' cache", view.header.type,
-                 ppd_rec_type_name(view.header.type), ppd_rec_type_name(c->type));
+        snprintf(c->detail, sizeof c->detail, "record type %u (%s) in a '%s' cache",
+                 view.header.type, ppd_rec_type_name(view.header.type), ppd_rec_type_name(c->type));
         return 0;
     }
     MDB_val iv;
@@ -188,21 +196,26 @@ static int validate_record(checker *c, const char *key, const MDB_val *k, const 
     ppd_index_entry ie;
     if (rc || iv.mv_size != sizeof ie) {
         *check = "index";
-        if (rc) snprintf(c->detail, sizeof c->detail, "no index entry (%s)", mdb_strerror(rc));
-        else snprintf(c->detail, sizeof c->detail, "index entry is %zu bytes, not 32", iv.mv_size);
+        if (rc)
+            snprintf(c->detail, sizeof c->detail, "no index entry (%s)", mdb_strerror(rc));
+        else
+            snprintf(c->detail, sizeof c->detail, "index entry is %zu bytes, not 32", iv.mv_size);
         return 0;
     }
     memcpy(&ie, iv.mv_data, sizeof ie);
     if (ie.checksum != view.header.checksum || ie.value_len != v->mv_size) {
         *check = "index";
-        snprintf(c->detail, sizeof c->detail, "index says checksum 0x%016llx / %llu bytes, record has 0x%016llx / %zu "
-                 "(an old or foreign value)", (unsigned long long)ie.checksum, (unsigned long long)ie.value_len,
+        snprintf(c->detail, sizeof c->detail,
+                 "index says checksum 0x%016llx / %llu bytes, record has 0x%016llx / %zu "
+                 "(an old or foreign value)",
+                 (unsigned long long)ie.checksum, (unsigned long long)ie.value_len,
                  (unsigned long long)view.header.checksum, v->mv_size);
         return 0;
     }
     if (c->meta_trusted && ie.params_hash != c->params_hash) {
         *check = "stale-params";
-        snprintf(c->detail, sizeof c->detail, "built with parameters 0x%016llx, the cache's are 0x%016llx",
+        snprintf(c->detail, sizeof c->detail,
+                 "built with parameters 0x%016llx, the cache's are 0x%016llx",
                  (unsigned long long)ie.params_hash, (unsigned long long)c->params_hash);
         return 0;
     }
@@ -224,7 +237,8 @@ static int validate_record(checker *c, const char *key, const MDB_val *k, const 
         }
         if (g.params_hash != ie.params_hash || g.inputs_digest != ie.inputs_digest) {
             *check = "index";
-            snprintf(c->detail, sizeof c->detail, "record's inputs/params digests differ from its index entry");
+            snprintf(c->detail, sizeof c->detail,
+                     "record's inputs/params digests differ from its index entry");
             return 0;
         }
     }
@@ -232,7 +246,8 @@ static int validate_record(checker *c, const char *key, const MDB_val *k, const 
     return 1;
 }
 
-/* ---- walks ------------------------------------------------------------------------------------- */
+/* ---- walks -------------------------------------------------------------------------------------
+ */
 
 /* Each phase reads in a fresh snapshot: an LMDB error marks its transaction unusable, and the
  * next phase should still run. */
@@ -247,7 +262,8 @@ static void walk_records(checker *c) {
     int rc = begin(c);
     if (!rc) rc = mdb_cursor_open(c->txn, c->recs, &cur);
     if (rc) {
-        report(c, NULL, "walk", REPAIRABLE, "cannot open a cursor on records: %s", mdb_strerror(rc));
+        report(c, NULL, "walk", REPAIRABLE, "cannot open a cursor on records: %s",
+               mdb_strerror(rc));
         return;
     }
     MDB_val k, v;
@@ -256,11 +272,14 @@ static void walk_records(checker *c) {
         c->s->records++;
         printable_key(&k, key, sizeof key);
         const char *check = "";
-        if (validate_record(c, key, &k, &v, &check)) c->s->records_ok++;
-        else report(c, key, check, REPAIRABLE, "%s", c->detail);
+        if (validate_record(c, key, &k, &v, &check))
+            c->s->records_ok++;
+        else
+            report(c, key, check, REPAIRABLE, "%s", c->detail);
     }
     if (rc != MDB_NOTFOUND)
-        report(c, NULL, "walk", REPAIRABLE, "record walk stopped after %llu records: %s (the B-tree is damaged)",
+        report(c, NULL, "walk", REPAIRABLE,
+               "record walk stopped after %llu records: %s (the B-tree is damaged)",
                (unsigned long long)c->s->records, mdb_strerror(rc));
     mdb_cursor_close(cur);
 }
@@ -281,19 +300,22 @@ static void walk_index(checker *c) {
         int g = mdb_get(c->txn, c->recs, &k, &rv);
         if (g == MDB_NOTFOUND) {
             printable_key(&k, key, sizeof key);
-            report(c, key, "missing-record", REPAIRABLE, "the index lists this record but it is gone (deleted?)");
+            report(c, key, "missing-record", REPAIRABLE,
+                   "the index lists this record but it is gone (deleted?)");
         } else if (g) {
             printable_key(&k, key, sizeof key);
             report(c, key, "walk", REPAIRABLE, "record unreadable: %s", mdb_strerror(g));
         }
     }
     if (rc != MDB_NOTFOUND)
-        report(c, NULL, "walk", REPAIRABLE, "index walk stopped after %llu entries: %s (the B-tree is damaged)",
+        report(c, NULL, "walk", REPAIRABLE,
+               "index walk stopped after %llu entries: %s (the B-tree is damaged)",
                (unsigned long long)n, mdb_strerror(rc));
     mdb_cursor_close(cur);
 }
 
-/* ---- meta -------------------------------------------------------------------------------------- */
+/* ---- meta --------------------------------------------------------------------------------------
+ */
 
 static int writer_running(const char *dir) {
     char path[PATH_MAX];
@@ -325,7 +347,8 @@ static int check_meta(checker *c) {
         return -1;
     }
     if (!found || strcmp((char *)b.data, PPD_CACHE_SCHEMA) != 0) {
-        report(c, NULL, "schema", UNFIXABLE, "schema '%s'; this build reads '%s' (rebuild the cache with this version)",
+        report(c, NULL, "schema", UNFIXABLE,
+               "schema '%s'; this build reads '%s' (rebuild the cache with this version)",
                found ? (char *)b.data : "(missing)", PPD_CACHE_SCHEMA);
         ok = 0;
         goto done;
@@ -333,14 +356,18 @@ static int check_meta(checker *c) {
     cache_meta_get(c->txn, c->meta, "record_type", &b, &found);
     c->type = found ? cache_rec_type_from_name((char *)b.data) : 0;
     snprintf(c->s->record_type, sizeof c->s->record_type, "%s", found ? (char *)b.data : "?");
-    if (!c->type) report(c, NULL, "meta", REPAIRABLE, "record_type '%s' is unknown", found ? (char *)b.data : "(missing)");
+    if (!c->type)
+        report(c, NULL, "meta", REPAIRABLE, "record_type '%s' is unknown",
+               found ? (char *)b.data : "(missing)");
 
     cache_meta_get(c->txn, c->meta, "sealed", &b, &found);
     c->s->sealed = found && !strcmp((char *)b.data, "1");
     if (!c->s->sealed)
-        report(c, NULL, "unsealed", REPAIRABLE, "%s", writer_running(c->dir)
-               ? "a writer is still running on this cache (it seals when it finishes)"
-               : "the writer did not finish (killed or crashed); rerun it to complete the cache, or --repair");
+        report(c, NULL, "unsealed", REPAIRABLE, "%s",
+               writer_running(c->dir)
+                   ? "a writer is still running on this cache (it seals when it finishes)"
+                   : "the writer did not finish (killed or crashed); rerun it to complete the "
+                     "cache, or --repair");
 
     uint64_t sum = 0;
     int meta_ok = 1;
@@ -349,7 +376,8 @@ static int check_meta(checker *c) {
         ppd_hash_hex(sum, hex);
         cache_meta_get(c->txn, c->meta, "checksum", &b, &found);
         if (!found || strcmp((char *)b.data, hex) != 0) {
-            report(c, NULL, "meta", REPAIRABLE, "meta checksum %s, computed %s: meta values were changed or damaged",
+            report(c, NULL, "meta", REPAIRABLE,
+                   "meta checksum %s, computed %s: meta values were changed or damaged",
                    found ? (char *)b.data : "(missing)", hex);
             meta_ok = 0;
         }
@@ -367,7 +395,8 @@ static int check_meta(checker *c) {
         char want[17];
         ppd_hash_hex(c->params_hash, want);
         if (!found || strcmp((char *)b.data, want) != 0) {
-            report(c, NULL, "meta", REPAIRABLE, "params_hash %s does not match the params text (%s)",
+            report(c, NULL, "meta", REPAIRABLE,
+                   "params_hash %s does not match the params text (%s)",
                    found ? (char *)b.data : "(missing)", want);
             meta_ok = 0;
         }
@@ -385,7 +414,9 @@ static int check_meta(checker *c) {
     if (found)
         for (char *line = (char *)b.data; line && *line;) {
             char *nl = strchr(line, '\n'), *tab = strchr(line, '\t');
-            MDB_val k = {tab ? (size_t)(tab - line) : (nl ? (size_t)(nl - line) : strlen(line)), line}, v;
+            MDB_val k = {tab ? (size_t)(tab - line) : (nl ? (size_t)(nl - line) : strlen(line)),
+                         line},
+                    v;
             if (mdb_get(c->txn, c->recs, &k, &v) == MDB_NOTFOUND) c->s->dropped_pending++;
             line = nl ? nl + 1 : NULL;
         }
@@ -395,14 +426,16 @@ done:
     return ok ? 0 : -1;
 }
 
-/* ---- inputs ------------------------------------------------------------------------------------ */
+/* ---- inputs ------------------------------------------------------------------------------------
+ */
 
 static void check_inputs(checker *c) {
     ppd_buf inputs = {0};
     int found = 0;
     if (!begin(c)) cache_meta_get(c->txn, c->meta, "inputs", &inputs, &found);
     if (!found || !inputs.len) {
-        report(c, NULL, "inputs", REBUILD, "the cache does not record its inputs; nothing to compare with");
+        report(c, NULL, "inputs", REBUILD,
+               "the cache does not record its inputs; nothing to compare with");
         ppd_buf_free(&inputs);
         return;
     }
@@ -420,7 +453,8 @@ static void check_inputs(checker *c) {
                 int rc = mdb_get(c->txn, c->index, &k, &iv);
                 if (rc == MDB_NOTFOUND || (rc == 0 && iv.mv_size != sizeof(ppd_index_entry))) {
                     c->s->missing++;
-                    report(c, it->id, "missing", REBUILD, "listed in the inputs, no record (run the build stage to make it)%s%s",
+                    report(c, it->id, "missing", REBUILD,
+                           "listed in the inputs, no record (run the build stage to make it)%s%s",
                            it->error ? ": " : "", it->error ? it->error : "");
                     continue;
                 }
@@ -438,8 +472,9 @@ static void check_inputs(checker *c) {
                 }
                 if (ppd_graph_inputs_digest(hr, hl) != ie.inputs_digest) {
                     c->s->stale++;
-                    report(c, it->id, "stale", REBUILD, "source files changed since the record was built (%s, %s)",
-                           it->receptor, it->ligand);
+                    report(c, it->id, "stale", REBUILD,
+                           "source files changed since the record was built (%s, %s)", it->receptor,
+                           it->ligand);
                 }
             }
             ppd_dataset_free(&ds);
@@ -449,7 +484,8 @@ static void check_inputs(checker *c) {
     ppd_buf_free(&inputs);
 }
 
-/* ---- open and run ------------------------------------------------------------------------------ */
+/* ---- open and run ------------------------------------------------------------------------------
+ */
 
 static void checker_close(checker *c) {
     if (c->txn) mdb_txn_abort(c->txn);
@@ -484,7 +520,8 @@ static ppd_status open_env(checker *c, const char *dir, int *truncated) {
     for (int i = 0; i < 3; i++) {
         rc = mdb_dbi_open(c->txn, names[i], 0, dbis[i]);
         if (rc) {
-            report(c, NULL, "structure", UNFIXABLE, "database '%s' cannot be opened: %s", names[i], mdb_strerror(rc));
+            report(c, NULL, "structure", UNFIXABLE, "database '%s' cannot be opened: %s", names[i],
+                   mdb_strerror(rc));
             mdb_txn_abort(c->txn);
             c->txn = NULL;
             return PPD_OK;
@@ -539,7 +576,8 @@ ppd_status ppd_cache_check(const char *dir, const ppd_check_opts *o, ppd_check_s
     return st;
 }
 
-/* ---- repair ------------------------------------------------------------------------------------ */
+/* ---- repair ------------------------------------------------------------------------------------
+ */
 
 /* A zero-extended copy of a truncated data file: the missing pages read as zeros, which LMDB
  * reports as damaged pages (or our checksums catch) instead of crashing with SIGBUS. Sparse:
@@ -576,12 +614,14 @@ static ppd_status zero_extended_copy(const char *dir, const char *tmpdir) {
         MDB_stat ms;
         if (mdb_env_create(&env) == 0) {
             mdb_env_set_maxdbs(env, 4);
-            if (mdb_env_open(env, tmpdir, MDB_RDONLY | MDB_NOLOCK, 0644) == 0 && mdb_env_info(env, &info) == 0 &&
-                mdb_env_stat(env, &ms) == 0) {
+            if (mdb_env_open(env, tmpdir, MDB_RDONLY | MDB_NOLOCK, 0644) == 0 &&
+                mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0) {
                 off_t need = (off_t)(info.me_last_pgno + 1) * ms.ms_psize;
-                if (ftruncate(fd, need) != 0) st = ppd_fail(PPD_ERR_IO, "%s: extend: %s", dst, strerror(errno));
+                if (ftruncate(fd, need) != 0)
+                    st = ppd_fail(PPD_ERR_IO, "%s: extend: %s", dst, strerror(errno));
             } else {
-                st = ppd_fail(PPD_ERR_CORRUPT, "%s: cannot read LMDB's header from the truncated file", dir);
+                st = ppd_fail(PPD_ERR_CORRUPT,
+                              "%s: cannot read LMDB's header from the truncated file", dir);
             }
             mdb_env_close(env);
         }
@@ -591,8 +631,9 @@ static ppd_status zero_extended_copy(const char *dir, const char *tmpdir) {
 }
 
 static ppd_status copy_meta(checker *c, ppd_cache_writer *w) {
-    static const char *const owned[] = {"schema", "record_type", "record_format", "sealed", "count", "checksum",
-                                        "params", "params_hash", "params_recovered", "producer", "dropped", NULL};
+    static const char *const owned[] = {
+        "schema", "record_type", "record_format",    "sealed",   "count",   "checksum",
+        "params", "params_hash", "params_recovered", "producer", "dropped", NULL};
     MDB_cursor *cur;
     int rc = begin(c);
     if (!rc) rc = mdb_cursor_open(c->txn, c->meta, &cur);
@@ -631,7 +672,8 @@ static void learn_meta(checker *c, old_meta *m) {
     ppd_buf t = {0};
     m->lost = begin(c) != 0 || cache_meta_get(c->txn, c->meta, "record_type", &t, &f1) != PPD_OK ||
               cache_meta_get(c->txn, c->meta, "params", &m->params, &f2) != PPD_OK ||
-              cache_meta_get(c->txn, c->meta, "producer", &m->producer, &f3) != PPD_OK || !f1 || !f2;
+              cache_meta_get(c->txn, c->meta, "producer", &m->producer, &f3) != PPD_OK || !f1 ||
+              !f2;
     if (!m->lost) {
         int found;
         m->type = cache_rec_type_from_name((char *)t.data);
@@ -659,7 +701,8 @@ static void learn_meta(checker *c, old_meta *m) {
                 if (k.mv_size > PPD_CACHE_MAX_KEY) continue;
                 memcpy(key, k.mv_data, k.mv_size);
                 key[k.mv_size] = 0;
-                if (!validate_record(c, key, &k, &v, &check) || mdb_get(c->txn, c->index, &k, &iv)) continue;
+                if (!validate_record(c, key, &k, &v, &check) || mdb_get(c->txn, c->index, &k, &iv))
+                    continue;
                 ppd_rec_header h;
                 ppd_index_entry ie;
                 memcpy(&h, v.mv_data, sizeof h);
@@ -712,13 +755,15 @@ static ppd_status copy_good_records(checker *c, ppd_cache_writer *w, uint64_t *k
             memcpy(key, k.mv_data, k.mv_size);
             key[k.mv_size] = 0;
             if (!validate_record(c, key, &k, &v, &check)) {
-                if (!dropped_has(c->dropped, key)) ppd_buf_printf(c->dropped, "%s\t%s\t%s\n", key, check, c->detail);
+                if (!dropped_has(c->dropped, key))
+                    ppd_buf_printf(c->dropped, "%s\t%s\t%s\n", key, check, c->detail);
                 continue;
             }
             if (mdb_get(c->txn, c->index, &k, &iv) != 0) continue;
             ppd_index_entry ie;
             memcpy(&ie, iv.mv_data, sizeof ie);
-            st = ppd_cache_writer_put(w, key, v.mv_data, v.mv_size, ie.inputs_digest, ie.params_hash);
+            st = ppd_cache_writer_put(w, key, v.mv_data, v.mv_size, ie.inputs_digest,
+                                      ie.params_hash);
             if (!st) (*kept)++;
         }
         fault_armed = 0;
@@ -762,7 +807,8 @@ static ppd_status recover_indexed_keys(checker *c, ppd_cache_writer *w, ppd_buf 
     if (!begin(c) && !mdb_cursor_open(c->txn, c->index, &cur) && sigsetjmp(fault_jmp, 1) == 0) {
         fault_armed = 1;
         while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
-            if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size) || v.mv_size != sizeof(ppd_index_entry))
+            if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size) ||
+                v.mv_size != sizeof(ppd_index_entry))
                 continue;
             ppd_buf_append(&keys, k.mv_data, k.mv_size);
             ppd_buf_append(&keys, "", 1);
@@ -784,12 +830,14 @@ static ppd_status recover_indexed_keys(checker *c, ppd_cache_writer *w, ppd_buf 
         off += kl + 1 + sizeof ie;
         ppd_index_entry e;
         int found;
-        if (ppd_cache_writer_lookup(w, key, &e, &found) || found || dropped_has(dropped, key)) continue;
+        if (ppd_cache_writer_lookup(w, key, &e, &found) || found || dropped_has(dropped, key))
+            continue;
         MDB_val rk = {kl, (void *)key}, rv;
         int rc = guarded_get(c, c->recs, &rk, &rv);
         const char *check = "walk";
         if (rc == 0 && validate_record(c, key, &rk, &rv, &check))
-            st = ppd_cache_writer_put(w, key, rv.mv_data, rv.mv_size, ie.inputs_digest, ie.params_hash);
+            st = ppd_cache_writer_put(w, key, rv.mv_data, rv.mv_size, ie.inputs_digest,
+                                      ie.params_hash);
         else if (rc == 0)
             ppd_buf_printf(dropped, "%s\t%s\t%s\n", key, check, c->detail);
         else
@@ -805,10 +853,13 @@ static ppd_status write_repaired(checker *c, const char *new_dir, ppd_buf *dropp
     learn_meta(c, &m);
     if (!m.type) {
         old_meta_free(&m);
-        return ppd_fail(PPD_ERR_CORRUPT, "%s: neither the meta nor any record is readable; rebuild the cache", c->dir);
+        return ppd_fail(PPD_ERR_CORRUPT,
+                        "%s: neither the meta nor any record is readable; rebuild the cache",
+                        c->dir);
     }
     ppd_cache_writer_opts wo = {.record_type = (ppd_rec_type)m.type,
-                                .producer = m.producer.len ? (char *)m.producer.data : "cache-check --repair",
+                                .producer = m.producer.len ? (char *)m.producer.data
+                                                           : "cache-check --repair",
                                 .params = m.lost ? "" : (char *)m.params.data,
                                 .params_hash = m.lost ? m.params_hash : 0};
     ppd_cache_writer *w = NULL;
@@ -827,12 +878,14 @@ static ppd_status write_repaired(checker *c, const char *new_dir, ppd_buf *dropp
     }
     if (!st) st = ppd_cache_writer_seal(w);
     ppd_cache_writer_close(w);
-    ppd_debug("repair: kept %llu records%s", (unsigned long long)kept, m.lost ? " (meta was unreadable)" : "");
+    ppd_debug("repair: kept %llu records%s", (unsigned long long)kept,
+              m.lost ? " (meta was unreadable)" : "");
     old_meta_free(&m);
     return st;
 }
 
-ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_summary *s, int *repaired) {
+ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_summary *s,
+                            int *repaired) {
     *repaired = 0;
     memset(s, 0, sizeof *s);
     snprintf(s->record_type, sizeof s->record_type, "?");
@@ -844,16 +897,22 @@ ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_
     if (!st && c.opened) st = check_open_env(&c);
     if (st) goto out;
     if (s->unfixable) {
-        st = ppd_fail(PPD_ERR_USAGE, "%s: %llu problem(s) cannot be repaired by dropping records (see the report); "
-                                     "rebuild the cache", dir, (unsigned long long)s->unfixable);
+        st =
+            ppd_fail(PPD_ERR_USAGE,
+                     "%s: %llu problem(s) cannot be repaired by dropping records (see the report); "
+                     "rebuild the cache",
+                     dir, (unsigned long long)s->unfixable);
         goto out;
     }
     if (s->repairable == 0) goto out;
     if (writer_running(dir)) {
-        st = ppd_fail(PPD_ERR_USAGE, "%s: a writer is still running on this cache; repair it after the writer ends", dir);
+        st = ppd_fail(
+            PPD_ERR_USAGE,
+            "%s: a writer is still running on this cache; repair it after the writer ends", dir);
         goto out;
     }
-    if (truncated) { /* read through a zero-extended copy; the walk was skipped, keys come from it */
+    if (truncated) { /* read through a zero-extended copy; the walk was skipped, keys come from it
+                      */
         snprintf(src_tmp, sizeof src_tmp, "%s.repair-src.%ld", dir, (long)getpid());
         checker_close(&c);
         st = zero_extended_copy(dir, src_tmp);
@@ -861,8 +920,11 @@ ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_
         c.quiet = 1;
         if (!st) st = open_env(&c, src_tmp, &t2);
         if (!st && !c.opened)
-            st = ppd_fail(PPD_ERR_CORRUPT, "%s: the roots of LMDB's B-trees were in the lost part of the file, so no "
-                                           "record can be located; delete the directory and rerun the build stage", dir);
+            st =
+                ppd_fail(PPD_ERR_CORRUPT,
+                         "%s: the roots of LMDB's B-trees were in the lost part of the file, so no "
+                         "record can be located; delete the directory and rerun the build stage",
+                         dir);
     }
     snprintf(new_dir, sizeof new_dir, "%s.repair.%ld", dir, (long)getpid());
     ppd_remove_tree(new_dir);
@@ -873,7 +935,8 @@ ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_
         ppd_check_summary verify;
         st = ppd_cache_check(new_dir, NULL, &verify);
         if (!st && verify.problems)
-            st = ppd_fail(PPD_ERR_INTERNAL, "%s: the repaired copy still has %llu problem(s); original left in place",
+            st = ppd_fail(PPD_ERR_INTERNAL,
+                          "%s: the repaired copy still has %llu problem(s); original left in place",
                           new_dir, (unsigned long long)verify.problems);
     }
     if (!st) {
@@ -885,7 +948,8 @@ ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_
         snprintf(s->damaged_path, sizeof s->damaged_path, "%s.damaged.%s", dir, stamp);
         st = ppd_dir_swap(new_dir, dir);
         if (!st && ppd_dir_exists(new_dir) && rename(new_dir, s->damaged_path) != 0)
-            st = ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", new_dir, s->damaged_path, strerror(errno));
+            st = ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", new_dir, s->damaged_path,
+                          strerror(errno));
         if (!st) *repaired = 1;
     } else {
         ppd_remove_tree(new_dir);

@@ -20,7 +20,8 @@ static void ints(FILE *f, const int32_t *p, int64_t n) {
 }
 
 static void side_json(FILE *f, const ppd_graph_side *s) {
-    fprintf(f, "{\"num_nodes\": %d, \"num_edges\": %lld, \"sequence\": ", s->n, (long long)s->n_edges);
+    fprintf(f, "{\"num_nodes\": %d, \"num_edges\": %lld, \"sequence\": ", s->n,
+            (long long)s->n_edges);
     ppd_json_strn(f, s->seq, (size_t)s->n);
     fputs(", \"tokens\": [", f);
     for (int32_t i = 0; i < s->n; i++) fprintf(f, "%s%u", i ? ", " : "", s->tokens[i]);
@@ -77,7 +78,9 @@ ppd_status ppd_record_write_json(FILE *f, const char *key, const ppd_rec_view *v
     ppd_json_str(f, key);
     fputs(", \"type\": \"graph\", \"split\": ", f);
     ppd_json_strn(f, g.split, g.split_len);
-    fprintf(f, ", \"center\": [%.9g, %.9g, %.9g], \"inputs_digest\": \"%s\", \"params_hash\": \"%s\",\n \"receptor\": ",
+    fprintf(f,
+            ", \"center\": [%.9g, %.9g, %.9g], \"inputs_digest\": \"%s\", \"params_hash\": "
+            "\"%s\",\n \"receptor\": ",
             g.center[0], g.center[1], g.center[2], hin, hpar);
     side_json(f, &g.rec);
     fputs(",\n \"ligand\": ", f);

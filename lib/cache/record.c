@@ -6,29 +6,45 @@
 
 enum { HDR = sizeof(ppd_rec_header), DESC = sizeof(ppd_rec_array), ALIGN = 16 };
 
-static uint64_t round16(uint64_t x) { return (x + (ALIGN - 1)) & ~(uint64_t)(ALIGN - 1); }
+static uint64_t round16(uint64_t x) {
+    return (x + (ALIGN - 1)) & ~(uint64_t)(ALIGN - 1);
+}
 
 size_t ppd_dtype_size(int dtype) {
     switch (dtype) {
-    case PPD_DT_U8: return 1;
-    case PPD_DT_I32: return 4;
-    case PPD_DT_F32: return 4;
-    case PPD_DT_F16: return 2;
-    case PPD_DT_U64: return 8;
-    case PPD_DT_F64: return 8;
-    default: return 0;
+    case PPD_DT_U8:
+        return 1;
+    case PPD_DT_I32:
+        return 4;
+    case PPD_DT_F32:
+        return 4;
+    case PPD_DT_F16:
+        return 2;
+    case PPD_DT_U64:
+        return 8;
+    case PPD_DT_F64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
 const char *ppd_dtype_name(int dtype) {
     switch (dtype) {
-    case PPD_DT_U8: return "u8";
-    case PPD_DT_I32: return "i32";
-    case PPD_DT_F32: return "f32";
-    case PPD_DT_F16: return "f16";
-    case PPD_DT_U64: return "u64";
-    case PPD_DT_F64: return "f64";
-    default: return "?";
+    case PPD_DT_U8:
+        return "u8";
+    case PPD_DT_I32:
+        return "i32";
+    case PPD_DT_F32:
+        return "f32";
+    case PPD_DT_F16:
+        return "f16";
+    case PPD_DT_U64:
+        return "u64";
+    case PPD_DT_F64:
+        return "f64";
+    default:
+        return "?";
     }
 }
 
@@ -63,7 +79,9 @@ int ppd_rec_layout_add(ppd_rec_layout *l, const char *name, ppd_dtype dtype, int
     return (int)l->n++;
 }
 
-static uint32_t header_len_for(uint32_t n) { return (uint32_t)round16(HDR + (uint64_t)DESC * n); }
+static uint32_t header_len_for(uint32_t n) {
+    return (uint32_t)round16(HDR + (uint64_t)DESC * n);
+}
 
 ppd_status ppd_rec_layout_build(const ppd_rec_layout *l, ppd_buf *out) {
     uint64_t payload = 0;
@@ -143,7 +161,8 @@ static ppd_status check_descriptors(const ppd_rec_view *v) {
         char nm[PPD_REC_NAME_LEN + 1];
         name_str(&a, nm);
         size_t es = ppd_dtype_size(a.dtype);
-        if (!es) return ppd_fail(PPD_ERR_CORRUPT, "array %u ('%s'): unknown dtype %u", i, nm, a.dtype);
+        if (!es)
+            return ppd_fail(PPD_ERR_CORRUPT, "array %u ('%s'): unknown dtype %u", i, nm, a.dtype);
         if (a.ndim < 1 || a.ndim > 3)
             return ppd_fail(PPD_ERR_CORRUPT, "array %u ('%s'): ndim %u not in 1..3", i, nm, a.ndim);
         if (!a.name[0]) return ppd_fail(PPD_ERR_CORRUPT, "array %u: empty name", i);
@@ -154,15 +173,18 @@ static ppd_status check_descriptors(const ppd_rec_view *v) {
             count *= a.shape[d];
         }
         for (int d = a.ndim; d < 3; d++)
-            if (a.shape[d]) return ppd_fail(PPD_ERR_CORRUPT, "array '%s': shape[%d] set beyond ndim", nm, d);
+            if (a.shape[d])
+                return ppd_fail(PPD_ERR_CORRUPT, "array '%s': shape[%d] set beyond ndim", nm, d);
         if (count > UINT64_MAX / es || count * es != a.nbytes)
-            return ppd_fail(PPD_ERR_CORRUPT, "array '%s': %llu bytes do not match shape and dtype %s", nm,
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "array '%s': %llu bytes do not match shape and dtype %s", nm,
                             (unsigned long long)a.nbytes, ppd_dtype_name(a.dtype));
         if (a.offset % ALIGN)
             return ppd_fail(PPD_ERR_CORRUPT, "array '%s': offset %llu not 16-byte aligned", nm,
                             (unsigned long long)a.offset);
         if (a.offset > h->payload_len || a.nbytes > h->payload_len - a.offset)
-            return ppd_fail(PPD_ERR_CORRUPT, "array '%s': extends past the payload (%llu+%llu > %llu)", nm,
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "array '%s': extends past the payload (%llu+%llu > %llu)", nm,
                             (unsigned long long)a.offset, (unsigned long long)a.nbytes,
                             (unsigned long long)h->payload_len);
         /* Arrays are laid out in table order; requiring that makes overlap a one-line check. */
@@ -185,28 +207,32 @@ static ppd_status check_descriptors(const ppd_rec_view *v) {
 ppd_status ppd_rec_parse(const void *value, size_t len, const void *key, size_t keylen, int verify,
                          ppd_rec_view *out) {
     memset(out, 0, sizeof *out);
-    if (len < HDR) return ppd_fail(PPD_ERR_CORRUPT, "value is %zu bytes, shorter than a record header", len);
+    if (len < HDR)
+        return ppd_fail(PPD_ERR_CORRUPT, "value is %zu bytes, shorter than a record header", len);
     ppd_rec_header *h = &out->header;
     memcpy(h, value, HDR);
     out->value = value;
     out->len = len;
     if (h->magic != PPD_REC_MAGIC)
-        return ppd_fail(PPD_ERR_CORRUPT, "bad magic 0x%08x (expected 0x%08x \"PPDR\")", h->magic, PPD_REC_MAGIC);
+        return ppd_fail(PPD_ERR_CORRUPT, "bad magic 0x%08x (expected 0x%08x \"PPDR\")", h->magic,
+                        PPD_REC_MAGIC);
     if (h->version != PPD_REC_VERSION)
-        return ppd_fail(PPD_ERR_VERSION, "record format version %u; this build reads version %u", h->version,
-                        PPD_REC_VERSION);
+        return ppd_fail(PPD_ERR_VERSION, "record format version %u; this build reads version %u",
+                        h->version, PPD_REC_VERSION);
     if (h->n_arrays > PPD_REC_MAX_ARRAYS)
         return ppd_fail(PPD_ERR_CORRUPT, "%u arrays (at most %d)", h->n_arrays, PPD_REC_MAX_ARRAYS);
     if (h->header_len != header_len_for(h->n_arrays))
-        return ppd_fail(PPD_ERR_CORRUPT, "header length %u does not match %u arrays", h->header_len, h->n_arrays);
+        return ppd_fail(PPD_ERR_CORRUPT, "header length %u does not match %u arrays", h->header_len,
+                        h->n_arrays);
     if (h->header_len > len || h->payload_len != len - h->header_len)
-        return ppd_fail(PPD_ERR_CORRUPT, "value is %zu bytes but header says %u + %llu", len, h->header_len,
-                        (unsigned long long)h->payload_len);
+        return ppd_fail(PPD_ERR_CORRUPT, "value is %zu bytes but header says %u + %llu", len,
+                        h->header_len, (unsigned long long)h->payload_len);
     PPD_TRY(check_descriptors(out));
     if (verify) {
         uint64_t c = ppd_rec_compute_checksum(value, len, key, keylen);
         if (c != h->checksum)
-            return ppd_fail(PPD_ERR_CORRUPT, "checksum mismatch: stored 0x%016llx, computed 0x%016llx",
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "checksum mismatch: stored 0x%016llx, computed 0x%016llx",
                             (unsigned long long)h->checksum, (unsigned long long)c);
     }
     return PPD_OK;
@@ -219,10 +245,11 @@ ppd_status ppd_rec_find(const ppd_rec_view *v, const char *name, int want_dtype,
         ppd_rec_array_at(v, i, &a);
         if (!name_eq(&a, name)) continue;
         if (want_dtype && a.dtype != want_dtype)
-            return ppd_fail(PPD_ERR_CORRUPT, "array '%s' is %s, expected %s", name, ppd_dtype_name(a.dtype),
-                            ppd_dtype_name(want_dtype));
+            return ppd_fail(PPD_ERR_CORRUPT, "array '%s' is %s, expected %s", name,
+                            ppd_dtype_name(a.dtype), ppd_dtype_name(want_dtype));
         if (want_ndim && a.ndim != want_ndim)
-            return ppd_fail(PPD_ERR_CORRUPT, "array '%s' has %u dimensions, expected %d", name, a.ndim, want_ndim);
+            return ppd_fail(PPD_ERR_CORRUPT, "array '%s' has %u dimensions, expected %d", name,
+                            a.ndim, want_ndim);
         if (desc) *desc = a;
         if (data) *data = v->value + v->header.header_len + a.offset;
         return PPD_OK;

@@ -8,10 +8,13 @@
 
 int ppd_exit_code(ppd_status st) {
     switch (st) {
-    case PPD_OK: return PPD_EXIT_OK;
+    case PPD_OK:
+        return PPD_EXIT_OK;
     case PPD_ERR_USAGE:
-    case PPD_ERR_CONFIG: return PPD_EXIT_USAGE;
-    default: return PPD_EXIT_IO;
+    case PPD_ERR_CONFIG:
+        return PPD_EXIT_USAGE;
+    default:
+        return PPD_EXIT_IO;
     }
 }
 
@@ -34,17 +37,31 @@ void ppd_json_strn(FILE *f, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
-            if (c < 0x20) fprintf(f, "\\u%04x", c);
-            else fputc(c, f);
+            if (c < 0x20)
+                fprintf(f, "\\u%04x", c);
+            else
+                fputc(c, f);
         }
     }
     fputc('"', f);
 }
 
-void ppd_json_str(FILE *f, const char *s) { ppd_json_strn(f, s ? s : "", s ? strlen(s) : 0); }
+void ppd_json_str(FILE *f, const char *s) {
+    ppd_json_strn(f, s ? s : "", s ? strlen(s) : 0);
+}

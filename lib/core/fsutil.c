@@ -93,7 +93,8 @@ ppd_status ppd_gunzip(const unsigned char *in, size_t inlen, const char *name, p
     PPD_TRY(ppd_buf_reserve(out, guess));
     z_stream zs;
     memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, 15 + 16) != Z_OK) return ppd_fail(PPD_ERR_NOMEM, "%s: zlib init failed", name);
+    if (inflateInit2(&zs, 15 + 16) != Z_OK)
+        return ppd_fail(PPD_ERR_NOMEM, "%s: zlib init failed", name);
     size_t pos = 0;
     ppd_status st = PPD_OK;
     for (;;) {
@@ -106,7 +107,8 @@ ppd_status ppd_gunzip(const unsigned char *in, size_t inlen, const char *name, p
         }
         if (out->cap - out->len < 2) {
             if (out->len >= PPD_GUNZIP_MAX) { /* a gzip bomb or not a structure file */
-                st = ppd_fail(PPD_ERR_FORMAT, "%s: decompresses to more than %d GiB; not a structure file", name,
+                st = ppd_fail(PPD_ERR_FORMAT,
+                              "%s: decompresses to more than %d GiB; not a structure file", name,
                               (int)(PPD_GUNZIP_MAX >> 30));
                 break;
             }
@@ -130,8 +132,9 @@ ppd_status ppd_gunzip(const unsigned char *in, size_t inlen, const char *name, p
             break;
         }
         if (rc == Z_BUF_ERROR && zs.avail_in == 0 && pos >= inlen) {
-            st = ppd_fail(PPD_ERR_FORMAT, "%s: truncated gzip stream (ends after %zu compressed bytes)",
-                          name, inlen);
+            st = ppd_fail(PPD_ERR_FORMAT,
+                          "%s: truncated gzip stream (ends after %zu compressed bytes)", name,
+                          inlen);
             break;
         }
         if (rc != Z_OK && rc != Z_BUF_ERROR) {
@@ -182,7 +185,8 @@ ppd_status ppd_mkdir_p(const char *path) {
 
 ppd_status ppd_remove_tree(const char *path) {
     struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? PPD_OK : ppd_fail(PPD_ERR_IO, "%s: %s", path, strerror(errno));
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? PPD_OK : ppd_fail(PPD_ERR_IO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
         DIR *d = opendir(path);
         if (!d) return ppd_fail(PPD_ERR_IO, "%s: cannot open directory: %s", path, strerror(errno));
@@ -196,10 +200,12 @@ ppd_status ppd_remove_tree(const char *path) {
         }
         closedir(d);
         if (rc) return rc;
-        if (rmdir(path) != 0) return ppd_fail(PPD_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        if (rmdir(path) != 0)
+            return ppd_fail(PPD_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
         return PPD_OK;
     }
-    if (unlink(path) != 0) return ppd_fail(PPD_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    if (unlink(path) != 0)
+        return ppd_fail(PPD_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
     return PPD_OK;
 }
 
@@ -209,7 +215,8 @@ ppd_status ppd_fsync_dir(const char *path) {
     int rc = fsync(fd);
     int e = errno;
     close(fd);
-    if (rc != 0 && e != EINVAL) return ppd_fail(PPD_ERR_IO, "%s: fsync failed: %s", path, strerror(e));
+    if (rc != 0 && e != EINVAL)
+        return ppd_fail(PPD_ERR_IO, "%s: fsync failed: %s", path, strerror(e));
     return PPD_OK;
 }
 
@@ -227,7 +234,8 @@ void ppd_path_dirname(const char *path, char *out, size_t cap) {
 ppd_status ppd_path_absolute(const char *path, char *out, size_t cap) {
     char buf[PATH_MAX];
     if (!realpath(path, buf)) return ppd_fail(PPD_ERR_IO, "%s: %s", path, strerror(errno));
-    if (snprintf(out, cap, "%s", buf) >= (int)cap) return ppd_fail(PPD_ERR_IO, "%s: path too long", path);
+    if (snprintf(out, cap, "%s", buf) >= (int)cap)
+        return ppd_fail(PPD_ERR_IO, "%s: path too long", path);
     return PPD_OK;
 }
 
@@ -247,7 +255,8 @@ ppd_status ppd_dir_swap(const char *src, const char *dst) {
 #endif
     char old[PATH_MAX];
     snprintf(old, sizeof old, "%s.old.%ld", dst, (long)getpid());
-    if (rename(dst, old) != 0) return ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", dst, old, strerror(errno));
+    if (rename(dst, old) != 0)
+        return ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", dst, old, strerror(errno));
     if (rename(src, dst) != 0) {
         int e = errno;
         (void)rename(old, dst); /* best effort: put the old tree back */

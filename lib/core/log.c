@@ -8,9 +8,15 @@
 static ppd_log_level current_level = PPD_LOG_INFO;
 static const char *prog_name = "ppdock";
 
-void ppd_log_set_level(ppd_log_level level) { current_level = level; }
-ppd_log_level ppd_log_get_level(void) { return current_level; }
-void ppd_log_set_prog(const char *prog) { prog_name = prog ? prog : "ppdock"; }
+void ppd_log_set_level(ppd_log_level level) {
+    current_level = level;
+}
+ppd_log_level ppd_log_get_level(void) {
+    return current_level;
+}
+void ppd_log_set_prog(const char *prog) {
+    prog_name = prog ? prog : "ppdock";
+}
 
 void ppd_log(ppd_log_level level, const char *fmt, ...) {
     if (level > current_level) return;

@@ -32,10 +32,14 @@ uint64_t ppd_peak_rss_bytes(void) {
 }
 
 static void fmt_dur(char *buf, size_t cap, double s) {
-    if (s < 0 || s > 1e7) snprintf(buf, cap, "--");
-    else if (s < 60) snprintf(buf, cap, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
-    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+    if (s < 0 || s > 1e7)
+        snprintf(buf, cap, "--");
+    else if (s < 60)
+        snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
 static void draw(ppd_progress *p, double t) {

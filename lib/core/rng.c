@@ -11,7 +11,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 void ppd_rng_seed(ppd_rng *r, uint64_t seed) {
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
@@ -38,7 +40,9 @@ uint64_t ppd_rng_below(ppd_rng *r, uint64_t n) {
     return x % n;
 }
 
-double ppd_rng_uniform(ppd_rng *r) { return (double)(ppd_rng_u64(r) >> 11) * 0x1.0p-53; }
+double ppd_rng_uniform(ppd_rng *r) {
+    return (double)(ppd_rng_u64(r) >> 11) * 0x1.0p-53;
+}
 
 double ppd_rng_normal(ppd_rng *r) {
     double u1 = ppd_rng_uniform(r), u2 = ppd_rng_uniform(r);

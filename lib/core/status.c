@@ -28,9 +28,13 @@ const char *ppd_strerror(ppd_status st) {
     return names[st];
 }
 
-const char *ppd_errmsg(void) { return errmsg; }
+const char *ppd_errmsg(void) {
+    return errmsg;
+}
 
-void ppd_clear_error(void) { errmsg[0] = 0; }
+void ppd_clear_error(void) {
+    errmsg[0] = 0;
+}
 
 ppd_status ppd_vfail(ppd_status st, const char *fmt, va_list ap) {
     vsnprintf(errmsg, sizeof errmsg, fmt, ap);

@@ -28,7 +28,8 @@ static void *worker_main(void *p) {
     uint64_t seen = 0;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->quit && pool->generation == seen) pthread_cond_wait(&pool->cv_start, &pool->mu);
+        while (!pool->quit && pool->generation == seen)
+            pthread_cond_wait(&pool->cv_start, &pool->mu);
         if (pool->quit) break;
         seen = pool->generation;
         ppd_pool_fn fn = pool->fn;
@@ -70,7 +71,9 @@ ppd_status ppd_pool_create(int nthreads, ppd_pool **out) {
     return PPD_OK;
 }
 
-int ppd_pool_size(const ppd_pool *pool) { return pool->n; }
+int ppd_pool_size(const ppd_pool *pool) {
+    return pool->n;
+}
 
 void ppd_pool_run(ppd_pool *pool, ppd_pool_fn fn, void *ctx) {
     pthread_mutex_lock(&pool->mu);

@@ -17,7 +17,9 @@ static ppd_status layout_side(ppd_rec_layout *l, const char *pfx, const ppd_prot
     char nm[PPD_REC_NAME_LEN + 1];
     uint32_t n = (uint32_t)p->n;
     int64_t e = ppd_knn_edge_count(p->n, k);
-    if (e > INT32_MAX) return ppd_fail(PPD_ERR_NOMEM, "%d residues x k=%d: too many edges for one record", p->n, k);
+    if (e > INT32_MAX)
+        return ppd_fail(PPD_ERR_NOMEM, "%d residues x k=%d: too many edges for one record", p->n,
+                        k);
 #define ADD(slot, field, dt, nd, ...)                                                              \
     snprintf(nm, sizeof nm, "%s." field, pfx);                                                     \
     s->slot = ppd_rec_layout_add(l, nm, dt, nd, (const uint32_t[]){__VA_ARGS__});
@@ -40,7 +42,8 @@ static ppd_status fill_side(ppd_buf *v, const side_slots *s, const ppd_protein *
     /* DiffDock-PP builds the kNN graph before centring: same here, on the file coordinates. */
     PPD_TRY(ppd_knn_graph(p->pos, p->n, k, edges, edges + e, scratch));
     float *pos = ppd_rec_array_ptr(v, s->pos);
-    for (int64_t i = 0; i < 3 * (int64_t)p->n; i++) pos[i] = p->pos[i] - c[i % 3]; /* float32, as torch */
+    for (int64_t i = 0; i < 3 * (int64_t)p->n; i++)
+        pos[i] = p->pos[i] - c[i % 3]; /* float32, as torch */
     memcpy(ppd_rec_array_ptr(v, s->seq), p->seq, (size_t)p->n);
     memcpy(ppd_rec_array_ptr(v, s->tok), p->tokens, (size_t)p->n);
     memcpy(ppd_rec_array_ptr(v, s->rname), p->resname, (size_t)p->n * 4);
@@ -66,7 +69,8 @@ ppd_status ppd_graph_build_record(const char *key, const char *split, const ppd_
     int si = ppd_rec_layout_add(&l, "inputs", PPD_DT_U64, 1, (const uint32_t[]){1});
     int sp = ppd_rec_layout_add(&l, "params", PPD_DT_U64, 1, (const uint32_t[]){1});
     int ss = ppd_rec_layout_add(&l, "split", PPD_DT_U8, 1, (const uint32_t[]){(uint32_t)split_len});
-    if (rs.chain < 0 || ls.chain < 0 || ss < 0) return ppd_fail(PPD_ERR_INTERNAL, "graph record layout overflow");
+    if (rs.chain < 0 || ls.chain < 0 || ss < 0)
+        return ppd_fail(PPD_ERR_INTERNAL, "graph record layout overflow");
     PPD_TRY(ppd_rec_layout_build(&l, out));
 
     /* Centre: mean receptor CA, accumulated in double and stored as float32 (torch's float32
@@ -92,16 +96,18 @@ uint64_t ppd_graph_inputs_digest(uint64_t receptor_file_hash, uint64_t ligand_fi
     return ppd_hash64(both, sizeof both);
 }
 
-/* ---- decoding --------------------------------------------------------------------------------- */
+/* ---- decoding ---------------------------------------------------------------------------------
+ */
 
-static ppd_status find_rows(const ppd_rec_view *v, const char *pfx, const char *field, int dt, int nd,
-                            int64_t rows, uint32_t cols, const void **data) {
+static ppd_status find_rows(const ppd_rec_view *v, const char *pfx, const char *field, int dt,
+                            int nd, int64_t rows, uint32_t cols, const void **data) {
     char nm[PPD_REC_NAME_LEN + 8];
     snprintf(nm, sizeof nm, "%s%s", pfx, field);
     ppd_rec_array a;
     PPD_TRY(ppd_rec_find(v, nm, dt, nd, &a, data));
     if (rows >= 0 && a.shape[0] != (uint64_t)rows)
-        return ppd_fail(PPD_ERR_CORRUPT, "%s has %u rows, expected %lld", nm, a.shape[0], (long long)rows);
+        return ppd_fail(PPD_ERR_CORRUPT, "%s has %u rows, expected %lld", nm, a.shape[0],
+                        (long long)rows);
     if (nd == 2 && cols && a.shape[1] != cols)
         return ppd_fail(PPD_ERR_CORRUPT, "%s has %u columns, expected %u", nm, a.shape[1], cols);
     return PPD_OK;
@@ -113,12 +119,14 @@ static ppd_status decode_side(const ppd_rec_view *v, const char *pfx, ppd_graph_
     char nm[32];
     snprintf(nm, sizeof nm, "%spos", pfx);
     PPD_TRY(ppd_rec_find(v, nm, PPD_DT_F32, 2, &a, &p));
-    if (a.shape[1] != 3) return ppd_fail(PPD_ERR_CORRUPT, "%s has %u columns, expected 3", nm, a.shape[1]);
+    if (a.shape[1] != 3)
+        return ppd_fail(PPD_ERR_CORRUPT, "%s has %u columns, expected 3", nm, a.shape[1]);
     s->n = (int32_t)a.shape[0];
     s->pos = p;
     snprintf(nm, sizeof nm, "%sedge_index", pfx);
     PPD_TRY(ppd_rec_find(v, nm, PPD_DT_I32, 2, &a, &p));
-    if (a.shape[0] != 2) return ppd_fail(PPD_ERR_CORRUPT, "%s has %u rows, expected 2", nm, a.shape[0]);
+    if (a.shape[0] != 2)
+        return ppd_fail(PPD_ERR_CORRUPT, "%s has %u rows, expected 2", nm, a.shape[0]);
     s->n_edges = a.shape[1];
     s->src = p;
     s->dst = s->src + s->n_edges;
@@ -140,7 +148,8 @@ static ppd_status decode_side(const ppd_rec_view *v, const char *pfx, ppd_graph_
 ppd_status ppd_graph_decode(const ppd_rec_view *v, ppd_graph *g) {
     memset(g, 0, sizeof *g);
     if ((uintptr_t)v->value % 16)
-        return ppd_fail(PPD_ERR_USAGE, "record value is not 16-byte aligned; use ppd_graph_decode_copy");
+        return ppd_fail(PPD_ERR_USAGE,
+                        "record value is not 16-byte aligned; use ppd_graph_decode_copy");
     if (v->header.type != PPD_REC_GRAPH)
         return ppd_fail(PPD_ERR_CORRUPT, "record type %u is not a graph", v->header.type);
     PPD_TRY(decode_side(v, "rec.", &g->rec));
@@ -167,11 +176,13 @@ ppd_status ppd_graph_decode_copy(const ppd_rec_view *v, ppd_buf *storage, ppd_gr
     return ppd_graph_decode(&c, g);
 }
 
-/* ---- invariants ------------------------------------------------------------------------------- */
+/* ---- invariants -------------------------------------------------------------------------------
+ */
 
-static ppd_status side_fail(const char **check, const char *name, const char *side, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static ppd_status side_fail(const char **check, const char *name, const char *side, const char *fmt, ...) {
+static ppd_status side_fail(const char **check, const char *name, const char *side, const char *fmt,
+                            ...) __attribute__((format(printf, 4, 5)));
+static ppd_status side_fail(const char **check, const char *name, const char *side, const char *fmt,
+                            ...) {
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
@@ -181,32 +192,41 @@ static ppd_status side_fail(const char **check, const char *name, const char *si
     return ppd_fail(PPD_ERR_CORRUPT, "%s: %s", side, buf);
 }
 
-static ppd_status validate_side(const ppd_graph_side *s, const char *side, int k, const char **check) {
+static ppd_status validate_side(const ppd_graph_side *s, const char *side, int k,
+                                const char **check) {
     if (s->n < 1) return side_fail(check, "empty", side, "no residues");
     for (int64_t i = 0; i < 3 * (int64_t)s->n; i++)
         if (!isfinite(s->pos[i]))
-            return side_fail(check, "finite", side, "pos[%lld][%lld] is not finite", (long long)(i / 3), (long long)(i % 3));
+            return side_fail(check, "finite", side, "pos[%lld][%lld] is not finite",
+                             (long long)(i / 3), (long long)(i % 3));
     for (int32_t i = 0; i < s->n; i++) {
         char c = s->seq[i];
         if (c < 'A' || c > 'Z')
-            return side_fail(check, "seq-letters", side, "seq[%d] is byte %d, not a letter A-Z", i, (unsigned char)c);
+            return side_fail(check, "seq-letters", side, "seq[%d] is byte %d, not a letter A-Z", i,
+                             (unsigned char)c);
         if (ppd_letter_token(c) != s->tokens[i])
-            return side_fail(check, "seq-tokens", side, "residue %d: letter '%c' but token %u (expected %u)", i, c,
+            return side_fail(check, "seq-tokens", side,
+                             "residue %d: letter '%c' but token %u (expected %u)", i, c,
                              s->tokens[i], ppd_letter_token(c));
     }
     int32_t per = k > 0 ? (s->n - 1 < k ? s->n - 1 : k) : -1;
     if (per >= 0 && s->n_edges != (int64_t)s->n * per)
-        return side_fail(check, "degree", side, "%lld edges; %d residues with k=%d need %lld", (long long)s->n_edges,
-                         s->n, k, (long long)s->n * per);
+        return side_fail(check, "degree", side, "%lld edges; %d residues with k=%d need %lld",
+                         (long long)s->n_edges, s->n, k, (long long)s->n * per);
     for (int64_t e = 0; e < s->n_edges; e++) {
         int32_t a = s->src[e], b = s->dst[e];
         if (a < 0 || a >= s->n || b < 0 || b >= s->n)
-            return side_fail(check, "edge-range", side, "edge %lld (%d -> %d) outside 0..%d", (long long)e, a, b, s->n - 1);
-        if (a == b) return side_fail(check, "self-loop", side, "edge %lld is a self loop on node %d", (long long)e, a);
+            return side_fail(check, "edge-range", side, "edge %lld (%d -> %d) outside 0..%d",
+                             (long long)e, a, b, s->n - 1);
+        if (a == b)
+            return side_fail(check, "self-loop", side, "edge %lld is a self loop on node %d",
+                             (long long)e, a);
         if (e > 0 && b < s->dst[e - 1])
-            return side_fail(check, "edge-order", side, "edge %lld: destinations not in centre-major order", (long long)e);
+            return side_fail(check, "edge-order", side,
+                             "edge %lld: destinations not in centre-major order", (long long)e);
         if (per > 0 && b != (int32_t)(e / per))
-            return side_fail(check, "degree", side, "edge %lld ends at node %d; expected %lld (k=%d per node)",
+            return side_fail(check, "degree", side,
+                             "edge %lld ends at node %d; expected %lld (k=%d per node)",
                              (long long)e, b, (long long)(e / per), k);
     }
     return PPD_OK;
@@ -229,8 +249,10 @@ ppd_status ppd_graph_validate(const ppd_graph *g, int knn_k, const char **check)
         double tol = 1e-3 + 1e-6 * fabs(g->center[d]);
         if (fabs(m[d] / g->rec.n) > tol) {
             *check = "centred";
-            return ppd_fail(PPD_ERR_CORRUPT, "receptor mean position[%d] is %.4g, not 0: positions are not "
-                                             "receptor-centred", d, m[d] / g->rec.n);
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "receptor mean position[%d] is %.4g, not 0: positions are not "
+                            "receptor-centred",
+                            d, m[d] / g->rec.n);
         }
     }
     return PPD_OK;

@@ -64,16 +64,18 @@ static char *trim(char *s) {
     return s;
 }
 
-int ppd_dataset_structure_path(const char *data_path, const char *id, char role, int unbound, char *out,
-                               size_t cap) {
+int ppd_dataset_structure_path(const char *data_path, const char *id, char role, int unbound,
+                               char *out, size_t cap) {
     static int warned_both;
     char plain[4096];
-    snprintf(plain, sizeof plain, "%s/structures/%s_%c_%c.pdb", data_path, id, role, unbound ? 'u' : 'b');
+    snprintf(plain, sizeof plain, "%s/structures/%s_%c_%c.pdb", data_path, id, role,
+             unbound ? 'u' : 'b');
     snprintf(out, cap, "%s.gz", plain);
     int have_gz = ppd_file_exists(out), have_plain = ppd_file_exists(plain);
     if (have_plain) {
         if (have_gz && !__atomic_exchange_n(&warned_both, 1, __ATOMIC_RELAXED))
-            ppd_warn("%s and %s.gz both exist; using the uncompressed file (warned once)", plain, plain);
+            ppd_warn("%s and %s.gz both exist; using the uncompressed file (warned once)", plain,
+                     plain);
         snprintf(out, cap, "%s", plain);
         return 1;
     }
@@ -87,7 +89,9 @@ typedef struct {
     size_t cap, used;
 } id_set;
 
-static const char *str_at(const ppd_dataset *ds, size_t off) { return (const char *)ds->strings.data + off; }
+static const char *str_at(const ppd_dataset *ds, size_t off) {
+    return (const char *)ds->strings.data + off;
+}
 
 /* 1 if the id at `off` was already present (it is not inserted), 0 if inserted, -1 on OOM. */
 static int id_set_add(id_set *set, const ppd_dataset *ds, size_t off) {
@@ -143,8 +147,8 @@ static ppd_status finish(ppd_dataset *ds, item_off *offs, size_t n) {
     return PPD_OK;
 }
 
-static ppd_status add_item(ppd_dataset *ds, const char *data_path, const char *id, const char *split,
-                           int unbound, item_off *o) {
+static ppd_status add_item(ppd_dataset *ds, const char *data_path, const char *id,
+                           const char *split, int unbound, item_off *o) {
     char rec[4200], lig[4200], err[9000];
     ppd_status st = PPD_OK;
     int hr = ppd_dataset_structure_path(data_path, id, 'r', unbound, rec, sizeof rec);
@@ -165,7 +169,8 @@ static ppd_status add_item(ppd_dataset *ds, const char *data_path, const char *i
     return st;
 }
 
-ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int use_unbound, ppd_dataset *out) {
+ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int use_unbound,
+                            ppd_dataset *out) {
     memset(out, 0, sizeof *out);
     ppd_buf text = {0};
     PPD_TRY(ppd_read_file(data_file, &text));
@@ -174,7 +179,8 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
     for (char *q = p; q < end; q++)
         if (*q == 0) {
             ppd_buf_free(&text);
-            return ppd_fail(PPD_ERR_FORMAT, "%s: binary data (a NUL byte) in a CSV file", data_file);
+            return ppd_fail(PPD_ERR_FORMAT, "%s: binary data (a NUL byte) in a CSV file",
+                            data_file);
         }
     char *fields[MAX_FIELDS];
     int line = 1, col_path = -1, col_split = -1, nhead = 0;
@@ -194,7 +200,8 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
     }
     if (col_path < 0) {
         ppd_buf_free(&text);
-        return ppd_fail(PPD_ERR_FORMAT, "%s:%d: the header has no 'path' column (expected e.g. \"path,split\")",
+        return ppd_fail(PPD_ERR_FORMAT,
+                        "%s:%d: the header has no 'path' column (expected e.g. \"path,split\")",
                         data_file, head_line);
     }
     item_off *offs = NULL;
@@ -211,8 +218,8 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
         line++;
         if (nf == 1 && !*trim(fields[0])) continue;
         if (nf <= col_path || (col_split >= 0 && nf <= col_split)) {
-            st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: %d field%s, the header has %d", data_file, row_line, nf,
-                          nf == 1 ? "" : "s", nhead);
+            st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: %d field%s, the header has %d", data_file,
+                          row_line, nf, nf == 1 ? "" : "s", nhead);
             break;
         }
         char *id = trim(fields[col_path]);
@@ -222,8 +229,10 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
             break;
         }
         if (strlen(id) > PPD_CACHE_MAX_KEY - 32 || strchr(id, '/')) {
-            st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: complex id '%.60s' is not a DB5-style id (too long or a path; "
-                                          "DIPS .dill pairs are not supported)", data_file, row_line, id);
+            st = ppd_fail(PPD_ERR_FORMAT,
+                          "%s:%d: complex id '%.60s' is not a DB5-style id (too long or a path; "
+                          "DIPS .dill pairs are not supported)",
+                          data_file, row_line, id);
             break;
         }
         if (n == cap) {
@@ -238,9 +247,13 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
         st = add_item(out, data_path, id, split, use_unbound, &offs[n]);
         if (st) break;
         int dup = id_set_add(&ids, out, offs[n].id);
-        if (dup < 0) st = ppd_fail(PPD_ERR_NOMEM, "out of memory");
-        else if (dup) ppd_warn("%s:%d: complex '%s' listed again (the first row is used)", data_file, row_line, id);
-        else n++;
+        if (dup < 0)
+            st = ppd_fail(PPD_ERR_NOMEM, "out of memory");
+        else if (dup)
+            ppd_warn("%s:%d: complex '%s' listed again (the first row is used)", data_file,
+                     row_line, id);
+        else
+            n++;
     }
     free(ids.slots);
     if (!st && n == 0) st = ppd_fail(PPD_ERR_EMPTY, "%s: no complexes listed", data_file);
@@ -251,10 +264,12 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
     return st;
 }
 
-ppd_status ppd_dataset_pair(const char *id, const char *receptor, const char *ligand, ppd_dataset *out) {
+ppd_status ppd_dataset_pair(const char *id, const char *receptor, const char *ligand,
+                            ppd_dataset *out) {
     memset(out, 0, sizeof *out);
     if (!*id || strlen(id) > PPD_CACHE_MAX_KEY - 32)
-        return ppd_fail(PPD_ERR_USAGE, "--id '%.60s': give a name of 1 to %d bytes", id, PPD_CACHE_MAX_KEY - 32);
+        return ppd_fail(PPD_ERR_USAGE, "--id '%.60s': give a name of 1 to %d bytes", id,
+                        PPD_CACHE_MAX_KEY - 32);
     item_off o;
     ppd_status st = PPD_OK;
     o.id = add_str(out, id, &st);
@@ -264,7 +279,8 @@ ppd_status ppd_dataset_pair(const char *id, const char *receptor, const char *li
     o.err = SIZE_MAX;
     char err[9000];
     if (!ppd_file_exists(receptor) || !ppd_file_exists(ligand)) {
-        snprintf(err, sizeof err, "%s file not found: %s", !ppd_file_exists(receptor) ? "receptor" : "ligand",
+        snprintf(err, sizeof err, "%s file not found: %s",
+                 !ppd_file_exists(receptor) ? "receptor" : "ligand",
                  !ppd_file_exists(receptor) ? receptor : ligand);
         o.err = add_str(out, err, &st);
     }
@@ -328,7 +344,8 @@ ppd_status ppd_dataset_from_input(const char *line, ppd_dataset *out) {
         *t = 0;
         s = t + 1;
     }
-    if (nf == 4 && !strcmp(f[0], "dataset")) return ppd_dataset_load(f[1], f[2], !strcmp(f[3], "1"), out);
+    if (nf == 4 && !strcmp(f[0], "dataset"))
+        return ppd_dataset_load(f[1], f[2], !strcmp(f[3], "1"), out);
     if (nf == 4 && !strcmp(f[0], "pair")) return ppd_dataset_pair(f[1], f[2], f[3], out);
     return ppd_fail(PPD_ERR_CORRUPT, "unreadable inputs line '%.80s'", line);
 }

@@ -37,7 +37,9 @@ void ppt_fail(const char *file, int line, const char *fmt, ...) {
     cur_failed++;
 }
 
-int ppt_failed_now(void) { return cur_failed; }
+int ppt_failed_now(void) {
+    return cur_failed;
+}
 
 const char *ppt_data(const char *rel) {
     static char slots[8][4096];

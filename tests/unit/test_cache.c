@@ -70,8 +70,11 @@ static ppd_status make_record(const char *key, int nr, int nl, uint64_t seed, pp
 
 /* Build a sealed cache of `n` graph records named C000.. in dir. */
 static ppd_status make_cache(const char *dir, int n, size_t batch_bytes, size_t map_bytes) {
-    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH, .producer = "test", .params = PARAMS,
-                               .batch_bytes = batch_bytes, .map_bytes = map_bytes};
+    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH,
+                               .producer = "test",
+                               .params = PARAMS,
+                               .batch_bytes = batch_bytes,
+                               .map_bytes = map_bytes};
     ppd_cache_writer *w;
     PPD_TRY(ppd_cache_writer_open(dir, &o, &w));
     ppd_buf v = {0};
@@ -80,7 +83,9 @@ static ppd_status make_cache(const char *dir, int n, size_t batch_bytes, size_t 
         char key[16];
         snprintf(key, sizeof key, "C%03d", i);
         st = make_record(key, 30 + i % 50, 12 + i % 9, (uint64_t)i, &v);
-        if (!st) st = ppd_cache_writer_put(w, key, v.data, v.len, (uint64_t)i * 7, ppd_cache_writer_params_hash(w));
+        if (!st)
+            st = ppd_cache_writer_put(w, key, v.data, v.len, (uint64_t)i * 7,
+                                      ppd_cache_writer_params_hash(w));
     }
     if (!st) st = ppd_cache_writer_seal(w);
     ppd_cache_writer_close(w);
@@ -142,8 +147,10 @@ static int tamper(const char *dir, const char *db, const char *key, int mode, si
             rc = mdb_put(txn, dbi, &k, &nv, 0);
         }
     }
-    if (!rc) rc = mdb_txn_commit(txn);
-    else mdb_txn_abort(txn);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
     mdb_env_close(env);
     return rc;
 }
@@ -231,8 +238,11 @@ TEST(cache_write_read_seal_and_meta) {
 TEST(cache_map_full_grows_and_replays) {
     const char *dir = ppt_tmpdir();
     /* 300 records of ~20 KB with a 256 KB initial map: many MAP_FULLs, nothing lost */
-    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH, .producer = "test", .params = PARAMS,
-                               .batch_bytes = 1 << 20, .map_bytes = 256 << 10};
+    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH,
+                               .producer = "test",
+                               .params = PARAMS,
+                               .batch_bytes = 1 << 20,
+                               .map_bytes = 256 << 10};
     ppd_cache_writer *w;
     REQUIRE_OK(ppd_cache_writer_open(dir, &o, &w));
     ppd_buf v = {0};
@@ -240,7 +250,8 @@ TEST(cache_map_full_grows_and_replays) {
         char key[16];
         snprintf(key, sizeof key, "K%04d", i);
         REQUIRE_OK(make_record(key, 200, 20, (uint64_t)i, &v));
-        REQUIRE_OK(ppd_cache_writer_put(w, key, v.data, v.len, (uint64_t)i * 7, ppd_cache_writer_params_hash(w)));
+        REQUIRE_OK(ppd_cache_writer_put(w, key, v.data, v.len, (uint64_t)i * 7,
+                                        ppd_cache_writer_params_hash(w)));
     }
     REQUIRE_OK(ppd_cache_writer_seal(w));
     CHECK(ppd_cache_writer_map_growths(w) >= 3);
@@ -254,8 +265,8 @@ TEST(cache_map_full_grows_and_replays) {
 
 TEST(cache_uncommitted_batch_is_lost_committed_kept_and_unsealed) {
     const char *dir = ppt_tmpdir();
-    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH, .producer = "test", .params = PARAMS,
-                               .batch_bytes = 1 << 30};
+    ppd_cache_writer_opts o = {
+        .record_type = PPD_REC_GRAPH, .producer = "test", .params = PARAMS, .batch_bytes = 1 << 30};
     ppd_cache_writer *w;
     REQUIRE_OK(ppd_cache_writer_open(dir, &o, &w));
     ppd_buf v = {0};
@@ -314,8 +325,8 @@ static void check_fault(const char *db, const char *key, int mode, size_t off, c
         return;
     }
     if (!saw(&sn, want_key, want_check))
-        ppt_fail(__FILE__, __LINE__, "expected %s/%s; got %d problem(s), first %s/%s", want_key, want_check, sn.n,
-                 sn.n ? sn.keys[0] : "", sn.n ? sn.checks[0] : "");
+        ppt_fail(__FILE__, __LINE__, "expected %s/%s; got %d problem(s), first %s/%s", want_key,
+                 want_check, sn.n, sn.n ? sn.keys[0] : "", sn.n ? sn.checks[0] : "");
     if (!strcmp(want_check, "schema")) return; /* not repairable: nothing more to test */
     int repaired = 0;
     if (ppd_cache_repair(dir, NULL, &s, &repaired) != PPD_OK || !repaired) {
@@ -324,29 +335,52 @@ static void check_fault(const char *db, const char *key, int mode, size_t off, c
     }
     ppd_check_summary after;
     ppd_cache_check(dir, NULL, &after);
-    if (after.problems) ppt_fail(__FILE__, __LINE__, "%llu problems after repair", (unsigned long long)after.problems);
+    if (after.problems)
+        ppt_fail(__FILE__, __LINE__, "%llu problems after repair",
+                 (unsigned long long)after.problems);
     if (strcmp(want_key, "-") && after.records_ok != 11)
-        ppt_fail(__FILE__, __LINE__, "%llu good records after repair, expected 11", (unsigned long long)after.records_ok);
+        ppt_fail(__FILE__, __LINE__, "%llu good records after repair, expected 11",
+                 (unsigned long long)after.records_ok);
     ppd_cache_reader *r;
     ppd_buf b = {0};
     if (ppd_cache_reader_open(dir, &r) == PPD_OK) {
-        if (strcmp(want_key, "-") && (ppd_cache_reader_meta(r, "dropped", &b) || !strstr((char *)b.data, want_key)))
+        if (strcmp(want_key, "-") &&
+            (ppd_cache_reader_meta(r, "dropped", &b) || !strstr((char *)b.data, want_key)))
             ppt_fail(__FILE__, __LINE__, "meta 'dropped' does not name %s", want_key);
         ppd_cache_reader_close(r);
     }
     ppd_buf_free(&b);
-    if (!ppd_dir_exists(s.damaged_path)) ppt_fail(__FILE__, __LINE__, "damaged original not kept at %s", s.damaged_path);
+    if (!ppd_dir_exists(s.damaged_path))
+        ppt_fail(__FILE__, __LINE__, "damaged original not kept at %s", s.damaged_path);
 }
 
-TEST(cache_fault_bit_flip_in_header) { check_fault("records", "C003", 0, 9, "C003", "header"); }
-TEST(cache_fault_bit_flip_in_payload) { check_fault("records", "C004", 0, 3000, "C004", "checksum"); }
-TEST(cache_fault_bit_flip_in_checksum_field) { check_fault("records", "C005", 0, 26, "C005", "checksum"); }
-TEST(cache_fault_deleted_record) { check_fault("records", "C006", 1, 0, "C006", "missing-record"); }
-TEST(cache_fault_garbage_value) { check_fault("records", "C007", 2, 0, "C007", "header"); }
-TEST(cache_fault_index_entry_damaged) { check_fault("index", "C008", 0, 3, "C008", "index"); }
-TEST(cache_fault_meta_value_changed) { check_fault("meta", "count", 3, (size_t)(uintptr_t)"13", "-", "meta"); }
-TEST(cache_fault_wrong_schema) { check_fault("meta", "schema", 3, (size_t)(uintptr_t)"ppdock-cache/9", "-", "schema"); }
-TEST(cache_fault_unsealed) { check_fault("meta", "sealed", 3, (size_t)(uintptr_t)"0", "-", "unsealed"); }
+TEST(cache_fault_bit_flip_in_header) {
+    check_fault("records", "C003", 0, 9, "C003", "header");
+}
+TEST(cache_fault_bit_flip_in_payload) {
+    check_fault("records", "C004", 0, 3000, "C004", "checksum");
+}
+TEST(cache_fault_bit_flip_in_checksum_field) {
+    check_fault("records", "C005", 0, 26, "C005", "checksum");
+}
+TEST(cache_fault_deleted_record) {
+    check_fault("records", "C006", 1, 0, "C006", "missing-record");
+}
+TEST(cache_fault_garbage_value) {
+    check_fault("records", "C007", 2, 0, "C007", "header");
+}
+TEST(cache_fault_index_entry_damaged) {
+    check_fault("index", "C008", 0, 3, "C008", "index");
+}
+TEST(cache_fault_meta_value_changed) {
+    check_fault("meta", "count", 3, (size_t)(uintptr_t) "13", "-", "meta");
+}
+TEST(cache_fault_wrong_schema) {
+    check_fault("meta", "schema", 3, (size_t)(uintptr_t) "ppdock-cache/9", "-", "schema");
+}
+TEST(cache_fault_unsealed) {
+    check_fault("meta", "sealed", 3, (size_t)(uintptr_t) "0", "-", "unsealed");
+}
 
 TEST(cache_value_swapped_between_keys_is_caught) {
     const char *dir = ppt_tmpdir();
@@ -398,7 +432,7 @@ TEST(cache_truncated_file_is_an_error_not_sigbus_and_repairs) {
     ppd_check_summary after;
     REQUIRE_OK(ppd_cache_check(dir, NULL, &after));
     CHECK_EQ(after.problems, 0);
-    CHECK(after.records_ok > 0 && after.records_ok < 60); /* the surviving pages' records */
+    CHECK(after.records_ok > 0 && after.records_ok < 60);   /* the surviving pages' records */
     CHECK_EQ(after.records_ok + after.dropped_pending, 60); /* every lost key is listed */
 }
 
@@ -415,6 +449,6 @@ TEST(cache_publish_compacts_and_swaps) {
     CHECK_EQ(s.records_ok, 20);
     CHECK_EQ(s.problems, 0);
     /* an unsealed cache is not published */
-    REQUIRE_EQ(tamper(src, "meta", "sealed", 3, (size_t)(uintptr_t)"0"), 0);
+    REQUIRE_EQ(tamper(src, "meta", "sealed", 3, (size_t)(uintptr_t) "0"), 0);
     CHECK_EQ(ppd_cache_publish(src, dst), PPD_ERR_USAGE);
 }

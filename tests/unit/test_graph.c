@@ -27,22 +27,28 @@ static int read_side(FILE *f, const char *want, ref_side *s) {
     return 1;
 }
 
-static void compare_side(const char *id, const char *which, const ppd_graph_side *g, const ref_side *r) {
+static void compare_side(const char *id, const char *which, const ppd_graph_side *g,
+                         const ref_side *r) {
     if (g->n != r->n || g->n_edges != r->e) {
-        ppt_fail(__FILE__, __LINE__, "%s %s: %d nodes / %lld edges, reference %d / %d", id, which, g->n,
-                 (long long)g->n_edges, r->n, r->e);
+        ppt_fail(__FILE__, __LINE__, "%s %s: %d nodes / %lld edges, reference %d / %d", id, which,
+                 g->n, (long long)g->n_edges, r->n, r->e);
         return;
     }
-    if (memcmp(g->seq, r->seq, (size_t)r->n) != 0) ppt_fail(__FILE__, __LINE__, "%s %s: sequence differs", id, which);
+    if (memcmp(g->seq, r->seq, (size_t)r->n) != 0)
+        ppt_fail(__FILE__, __LINE__, "%s %s: sequence differs", id, which);
     double worst = 0;
     for (int i = 0; i < 3 * r->n; i++) {
         double d = fabs((double)g->pos[i] - r->pos[i]);
         if (d > worst) worst = d;
     }
-    if (worst > 2e-4) ppt_fail(__FILE__, __LINE__, "%s %s: centred positions differ by %g", id, which, worst);
+    if (worst > 2e-4)
+        ppt_fail(__FILE__, __LINE__, "%s %s: centred positions differ by %g", id, which, worst);
     int per = r->n > 1 ? r->e / r->n : 0, bad = 0;
-    for (int e = 0; e < r->e; e++) bad += g->src[e] != r->src[e] || g->dst[e] != (per ? e / per : 0);
-    if (bad) ppt_fail(__FILE__, __LINE__, "%s %s: %d of %d edges differ from the reference", id, which, bad, r->e);
+    for (int e = 0; e < r->e; e++)
+        bad += g->src[e] != r->src[e] || g->dst[e] != (per ? e / per : 0);
+    if (bad)
+        ppt_fail(__FILE__, __LINE__, "%s %s: %d of %d edges differ from the reference", id, which,
+                 bad, r->e);
 }
 
 static void check_complex(const char *id) {
@@ -70,20 +76,22 @@ static void check_complex(const char *id) {
     char rp[128], lp[128];
     snprintf(rp, sizeof rp, "db5-mini/structures/%s_r_b.pdb.gz", id);
     snprintf(lp, sizeof lp, "db5-mini/structures/%s_l_b.pdb.gz", id);
-    if (ppd_pdb_read(ppt_data(rp), &opts, &raw, &text, &a, &rec) || ppd_pdb_read(ppt_data(lp), &opts, &raw, &text, &a, &lig) ||
+    if (ppd_pdb_read(ppt_data(rp), &opts, &raw, &text, &a, &rec) ||
+        ppd_pdb_read(ppt_data(lp), &opts, &raw, &text, &a, &lig) ||
         ppd_graph_build_record(id, "train", &rec, &lig, 20, 1, 2, &a, &rec_buf)) {
         ppt_fail(__FILE__, __LINE__, "%s: %s", id, ppd_errmsg());
     } else {
         ppd_rec_view v;
         ppd_graph g;
         const char *check;
-        if (ppd_rec_parse(rec_buf.data, rec_buf.len, id, strlen(id), 1, &v) || ppd_graph_decode(&v, &g) ||
-            ppd_graph_validate(&g, 20, &check)) {
+        if (ppd_rec_parse(rec_buf.data, rec_buf.len, id, strlen(id), 1, &v) ||
+            ppd_graph_decode(&v, &g) || ppd_graph_validate(&g, 20, &check)) {
             ppt_fail(__FILE__, __LINE__, "%s: %s", id, ppd_errmsg());
         } else {
             for (int d = 0; d < 3; d++)
                 if (fabs(g.center[d] - c[d]) > 1e-4)
-                    ppt_fail(__FILE__, __LINE__, "%s: center[%d] %.6f vs reference %.6f", id, d, g.center[d], c[d]);
+                    ppt_fail(__FILE__, __LINE__, "%s: center[%d] %.6f vs reference %.6f", id, d,
+                             g.center[d], c[d]);
             compare_side(id, "receptor", &g.rec, &rs);
             compare_side(id, "ligand", &g.lig, &ls);
         }
@@ -99,15 +107,29 @@ done:
     free(ls.src);
 }
 
-TEST(graph_1R0R_matches_reference) { check_complex("1R0R"); }
-TEST(graph_1HIA_matches_reference) { check_complex("1HIA"); }
-TEST(graph_1R8S_matches_reference) { check_complex("1R8S"); }
-TEST(graph_1FC2_matches_reference) { check_complex("1FC2"); }
+TEST(graph_1R0R_matches_reference) {
+    check_complex("1R0R");
+}
+TEST(graph_1HIA_matches_reference) {
+    check_complex("1HIA");
+}
+TEST(graph_1R8S_matches_reference) {
+    check_complex("1R8S");
+}
+TEST(graph_1FC2_matches_reference) {
+    check_complex("1FC2");
+}
 
 TEST(graph_validate_names_broken_invariants) {
     float pos[3 * 4] = {0, 0, 0, 1, 0, 0, 0, 1, 0, -1, -1, 0};
     int32_t src[8] = {1, 2, 0, 2, 0, 1, 0, 1}, dst[8] = {0, 0, 1, 1, 2, 2, 3, 3};
-    ppd_graph_side s = {.n = 4, .n_edges = 8, .pos = pos, .src = src, .dst = dst, .seq = "AAAX", .tokens = (const uint8_t[]){5, 5, 5, 3}};
+    ppd_graph_side s = {.n = 4,
+                        .n_edges = 8,
+                        .pos = pos,
+                        .src = src,
+                        .dst = dst,
+                        .seq = "AAAX",
+                        .tokens = (const uint8_t[]){5, 5, 5, 3}};
     float center[3] = {0, 0, 0};
     ppd_graph g = {.rec = s, .lig = s, .center = center};
     const char *check;
