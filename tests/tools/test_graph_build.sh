@@ -159,4 +159,16 @@ test_config_errors_and_options() {
     assert_rc 0 gb_mini -c "$ROOT/tests/data/config/diffdock-pp/db5_esm.yaml" -o g -q
 }
 
+test_progress_bar_only_on_a_terminal() {
+    # a terminal (script(1) gives the tool a pty): count, rate, ETA and memory are drawn
+    OUT=$(script -qec "graph-build --set data.data_path=$MINI --set data.data_file=$MINI/splits.csv -j 1 -o g" /dev/null)
+    assert_contains "$OUT" "graph-build 4/4"
+    assert_contains "$OUT" "ETA"
+    assert_contains "$OUT" "mem "
+    # not a terminal: no bar, no escape codes
+    assert_rc 0 gb_mini -o g2
+    assert_not_contains "$OUT" "ETA"
+    assert_not_contains "$OUT" $'\033'
+}
+
 run_tests
