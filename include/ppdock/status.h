@@ -16,6 +16,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus /* CUDA sources include this header too */
+extern "C" {
+#endif
+
 typedef enum {
     PPD_OK = 0,
     PPD_ERR_USAGE,    /* bad command line or API misuse by the caller */
@@ -56,5 +60,9 @@ void ppd_clear_error(void);
         ppd_status ppd_try_st_ = (expr);                                                           \
         if (ppd_try_st_ != PPD_OK) return ppd_try_st_;                                             \
     } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
