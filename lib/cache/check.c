@@ -167,8 +167,7 @@ static int finite_arrays(checker *c, const ppd_rec_view *v, const char **bad) {
 }
 
 /* Returns 1 if the record is good; else 0 with *check and c->detail set. */
-static int validate_record(checker *c, const char *key, const MDB_val *k, const MDB_val *v,
-                           const char **check) {
+static int validate_record(checker *c, const MDB_val *k, const MDB_val *v, const char **check) {
     ppd_rec_view view;
     ppd_status st = ppd_rec_parse(v->mv_data, v->mv_size, k->mv_data, k->mv_size, 0, &view);
     if (st) {
@@ -242,7 +241,6 @@ static int validate_record(checker *c, const char *key, const MDB_val *k, const 
             return 0;
         }
     }
-    (void)key;
     return 1;
 }
 
@@ -272,7 +270,7 @@ static void walk_records(checker *c) {
         c->s->records++;
         printable_key(&k, key, sizeof key);
         const char *check = "";
-        if (validate_record(c, key, &k, &v, &check))
+        if (validate_record(c, &k, &v, &check))
             c->s->records_ok++;
         else
             report(c, key, check, REPAIRABLE, "%s", c->detail);
@@ -587,46 +585,44 @@ static ppd_status zero_extended_copy(const char *dir, const char *tmpdir) {
     snprintf(src, sizeof src, "%s/data.mdb", dir);
     snprintf(dst, sizeof dst, "%s/data.mdb", tmpdir);
     PPD_TRY(ppd_mkdir_p(tmpdir));
-    ppd_buf b = {0};
-    ppd_status st = ppd_read_file(src, &b);
-    if (st) return st;
-    /* LMDB's own meta page says how long the file must be; read it from the header. The meta
-     * page layout is internal to LMDB, so ask LMDB: open the copy with a big enough size. */
-    int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        ppd_buf_free(&b);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return ppd_fail(PPD_ERR_IO, "%s: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
         return ppd_fail(PPD_ERR_IO, "%s: %s", dst, strerror(errno));
     }
-    size_t off = 0;
-    while (off < b.len) {
-        ssize_t n = write(fd, b.data + off, b.len - off);
-        if (n <= 0) {
-            st = ppd_fail(PPD_ERR_IO, "%s: write: %s", dst, strerror(errno));
-            break;
+    ppd_status st = PPD_OK;
+    static unsigned char buf[1 << 20]; /* streamed: memory does not grow with the cache */
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        for (ssize_t off = 0; off < n && !st;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w <= 0)
+                st = ppd_fail(PPD_ERR_IO, "%s: write: %s", dst, strerror(errno));
+            else
+                off += w;
         }
-        off += (size_t)n;
-    }
-    ppd_buf_free(&b);
-    if (!st) {
-        /* Open it once to learn the required length, then extend. */
-        MDB_env *env;
-        MDB_envinfo info;
-        MDB_stat ms;
-        if (mdb_env_create(&env) == 0) {
-            mdb_env_set_maxdbs(env, 4);
-            if (mdb_env_open(env, tmpdir, MDB_RDONLY | MDB_NOLOCK, 0644) == 0 &&
-                mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0) {
-                off_t need = (off_t)(info.me_last_pgno + 1) * ms.ms_psize;
-                if (ftruncate(fd, need) != 0)
-                    st = ppd_fail(PPD_ERR_IO, "%s: extend: %s", dst, strerror(errno));
-            } else {
-                st = ppd_fail(PPD_ERR_CORRUPT,
-                              "%s: cannot read LMDB's header from the truncated file", dir);
-            }
-            mdb_env_close(env);
+    if (n < 0 && !st) st = ppd_fail(PPD_ERR_IO, "%s: read: %s", src, strerror(errno));
+    close(in);
+    /* LMDB's meta page knows the length the file must have: open the copy to ask, then extend. */
+    MDB_env *env = NULL;
+    MDB_envinfo info;
+    MDB_stat ms;
+    if (!st && mdb_env_create(&env) == 0) {
+        mdb_env_set_maxdbs(env, 4);
+        if (mdb_env_open(env, tmpdir, MDB_RDONLY | MDB_NOLOCK, 0644) == 0 &&
+            mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0) {
+            off_t need = (off_t)(info.me_last_pgno + 1) * ms.ms_psize;
+            if (ftruncate(out, need) != 0)
+                st = ppd_fail(PPD_ERR_IO, "%s: extend: %s", dst, strerror(errno));
+        } else {
+            st = ppd_fail(PPD_ERR_CORRUPT, "%s: cannot read LMDB's header from the truncated file",
+                          dir);
         }
+        mdb_env_close(env);
     }
-    close(fd);
+    close(out);
     return st;
 }
 
@@ -701,7 +697,7 @@ static void learn_meta(checker *c, old_meta *m) {
                 if (k.mv_size > PPD_CACHE_MAX_KEY) continue;
                 memcpy(key, k.mv_data, k.mv_size);
                 key[k.mv_size] = 0;
-                if (!validate_record(c, key, &k, &v, &check) || mdb_get(c->txn, c->index, &k, &iv))
+                if (!validate_record(c, &k, &v, &check) || mdb_get(c->txn, c->index, &k, &iv))
                     continue;
                 ppd_rec_header h;
                 ppd_index_entry ie;
@@ -754,7 +750,7 @@ static ppd_status copy_good_records(checker *c, ppd_cache_writer *w, uint64_t *k
             if (k.mv_size > PPD_CACHE_MAX_KEY || memchr(k.mv_data, 0, k.mv_size)) continue;
             memcpy(key, k.mv_data, k.mv_size);
             key[k.mv_size] = 0;
-            if (!validate_record(c, key, &k, &v, &check)) {
+            if (!validate_record(c, &k, &v, &check)) {
                 if (!dropped_has(c->dropped, key))
                     ppd_buf_printf(c->dropped, "%s\t%s\t%s\n", key, check, c->detail);
                 continue;
@@ -835,7 +831,7 @@ static ppd_status recover_indexed_keys(checker *c, ppd_cache_writer *w, ppd_buf 
         MDB_val rk = {kl, (void *)key}, rv;
         int rc = guarded_get(c, c->recs, &rk, &rv);
         const char *check = "walk";
-        if (rc == 0 && validate_record(c, key, &rk, &rv, &check))
+        if (rc == 0 && validate_record(c, &rk, &rv, &check))
             st = ppd_cache_writer_put(w, key, rv.mv_data, rv.mv_size, ie.inputs_digest,
                                       ie.params_hash);
         else if (rc == 0)
