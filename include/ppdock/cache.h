@@ -114,6 +114,18 @@ int ppd_cache_reader_record_type(ppd_cache_reader *r); /* ppd_rec_type or 0 */
 /* Look up and verify one record (structure and checksum). The view points into the map and is
  * valid until the next get/refresh/close. PPD_ERR_NOTFOUND when absent, PPD_ERR_CORRUPT. */
 ppd_status ppd_cache_reader_get(ppd_cache_reader *r, const char *key, ppd_rec_view *out);
+/* Walk the records in key order. Each step copies the key (NUL-terminated) and verifies the
+ * record (structure and checksum); *done = 1 after the last. The view is valid until the next
+ * step. Errors: PPD_ERR_CORRUPT naming the key (the walk can go on with the next step),
+ * PPD_ERR_LMDB / PPD_ERR_CORRUPT from a damaged B-tree (stop). */
+typedef struct ppd_cache_cursor ppd_cache_cursor;
+ppd_status ppd_cache_reader_cursor(ppd_cache_reader *r, ppd_cache_cursor **out);
+ppd_status ppd_cache_cursor_next(ppd_cache_cursor *c, char key[PPD_CACHE_MAX_KEY + 1],
+                                 ppd_rec_view *view, int *done);
+void ppd_cache_cursor_close(ppd_cache_cursor *c);
+/* Number of records (LMDB's count, not a walk). */
+uint64_t ppd_cache_reader_count(ppd_cache_reader *r);
+
 /* Start a fresh read snapshot (long-lived readers call this between batches). */
 ppd_status ppd_cache_reader_refresh(ppd_cache_reader *r);
 void ppd_cache_reader_close(ppd_cache_reader *r);

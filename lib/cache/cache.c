@@ -626,6 +626,55 @@ ppd_status ppd_cache_reader_get(ppd_cache_reader *r, const char *key, ppd_rec_vi
     return PPD_OK;
 }
 
+struct ppd_cache_cursor {
+    ppd_cache_reader *r;
+    MDB_cursor *cur;
+};
+
+ppd_status ppd_cache_reader_cursor(ppd_cache_reader *r, ppd_cache_cursor **out) {
+    *out = NULL;
+    ppd_cache_cursor *c = calloc(1, sizeof *c);
+    if (!c) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
+    c->r = r;
+    int rc = mdb_cursor_open(r->txn, r->recs, &c->cur);
+    if (rc) {
+        free(c);
+        return cache_mdb_fail(rc, r->dir, "opening a cursor");
+    }
+    *out = c;
+    return PPD_OK;
+}
+
+ppd_status ppd_cache_cursor_next(ppd_cache_cursor *c, char key[PPD_CACHE_MAX_KEY + 1],
+                                 ppd_rec_view *view, int *done) {
+    MDB_val k, v;
+    *done = 0;
+    key[0] = 0;
+    int rc = mdb_cursor_get(c->cur, &k, &v, MDB_NEXT);
+    if (rc == MDB_NOTFOUND) {
+        *done = 1;
+        return PPD_OK;
+    }
+    if (rc) return cache_mdb_fail(rc, c->r->dir, "walking the records");
+    size_t n = k.mv_size > PPD_CACHE_MAX_KEY ? PPD_CACHE_MAX_KEY : k.mv_size;
+    memcpy(key, k.mv_data, n);
+    key[n] = 0;
+    if (ppd_rec_parse(v.mv_data, v.mv_size, k.mv_data, k.mv_size, 1, view) != PPD_OK)
+        return ppd_fail_ctx(PPD_ERR_CORRUPT, "%s: record '%s'", c->r->dir, key);
+    return PPD_OK;
+}
+
+void ppd_cache_cursor_close(ppd_cache_cursor *c) {
+    if (!c) return;
+    mdb_cursor_close(c->cur);
+    free(c);
+}
+
+uint64_t ppd_cache_reader_count(ppd_cache_reader *r) {
+    MDB_stat ms;
+    return mdb_stat(r->txn, r->recs, &ms) == 0 ? ms.ms_entries : 0;
+}
+
 ppd_status ppd_cache_reader_refresh(ppd_cache_reader *r) {
     mdb_txn_reset(r->txn);
     int rc = mdb_txn_renew(r->txn);

@@ -452,3 +452,26 @@ TEST(cache_publish_compacts_and_swaps) {
     REQUIRE_EQ(tamper(src, "meta", "sealed", 3, (size_t)(uintptr_t) "0"), 0);
     CHECK_EQ(ppd_cache_publish(src, dst), PPD_ERR_USAGE);
 }
+
+TEST(cache_cursor_walks_every_record_in_key_order) {
+    const char *dir = ppt_tmpdir();
+    REQUIRE_OK(make_cache(dir, 25, 64 << 10, 0));
+    ppd_cache_reader *r;
+    REQUIRE_OK(ppd_cache_reader_open(dir, &r));
+    CHECK_EQ(ppd_cache_reader_count(r), 25);
+    ppd_cache_cursor *c;
+    REQUIRE_OK(ppd_cache_reader_cursor(r, &c));
+    char key[PPD_CACHE_MAX_KEY + 1], prev[PPD_CACHE_MAX_KEY + 1] = "";
+    int n = 0, done = 0;
+    ppd_rec_view v;
+    while (ppd_cache_cursor_next(c, key, &v, &done) == PPD_OK && !done) {
+        CHECK(strcmp(prev, key) < 0);
+        CHECK_EQ(v.header.type, PPD_REC_GRAPH);
+        snprintf(prev, sizeof prev, "%s", key);
+        n++;
+    }
+    CHECK(done);
+    CHECK_EQ(n, 25);
+    ppd_cache_cursor_close(c);
+    ppd_cache_reader_close(r);
+}
