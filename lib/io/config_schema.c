@@ -81,6 +81,27 @@ static const ppd_config_setting table[] = {
     I("cache.batch_mb", "32", 1, 4096, 0, "MB of records per LMDB write transaction"),
     I("cache.map_mb", "1024", 1, 16777216, 0, "initial LMDB map size in MB (grown as needed)"),
 
+    /* ---- esm: esm-embed (ESM-2 per-residue embeddings); ppdock's own ---- */
+    S("esm.weights", NUL, 0,
+      "ESM-2 weights: a Hugging Face model.safetensors (config.json beside it is optional) or a "
+      "fair-esm .pt checkpoint; null = give --weights or --random-init"),
+    I("esm.layer", "-1", -1, 1000, 0,
+      "representation layer to store; -1 = the last (after the final LayerNorm), as DiffDock-PP"),
+    E("esm.dtype", "f16", "f16|f32", 0, "storage type of embeddings in the cache"),
+    E("esm.long_policy", "whole", "whole|window|truncate|error", 0,
+      "sequences longer than esm.max_length: whole = embed them whole as DiffDock-PP does (a "
+      "batch of their own), window = overlapping windows blended in the overlap, truncate = "
+      "first esm.max_length residues, error = skip and report"),
+    I("esm.max_length", "1022", 1, 1000000, 0,
+      "residues per window (window), kept residues (truncate) or the limit (error)"),
+    I("esm.overlap", "256", 0, 1000000, 0, "residues shared by consecutive windows (window)"),
+    E("esm.unknown", "x", "x|unk|error", 0,
+      "FASTA letters outside ESM's 25 residue letters: map to X (24), to <unk> (3), or skip the "
+      "sequence; always counted and reported"),
+    F("esm.mem_gb", "8", 0.01, 1e6, 0,
+      "host memory budget for weights, activations and attention scores; batches are planned "
+      "to fit it"),
+
     /* ---- model: the score model ---- */
     I("model.ns", "16", 1, 1024, 0, "scalar (0e) channels per node"),
     I("model.nv", "4", 1, 1024, 0, "vector (1o/1e) channels per node"),
