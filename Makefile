@@ -33,10 +33,10 @@ OPT     ?= -O2 -g
 endif
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
-CPPFLAGS += -Iinclude -D_GNU_SOURCE -DPPD_VERSION='"$(VERSION)"'
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -DPPD_VERSION='"$(VERSION)"' $(shell pkg-config --cflags openblas)
 CFLAGS  += -std=c11 -ffp-contract=off $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -pthread
 LDFLAGS += $(SANFLAGS) -pthread
-LDLIBS  += -llmdb -lyaml -lxxhash -lz -lm
+LDLIBS  += -llmdb -lyaml -lxxhash -lz $(shell pkg-config --libs openblas) -lm
 
 # ---- optional features: detected, announced, switchable -------------------------------------
 CUDA_HOME ?= /usr/local/cuda
@@ -87,14 +87,14 @@ $(info $(if $(CUDNN),✓ cuDNN,✗ cuDNN)   $(if $(NCCL),✓ NCCL,✗ NCCL)   $(
 endif
 
 # ---- sources --------------------------------------------------------------------------------
-LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c))
+LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c lib/esm/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libppdock.a
 CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CULIB    := $(BUILD)/libppdock_cuda.a
 
-TOOLS    := graph-build cache-check
+TOOLS    := graph-build cache-check esm-embed
 TOOL_BIN := $(TOOLS:%=$(BIN)/%)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
@@ -160,7 +160,7 @@ test-gpu: $(GPU_BIN)
 	$(GPU_BIN)
 
 demo: tools
-	@PPD_BIN=$(BIN) scripts/demo.sh
+	@PPD_BIN=$(BIN) ESM_WEIGHTS=$(ESM_WEIGHTS) scripts/demo.sh
 
 bench: tools
 	@PPD_BIN=$(BIN) bench/graph-build.sh

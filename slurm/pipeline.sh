@@ -2,13 +2,19 @@
 # Submit the pipeline's stages as a chain of SLURM jobs, each waiting for the previous one to
 # succeed (--dependency=afterok). Stages join here as they land (esm-embed, train).
 #
-#   slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]
-#   e.g. slurm/pipeline.sh config/finetune_full.yaml /project/caches/abag
+#   [ESM_WEIGHTS=esm2_t33_650M_UR50D.pt] slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]
+#   e.g. ESM_WEIGHTS=/models/esm2_t33_650M_UR50D.pt slurm/pipeline.sh config/finetune_full.yaml /project/caches/abag
 set -euo pipefail
 CONFIG=${1:?usage: slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]}
 ROOT=${2:?usage: slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]}
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 g=$(sbatch --parsable "$here/graph-build.sbatch" "$CONFIG" "$ROOT/graphs" "$@")
-c=$(sbatch --parsable --dependency=afterok:"$g" "$here/cache-check.sbatch" "$ROOT/graphs" --inputs)
-echo "submitted: graph-build $g -> cache-check $c (afterok)"
+last=$g
+if [ -n "${ESM_WEIGHTS:-}" ]; then # ESM-2 weights: embed the graphs' sequences next
+    e=$(sbatch --parsable --dependency=afterok:"$g" "$here/esm-embed.sbatch" "$ESM_WEIGHTS" "$ROOT/graphs" "$ROOT/esm")
+    echo "submitted: esm-embed $e (after graph-build $g)"
+    last=$e
+fi
+c=$(sbatch --parsable --dependency=afterok:"$last" "$here/cache-check.sbatch" "$ROOT/graphs" --inputs)
+echo "submitted: graph-build $g -> ${e:+esm-embed $e -> }cache-check $c (afterok)"

@@ -128,10 +128,12 @@ static void summary(const char *dir, const ppd_check_summary *s, const out_ctx *
             dir, dir);
 }
 
-static int check_one(const char *dir, int inputs, int repair, out_ctx *o) {
+/* Checks (and repairs) one cache; *type receives its record type name ("graph", "esm", "?"). */
+static int check_one(const char *dir, int inputs, int repair, out_ctx *o, char type[16]) {
     ppd_check_opts opts = {.inputs = inputs, .report = on_problem, .ctx = o};
     ppd_check_summary s;
     int repaired = 0;
+    type[0] = 0;
     ppd_status st =
         repair ? ppd_cache_repair(dir, &opts, &s, &repaired) : ppd_cache_check(dir, &opts, &s);
     if ((st == PPD_ERR_USAGE || st == PPD_ERR_CORRUPT) &&
@@ -145,6 +147,7 @@ static int check_one(const char *dir, int inputs, int repair, out_ctx *o) {
         return FSCK_ERROR;
     }
     summary(dir, &s, o, repaired);
+    snprintf(type, 16, "%s", s.record_type);
     if (!s.problems) return FSCK_OK;
     if (repaired) { /* what is left after the repair (e.g. missing inputs) decides 1 or 4 */
         ppd_check_summary after;
@@ -153,6 +156,33 @@ static int check_one(const char *dir, int inputs, int repair, out_ctx *o) {
         return after.problems ? FSCK_LEFT : FSCK_REPAIRED;
     }
     return FSCK_LEFT;
+}
+
+static int cross_one(const char *graphs, const char *esm, out_ctx *o) {
+    ppd_check_opts opts = {.report = on_problem, .ctx = o};
+    ppd_check_summary s;
+    ppd_status st = ppd_cache_cross_check(graphs, esm, &opts, &s);
+    if (st) {
+        ppd_error("%s", ppd_errmsg());
+        return FSCK_ERROR;
+    }
+    if (o->json) {
+        printf("{\"dir\": ");
+        ppd_json_str(stdout, graphs);
+        printf(", \"esm\": ");
+        ppd_json_str(stdout, esm);
+        printf(", \"cross_summary\": {\"complexes\": %llu, \"complexes_ok\": %llu, \"problems\": %llu, "
+               "\"missing_embeddings\": %llu}}\n",
+               (unsigned long long)s.records, (unsigned long long)s.records_ok,
+               (unsigned long long)s.problems, (unsigned long long)s.missing);
+    } else if (!o->quiet) {
+        printf("%s x %s: %llu complexes, %llu with both embeddings right, %llu problem%s (%llu missing "
+               "embeddings)\n",
+               graphs, esm, (unsigned long long)s.records, (unsigned long long)s.records_ok,
+               (unsigned long long)s.problems, s.problems == 1 ? "" : "s", (unsigned long long)s.missing);
+        if (s.missing) printf("%s: run esm-embed -g %s -o %s to embed the missing sequences\n", esm, graphs, esm);
+    }
+    return s.problems ? FSCK_LEFT : FSCK_OK;
 }
 
 static int dump(const char *dir, const char *key) {
@@ -172,7 +202,8 @@ static int dump(const char *dir, const char *key) {
 }
 
 static int publish(const char *dir, const char *dest, out_ctx *o) {
-    int rc = check_one(dir, 0, 0, o);
+    char type[16];
+    int rc = check_one(dir, 0, 0, o, type);
     if (rc != FSCK_OK) {
         ppd_error("%s is not clean; not publishing it to %s", dir, dest);
         return rc;
@@ -247,6 +278,14 @@ int main(int argc, char **argv) {
     if (dump_key) return dump(argv[optind], dump_key);
     if (dest) return publish(argv[optind], dest, &o);
     int rc = 0;
-    for (int i = optind; i < argc; i++) rc |= check_one(argv[i], inputs, repair, &o);
+    char(*types)[16] = calloc((size_t)ndirs, sizeof *types);
+    if (!types) return FSCK_ERROR;
+    for (int i = 0; i < ndirs; i++) rc |= check_one(argv[optind + i], inputs, repair, &o, types[i]);
+    /* every graph cache against every ESM cache given with it */
+    for (int i = 0; i < ndirs; i++)
+        for (int j = 0; j < ndirs; j++)
+            if (!strcmp(types[i], "graph") && !strcmp(types[j], "esm"))
+                rc |= cross_one(argv[optind + i], argv[optind + j], &o);
+    free(types);
     return rc;
 }

@@ -85,4 +85,17 @@ ppd_status ppd_cache_check(const char *dir, const ppd_check_opts *o, ppd_check_s
 ppd_status ppd_cache_repair(const char *dir, const ppd_check_opts *o, ppd_check_summary *s,
                             int *repaired);
 
+/* Cross-cache check of a graph cache and an ESM cache: every receptor and ligand sequence of
+ * every graph record must have an embedding in the ESM cache (its key computed from the side's
+ * tokens and the ESM cache's esm.model / esm.policy params, ppdock/esm_record.h) with one row
+ * per residue, the same tokens, and the ESM cache's width. Problems, keyed "<complex>:receptor"
+ * or "<complex>:ligand":
+ *   missing-embedding  no record: run esm-embed -g GRAPHS -o ESM (it embeds only what is missing)
+ *   embedding-length   rows != residues (e.g. esm.long_policy=truncate cut the chain)
+ *   embedding-tokens   same key, other tokens (damage or a digest collision)
+ *   embedding-width    width != the ESM cache's
+ * Damaged records in either cache are the single-cache check's business (run it first). */
+ppd_status ppd_cache_cross_check(const char *graphs, const char *esm, const ppd_check_opts *o,
+                                 ppd_check_summary *s);
+
 #endif

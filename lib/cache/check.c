@@ -3,6 +3,7 @@
 
 #include "ppdock/check.h"
 #include "ppdock/dataset.h"
+#include "ppdock/esm_record.h"
 #include "ppdock/graph.h"
 #include "ppdock/hash.h"
 #include "ppdock/log.h"
@@ -33,6 +34,7 @@ typedef struct {
     int meta_trusted; /* meta checksum verified: params_hash and knn_k usable */
     uint64_t params_hash;
     int knn_k;        /* from params "data.knn_size=", 0 if unknown */
+    int esm_width; /* from params "esm.width=", 0 if unknown */
     int quiet;        /* re-validation during repair: no reports */
     ppd_buf *dropped; /* repair: "key\tcheck\tdetail\n" lines */
     char last_dropped[PPD_CACHE_MAX_KEY + 1];
@@ -223,6 +225,32 @@ static int validate_record(checker *c, const MDB_val *k, const MDB_val *v, const
         *check = "finite";
         return 0;
     }
+    if (view.header.type == PPD_REC_ESM) {
+        ppd_rec_view copy = view; /* aligned copy: values under ~2 KB sit unaligned in the map */
+        c->scratch.len = 0;
+        ppd_esm_embedding e;
+        if (ppd_buf_append(&c->scratch, v->mv_data, v->mv_size) != PPD_OK) {
+            *check = "shape";
+            snprintf(c->detail, sizeof c->detail, "out of memory copying the record");
+            return 0;
+        }
+        copy.value = c->scratch.data;
+        if (ppd_esm_record_decode(&copy, &e) != PPD_OK) {
+            *check = "shape";
+            snprintf(c->detail, sizeof c->detail, "%s", ppd_errmsg());
+            return 0;
+        }
+        if (ppd_esm_record_validate(&e, check) != PPD_OK) {
+            snprintf(c->detail, sizeof c->detail, "%s", ppd_errmsg());
+            return 0;
+        }
+        if (c->esm_width && e.d != c->esm_width) {
+            *check = "shape";
+            snprintf(c->detail, sizeof c->detail, "embedding width %d, the cache's is %d", e.d,
+                     c->esm_width);
+            return 0;
+        }
+    }
     if (view.header.type == PPD_REC_GRAPH) {
         ppd_graph g;
         if (ppd_graph_decode_copy(&view, &c->scratch, &g) != PPD_OK) {
@@ -325,10 +353,20 @@ static int writer_running(const char *dir) {
     return busy;
 }
 
-static int parse_knn(const char *params) {
-    const char *p = strstr(params, "data.knn_size=");
-    if (!p || (p != params && p[-1] != '\n')) return 0;
-    return atoi(p + 14);
+/* Value of the "name=" line of a params text, or NULL. */
+static const char *param_value(const char *params, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = params; p && *p;) {
+        if (!strncmp(p, name, n) && p[n] == '=') return p + n + 1;
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return NULL;
+}
+
+static int param_int(const char *params, const char *name) {
+    const char *v = param_value(params, name);
+    return v ? atoi(v) : 0;
 }
 
 /* Returns 0 if the rest of the check can run (schema known). */
@@ -382,13 +420,15 @@ static int check_meta(checker *c) {
     }
     cache_meta_get(c->txn, c->meta, "params", &params, &found);
     c->params_hash = ppd_hash64(params.data, params.len);
-    c->knn_k = parse_knn((char *)params.data);
+    c->knn_k = param_int((char *)params.data, "data.knn_size");
+    c->esm_width = param_int((char *)params.data, "esm.width");
     int recovered;
     cache_meta_get(c->txn, c->meta, "params_recovered", &b, &recovered);
     cache_meta_get(c->txn, c->meta, "params_hash", &b, &found);
     if (recovered && found) { /* a repair kept the records' hash but lost the text */
         c->params_hash = strtoull((char *)b.data, NULL, 16);
         c->knn_k = 0;
+        c->esm_width = 0;
     } else {
         char want[17];
         ppd_hash_hex(c->params_hash, want);
@@ -685,6 +725,7 @@ static void learn_meta(checker *c, old_meta *m) {
         c->meta_trusted = q.meta_trusted;
         c->params_hash = q.params_hash;
         c->knn_k = q.knn_k;
+        c->esm_width = q.esm_width;
     } else { /* first record that validates without meta */
         c->type = 0;
         c->meta_trusted = 0;

@@ -5,6 +5,7 @@
  *   cache-tamper DIR garbage KEY          replace record KEY's value by junk of the same length
  *   cache-tamper DIR set-meta NAME VALUE  overwrite a meta value
  *   cache-tamper DIR swap KEY1 KEY2       store KEY1's value under KEY2 as well
+ * KEY "@first" names the first record in key order; the key used is printed on stdout.
  * Exit 0 on success, 1 with a message otherwise. Uses LMDB directly, as a bad disk or a
  * buggy tool would, bypassing every ppdock check. */
 #include <lmdb.h>
@@ -33,6 +34,17 @@ int main(int argc, char **argv) {
     if ((rc = mdb_dbi_open(txn, "records", 0, &recs)) || (rc = mdb_dbi_open(txn, "meta", 0, &meta)))
         return die("dbi", rc);
     MDB_val k = {strlen(argv[3]), argv[3]}, v;
+    char first[512];
+    if (!strcmp(argv[3], "@first")) {
+        MDB_cursor *c;
+        if ((rc = mdb_cursor_open(txn, recs, &c)) || (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)))
+            return die("first record", rc);
+        snprintf(first, sizeof first, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
+        mdb_cursor_close(c);
+        k.mv_data = first;
+        k.mv_size = strlen(first);
+        printf("%s\n", first);
+    }
     unsigned char *buf = NULL;
     if (!strcmp(op, "set-meta") && argc == 5) {
         MDB_val nv = {strlen(argv[4]), argv[4]};

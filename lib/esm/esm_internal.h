@@ -1,0 +1,51 @@
+/* lib/esm internal: shared between alphabet.c, model.c, load.c, forward.c, attention.c,
+ * planner.c and window.c. Not installed; the public API is ppdock/esm.h. */
+#ifndef PPDOCK_ESM_INTERNAL_H
+#define PPDOCK_ESM_INTERNAL_H
+
+#include "ppdock/esm.h"
+
+/* ---- model.c ---- */
+ppd_status ppd_esm_config_check(const ppd_esm_config *c);
+/* Allocate the parameter buffer for `c` and point m->p into it (contents undefined). */
+ppd_status ppd_esm_model_alloc(ppd_esm_model *m, const ppd_esm_config *c);
+
+/* ---- forward.c: the layers, llm.c style. Shapes: N packed token rows, d channels, F ffn
+ * width; B sequences whose rows are [tok_off[b], tok_off[b+1]) (T_b = n_b + 2 rows each). All
+ * buffers are float32 row-major and owned by the caller (the workspace). ---- */
+
+/* x: (N, d)   tok: (N)   div: (B). x[r] = E[tok[r]] * 0.88 / div[b] (0 for <mask> rows). */
+void ppd_esm_embed_forward(float *x, const uint8_t *tok, const int64_t *tok_off, const float *div,
+                           int B, const float *E, int d, int threads);
+
+/* out: (N, d)   inp: (N, d)   w, b: (d). LayerNorm over d, biased variance, eps 1e-5. */
+void ppd_esm_layernorm_forward(float *out, const float *inp, const float *w, const float *b,
+                               int64_t N, int d, int threads);
+
+/* out: (N, M)   inp: (N, K)   W: (M, K). out = inp W^T (no bias), OpenBLAS sgemm, rows of
+ * out split over threads. */
+void ppd_esm_matmul_forward(float *out, const float *inp, const float *W, int64_t N, int K, int M,
+                            int threads);
+
+/* qkv: (N, 3d) in place   bqkv: (3d)   cosv, sinv: (T_max, hd/2). Adds the biases, scales q by
+ * qscale, applies rotate-half RoPE to q and k at positions 0..T_b-1 of each sequence. */
+void ppd_esm_qkv_rope_forward(float *qkv, const float *bqkv, const int64_t *tok_off, int B, int d,
+                              int hd, float qscale, const float *cosv, const float *sinv,
+                              int threads);
+
+/* cosv, sinv: (T, hd/2) for positions 0..T-1. */
+void ppd_esm_rope_table(float *cosv, float *sinv, const float *inv_freq, int T, int hd);
+
+/* out: (N, d)   qkv: (N, 3d)   scores: threads tiles of (T_max, T_max).
+ * Per (sequence b, head h): S = q k^T (T_b x T_b), softmax over keys, out = S v. */
+void ppd_esm_attention_forward(float *out, const float *qkv, const int64_t *tok_off, int B, int H,
+                               int hd, float *scores, int64_t tile_floats, int threads);
+
+/* h: (N, F) in place   b: (F). h = GELU_erf(h + b). */
+void ppd_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F, int threads);
+
+/* x: (N, d) in place   y: (N, d)   b: (d). x = x + (y + b). */
+void ppd_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,
+                              int threads);
+
+#endif

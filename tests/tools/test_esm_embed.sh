@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# esm-embed end to end with the TINY random-weight model of tests/data/esm (fair-esm goldens):
+# FASTA and graph inputs, both weight formats, --export, dedup, resume, long-sequence policies,
+# unknown letters, the cross-cache check and repair.
+# shellcheck source=tests/tools/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ESM="$DATA/esm"
+TINY="$ESM/tiny"
+NPYDIFF="$TESTBIN/npy-diff"
+emb() { esm-embed -j 2 --weights "$TINY/model.safetensors" "$@"; }
+
+# every exported NAME.npy that has a golden PREFIX/NAME.SUFFIX.npy agrees within TOL
+compare_goldens() { # dir suffix tol
+    local f n count=0
+    for f in "$1"/*.npy; do
+        n=$(basename "$f" .npy)
+        [ -e "$TINY/$n.$2.npy" ] || continue
+        "$NPYDIFF" "$f" "$TINY/$n.$2.npy" "$3" >/dev/null || fail "$n differs from its golden: $("$NPYDIFF" "$f" "$TINY/$n.$2.npy")"
+        count=$((count + 1))
+    done
+    [ "$count" -gt 0 ] || fail "no golden compared"
+}
+
+test_fasta_embeddings_match_fair_esm() {
+    assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o e --dtype f32 --export x
+    compare_goldens x last 1e-4
+    assert_rc 0 cache-check e
+    assert_contains "$OUT" "esm cache, sealed"
+    # layer 1 (raw residual stream)
+    assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o e1 --dtype f32 --layer 1 --export x1
+    compare_goldens x1 layer1 1e-4
+}
+
+test_both_weight_formats_give_identical_records() {
+    assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o a --export xa
+    assert_rc 0 esm-embed -j 2 --weights "$TINY/model.pt" --fasta "$ESM/sequences.fasta" -o b --export xb
+    local f
+    for f in xa/*.npy; do cmp -s "$f" "xb/$(basename "$f")" || fail "$(basename "$f") differs between .safetensors and .pt"; done
+    assert_eq "$(cache-check --json a | grep -o '"records": [0-9]*')" "$(cache-check --json b | grep -o '"records": [0-9]*')" "record count"
+}
+
+test_fp16_storage_error_is_within_the_documented_bound() {
+    assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o h --export xh
+    # docs/esm-embed.md: half an fp16 ulp; |x| < 4 here -> 2^-10 = 9.8e-4, plus fp32 noise
+    compare_goldens xh last 1e-3
+    local worst
+    worst=$("$NPYDIFF" xh/2H7V_r.npy "$TINY/2H7V_r.last.npy" 1 | awk '{print $2}')
+    awk -v w="$worst" 'BEGIN{exit !(w > 0)}' || fail "fp16 storage changed nothing (is it really fp16?)"
+}
+
+test_identical_sequences_are_embedded_once_and_reruns_do_no_work() {
+    { cat "$ESM/sequences.fasta"; sed 's/^>/>copy_/' "$ESM/sequences.fasta"; } > twice.fasta
+    assert_rc 0 emb --fasta twice.fasta -o e --json
+    assert_contains "$OUT" '"inputs": 22, "unique": 11, "cached": 0, "embedded": 11'
+    assert_rc 0 emb --fasta twice.fasta -o e --json --export x
+    assert_contains "$OUT" '"cached": 11, "embedded": 0'
+    cmp -s x/1PPE_l.npy x/copy_1PPE_l.npy || fail "a duplicate's export differs"
+    [ "$(find x -name '*.npy' | wc -l)" -eq 22 ] || fail "not one export per input"
+}
+
+test_graph_cache_input_and_cross_check() {
+    graph-build -c "$ROOT/config/demo.yaml" --set "data.data_path=$DATA/db5-mini" \
+        --set "data.data_file=$DATA/db5-mini/splits.csv" -o g -q || fail "graph-build"
+    assert_rc 0 emb -g g -o e --json --export x
+    assert_contains "$OUT" '"inputs": 8, "unique": 8'
+    [ -e x/1HIA_r.npy ] || fail "ID_r export missing"
+    [ -e x/1HIA_l.npy ] || fail "ID_l export missing"
+    assert_rc 0 cache-check g e
+    assert_contains "$OUT" "4 complexes, 4 with both embeddings right, 0 problems"
+    # a new complex in the graph cache: the cross check names its two missing embeddings
+    graph-build --receptor "$DATA/db5-mini/structures/1FC2_r_u.pdb.gz" \
+        --ligand "$DATA/db5-mini/structures/1FC2_l_u.pdb.gz" --id NEW -o g -q || fail "graph-build pair"
+    assert_rc 4 cache-check --json g e
+    assert_contains "$OUT" '"key": "NEW:receptor", "check": "missing-embedding"'
+    assert_contains "$OUT" '"key": "NEW:ligand", "check": "missing-embedding"'
+    assert_rc 0 emb -g g -o e --json
+    assert_contains "$OUT" '"embedded": 2'
+    assert_rc 0 cache-check g e
+}
+
+test_damaged_embedding_is_dropped_by_repair_and_redone() {
+    assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o e --json
+    local key
+    key=$("$TESTBIN/cache-tamper" e flip @first 3000) || fail "tamper"
+    assert_rc 4 cache-check --json e
+    assert_contains "$OUT" "\"key\": \"$key\", \"check\": \"checksum\""
+    assert_rc 1 cache-check --repair e
+    assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o e --json
+    assert_contains "$OUT" '"cached": 10, "embedded": 1'
+    assert_rc 0 cache-check e
+}
+
+test_long_sequence_policies() {
+    # 1PXV_r is the long one of sequences.fasta (183 residues)
+    awk '/^>1PXV_r/{p=1;print;next} /^>/{p=0} p' "$ESM/sequences.fasta" > long.fasta
+    assert_rc 0 emb --fasta long.fasta -o w --dtype f32 --long window --max-length 64 --overlap 16 --export xw
+    "$NPYDIFF" xw/1PXV_r.npy "$TINY/1PXV_r.window64-16.last.npy" 1e-4 >/dev/null || fail "window blend differs from the golden"
+    assert_rc 0 emb --fasta long.fasta -o t --dtype f32 --long truncate --max-length 50 --export xt
+    "$NPYDIFF" xt/1PXV_r.npy "$TINY/1PXV_r.trunc50.last.npy" 1e-4 >/dev/null || fail "truncation differs from the golden"
+    assert_rc 1 emb --fasta "$ESM/sequences.fasta" -o r --long error --max-length 100 --json
+    assert_contains "$OUT" '"refused": '
+    assert_not_contains "$OUT" '"refused": 0'
+    # the cache's params record the policy: whole and window caches have different keys
+    assert_rc 0 emb --fasta long.fasta -o whole --json
+    cache-check --json whole | grep -q '"records": 1,' || fail "whole policy cache"
+}
+
+test_unknown_letters_policy() {
+    printf '>weird\nMKJVLA*\n' > weird.fasta
+    assert_rc 0 emb --fasta weird.fasta -o e
+    assert_contains "$OUT" "2 letters outside ESM's alphabet mapped to X"
+    assert_rc 1 emb --fasta weird.fasta -o e2 --unknown error --json
+    assert_contains "$OUT" '"refused": 1'
+}
+
+test_usage_and_config_errors() {
+    assert_rc 2 esm-embed -o e
+    assert_contains "$OUT" "give at least one input"
+    assert_rc 2 esm-embed --fasta "$ESM/sequences.fasta" -o e
+    assert_contains "$OUT" "no ESM-2 weights"
+    assert_rc 2 emb --fasta "$ESM/sequences.fasta" -o e --dtype f8
+    assert_rc 3 esm-embed --fasta "$ESM/sequences.fasta" -o e --weights nonexistent.safetensors
+    assert_rc 3 emb --fasta "$ESM/sequences.fasta" -o e --mem-gb 0.01
+    assert_contains "$OUT" "MiB"
+    assert_rc 0 esm-embed --version
+}
+
+run_tests

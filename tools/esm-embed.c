@@ -1,0 +1,639 @@
+/* esm-embed — ESM-2 per-residue embeddings into an LMDB record cache.
+ *
+ * Reads sequences from graph caches (-g, every receptor and ligand) and/or FASTA files
+ * (--fasta), embeds each UNIQUE sequence once with ESM-2 (weights from --weights, or
+ * --random-init for tests and benchmarks), and writes one record per sequence, keyed by the
+ * digest of model identity + long-sequence policy + tokens (ppdock/esm_record.h). Batches are
+ * planned from a memory budget (ppdock/esm.h). Incremental and resumable: sequences already in
+ * the cache with the same parameters are not embedded again. Manual: docs/esm-embed.md.
+ */
+#include "ppdock/cache.h"
+#include "ppdock/cli.h"
+#include "ppdock/config.h"
+#include "ppdock/dataset.h"
+#include "ppdock/esm.h"
+#include "ppdock/esm_record.h"
+#include "ppdock/fasta.h"
+#include "ppdock/graph.h"
+#include "ppdock/hash.h"
+#include "ppdock/log.h"
+#include "ppdock/npy.h"
+#include "ppdock/progress.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *f) {
+    fputs(
+        "usage: esm-embed [options] (-g GRAPHS | --fasta FILE)... [-o DIR]\n"
+        "\n"
+        "Embed every unique sequence of graph caches (receptor and ligand chains) and/or FASTA\n"
+        "files with ESM-2, into the LMDB cache DIR (default: esm). One record per unique sequence.\n"
+        "\n"
+        "  -g, --graphs DIR      a graph cache made by graph-build; repeatable\n"
+        "      --fasta FILE      a FASTA file (.gz ok); repeatable\n"
+        "  -o, --output DIR      output cache (default: esm)\n"
+        "      --weights PATH    ESM-2 weights: model.safetensors (HF) or a fair-esm .pt (esm.weights)\n"
+        "      --random-init L,d,H  deterministic random weights of that shape instead (tests,\n"
+        "                        benchmarks; docs/esm-random-weights.md), e.g. 33,1280,20\n"
+        "      --seed N          seed for --random-init (default 0)\n"
+        "      --layer N         layer to store, -1 = last (esm.layer)\n"
+        "      --dtype f16|f32   storage type (esm.dtype, default f16)\n"
+        "      --long POLICY     whole | window | truncate | error (esm.long_policy)\n"
+        "      --max-length N    window size / truncation length / limit (esm.max_length)\n"
+        "      --overlap N       window overlap (esm.overlap)\n"
+        "      --unknown P       x | unk | error: FASTA letters outside ESM's alphabet (esm.unknown)\n"
+        "      --mem-gb X        host memory budget for the planner (esm.mem_gb)\n"
+        "      --export DIR      also write each input's embedding as DIR/NAME.npy (float32;\n"
+        "                        NAME: the FASTA name, or ID_r / ID_l for a graph cache)\n"
+        "  -c, --config FILE     YAML config; repeatable\n"
+        "      --set KEY=VALUE   override a setting; repeatable\n"
+        "  -j, --jobs N          threads (default: all CPUs)\n"
+        "      --json            one JSON summary object on stdout\n"
+        "      --print-config    print every setting with its value and origin, then exit\n"
+        "  -q, --quiet           warnings and errors only\n"
+        "  -v, --verbose         print the batch plan (batches, padding waste, predicted peak)\n"
+        "  -h, --help, --version\n"
+        "\n"
+        "Exit status: 0 all embedded or already cached, 1 some sequences were refused (policy\n"
+        "error, unknown letters with --unknown error), 2 usage or config error, 3 I/O or memory.\n",
+        f);
+}
+
+/* ---- inputs: every named sequence, and the unique ones ---------------------------------------- */
+
+typedef struct {
+    size_t name;   /* offset in names */
+    size_t tokens; /* offset in toks */
+    int n;
+    int unique;    /* index into the unique list */
+} input;
+
+typedef struct {
+    char key[PPD_ESM_KEY_LEN + 1];
+    size_t tokens;
+    int n;
+    int todo; /* needs embedding */
+} unique_seq;
+
+typedef struct {
+    ppd_buf names, toks;
+    input *in;
+    size_t n_in, cap_in;
+    unique_seq *uq;
+    size_t n_uq, cap_uq;
+    size_t *slots, n_slots; /* hash set of unique keys -> index + 1 */
+    uint64_t model;
+    const char *policy;
+    ppd_esm_unknown_policy unknown;
+    uint64_t unknown_letters, refused;
+} inputs;
+
+static ppd_status add_unique(inputs *I, input *it) {
+    char key[PPD_ESM_KEY_LEN + 1];
+    const uint8_t *t = I->toks.data + it->tokens;
+    ppd_esm_record_key(I->model, I->policy, t, (size_t)it->n, key);
+    if (2 * (I->n_uq + 1) > I->n_slots) { /* grow the set */
+        size_t ns = I->n_slots ? I->n_slots * 2 : 4096;
+        size_t *s = calloc(ns, sizeof *s);
+        if (!s) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < I->n_uq; i++) {
+            size_t h = ppd_hash64(I->uq[i].key, PPD_ESM_KEY_LEN) & (ns - 1);
+            while (s[h]) h = (h + 1) & (ns - 1);
+            s[h] = i + 1;
+        }
+        free(I->slots);
+        I->slots = s;
+        I->n_slots = ns;
+    }
+    size_t h = ppd_hash64(key, PPD_ESM_KEY_LEN) & (I->n_slots - 1);
+    for (; I->slots[h]; h = (h + 1) & (I->n_slots - 1))
+        if (!memcmp(I->uq[I->slots[h] - 1].key, key, PPD_ESM_KEY_LEN)) {
+            it->unique = (int)(I->slots[h] - 1);
+            return PPD_OK;
+        }
+    if (I->n_uq == I->cap_uq) {
+        size_t nc = I->cap_uq ? I->cap_uq * 2 : 1024;
+        unique_seq *u = realloc(I->uq, nc * sizeof *u);
+        if (!u) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
+        I->uq = u;
+        I->cap_uq = nc;
+    }
+    unique_seq *u = &I->uq[I->n_uq];
+    memcpy(u->key, key, sizeof key);
+    u->tokens = it->tokens;
+    u->n = it->n;
+    u->todo = 0;
+    I->slots[h] = ++I->n_uq;
+    it->unique = (int)(I->n_uq - 1);
+    return PPD_OK;
+}
+
+static ppd_status add_input(inputs *I, const char *name, const uint8_t *tokens, int n) {
+    if (I->n_in == I->cap_in) {
+        size_t nc = I->cap_in ? I->cap_in * 2 : 1024;
+        input *p = realloc(I->in, nc * sizeof *p);
+        if (!p) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
+        I->in = p;
+        I->cap_in = nc;
+    }
+    input *it = &I->in[I->n_in];
+    it->name = I->names.len;
+    it->tokens = I->toks.len;
+    it->n = n;
+    PPD_TRY(ppd_buf_append(&I->names, name, strlen(name) + 1));
+    PPD_TRY(ppd_buf_append(&I->toks, tokens, (size_t)n));
+    PPD_TRY(add_unique(I, it));
+    I->n_in++;
+    return PPD_OK;
+}
+
+static ppd_status read_graphs(inputs *I, const char *dir) {
+    ppd_cache_reader *r;
+    PPD_TRY(ppd_cache_reader_open(dir, &r));
+    ppd_cache_cursor *cur = NULL;
+    ppd_buf copy = {0};
+    ppd_status st = ppd_cache_reader_record_type(r) == PPD_REC_GRAPH
+                        ? PPD_OK
+                        : ppd_fail(PPD_ERR_USAGE, "%s is not a graph cache (made by graph-build)", dir);
+    if (!st && !ppd_cache_reader_sealed(r))
+        ppd_warn("%s is not sealed (graph-build did not finish): embedding the records it has", dir);
+    if (!st) st = ppd_cache_reader_cursor(r, &cur);
+    char key[PPD_CACHE_MAX_KEY + 1], name[PPD_CACHE_MAX_KEY + 8];
+    int done = 0;
+    while (!st && !done) {
+        ppd_rec_view v;
+        ppd_status s = ppd_cache_cursor_next(cur, key, &v, &done);
+        if (s == PPD_ERR_CORRUPT && key[0]) { /* one bad record: cache-check names it */
+            ppd_warn("%s (skipped; run cache-check --repair %s)", ppd_errmsg(), dir);
+            continue;
+        }
+        if (s || done) {
+            st = s;
+            break;
+        }
+        ppd_graph g;
+        if (ppd_graph_decode_copy(&v, &copy, &g) != PPD_OK) {
+            ppd_warn("%s: record %s: %s (skipped)", dir, key, ppd_errmsg());
+            continue;
+        }
+        const ppd_graph_side *sides[2] = {&g.rec, &g.lig};
+        for (int k = 0; k < 2 && !st; k++) {
+            snprintf(name, sizeof name, "%s_%c", key, k ? 'l' : 'r');
+            st = ppd_esm_check_tokens(sides[k]->tokens, (size_t)sides[k]->n);
+            if (!st) st = add_input(I, name, sides[k]->tokens, sides[k]->n);
+        }
+    }
+    ppd_cache_cursor_close(cur);
+    ppd_cache_reader_close(r);
+    ppd_buf_free(&copy);
+    return st;
+}
+
+typedef struct {
+    inputs *I;
+    const char *path;
+    ppd_buf tok;
+} fasta_ctx;
+
+static ppd_status on_fasta(void *ctx, const char *name, const char *seq, size_t len, int line) {
+    fasta_ctx *f = ctx;
+    if (len == 0) {
+        ppd_warn("%s:%d: '%s' has an empty sequence (skipped)", f->path, line, name);
+        f->I->refused++;
+        return PPD_OK;
+    }
+    if (len > INT32_MAX / 2) return ppd_fail(PPD_ERR_FORMAT, "%s:%d: '%s' is too long", f->path, line, name);
+    PPD_TRY(ppd_buf_reserve(&f->tok, len));
+    size_t unknown = 0;
+    if (ppd_esm_tokenize(seq, len, f->I->unknown, f->tok.data, &unknown) != PPD_OK) {
+        ppd_error("%s:%d: '%s': %s (skipped)", f->path, line, name, ppd_errmsg());
+        f->I->refused++;
+        return PPD_OK;
+    }
+    if (unknown) {
+        ppd_warn("%s:%d: '%s': %zu letter%s outside ESM's alphabet mapped to %s", f->path, line, name, unknown,
+                 unknown == 1 ? "" : "s", f->I->unknown == PPD_ESM_UNKNOWN_AS_X ? "X" : "<unk>");
+        f->I->unknown_letters += unknown;
+    }
+    return add_input(f->I, name, f->tok.data, (int)len);
+}
+
+static void inputs_free(inputs *I) {
+    ppd_buf_free(&I->names);
+    ppd_buf_free(&I->toks);
+    free(I->in);
+    free(I->uq);
+    free(I->slots);
+}
+
+/* ---- the run ----------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *out_dir, *weights, *random_shape, *export_dir;
+    const char **graphs, **fastas;
+    int n_graphs, n_fastas;
+    uint64_t seed;
+    int jobs, json;
+} options;
+
+typedef struct {
+    ppd_cache_writer *w;
+    inputs *I;
+    int *todo_idx; /* plan sequence -> unique index */
+    uint64_t model;
+    int layer, half;
+    ppd_buf value;
+    ppd_progress *bar;
+    uint64_t embedded, residues;
+} sink_ctx;
+
+static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
+    sink_ctx *s = ctx;
+    unique_seq *u = &s->I->uq[s->todo_idx[seq]];
+    const uint8_t *t = s->I->toks.data + u->tokens;
+    PPD_TRY(ppd_esm_record_build(u->key, emb, t, n, d, s->half, s->model, s->layer, &s->value));
+    PPD_TRY(ppd_cache_writer_put(s->w, u->key, s->value.data, s->value.len, ppd_hash64(t, (size_t)n),
+                                 ppd_cache_writer_params_hash(s->w)));
+    s->embedded++;
+    s->residues += (uint64_t)n;
+    ppd_progress_add(s->bar, (uint64_t)u->n);
+    return PPD_OK;
+}
+
+static ppd_status parse_long(const char *s, ppd_esm_long_policy *p) {
+    if (!strcmp(s, "whole")) *p = PPD_ESM_LONG_WHOLE;
+    else if (!strcmp(s, "window")) *p = PPD_ESM_LONG_WINDOW;
+    else if (!strcmp(s, "truncate")) *p = PPD_ESM_LONG_TRUNCATE;
+    else if (!strcmp(s, "error")) *p = PPD_ESM_LONG_ERROR;
+    else return ppd_fail(PPD_ERR_CONFIG, "long-sequence policy '%s': use whole, window, truncate or error", s);
+    return PPD_OK;
+}
+
+static ppd_status parse_unknown(const char *s, ppd_esm_unknown_policy *p) {
+    if (!strcmp(s, "x")) *p = PPD_ESM_UNKNOWN_AS_X;
+    else if (!strcmp(s, "unk")) *p = PPD_ESM_UNKNOWN_AS_UNK;
+    else if (!strcmp(s, "error")) *p = PPD_ESM_UNKNOWN_ERROR;
+    else return ppd_fail(PPD_ERR_CONFIG, "esm.unknown '%s': use x, unk or error", s);
+    return PPD_OK;
+}
+
+/* NAME.npy in dir, NAME with path separators and odd bytes replaced by '_'. */
+static ppd_status export_one(const char *dir, const char *name, const ppd_esm_embedding *e, float *row_buf) {
+    char safe[PPD_CACHE_MAX_KEY + 8], path[PATH_MAX];
+    size_t k = 0;
+    for (; name[k] && k + 1 < sizeof safe; k++) {
+        char c = name[k];
+        safe[k] = (c == '/' || c == '\\' || c < 32 || c == 127) ? '_' : c;
+    }
+    safe[k] = 0;
+    if (!strcmp(safe, ".") || !strcmp(safe, "..")) safe[0] = '_';
+    snprintf(path, sizeof path, "%s/%s.npy", dir, safe);
+    for (int32_t i = 0; i < e->n; i++) ppd_esm_embedding_row(e, i, row_buf + (size_t)i * (size_t)e->d);
+    int64_t shape[2] = {e->n, e->d};
+    return ppd_npy_write_f32(path, row_buf, 2, shape);
+}
+
+static ppd_status export_all(const options *o, inputs *I) {
+    PPD_TRY(ppd_mkdir_p(o->export_dir));
+    ppd_cache_reader *r;
+    PPD_TRY(ppd_cache_reader_open(o->out_dir, &r));
+    ppd_buf copy = {0}, rows = {0};
+    ppd_status st = PPD_OK;
+    uint64_t written = 0;
+    for (size_t i = 0; i < I->n_in && !st; i++) {
+        unique_seq *u = &I->uq[I->in[i].unique];
+        ppd_rec_view v;
+        ppd_status g = ppd_cache_reader_get(r, u->key, &v);
+        if (g == PPD_ERR_NOTFOUND) continue; /* refused: reported already */
+        if (g) {
+            st = g;
+            break;
+        }
+        copy.len = 0;
+        st = ppd_buf_append(&copy, v.value, v.len);
+        v.value = copy.data;
+        ppd_esm_embedding e;
+        if (!st) st = ppd_esm_record_decode(&v, &e);
+        if (!st) st = ppd_buf_reserve(&rows, (size_t)e.n * (size_t)e.d * sizeof(float));
+        if (!st) st = export_one(o->export_dir, (const char *)I->names.data + I->in[i].name, &e, (float *)rows.data);
+        written += !st;
+    }
+    ppd_cache_reader_close(r);
+    ppd_buf_free(&copy);
+    ppd_buf_free(&rows);
+    if (!st) ppd_info("exported %llu embeddings to %s", (unsigned long long)written, o->export_dir);
+    return st;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    uint64_t inputs, unique, cached, embedded, residues, refused, unknown;
+    double load_s, embed_s;
+    size_t predicted_peak;
+} stats;
+
+static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unknown_policy unk) {
+    ppd_buf in = {0};
+    ppd_status st = ppd_cache_writer_get_meta(w, "inputs", &in);
+    if (st == PPD_ERR_NOTFOUND) st = PPD_OK;
+    char abs[PATH_MAX], line[PATH_MAX + 64];
+    static const char *const unk_names[] = {"x", "unk", "error"};
+    for (int i = 0; !st && i < o->n_graphs; i++) {
+        st = ppd_path_absolute(o->graphs[i], abs, sizeof abs);
+        snprintf(line, sizeof line, "graphs\t%s", abs);
+        if (!st) st = ppd_inputs_merge(&in, line);
+    }
+    for (int i = 0; !st && i < o->n_fastas; i++) {
+        st = ppd_path_absolute(o->fastas[i], abs, sizeof abs);
+        snprintf(line, sizeof line, "fasta\t%s\t%s", abs, unk_names[unk]);
+        if (!st) st = ppd_inputs_merge(&in, line);
+    }
+    if (!st) st = ppd_cache_writer_set_meta(w, "inputs", in.len ? (const char *)in.data : "");
+    ppd_buf_free(&in);
+    return st;
+}
+
+static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
+    ppd_esm_model m;
+    memset(&m, 0, sizeof m);
+    double t0 = now_s();
+    const char *weights = o->weights ? o->weights : ppd_config_str(cfg, "esm.weights");
+    ppd_status st;
+    if (o->random_shape) {
+        int L, d, H;
+        st = ppd_esm_parse_shape(o->random_shape, &L, &d, &H);
+        if (!st) st = ppd_esm_random_init(&m, L, d, H, o->seed);
+    } else if (weights) {
+        st = ppd_esm_load(&m, weights);
+    } else {
+        return ppd_fail(PPD_ERR_USAGE, "no ESM-2 weights: give --weights FILE (model.safetensors or a fair-esm .pt), "
+                                       "set esm.weights, or --random-init L,d,H for random weights");
+    }
+    if (st) return st;
+    S->load_s = now_s() - t0;
+    ppd_debug("model: %d layers, d=%d, %d heads, identity %016llx (%.2f s)", m.cfg.n_layers, m.cfg.d, m.cfg.n_heads,
+              (unsigned long long)m.identity, S->load_s);
+
+    int layer = 0;
+    ppd_esm_long_policy lp = PPD_ESM_LONG_WHOLE;
+    ppd_esm_unknown_policy unk = PPD_ESM_UNKNOWN_AS_X;
+    if (!st) st = ppd_esm_resolve_layer(&m.cfg, (int)ppd_config_int(cfg, "esm.layer"), &layer);
+    if (!st) st = parse_long(ppd_config_str(cfg, "esm.long_policy"), &lp);
+    if (!st) st = parse_unknown(ppd_config_str(cfg, "esm.unknown"), &unk);
+    int maxlen = (int)ppd_config_int(cfg, "esm.max_length"), overlap = (int)ppd_config_int(cfg, "esm.overlap");
+    if (!st && lp == PPD_ESM_LONG_WINDOW && overlap >= maxlen)
+        st = ppd_fail(PPD_ERR_CONFIG, "esm.overlap (%d) must be smaller than esm.max_length (%d)", overlap, maxlen);
+    int half = !strcmp(ppd_config_str(cfg, "esm.dtype"), "f16");
+    char policy[64];
+    if (lp == PPD_ESM_LONG_WHOLE) snprintf(policy, sizeof policy, "whole");
+    else if (lp == PPD_ESM_LONG_WINDOW) snprintf(policy, sizeof policy, "window:%d:%d", maxlen, overlap);
+    else snprintf(policy, sizeof policy, "%s:%d", lp == PPD_ESM_LONG_TRUNCATE ? "truncate" : "error", maxlen);
+
+    /* inputs */
+    inputs I = {.model = m.identity, .policy = policy, .unknown = unk};
+    for (int i = 0; !st && i < o->n_graphs; i++) st = read_graphs(&I, o->graphs[i]);
+    for (int i = 0; !st && i < o->n_fastas; i++) {
+        fasta_ctx f = {.I = &I, .path = o->fastas[i]};
+        st = ppd_fasta_read(o->fastas[i], on_fasta, &f);
+        ppd_buf_free(&f.tok);
+    }
+    S->inputs = I.n_in;
+    S->unique = I.n_uq;
+
+    /* the cache: what is already there */
+    ppd_buf params = {0};
+    char producer[64];
+    snprintf(producer, sizeof producer, "esm-embed %s", PPD_VERSION);
+    if (!st)
+        st = ppd_buf_printf(&params, "esm.format=1\nesm.model=%016llx\nesm.policy=%s\nesm.layer=%d\nesm.dtype=%s\n"
+                                     "esm.width=%d\n",
+                            (unsigned long long)m.identity, policy, layer, half ? "f16" : "f32", m.cfg.d);
+    ppd_cache_writer_opts wo = {.record_type = PPD_REC_ESM,
+                                .producer = producer,
+                                .params = (const char *)params.data,
+                                .batch_bytes = (size_t)ppd_config_int(cfg, "cache.batch_mb") << 20,
+                                .map_bytes = (size_t)ppd_config_int(cfg, "cache.map_mb") << 20};
+    ppd_cache_writer *w = NULL;
+    if (!st) st = ppd_cache_writer_open(o->out_dir, &wo, &w);
+    int *todo_idx = NULL, *lens = NULL;
+    const uint8_t **toks = NULL;
+    int n_todo = 0;
+    if (!st) {
+        todo_idx = calloc(I.n_uq + 1, sizeof *todo_idx);
+        lens = calloc(I.n_uq + 1, sizeof *lens);
+        toks = calloc(I.n_uq + 1, sizeof *toks);
+        if (!todo_idx || !lens || !toks) st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu sequences", I.n_uq);
+    }
+    for (size_t i = 0; !st && i < I.n_uq; i++) {
+        ppd_index_entry e;
+        int found = 0, ok = 0;
+        st = ppd_cache_writer_lookup(w, I.uq[i].key, &e, &found);
+        if (!st && found && e.params_hash == ppd_cache_writer_params_hash(w))
+            st = ppd_cache_writer_verify(w, I.uq[i].key, &e, &ok);
+        if (st) break;
+        if (ok) {
+            S->cached++;
+            continue;
+        }
+        if (found) ppd_debug("%s: stored record is stale or damaged; embedding it again", I.uq[i].key);
+        I.uq[i].todo = 1;
+        todo_idx[n_todo] = (int)i;
+        lens[n_todo] = I.uq[i].n;
+        toks[n_todo] = I.toks.data + I.uq[i].tokens;
+        n_todo++;
+    }
+
+    /* plan and run */
+    ppd_esm_plan plan;
+    memset(&plan, 0, sizeof plan);
+    ppd_esm_plan_opts po = PPD_ESM_PLAN_OPTS_DEFAULT;
+    po.memory_budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
+    po.threads = o->jobs;
+    po.long_policy = lp;
+    po.long_limit = maxlen;
+    po.overlap = overlap;
+    if (!st && n_todo) st = ppd_esm_plan_make(&plan, &m.cfg, lens, n_todo, &po);
+    if (!st && n_todo) {
+        S->predicted_peak = plan.peak_bytes;
+        if (ppd_log_get_level() >= PPD_LOG_DEBUG) ppd_esm_plan_print(&plan, stderr);
+        for (int i = 0; i < plan.n_rejected; i++) {
+            unique_seq *u = &I.uq[todo_idx[plan.rejected[i]]];
+            ppd_error("sequence %s (%d residues) is longer than esm.max_length=%d and esm.long_policy=error (skipped)",
+                      u->key, u->n, maxlen);
+            I.refused++;
+        }
+        sink_ctx sc = {.w = w, .I = &I, .todo_idx = todo_idx, .model = m.identity, .layer = layer, .half = half};
+        uint64_t total = 0;
+        for (int i = 0; i < n_todo; i++) total += (uint64_t)lens[i];
+        sc.bar = ppd_progress_start("esm-embed residues", total);
+        double t1 = now_s();
+        st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
+        S->embed_s = now_s() - t1;
+        ppd_progress_finish(sc.bar);
+        S->embedded = sc.embedded;
+        S->residues = sc.residues;
+        ppd_buf_free(&sc.value);
+    }
+    if (!st) st = inputs_meta(w, o, unk);
+    if (!st) st = ppd_cache_writer_seal(w); /* on an error the committed records stay, unsealed */
+    ppd_cache_writer_close(w);
+    S->refused = I.refused;
+    S->unknown = I.unknown_letters;
+    if (!st && o->export_dir) st = export_all(o, &I);
+    ppd_esm_plan_free(&plan);
+    free(todo_idx);
+    free(lens);
+    free(toks);
+    ppd_buf_free(&params);
+    inputs_free(&I);
+    ppd_esm_model_free(&m);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    ppd_log_set_prog("esm-embed");
+    enum {
+        OPT_SET = 1000, OPT_FASTA, OPT_WEIGHTS, OPT_RANDOM, OPT_SEED, OPT_LAYER, OPT_DTYPE, OPT_LONG,
+        OPT_MAXLEN, OPT_OVERLAP, OPT_UNKNOWN, OPT_MEM, OPT_EXPORT, OPT_JSON, OPT_PRINT, OPT_VERSION
+    };
+    static const struct option longopts[] = {
+        {"graphs", required_argument, 0, 'g'},     {"fasta", required_argument, 0, OPT_FASTA},
+        {"output", required_argument, 0, 'o'},     {"weights", required_argument, 0, OPT_WEIGHTS},
+        {"random-init", required_argument, 0, OPT_RANDOM}, {"seed", required_argument, 0, OPT_SEED},
+        {"layer", required_argument, 0, OPT_LAYER}, {"dtype", required_argument, 0, OPT_DTYPE},
+        {"long", required_argument, 0, OPT_LONG},  {"max-length", required_argument, 0, OPT_MAXLEN},
+        {"overlap", required_argument, 0, OPT_OVERLAP}, {"unknown", required_argument, 0, OPT_UNKNOWN},
+        {"mem-gb", required_argument, 0, OPT_MEM}, {"export", required_argument, 0, OPT_EXPORT},
+        {"config", required_argument, 0, 'c'},     {"set", required_argument, 0, OPT_SET},
+        {"jobs", required_argument, 0, 'j'},       {"json", no_argument, 0, OPT_JSON},
+        {"print-config", no_argument, 0, OPT_PRINT}, {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'},          {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, OPT_VERSION},  {0, 0, 0, 0}};
+    options o = {.out_dir = "esm", .jobs = ppd_cpu_count()};
+    size_t cap = (size_t)argc + 1;
+    const char **configs = calloc(cap, sizeof *configs), **sets = calloc(cap * 2, sizeof *sets);
+    o.graphs = calloc(cap, sizeof *o.graphs);
+    o.fastas = calloc(cap, sizeof *o.fastas);
+    static char setbuf[16][128]; /* option spellings of esm.* settings, applied as --set */
+    int nconf = 0, nset = 0, nsb = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt, usage_error = 0, show = 0;
+#define AS_SET(key)                                                                                \
+    do {                                                                                           \
+        if (nsb == 16) {                                                                           \
+            ppd_error("too many --layer/--dtype/... options");                                      \
+            usage_error = 1;                                                                       \
+            break;                                                                                 \
+        }                                                                                          \
+        snprintf(setbuf[nsb], sizeof setbuf[nsb], "%s=%s", key, optarg);                           \
+        sets[nset++] = setbuf[nsb++];                                                              \
+    } while (0)
+    while ((opt = getopt_long(argc, argv, "g:o:c:j:qvh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'g': o.graphs[o.n_graphs++] = optarg; break;
+        case OPT_FASTA: o.fastas[o.n_fastas++] = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case OPT_WEIGHTS: o.weights = optarg; break;
+        case OPT_RANDOM: o.random_shape = optarg; break;
+        case OPT_SEED: o.seed = strtoull(optarg, NULL, 0); break;
+        case OPT_LAYER: AS_SET("esm.layer"); break;
+        case OPT_DTYPE: AS_SET("esm.dtype"); break;
+        case OPT_LONG: AS_SET("esm.long_policy"); break;
+        case OPT_MAXLEN: AS_SET("esm.max_length"); break;
+        case OPT_OVERLAP: AS_SET("esm.overlap"); break;
+        case OPT_UNKNOWN: AS_SET("esm.unknown"); break;
+        case OPT_MEM: AS_SET("esm.mem_gb"); break;
+        case OPT_EXPORT: o.export_dir = optarg; break;
+        case 'c': configs[nconf++] = optarg; break;
+        case OPT_SET: sets[nset++] = optarg; break;
+        case 'j':
+            if ((o.jobs = (int)ppd_parse_count(optarg)) < 1) {
+                ppd_error("-j %s: give a positive number of threads", optarg);
+                usage_error = 1;
+            }
+            break;
+        case OPT_JSON: o.json = 1; break;
+        case OPT_PRINT: print_config = 1; break;
+        case 'q': verbosity = PPD_LOG_WARN; break;
+        case 'v': verbosity = PPD_LOG_DEBUG; break;
+        case 'h': show = 1; break;
+        case OPT_VERSION: show = 2; break;
+        default: usage_error = 2; break;
+        }
+    }
+#undef AS_SET
+    ppd_log_set_level((ppd_log_level)verbosity);
+    if (!usage_error && !show && optind < argc) {
+        ppd_error("unexpected argument '%s' (see --help)", argv[optind]);
+        usage_error = 1;
+    }
+    if (!usage_error && !show && !print_config && o.n_graphs + o.n_fastas == 0) {
+        ppd_error("give at least one input: -g GRAPHS or --fasta FILE (see --help)");
+        usage_error = 1;
+    }
+    int rc = 0;
+    ppd_config *cfg = NULL;
+    if (usage_error || show) {
+        if (usage_error == 2) usage(stderr);
+        if (show == 1) usage(stdout);
+        if (show == 2) printf("esm-embed %s\n", PPD_VERSION);
+        rc = usage_error ? PPD_EXIT_USAGE : PPD_EXIT_OK;
+        goto done;
+    }
+    ppd_status st = ppd_config_new(&cfg);
+    for (int i = 0; !st && i < nconf; i++) st = ppd_config_load(cfg, configs[i]);
+    for (int i = 0; !st && i < nset; i++) st = ppd_config_set(cfg, sets[i]);
+    if (st) {
+        ppd_error("%s", ppd_errmsg());
+        rc = ppd_exit_code(st);
+        goto done;
+    }
+    if (print_config) {
+        ppd_config_write_yaml(cfg, stdout);
+        goto done;
+    }
+    stats S = {0};
+    double t0 = now_s();
+    st = run(cfg, &o, &S);
+    if (st) {
+        ppd_error("%s", ppd_errmsg());
+        rc = ppd_exit_code(st);
+        goto done;
+    }
+    double dt = now_s() - t0, rps = S.embed_s > 0 ? (double)S.residues / S.embed_s : 0;
+    unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
+    if (o.json) {
+        printf("{\"inputs\": %llu, \"unique\": %llu, \"cached\": %llu, \"embedded\": %llu, \"residues\": %llu, "
+               "\"refused\": %llu, \"unknown_letters\": %llu, \"load_seconds\": %.3f, \"embed_seconds\": %.3f, "
+               "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, \"predicted_peak_mb\": %llu, "
+               "\"cache\": ",
+               (unsigned long long)S.inputs, (unsigned long long)S.unique, (unsigned long long)S.cached,
+               (unsigned long long)S.embedded, (unsigned long long)S.residues, (unsigned long long)S.refused,
+               (unsigned long long)S.unknown, S.load_s, S.embed_s, rps, dt, rss,
+               (unsigned long long)(S.predicted_peak >> 20));
+        ppd_json_str(stdout, o.out_dir);
+        puts("}");
+    } else if (verbosity >= PPD_LOG_INFO) {
+        printf("esm-embed: %llu sequences (%llu unique): %llu embedded (%llu residues, %.1f residues/s), %llu "
+               "already cached, %llu refused -> %s (%.2f s, peak RSS %llu MB, planned %llu MB)\n",
+               (unsigned long long)S.inputs, (unsigned long long)S.unique, (unsigned long long)S.embedded,
+               (unsigned long long)S.residues, rps, (unsigned long long)S.cached, (unsigned long long)S.refused,
+               o.out_dir, dt, rss, (unsigned long long)(S.predicted_peak >> 20));
+    }
+    rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
+done:
+    ppd_config_free(cfg);
+    free(configs);
+    free(sets);
+    free(o.graphs);
+    free(o.fastas);
+    return rc;
+}
