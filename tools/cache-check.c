@@ -171,16 +171,21 @@ static int cross_one(const char *graphs, const char *esm, out_ctx *o) {
         ppd_json_str(stdout, graphs);
         printf(", \"esm\": ");
         ppd_json_str(stdout, esm);
-        printf(", \"cross_summary\": {\"complexes\": %llu, \"complexes_ok\": %llu, \"problems\": %llu, "
+        printf(", \"cross_summary\": {\"complexes\": %llu, \"complexes_ok\": %llu, \"problems\": "
+               "%llu, "
                "\"missing_embeddings\": %llu}}\n",
                (unsigned long long)s.records, (unsigned long long)s.records_ok,
                (unsigned long long)s.problems, (unsigned long long)s.missing);
     } else if (!o->quiet) {
-        printf("%s x %s: %llu complexes, %llu with both embeddings right, %llu problem%s (%llu missing "
+        printf("%s x %s: %llu complexes, %llu with both embeddings right, %llu problem%s (%llu "
+               "missing "
                "embeddings)\n",
                graphs, esm, (unsigned long long)s.records, (unsigned long long)s.records_ok,
-               (unsigned long long)s.problems, s.problems == 1 ? "" : "s", (unsigned long long)s.missing);
-        if (s.missing) printf("%s: run esm-embed -g %s -o %s to embed the missing sequences\n", esm, graphs, esm);
+               (unsigned long long)s.problems, s.problems == 1 ? "" : "s",
+               (unsigned long long)s.missing);
+        if (s.missing)
+            printf("%s: run esm-embed -g %s -o %s to embed the missing sequences\n", esm, graphs,
+                   esm);
     }
     return s.problems ? FSCK_LEFT : FSCK_OK;
 }

@@ -32,12 +32,14 @@ static void usage(FILE *f) {
         "usage: esm-embed [options] (-g GRAPHS | --fasta FILE)... [-o DIR]\n"
         "\n"
         "Embed every unique sequence of graph caches (receptor and ligand chains) and/or FASTA\n"
-        "files with ESM-2, into the LMDB cache DIR (default: esm). One record per unique sequence.\n"
+        "files with ESM-2, into the LMDB cache DIR (default: esm). One record per unique "
+        "sequence.\n"
         "\n"
         "  -g, --graphs DIR      a graph cache made by graph-build; repeatable\n"
         "      --fasta FILE      a FASTA file (.gz ok); repeatable\n"
         "  -o, --output DIR      output cache (default: esm)\n"
-        "      --weights PATH    ESM-2 weights: model.safetensors (HF) or a fair-esm .pt (esm.weights)\n"
+        "      --weights PATH    ESM-2 weights: model.safetensors (HF) or a fair-esm .pt "
+        "(esm.weights)\n"
         "      --random-init L,d,H  deterministic random weights of that shape instead (tests,\n"
         "                        benchmarks; docs/esm-random-weights.md), e.g. 33,1280,20\n"
         "      --seed N          seed for --random-init (default 0)\n"
@@ -46,7 +48,8 @@ static void usage(FILE *f) {
         "      --long POLICY     whole | window | truncate | error (esm.long_policy)\n"
         "      --max-length N    window size / truncation length / limit (esm.max_length)\n"
         "      --overlap N       window overlap (esm.overlap)\n"
-        "      --unknown P       x | unk | error: FASTA letters outside ESM's alphabet (esm.unknown)\n"
+        "      --unknown P       x | unk | error: FASTA letters outside ESM's alphabet "
+        "(esm.unknown)\n"
         "      --mem-gb X        host memory budget for the planner (esm.mem_gb)\n"
         "      --export DIR      also write each input's embedding as DIR/NAME.npy (float32;\n"
         "                        NAME: the FASTA name, or ID_r / ID_l for a graph cache)\n"
@@ -64,13 +67,14 @@ static void usage(FILE *f) {
         f);
 }
 
-/* ---- inputs: every named sequence, and the unique ones ---------------------------------------- */
+/* ---- inputs: every named sequence, and the unique ones ----------------------------------------
+ */
 
 typedef struct {
     size_t name;   /* offset in names */
     size_t tokens; /* offset in toks */
     int n;
-    int unique;    /* index into the unique list */
+    int unique; /* index into the unique list */
 } input;
 
 typedef struct {
@@ -157,11 +161,13 @@ static ppd_status read_graphs(inputs *I, const char *dir) {
     PPD_TRY(ppd_cache_reader_open(dir, &r));
     ppd_cache_cursor *cur = NULL;
     ppd_buf copy = {0};
-    ppd_status st = ppd_cache_reader_record_type(r) == PPD_REC_GRAPH
-                        ? PPD_OK
-                        : ppd_fail(PPD_ERR_USAGE, "%s is not a graph cache (made by graph-build)", dir);
+    ppd_status st =
+        ppd_cache_reader_record_type(r) == PPD_REC_GRAPH
+            ? PPD_OK
+            : ppd_fail(PPD_ERR_USAGE, "%s is not a graph cache (made by graph-build)", dir);
     if (!st && !ppd_cache_reader_sealed(r))
-        ppd_warn("%s is not sealed (graph-build did not finish): embedding the records it has", dir);
+        ppd_warn("%s is not sealed (graph-build did not finish): embedding the records it has",
+                 dir);
     if (!st) st = ppd_cache_reader_cursor(r, &cur);
     char key[PPD_CACHE_MAX_KEY + 1], name[PPD_CACHE_MAX_KEY + 8];
     int done = 0;
@@ -207,7 +213,8 @@ static ppd_status on_fasta(void *ctx, const char *name, const char *seq, size_t 
         f->I->refused++;
         return PPD_OK;
     }
-    if (len > INT32_MAX / 2) return ppd_fail(PPD_ERR_FORMAT, "%s:%d: '%s' is too long", f->path, line, name);
+    if (len > INT32_MAX / 2)
+        return ppd_fail(PPD_ERR_FORMAT, "%s:%d: '%s' is too long", f->path, line, name);
     PPD_TRY(ppd_buf_reserve(&f->tok, len));
     size_t unknown = 0;
     if (ppd_esm_tokenize(seq, len, f->I->unknown, f->tok.data, &unknown) != PPD_OK) {
@@ -216,8 +223,9 @@ static ppd_status on_fasta(void *ctx, const char *name, const char *seq, size_t 
         return PPD_OK;
     }
     if (unknown) {
-        ppd_warn("%s:%d: '%s': %zu letter%s outside ESM's alphabet mapped to %s", f->path, line, name, unknown,
-                 unknown == 1 ? "" : "s", f->I->unknown == PPD_ESM_UNKNOWN_AS_X ? "X" : "<unk>");
+        ppd_warn("%s:%d: '%s': %zu letter%s outside ESM's alphabet mapped to %s", f->path, line,
+                 name, unknown, unknown == 1 ? "" : "s",
+                 f->I->unknown == PPD_ESM_UNKNOWN_AS_X ? "X" : "<unk>");
         f->I->unknown_letters += unknown;
     }
     return add_input(f->I, name, f->tok.data, (int)len);
@@ -231,7 +239,8 @@ static void inputs_free(inputs *I) {
     free(I->slots);
 }
 
-/* ---- the run ----------------------------------------------------------------------------------- */
+/* ---- the run -----------------------------------------------------------------------------------
+ */
 
 typedef struct {
     const char *out_dir, *weights, *random_shape, *export_dir;
@@ -257,8 +266,8 @@ static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
     unique_seq *u = &s->I->uq[s->todo_idx[seq]];
     const uint8_t *t = s->I->toks.data + u->tokens;
     PPD_TRY(ppd_esm_record_build(u->key, emb, t, n, d, s->half, s->model, s->layer, &s->value));
-    PPD_TRY(ppd_cache_writer_put(s->w, u->key, s->value.data, s->value.len, ppd_hash64(t, (size_t)n),
-                                 ppd_cache_writer_params_hash(s->w)));
+    PPD_TRY(ppd_cache_writer_put(s->w, u->key, s->value.data, s->value.len,
+                                 ppd_hash64(t, (size_t)n), ppd_cache_writer_params_hash(s->w)));
     s->embedded++;
     s->residues += (uint64_t)n;
     ppd_progress_add(s->bar, (uint64_t)u->n);
@@ -266,24 +275,35 @@ static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
 }
 
 static ppd_status parse_long(const char *s, ppd_esm_long_policy *p) {
-    if (!strcmp(s, "whole")) *p = PPD_ESM_LONG_WHOLE;
-    else if (!strcmp(s, "window")) *p = PPD_ESM_LONG_WINDOW;
-    else if (!strcmp(s, "truncate")) *p = PPD_ESM_LONG_TRUNCATE;
-    else if (!strcmp(s, "error")) *p = PPD_ESM_LONG_ERROR;
-    else return ppd_fail(PPD_ERR_CONFIG, "long-sequence policy '%s': use whole, window, truncate or error", s);
+    if (!strcmp(s, "whole"))
+        *p = PPD_ESM_LONG_WHOLE;
+    else if (!strcmp(s, "window"))
+        *p = PPD_ESM_LONG_WINDOW;
+    else if (!strcmp(s, "truncate"))
+        *p = PPD_ESM_LONG_TRUNCATE;
+    else if (!strcmp(s, "error"))
+        *p = PPD_ESM_LONG_ERROR;
+    else
+        return ppd_fail(PPD_ERR_CONFIG,
+                        "long-sequence policy '%s': use whole, window, truncate or error", s);
     return PPD_OK;
 }
 
 static ppd_status parse_unknown(const char *s, ppd_esm_unknown_policy *p) {
-    if (!strcmp(s, "x")) *p = PPD_ESM_UNKNOWN_AS_X;
-    else if (!strcmp(s, "unk")) *p = PPD_ESM_UNKNOWN_AS_UNK;
-    else if (!strcmp(s, "error")) *p = PPD_ESM_UNKNOWN_ERROR;
-    else return ppd_fail(PPD_ERR_CONFIG, "esm.unknown '%s': use x, unk or error", s);
+    if (!strcmp(s, "x"))
+        *p = PPD_ESM_UNKNOWN_AS_X;
+    else if (!strcmp(s, "unk"))
+        *p = PPD_ESM_UNKNOWN_AS_UNK;
+    else if (!strcmp(s, "error"))
+        *p = PPD_ESM_UNKNOWN_ERROR;
+    else
+        return ppd_fail(PPD_ERR_CONFIG, "esm.unknown '%s': use x, unk or error", s);
     return PPD_OK;
 }
 
 /* NAME.npy in dir, NAME with path separators and odd bytes replaced by '_'. */
-static ppd_status export_one(const char *dir, const char *name, const ppd_esm_embedding *e, float *row_buf) {
+static ppd_status export_one(const char *dir, const char *name, const ppd_esm_embedding *e,
+                             float *row_buf) {
     char safe[PPD_CACHE_MAX_KEY + 8], path[PATH_MAX];
     size_t k = 0;
     for (; name[k] && k + 1 < sizeof safe; k++) {
@@ -293,7 +313,8 @@ static ppd_status export_one(const char *dir, const char *name, const ppd_esm_em
     safe[k] = 0;
     if (!strcmp(safe, ".") || !strcmp(safe, "..")) safe[0] = '_';
     snprintf(path, sizeof path, "%s/%s.npy", dir, safe);
-    for (int32_t i = 0; i < e->n; i++) ppd_esm_embedding_row(e, i, row_buf + (size_t)i * (size_t)e->d);
+    for (int32_t i = 0; i < e->n; i++)
+        ppd_esm_embedding_row(e, i, row_buf + (size_t)i * (size_t)e->d);
     int64_t shape[2] = {e->n, e->d};
     return ppd_npy_write_f32(path, row_buf, 2, shape);
 }
@@ -320,7 +341,9 @@ static ppd_status export_all(const options *o, inputs *I) {
         ppd_esm_embedding e;
         if (!st) st = ppd_esm_record_decode(&v, &e);
         if (!st) st = ppd_buf_reserve(&rows, (size_t)e.n * (size_t)e.d * sizeof(float));
-        if (!st) st = export_one(o->export_dir, (const char *)I->names.data + I->in[i].name, &e, (float *)rows.data);
+        if (!st)
+            st = export_one(o->export_dir, (const char *)I->names.data + I->in[i].name, &e,
+                            (float *)rows.data);
         written += !st;
     }
     ppd_cache_reader_close(r);
@@ -376,13 +399,15 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     } else if (weights) {
         st = ppd_esm_load(&m, weights);
     } else {
-        return ppd_fail(PPD_ERR_USAGE, "no ESM-2 weights: give --weights FILE (model.safetensors or a fair-esm .pt), "
-                                       "set esm.weights, or --random-init L,d,H for random weights");
+        return ppd_fail(
+            PPD_ERR_USAGE,
+            "no ESM-2 weights: give --weights FILE (model.safetensors or a fair-esm .pt), "
+            "set esm.weights, or --random-init L,d,H for random weights");
     }
     if (st) return st;
     S->load_s = now_s() - t0;
-    ppd_debug("model: %d layers, d=%d, %d heads, identity %016llx (%.2f s)", m.cfg.n_layers, m.cfg.d, m.cfg.n_heads,
-              (unsigned long long)m.identity, S->load_s);
+    ppd_debug("model: %d layers, d=%d, %d heads, identity %016llx (%.2f s)", m.cfg.n_layers,
+              m.cfg.d, m.cfg.n_heads, (unsigned long long)m.identity, S->load_s);
 
     int layer = 0;
     ppd_esm_long_policy lp = PPD_ESM_LONG_WHOLE;
@@ -390,14 +415,20 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     if (!st) st = ppd_esm_resolve_layer(&m.cfg, (int)ppd_config_int(cfg, "esm.layer"), &layer);
     if (!st) st = parse_long(ppd_config_str(cfg, "esm.long_policy"), &lp);
     if (!st) st = parse_unknown(ppd_config_str(cfg, "esm.unknown"), &unk);
-    int maxlen = (int)ppd_config_int(cfg, "esm.max_length"), overlap = (int)ppd_config_int(cfg, "esm.overlap");
+    int maxlen = (int)ppd_config_int(cfg, "esm.max_length"),
+        overlap = (int)ppd_config_int(cfg, "esm.overlap");
     if (!st && lp == PPD_ESM_LONG_WINDOW && overlap >= maxlen)
-        st = ppd_fail(PPD_ERR_CONFIG, "esm.overlap (%d) must be smaller than esm.max_length (%d)", overlap, maxlen);
+        st = ppd_fail(PPD_ERR_CONFIG, "esm.overlap (%d) must be smaller than esm.max_length (%d)",
+                      overlap, maxlen);
     int half = !strcmp(ppd_config_str(cfg, "esm.dtype"), "f16");
     char policy[64];
-    if (lp == PPD_ESM_LONG_WHOLE) snprintf(policy, sizeof policy, "whole");
-    else if (lp == PPD_ESM_LONG_WINDOW) snprintf(policy, sizeof policy, "window:%d:%d", maxlen, overlap);
-    else snprintf(policy, sizeof policy, "%s:%d", lp == PPD_ESM_LONG_TRUNCATE ? "truncate" : "error", maxlen);
+    if (lp == PPD_ESM_LONG_WHOLE)
+        snprintf(policy, sizeof policy, "whole");
+    else if (lp == PPD_ESM_LONG_WINDOW)
+        snprintf(policy, sizeof policy, "window:%d:%d", maxlen, overlap);
+    else
+        snprintf(policy, sizeof policy, "%s:%d", lp == PPD_ESM_LONG_TRUNCATE ? "truncate" : "error",
+                 maxlen);
 
     /* inputs */
     inputs I = {.model = m.identity, .policy = policy, .unknown = unk};
@@ -415,9 +446,11 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     char producer[64];
     snprintf(producer, sizeof producer, "esm-embed %s", PPD_VERSION);
     if (!st)
-        st = ppd_buf_printf(&params, "esm.format=1\nesm.model=%016llx\nesm.policy=%s\nesm.layer=%d\nesm.dtype=%s\n"
-                                     "esm.width=%d\n",
-                            (unsigned long long)m.identity, policy, layer, half ? "f16" : "f32", m.cfg.d);
+        st = ppd_buf_printf(
+            &params,
+            "esm.format=1\nesm.model=%016llx\nesm.policy=%s\nesm.layer=%d\nesm.dtype=%s\n"
+            "esm.width=%d\n",
+            (unsigned long long)m.identity, policy, layer, half ? "f16" : "f32", m.cfg.d);
     ppd_cache_writer_opts wo = {.record_type = PPD_REC_ESM,
                                 .producer = producer,
                                 .params = (const char *)params.data,
@@ -432,7 +465,8 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         todo_idx = calloc(I.n_uq + 1, sizeof *todo_idx);
         lens = calloc(I.n_uq + 1, sizeof *lens);
         toks = calloc(I.n_uq + 1, sizeof *toks);
-        if (!todo_idx || !lens || !toks) st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu sequences", I.n_uq);
+        if (!todo_idx || !lens || !toks)
+            st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu sequences", I.n_uq);
     }
     for (size_t i = 0; !st && i < I.n_uq; i++) {
         ppd_index_entry e;
@@ -445,7 +479,8 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
             S->cached++;
             continue;
         }
-        if (found) ppd_debug("%s: stored record is stale or damaged; embedding it again", I.uq[i].key);
+        if (found)
+            ppd_debug("%s: stored record is stale or damaged; embedding it again", I.uq[i].key);
         I.uq[i].todo = 1;
         todo_idx[n_todo] = (int)i;
         lens[n_todo] = I.uq[i].n;
@@ -468,11 +503,17 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         if (ppd_log_get_level() >= PPD_LOG_DEBUG) ppd_esm_plan_print(&plan, stderr);
         for (int i = 0; i < plan.n_rejected; i++) {
             unique_seq *u = &I.uq[todo_idx[plan.rejected[i]]];
-            ppd_error("sequence %s (%d residues) is longer than esm.max_length=%d and esm.long_policy=error (skipped)",
+            ppd_error("sequence %s (%d residues) is longer than esm.max_length=%d and "
+                      "esm.long_policy=error (skipped)",
                       u->key, u->n, maxlen);
             I.refused++;
         }
-        sink_ctx sc = {.w = w, .I = &I, .todo_idx = todo_idx, .model = m.identity, .layer = layer, .half = half};
+        sink_ctx sc = {.w = w,
+                       .I = &I,
+                       .todo_idx = todo_idx,
+                       .model = m.identity,
+                       .layer = layer,
+                       .half = half};
         uint64_t total = 0;
         for (int i = 0; i < n_todo; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
@@ -503,33 +544,59 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
 int main(int argc, char **argv) {
     ppd_log_set_prog("esm-embed");
     enum {
-        OPT_SET = 1000, OPT_FASTA, OPT_WEIGHTS, OPT_RANDOM, OPT_SEED, OPT_LAYER, OPT_DTYPE, OPT_LONG,
-        OPT_MAXLEN, OPT_OVERLAP, OPT_UNKNOWN, OPT_MEM, OPT_EXPORT, OPT_JSON, OPT_PRINT, OPT_VERSION
+        OPT_SET = 1000,
+        OPT_FASTA,
+        OPT_WEIGHTS,
+        OPT_RANDOM,
+        OPT_SEED,
+        OPT_LAYER,
+        OPT_DTYPE,
+        OPT_LONG,
+        OPT_MAXLEN,
+        OPT_OVERLAP,
+        OPT_UNKNOWN,
+        OPT_MEM,
+        OPT_EXPORT,
+        OPT_JSON,
+        OPT_PRINT,
+        OPT_VERSION
     };
-    static const struct option longopts[] = {
-        {"graphs", required_argument, 0, 'g'},     {"fasta", required_argument, 0, OPT_FASTA},
-        {"output", required_argument, 0, 'o'},     {"weights", required_argument, 0, OPT_WEIGHTS},
-        {"random-init", required_argument, 0, OPT_RANDOM}, {"seed", required_argument, 0, OPT_SEED},
-        {"layer", required_argument, 0, OPT_LAYER}, {"dtype", required_argument, 0, OPT_DTYPE},
-        {"long", required_argument, 0, OPT_LONG},  {"max-length", required_argument, 0, OPT_MAXLEN},
-        {"overlap", required_argument, 0, OPT_OVERLAP}, {"unknown", required_argument, 0, OPT_UNKNOWN},
-        {"mem-gb", required_argument, 0, OPT_MEM}, {"export", required_argument, 0, OPT_EXPORT},
-        {"config", required_argument, 0, 'c'},     {"set", required_argument, 0, OPT_SET},
-        {"jobs", required_argument, 0, 'j'},       {"json", no_argument, 0, OPT_JSON},
-        {"print-config", no_argument, 0, OPT_PRINT}, {"quiet", no_argument, 0, 'q'},
-        {"verbose", no_argument, 0, 'v'},          {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION},  {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"graphs", required_argument, 0, 'g'},
+                                             {"fasta", required_argument, 0, OPT_FASTA},
+                                             {"output", required_argument, 0, 'o'},
+                                             {"weights", required_argument, 0, OPT_WEIGHTS},
+                                             {"random-init", required_argument, 0, OPT_RANDOM},
+                                             {"seed", required_argument, 0, OPT_SEED},
+                                             {"layer", required_argument, 0, OPT_LAYER},
+                                             {"dtype", required_argument, 0, OPT_DTYPE},
+                                             {"long", required_argument, 0, OPT_LONG},
+                                             {"max-length", required_argument, 0, OPT_MAXLEN},
+                                             {"overlap", required_argument, 0, OPT_OVERLAP},
+                                             {"unknown", required_argument, 0, OPT_UNKNOWN},
+                                             {"mem-gb", required_argument, 0, OPT_MEM},
+                                             {"export", required_argument, 0, OPT_EXPORT},
+                                             {"config", required_argument, 0, 'c'},
+                                             {"set", required_argument, 0, OPT_SET},
+                                             {"jobs", required_argument, 0, 'j'},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"print-config", no_argument, 0, OPT_PRINT},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"verbose", no_argument, 0, 'v'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, OPT_VERSION},
+                                             {0, 0, 0, 0}};
     options o = {.out_dir = "esm", .jobs = ppd_cpu_count()};
     size_t cap = (size_t)argc + 1;
     const char **configs = calloc(cap, sizeof *configs), **sets = calloc(cap * 2, sizeof *sets);
     o.graphs = calloc(cap, sizeof *o.graphs);
     o.fastas = calloc(cap, sizeof *o.fastas);
     static char setbuf[16][128]; /* option spellings of esm.* settings, applied as --set */
-    int nconf = 0, nset = 0, nsb = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt, usage_error = 0, show = 0;
+    int nconf = 0, nset = 0, nsb = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt,
+        usage_error = 0, show = 0;
 #define AS_SET(key)                                                                                \
     do {                                                                                           \
         if (nsb == 16) {                                                                           \
-            ppd_error("too many --layer/--dtype/... options");                                      \
+            ppd_error("too many --layer/--dtype/... options");                                     \
             usage_error = 1;                                                                       \
             break;                                                                                 \
         }                                                                                          \
@@ -538,35 +605,81 @@ int main(int argc, char **argv) {
     } while (0)
     while ((opt = getopt_long(argc, argv, "g:o:c:j:qvh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'g': o.graphs[o.n_graphs++] = optarg; break;
-        case OPT_FASTA: o.fastas[o.n_fastas++] = optarg; break;
-        case 'o': o.out_dir = optarg; break;
-        case OPT_WEIGHTS: o.weights = optarg; break;
-        case OPT_RANDOM: o.random_shape = optarg; break;
-        case OPT_SEED: o.seed = strtoull(optarg, NULL, 0); break;
-        case OPT_LAYER: AS_SET("esm.layer"); break;
-        case OPT_DTYPE: AS_SET("esm.dtype"); break;
-        case OPT_LONG: AS_SET("esm.long_policy"); break;
-        case OPT_MAXLEN: AS_SET("esm.max_length"); break;
-        case OPT_OVERLAP: AS_SET("esm.overlap"); break;
-        case OPT_UNKNOWN: AS_SET("esm.unknown"); break;
-        case OPT_MEM: AS_SET("esm.mem_gb"); break;
-        case OPT_EXPORT: o.export_dir = optarg; break;
-        case 'c': configs[nconf++] = optarg; break;
-        case OPT_SET: sets[nset++] = optarg; break;
+        case 'g':
+            o.graphs[o.n_graphs++] = optarg;
+            break;
+        case OPT_FASTA:
+            o.fastas[o.n_fastas++] = optarg;
+            break;
+        case 'o':
+            o.out_dir = optarg;
+            break;
+        case OPT_WEIGHTS:
+            o.weights = optarg;
+            break;
+        case OPT_RANDOM:
+            o.random_shape = optarg;
+            break;
+        case OPT_SEED:
+            o.seed = strtoull(optarg, NULL, 0);
+            break;
+        case OPT_LAYER:
+            AS_SET("esm.layer");
+            break;
+        case OPT_DTYPE:
+            AS_SET("esm.dtype");
+            break;
+        case OPT_LONG:
+            AS_SET("esm.long_policy");
+            break;
+        case OPT_MAXLEN:
+            AS_SET("esm.max_length");
+            break;
+        case OPT_OVERLAP:
+            AS_SET("esm.overlap");
+            break;
+        case OPT_UNKNOWN:
+            AS_SET("esm.unknown");
+            break;
+        case OPT_MEM:
+            AS_SET("esm.mem_gb");
+            break;
+        case OPT_EXPORT:
+            o.export_dir = optarg;
+            break;
+        case 'c':
+            configs[nconf++] = optarg;
+            break;
+        case OPT_SET:
+            sets[nset++] = optarg;
+            break;
         case 'j':
             if ((o.jobs = (int)ppd_parse_count(optarg)) < 1) {
                 ppd_error("-j %s: give a positive number of threads", optarg);
                 usage_error = 1;
             }
             break;
-        case OPT_JSON: o.json = 1; break;
-        case OPT_PRINT: print_config = 1; break;
-        case 'q': verbosity = PPD_LOG_WARN; break;
-        case 'v': verbosity = PPD_LOG_DEBUG; break;
-        case 'h': show = 1; break;
-        case OPT_VERSION: show = 2; break;
-        default: usage_error = 2; break;
+        case OPT_JSON:
+            o.json = 1;
+            break;
+        case OPT_PRINT:
+            print_config = 1;
+            break;
+        case 'q':
+            verbosity = PPD_LOG_WARN;
+            break;
+        case 'v':
+            verbosity = PPD_LOG_DEBUG;
+            break;
+        case 'h':
+            show = 1;
+            break;
+        case OPT_VERSION:
+            show = 2;
+            break;
+        default:
+            usage_error = 2;
+            break;
         }
     }
 #undef AS_SET
@@ -611,22 +724,28 @@ int main(int argc, char **argv) {
     double dt = now_s() - t0, rps = S.embed_s > 0 ? (double)S.residues / S.embed_s : 0;
     unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
     if (o.json) {
-        printf("{\"inputs\": %llu, \"unique\": %llu, \"cached\": %llu, \"embedded\": %llu, \"residues\": %llu, "
-               "\"refused\": %llu, \"unknown_letters\": %llu, \"load_seconds\": %.3f, \"embed_seconds\": %.3f, "
-               "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, \"predicted_peak_mb\": %llu, "
+        printf("{\"inputs\": %llu, \"unique\": %llu, \"cached\": %llu, \"embedded\": %llu, "
+               "\"residues\": %llu, "
+               "\"refused\": %llu, \"unknown_letters\": %llu, \"load_seconds\": %.3f, "
+               "\"embed_seconds\": %.3f, "
+               "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, "
+               "\"predicted_peak_mb\": %llu, "
                "\"cache\": ",
-               (unsigned long long)S.inputs, (unsigned long long)S.unique, (unsigned long long)S.cached,
-               (unsigned long long)S.embedded, (unsigned long long)S.residues, (unsigned long long)S.refused,
+               (unsigned long long)S.inputs, (unsigned long long)S.unique,
+               (unsigned long long)S.cached, (unsigned long long)S.embedded,
+               (unsigned long long)S.residues, (unsigned long long)S.refused,
                (unsigned long long)S.unknown, S.load_s, S.embed_s, rps, dt, rss,
                (unsigned long long)(S.predicted_peak >> 20));
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {
-        printf("esm-embed: %llu sequences (%llu unique): %llu embedded (%llu residues, %.1f residues/s), %llu "
+        printf("esm-embed: %llu sequences (%llu unique): %llu embedded (%llu residues, %.1f "
+               "residues/s), %llu "
                "already cached, %llu refused -> %s (%.2f s, peak RSS %llu MB, planned %llu MB)\n",
-               (unsigned long long)S.inputs, (unsigned long long)S.unique, (unsigned long long)S.embedded,
-               (unsigned long long)S.residues, rps, (unsigned long long)S.cached, (unsigned long long)S.refused,
-               o.out_dir, dt, rss, (unsigned long long)(S.predicted_peak >> 20));
+               (unsigned long long)S.inputs, (unsigned long long)S.unique,
+               (unsigned long long)S.embedded, (unsigned long long)S.residues, rps,
+               (unsigned long long)S.cached, (unsigned long long)S.refused, o.out_dir, dt, rss,
+               (unsigned long long)(S.predicted_peak >> 20));
     }
     rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 done:

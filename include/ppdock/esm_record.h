@@ -27,8 +27,8 @@
 #define PPD_ESM_KEY_LEN 16
 
 /* key: PPD_ESM_KEY_LEN hex digits + NUL. */
-void ppd_esm_record_key(uint64_t model_identity, const char *policy, const uint8_t *tokens, size_t n,
-                        char key[PPD_ESM_KEY_LEN + 1]);
+void ppd_esm_record_key(uint64_t model_identity, const char *policy, const uint8_t *tokens,
+                        size_t n, char key[PPD_ESM_KEY_LEN + 1]);
 
 /* Build a sealed record. emb is [n][d] float32; stored as float16 (round to nearest even) when
  * half is set, else float32. */

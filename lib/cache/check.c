@@ -34,7 +34,7 @@ typedef struct {
     int meta_trusted; /* meta checksum verified: params_hash and knn_k usable */
     uint64_t params_hash;
     int knn_k;        /* from params "data.knn_size=", 0 if unknown */
-    int esm_width; /* from params "esm.width=", 0 if unknown */
+    int esm_width;    /* from params "esm.width=", 0 if unknown */
     int quiet;        /* re-validation during repair: no reports */
     ppd_buf *dropped; /* repair: "key\tcheck\tdetail\n" lines */
     char last_dropped[PPD_CACHE_MAX_KEY + 1];

@@ -29,8 +29,10 @@ static void report(cross *x, const char *key, const char *check, const char *fmt
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     x->s->problems++;
-    if (!strcmp(check, "missing-embedding")) x->s->missing++;
-    else x->s->unfixable++; /* a consistent pair of caches cannot produce these: rebuild */
+    if (!strcmp(check, "missing-embedding"))
+        x->s->missing++;
+    else
+        x->s->unfixable++; /* a consistent pair of caches cannot produce these: rebuild */
     if (x->o && x->o->report) {
         ppd_problem p = {x->dir, key, check, detail, 0};
         x->o->report(&p, x->o->ctx);
@@ -60,8 +62,8 @@ static void check_side(cross *x, const char *complex, const char *side, const pp
     ppd_rec_view v;
     ppd_status st = ppd_cache_reader_get(x->esm, key, &v);
     if (st == PPD_ERR_NOTFOUND) {
-        report(x, name, "missing-embedding", "no embedding %s for this %d-residue sequence; run esm-embed -g", key,
-               g->n);
+        report(x, name, "missing-embedding",
+               "no embedding %s for this %d-residue sequence; run esm-embed -g", key, g->n);
         return;
     }
     if (st) return; /* damaged: reported by the ESM cache's own check */
@@ -71,11 +73,14 @@ static void check_side(cross *x, const char *complex, const char *side, const pp
     ppd_esm_embedding e;
     if (ppd_esm_record_decode(&v, &e)) return;
     if (e.n != g->n)
-        report(x, name, "embedding-length", "embedding %s has %d rows, the graph %d residues", key, e.n, g->n);
+        report(x, name, "embedding-length", "embedding %s has %d rows, the graph %d residues", key,
+               e.n, g->n);
     else if (memcmp(e.tokens, g->tokens, (size_t)g->n) != 0)
-        report(x, name, "embedding-tokens", "embedding %s holds other tokens than the graph's sequence", key);
+        report(x, name, "embedding-tokens",
+               "embedding %s holds other tokens than the graph's sequence", key);
     else if (x->width && e.d != x->width)
-        report(x, name, "embedding-width", "embedding %s is %d wide, the cache's width is %d", key, e.d, x->width);
+        report(x, name, "embedding-width", "embedding %s is %d wide, the cache's width is %d", key,
+               e.d, x->width);
 }
 
 ppd_status ppd_cache_cross_check(const char *graphs, const char *esm, const ppd_check_opts *o,

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-void ppd_esm_record_key(uint64_t model_identity, const char *policy, const uint8_t *tokens, size_t n,
-                        char key[PPD_ESM_KEY_LEN + 1]) {
+void ppd_esm_record_key(uint64_t model_identity, const char *policy, const uint8_t *tokens,
+                        size_t n, char key[PPD_ESM_KEY_LEN + 1]) {
     ppd_hasher *h = ppd_hasher_new();
     uint64_t d = 0;
     if (h) {
@@ -64,7 +64,8 @@ ppd_status ppd_esm_record_decode(const ppd_rec_view *v, ppd_esm_embedding *e) {
     e->d = (int32_t)a.shape[1];
     PPD_TRY(ppd_rec_find(v, "tokens", PPD_DT_U8, 1, &a, &p));
     if ((int32_t)a.shape[0] != e->n)
-        return ppd_fail(PPD_ERR_CORRUPT, "tokens has %u entries, emb has %d rows", a.shape[0], e->n);
+        return ppd_fail(PPD_ERR_CORRUPT, "tokens has %u entries, emb has %d rows", a.shape[0],
+                        e->n);
     e->tokens = p;
     PPD_TRY(ppd_rec_find(v, "model", PPD_DT_U64, 1, &a, &p));
     memcpy(&e->model_identity, p, 8);
@@ -91,7 +92,8 @@ ppd_status ppd_esm_record_validate(const ppd_esm_embedding *e, const char **chec
     for (int32_t i = 0; i < e->n; i++)
         if (e->tokens[i] < 3 || e->tokens[i] > 30) {
             *check = "tokens";
-            return ppd_fail(PPD_ERR_CORRUPT, "token %d is %u, not a residue id (3..30)", i, e->tokens[i]);
+            return ppd_fail(PPD_ERR_CORRUPT, "token %d is %u, not a residue id (3..30)", i,
+                            e->tokens[i]);
         }
     /* finite values: the generic check of every float array covers emb (f16 and f32) */
     return PPD_OK;

@@ -18,11 +18,14 @@ ppd_status ppd_fasta_read(const char *path, ppd_fasta_fn fn, void *ctx) {
         line++;
         if (e > p && e[-1] == '\r') e--;
         if (p < e && *p == '>') {
-            if (have) st = fn(ctx, (const char *)name.data, seq.len ? (const char *)seq.data : "", seq.len, header_line);
+            if (have)
+                st = fn(ctx, (const char *)name.data, seq.len ? (const char *)seq.data : "",
+                        seq.len, header_line);
             records += have;
             const char *s = p + 1, *t = s;
             while (t < e && !isspace((unsigned char)*t)) t++;
-            if (!st && t == s) st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: '>' line without a name", path, line);
+            if (!st && t == s)
+                st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: '>' line without a name", path, line);
             name.len = 0;
             seq.len = 0;
             if (!st) st = ppd_buf_append(&name, s, (size_t)(t - s));
@@ -31,14 +34,18 @@ ppd_status ppd_fasta_read(const char *path, ppd_fasta_fn fn, void *ctx) {
         } else if (p < e && *p != ';') {
             for (const char *c = p; !st && c < e; c++) {
                 if (isspace((unsigned char)*c)) continue;
-                if (!have) st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: sequence text before the first '>' line", path, line);
-                else st = ppd_buf_append(&seq, c, 1);
+                if (!have)
+                    st = ppd_fail(PPD_ERR_FORMAT, "%s:%d: sequence text before the first '>' line",
+                                  path, line);
+                else
+                    st = ppd_buf_append(&seq, c, 1);
             }
         }
         p = nl ? nl + 1 : end;
     }
     if (!st && have) {
-        st = fn(ctx, (const char *)name.data, seq.len ? (const char *)seq.data : "", seq.len, header_line);
+        st = fn(ctx, (const char *)name.data, seq.len ? (const char *)seq.data : "", seq.len,
+                header_line);
         records++;
     }
     if (!st && records == 0) st = ppd_fail(PPD_ERR_EMPTY, "%s: no FASTA records", path);

@@ -27,7 +27,8 @@ int main(int argc, char **argv) {
     }
     double max_abs = 0, max_rel = 0;
     int64_t n = a.t.numel;
-    float *fa = malloc(sizeof(float) * (size_t)(n ? n : 1)), *fb = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    float *fa = malloc(sizeof(float) * (size_t)(n ? n : 1)),
+          *fb = malloc(sizeof(float) * (size_t)(n ? n : 1));
     if (!fa || !fb || ppd_tensor_to_f32(&a.t, fa) || ppd_tensor_to_f32(&b.t, fb)) {
         fprintf(stderr, "npy-diff: cannot convert: %s\n", ppd_errmsg());
         return 2;
