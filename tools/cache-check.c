@@ -74,7 +74,7 @@ static void on_problem(const ppd_problem *p, void *ctx) {
         ppd_json_str(stdout, p->detail);
         printf(", \"repairable\": %s}\n", p->repairable ? "true" : "false");
     } else {
-        printf("%s: %s%s%s: %s\n", p->dir, p->key ? "record " : "", p->key ? p->key : "",
+        printf("%s: %s%s%s%s\n", p->dir, p->key ? "record " : "", p->key ? p->key : "",
                p->key ? ": " : "", p->check);
         printf("    %s\n", p->detail);
     }

@@ -3,7 +3,9 @@
 
 #include "ppdock/check.h"
 #include "ppdock/dataset.h"
+#include "ppdock/esm.h"
 #include "ppdock/esm_record.h"
+#include "ppdock/fasta.h"
 #include "ppdock/graph.h"
 #include "ppdock/hash.h"
 #include "ppdock/log.h"
@@ -467,6 +469,103 @@ done:
 /* ---- inputs ------------------------------------------------------------------------------------
  */
 
+/* ---- inputs of an ESM cache: graph caches and FASTA files --------------------------------------
+ */
+
+typedef struct {
+    checker *c;
+    uint64_t model;
+    char policy[128];
+    ppd_esm_unknown_policy unknown;
+    ppd_buf tok;
+} esm_inputs;
+
+/* One input sequence of an ESM cache: is its embedding there? */
+static void esm_input_present(esm_inputs *e, const char *name, const uint8_t *tokens, size_t n) {
+    char key[PPD_ESM_KEY_LEN + 1];
+    ppd_esm_record_key(e->model, e->policy, tokens, n, key);
+    e->c->s->inputs++;
+    MDB_val k = {PPD_ESM_KEY_LEN, key}, iv;
+    if (mdb_get(e->c->txn, e->c->index, &k, &iv) == MDB_NOTFOUND) {
+        e->c->s->missing++;
+        report(e->c, name, "missing", REBUILD,
+               "no embedding %s for this %zu-residue sequence (run esm-embed)", key, n);
+    }
+}
+
+static ppd_status on_fasta_input(void *ctx, const char *name, const char *seq, size_t len,
+                                 int line) {
+    esm_inputs *e = ctx;
+    if (!len || ppd_buf_reserve(&e->tok, len) != PPD_OK) return PPD_OK;
+    if (ppd_esm_tokenize(seq, len, e->unknown, e->tok.data, NULL) != PPD_OK)
+        return PPD_OK; /* refused by policy */
+    esm_input_present(e, name, e->tok.data, len);
+    return PPD_OK;
+}
+
+static void esm_graph_inputs(esm_inputs *e, const char *dir) {
+    ppd_cache_reader *r;
+    ppd_cache_cursor *cur = NULL;
+    if (ppd_cache_reader_open(dir, &r) != PPD_OK) {
+        report(e->c, NULL, "input-error", REBUILD, "%s", ppd_errmsg());
+        return;
+    }
+    ppd_buf copy = {0};
+    char key[PPD_CACHE_MAX_KEY + 1], name[PPD_CACHE_MAX_KEY + 16];
+    int done = 0;
+    if (ppd_cache_reader_cursor(r, &cur) == PPD_OK)
+        while (!done) {
+            ppd_rec_view v;
+            ppd_status st = ppd_cache_cursor_next(cur, key, &v, &done);
+            if (st == PPD_ERR_CORRUPT && key[0]) continue; /* the graph cache's own check */
+            if (st || done) break;
+            ppd_graph g;
+            if (ppd_graph_decode_copy(&v, &copy, &g) != PPD_OK) continue;
+            snprintf(name, sizeof name, "%s:receptor", key);
+            esm_input_present(e, name, g.rec.tokens, (size_t)g.rec.n);
+            snprintf(name, sizeof name, "%s:ligand", key);
+            esm_input_present(e, name, g.lig.tokens, (size_t)g.lig.n);
+        }
+    ppd_cache_cursor_close(cur);
+    ppd_cache_reader_close(r);
+    ppd_buf_free(&copy);
+}
+
+/* "graphs\t<dir>" and "fasta\t<file>\t<x|unk|error>" lines of an ESM cache. */
+static void check_esm_input(checker *c, const char *line) {
+    ppd_buf params = {0};
+    int found;
+    cache_meta_get(c->txn, c->meta, "params", &params, &found);
+    esm_inputs e = {.c = c};
+    const char *model = param_value((char *)params.data, "esm.model");
+    const char *policy = param_value((char *)params.data, "esm.policy");
+    if (!model || !policy) {
+        report(c, NULL, "input-error", REBUILD, "meta params lack esm.model / esm.policy");
+        ppd_buf_free(&params);
+        return;
+    }
+    e.model = strtoull(model, NULL, 16);
+    size_t pl = strcspn(policy, "\n");
+    snprintf(e.policy, sizeof e.policy, "%.*s",
+             (int)(pl < sizeof e.policy ? pl : sizeof e.policy - 1), policy);
+    const char *arg = strchr(line, '\t');
+    if (!strncmp(line, "graphs\t", 7)) {
+        esm_graph_inputs(&e, arg + 1);
+    } else {
+        char path[PATH_MAX];
+        const char *tab = strchr(arg + 1, '\t');
+        snprintf(path, sizeof path, "%.*s", (int)(tab ? (size_t)(tab - arg - 1) : strlen(arg + 1)),
+                 arg + 1);
+        e.unknown = tab && !strcmp(tab + 1, "unk")     ? PPD_ESM_UNKNOWN_AS_UNK
+                    : tab && !strcmp(tab + 1, "error") ? PPD_ESM_UNKNOWN_ERROR
+                                                       : PPD_ESM_UNKNOWN_AS_X;
+        if (ppd_fasta_read(path, on_fasta_input, &e) != PPD_OK)
+            report(c, NULL, "input-error", REBUILD, "%s", ppd_errmsg());
+    }
+    ppd_buf_free(&e.tok);
+    ppd_buf_free(&params);
+}
+
 static void check_inputs(checker *c) {
     ppd_buf inputs = {0};
     int found = 0;
@@ -481,7 +580,9 @@ static void check_inputs(checker *c) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = 0;
         ppd_dataset ds;
-        if (ppd_dataset_from_input(line, &ds) != PPD_OK) {
+        if (!strncmp(line, "graphs\t", 7) || !strncmp(line, "fasta\t", 6)) {
+            check_esm_input(c, line);
+        } else if (ppd_dataset_from_input(line, &ds) != PPD_OK) {
             report(c, NULL, "input-error", REBUILD, "%s", ppd_errmsg());
         } else {
             for (size_t i = 0; i < ds.n; i++) {

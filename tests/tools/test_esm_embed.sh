@@ -74,6 +74,10 @@ test_graph_cache_input_and_cross_check() {
     assert_rc 4 cache-check --json g e
     assert_contains "$OUT" '"key": "NEW:receptor", "check": "missing-embedding"'
     assert_contains "$OUT" '"key": "NEW:ligand", "check": "missing-embedding"'
+    # the ESM cache records its inputs: --inputs finds the same two
+    assert_rc 4 cache-check --inputs --json e
+    assert_contains "$OUT" '"key": "NEW:receptor", "check": "missing"'
+    assert_contains "$OUT" '"missing": 2'
     assert_rc 0 emb -g g -o e --json
     assert_contains "$OUT" '"embedded": 2'
     assert_rc 0 cache-check g e
