@@ -164,6 +164,7 @@ demo: tools
 
 bench: tools
 	@PPD_BIN=$(BIN) bench/graph-build.sh
+	@PPD_BIN=$(BIN) bench/esm-embed.sh
 
 FUZZ_SECONDS ?= 180
 FUZZ_CC ?= clang
