@@ -17,21 +17,35 @@
  * Shapes: L layers, d embed dim, H heads, hd = d / H, F ffn width (4d), V = 33 tokens. A batch
  * holds B sequences of n_b residues; each becomes T_b = n_b + 2 token rows (<cls> .. <eos>).
  * The engine packs the batch: the projections and the FFN run on the N = sum_b T_b real rows
- * (never on padding), attention runs per sequence on its own T_b x T_b scores. Results are
- * independent of the batch composition up to float32 rounding of the GEMMs (< 1e-6 measured).
+ * (never on padding), attention runs per sequence on its own T_b x T_b scores (what fair-esm
+ * computes for the real rows of a padded batch: its pad keys get probability exactly 0).
  *
- * Accuracy (fp32, vs the PyTorch reference in tests/data/esm, see tests/unit/test_esm.c):
- * last layer (post-LayerNorm) and raw layer 1 within 1e-4 max abs, typically a few 1e-6.
+ * Accuracy, fp32, against fair-esm 2.0.0 / PyTorch 1.13 fp32 (tests/data/esm, random weights;
+ * max abs over all values, tests/unit/test_esm.c): TINY (2 layers, d 64) 11 sequences of 29-269
+ * residues: last layer (post-LayerNorm) 2.6e-6, raw layer 1 1.6e-6; the fair-esm padded batch of
+ * 4 within 1e-4 (same as alone); window policy 2.1e-6, truncate 1.7e-6; esm2_t6_8M shape (6, 320,
+ * 20) up to 269 residues: 2.8e-6. The same sequence alone and in other batches: 1.8e-6 (the
+ * GEMM row blocks differ; OpenBLAS's edge kernels round differently), bit-identical for the
+ * same batch on the same CPU.
  *
  * fp16 storage of embeddings (ppdock/half.h, round to nearest even): the relative error of each
- * stored value is at most 2^-11 = 4.9e-4 (half an ulp) for |x| in [6.1e-5, 65504]; on the
- * last-layer embeddings (post-LayerNorm, |x| < ~10) this is a max abs error of ~2e-3 for the
- * largest values and a typical (rms) error of ~1e-4 (measured, see esm_fp16_storage_error).
+ * stored value is at most 2^-11 = 4.9e-4 (half an ulp) for |x| in [6.1e-5, 65504]. Measured on
+ * the last-layer goldens (215,796 values, |x| <= 3.98): max abs error 9.8e-4, max relative
+ * 4.9e-4, rms relative 2.1e-4 (esm_fp16_storage_error). That is ~400x the fp32 engine's error
+ * against PyTorch: fp16 storage, not the engine, dominates what downstream code sees.
  *
  * Threads: ppd_esm_workspace_init sets OpenBLAS to one thread (process-wide; the call
  * openblas_set_num_threads(1)) and the engine parallelises itself with OpenMP over `threads`:
- * GEMMs split by rows, attention over (sequence, head) pairs. Use one workspace per
- * thread that drives a model; a model is read-only after loading and can be shared.
+ * GEMMs in row chunks (<= 512 rows, one single-threaded sgemm each), attention over (sequence,
+ * head) pairs. One thread pool, no OpenBLAS threads spinning against OpenMP's: on 2 cores this
+ * was 1.4-2.7x faster than OpenBLAS-threaded GEMMs for the 8M shape, and 7 MB smaller. Use one
+ * workspace per thread that drives a model; a model is read-only after loading and can be
+ * shared. See ppd_esm_blas_advice: on CPUs OpenBLAS does not recognise it runs generic kernels.
+ *
+ * Speed (2 threads, 2-core Xeon VM with AVX-512, OPENBLAS_CORETYPE=SkylakeX): 8M shape, 16 DB5.5
+ * chains (4,976 residues) in one batch: ~5,900 residues/s; 650M shape, one 512-residue chain:
+ * ~126 residues/s (4.1 s; ~165 GFLOP/s). With OpenBLAS's fallback Prescott kernels (the
+ * default on that VM): ~1,600 and ~20 residues/s.
  */
 #ifndef PPDOCK_ESM_H
 #define PPDOCK_ESM_H
@@ -256,17 +270,18 @@ void ppd_esm_blend_window(float *acc, const float *win, int start, int len, int 
  *   weights (4 P) + workspace (max over batches) + window accumulator (longest windowed n x d x
  *   4) + PPD_ESM_BASE_BYTES + threads x PPD_ESM_THREAD_BYTES (program and libraries, thread
  *   stacks, OpenBLAS packing buffers).
- * Measured (peak RSS from getrusage, random weights, OpenBLAS 0.3.21, see tests/unit/test_esm.c):
- * 650M shape, one 512-residue chain, 2 threads: 2506 MiB measured, 2508 predicted; 8M shape,
- * 16 chains (4976 residues) in one batch: 83.6 / 85.6 / 91.3 MiB measured with 1 / 2 / 4
- * threads, 82.2 / 85.6 / 91.1 predicted; all 492 DB5.5 chains, 4096-token batches: 92.6
- * measured, 92.8 predicted. Below ~20 MiB (toy models) the constant dominates and the
- * prediction is high by up to 30%. Memory the caller holds (the sequences, the records it
- * writes) is not included.
+ * Measured peak RSS (getrusage ru_maxrss) vs predicted, random weights, OpenBLAS 0.3.21
+ * SkylakeX kernels: 8M shape, 16 DB5.5 chains (4,976 residues) in one batch, 1 / 2 / 4 threads:
+ * 82.2 / 84.8 / 92.4 MiB measured, 82.6 / 86.1 / 93.1 predicted; all 492 DB5.5 chains (132k
+ * residues) in 4096-token batches: 92.4 / 93.3; same with a 200 MiB budget (12 batches): 198.6 /
+ * 199.7, 150 MiB and 4 threads: 149.4 / 149.9; 35M shape, 400 MiB budget: 398.3 / 398.8; 650M
+ * shape, one 512-residue chain: 2507.8 / 2509.0; 16 chains, 3000 MiB budget: 2663.2 / 2663.6.
+ * Below ~20 MiB (toy models) the constants dominate and the prediction is high by up to 25%.
+ * Memory the caller holds (the sequences, the records it writes) is not included.
  * A sequence that fits no shared batch gets a batch of its own; one that does not fit even
  * alone fails the plan with PPD_ERR_NOMEM saying how much memory it needs. */
 #define PPD_ESM_BASE_BYTES   ((size_t)8 << 20)
-#define PPD_ESM_THREAD_BYTES ((size_t)3 << 19)
+#define PPD_ESM_THREAD_BYTES ((size_t)2 << 20)
 
 typedef struct {
     size_t memory_budget; /* bytes for the whole process; 0 = no limit */

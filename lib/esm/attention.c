@@ -17,7 +17,7 @@
 /* Softmax over each of the `rows` rows of S (row length n, leading dimension n), in place. The
  * reductions are vectorised (omp simd): their summation order is fixed by the row length, so a
  * sequence gets the same probabilities in any batch. */
-static void softmax_rows(float *S, int rows, int n) {
+PPD_ESM_SIMD_CLONES static void softmax_rows(float *S, int rows, int n) {
     for (int i = 0; i < rows; i++) {
         float *s = S + (size_t)i * n;
         float mx = s[0];

@@ -58,14 +58,22 @@ void ppd_esm_matmul_forward(float *out, const float *inp, const float *W, int64_
                             int threads) {
     // out: (N, M)   inp: (N, K)   W: (M, K)
     if (N == 0) return;
-    /* Row blocks (multiples of 16 rows), one single-threaded sgemm each; every output element is
-     * the same K-long dot product whatever the split. */
-    int64_t step = (N + threads - 1) / threads;
+    /* Row chunks of at most PPD_ESM_GEMM_ROWS rows, one single-threaded sgemm each, spread over
+     * the threads. Every output element is a K-long dot product in OpenBLAS's fixed K order
+     * (its edge kernels for leftover rows round differently: ~1e-7 relative). Bounding the rows per
+     * call bounds OpenBLAS's packing buffer: it packs the rows (its "n") in panels of up to ~Q x n
+     * floats, which for a 50k-row call touched 60 MB more per thread; re-packing W per chunk costs
+     * ~1/(2 x rows) of the multiply. */
+    enum { PPD_ESM_GEMM_ROWS = 512 };
+    int64_t per = (N + threads - 1) / threads;
+    int64_t nchunk = (N + PPD_ESM_GEMM_ROWS - 1) / PPD_ESM_GEMM_ROWS;
+    if (nchunk < threads) nchunk = per >= 16 ? threads : (N + 15) / 16;
+    int64_t step = (N + nchunk - 1) / nchunk;
     step = (step + 15) / 16 * 16;
-    int nblk = (int)((N + step - 1) / step);
-#pragma omp parallel for schedule(static) num_threads(threads) if (nblk > 1)
-    for (int j = 0; j < nblk; j++) {
-        int64_t r0 = (int64_t)j * step, r1 = r0 + step < N ? r0 + step : N;
+    nchunk = (N + step - 1) / step;
+#pragma omp parallel for schedule(static) num_threads(threads) if (nchunk > 1)
+    for (int64_t j = 0; j < nchunk; j++) {
+        int64_t r0 = j * step, r1 = r0 + step < N ? r0 + step : N;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), M, K, 1.0f,
                     inp + r0 * K, K, W, K, 0.0f, out + r0 * M, M);
     }
@@ -114,14 +122,15 @@ void ppd_esm_qkv_rope_forward(float *qkv, const float *bqkv, const int64_t *tok_
     }
 }
 
+PPD_ESM_SIMD_CLONES static void bias_gelu_row(float *hr, const float *b, int F) {
+#pragma omp simd
+    for (int j = 0; j < F; j++) hr[j] = ppd_esm_gelu_elem(hr[j] + b[j]);
+}
+
 void ppd_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F, int threads) {
     // h: (N, F)   b: (F)
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && N >= 16)
-    for (int64_t r = 0; r < N; r++) {
-        float *hr = h + r * F;
-#pragma omp simd
-        for (int j = 0; j < F; j++) hr[j] = ppd_esm_gelu_elem(hr[j] + b[j]);
-    }
+    for (int64_t r = 0; r < N; r++) bias_gelu_row(h + r * F, b, F);
 }
 
 void ppd_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """ESM-2 reference goldens for esm-embed: random-weight models, both weight formats, embeddings.
 
-Regenerate everything under tests/data/esm/ (from the repository root; deterministic, ~1 minute):
+Regenerate everything under tests/data/esm/ (from the repository root; deterministic, a few seconds):
 
     /usr/bin/python3 tests/ref/esm_ref.py
 
@@ -28,6 +28,9 @@ What it does (tests/data/esm/README.md describes every file):
   * Goldens (float32 .npy): per sequence alone, last layer (post final LayerNorm) and raw layer 1;
     one padded batch of 4; the window policy (W=64, O=16) and truncate policy (50) on the long
     sequence; T6 last layer for 3 sequences.
+  * An independent float64 numpy forward (np_forward64, spec §2.7) run on the same tokens, to
+    show how much rounding the fp32 reference itself carries; fp16 round-trip statistics;
+    generator_check.tsv (first values, bit patterns and FNV-1a 64 of selected tensors).
 
 Numerics: torch.set_num_threads(1), default torch.backends, fp32 throughout, eval(), no_grad.
 """

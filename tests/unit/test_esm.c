@@ -510,7 +510,11 @@ static int write_hf(const char *path, const ppd_esm_model *m, int f16, int inv_f
         size_t r, c; /* c = 0: 1-d */
     } t[MAXT];
     int n = 0;
-#define ADD(nm, ptr, rr, cc)                                                                           do {                                                                                                   snprintf(t[n].name, sizeof t[n].name, "%s%s", prefix, nm);                                         t[n].v = (ptr), t[n].r = (rr), t[n].c = (cc), n++;                                             } while (0)
+#define ADD(nm, ptr, rr, cc)                                                                       \
+    do {                                                                                           \
+        snprintf(t[n].name, sizeof t[n].name, "%s%s", prefix, nm);                                 \
+        t[n].v = (ptr), t[n].r = (rr), t[n].c = (cc), n++;                                         \
+    } while (0)
     char nm[160];
     ADD("embeddings.word_embeddings.weight", p->embed, 33, d);
     for (int l = 0; l < m->cfg.n_layers; l++) {
@@ -523,7 +527,8 @@ static int write_hf(const char *path, const ppd_esm_model *m, int f16, int inv_f
             ADD(nm, p->bqkv + (li * 3 + (size_t)j) * d, d, 0);
         }
         if (inv_freq) {
-            snprintf(nm, sizeof nm, "encoder.layer.%d.attention.self.rotary_embeddings.inv_freq", l);
+            snprintf(nm, sizeof nm, "encoder.layer.%d.attention.self.rotary_embeddings.inv_freq",
+                     l);
             ADD(nm, p->inv_freq + li * h2, h2, 0);
         }
         snprintf(nm, sizeof nm, "encoder.layer.%d.attention.output.dense.weight", l);
@@ -557,11 +562,14 @@ static int write_hf(const char *path, const ppd_esm_model *m, int f16, int inv_f
     for (int i = 0; i < n; i++) {
         size_t cnt = t[i].r * (t[i].c ? t[i].c : 1);
         char shape[64];
-        if (t[i].c) snprintf(shape, sizeof shape, "[%zu,%zu]", t[i].r, t[i].c);
-        else snprintf(shape, sizeof shape, "[%zu]", t[i].r);
-        len += (size_t)snprintf(hdr + len, cap - len,
-                                ",\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
-                                t[i].name, f16 ? "F16" : "F32", shape, off, off + cnt * es);
+        if (t[i].c)
+            snprintf(shape, sizeof shape, "[%zu,%zu]", t[i].r, t[i].c);
+        else
+            snprintf(shape, sizeof shape, "[%zu]", t[i].r);
+        len +=
+            (size_t)snprintf(hdr + len, cap - len,
+                             ",\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
+                             t[i].name, f16 ? "F16" : "F32", shape, off, off + cnt * es);
         off += cnt * es;
     }
     len += (size_t)snprintf(hdr + len, cap - len, "}");
@@ -647,10 +655,11 @@ TEST(esm_tiny_goldens) {
     char rel[256];
     for (int i = 0; i < s.n; i++) {
         int n = s.rec[i].n;
-        float *last = NULL, *l1 = NULL, *lpt = NULL;
+        float *last = NULL, *l1 = NULL, *lpt = NULL, *l1t = NULL;
         REQUIRE_OK(embed_alone(&m, s.tok[i], n, -1, 2, &last));
         REQUIRE_OK(embed_alone(&m, s.tok[i], n, 1, 1, &l1));
-        REQUIRE_OK(embed_alone(&mpt, s.tok[i], n, 2, 1, &lpt));
+        REQUIRE_OK(embed_alone(&mpt, s.tok[i], n, 2, 2, &lpt));
+        REQUIRE_OK(embed_alone(&mpt, s.tok[i], n, 2, 1, &l1t));
         snprintf(rel, sizeof rel, "esm/tiny/%s.last.npy", s.rec[i].name);
         double e = golden_err(rel, last, n, 64);
         CHECK(e <= 1e-4);
@@ -659,9 +668,11 @@ TEST(esm_tiny_goldens) {
         e = golden_err(rel, l1, n, 64);
         CHECK(e <= 1e-4);
         if (e > worst_l1) worst_l1 = e;
-        /* the .pt model gives bit-identical output (and 1 vs 2 threads too) */
+        /* the .pt model gives bit-identical output; 1 thread instead of 2 (other GEMM row
+         * blocks) agrees within float32 rounding */
         CHECK(memcmp(last, lpt, (size_t)n * 64 * 4) == 0);
-        free(last), free(l1), free(lpt);
+        CHECK(max_abs_diff(last, l1t, (size_t)n * 64) <= 1e-5);
+        free(last), free(l1), free(lpt), free(l1t);
     }
     printf("  esm tiny: %d sequences, max abs error last layer %.3g, layer 1 %.3g\n", s.n,
            worst_last, worst_l1);
@@ -715,6 +726,11 @@ TEST(esm_batch_invariance) {
             }
         }
     }
+    /* an empty chain (<cls><eos> only) is a valid member of a batch and changes nothing */
+    ppd_esm_seq withempty[3] = {{s.tok[0], s.rec[0].n}, {s.tok[0], 0}, {s.tok[1], s.rec[1].n}};
+    REQUIRE_OK(ppd_esm_forward(&m, &ws, withempty, 3, -1));
+    CHECK(max_abs_diff(ppd_esm_output(&ws, 2), alone[1], (size_t)s.rec[1].n * d) <= 1e-5);
+    CHECK_EQ(ws.out_off[2] - ws.out_off[1], 0);
     printf("  esm batch invariance: max abs difference alone vs batched %.3g\n", worst);
     /* a batch larger than the workspace is refused, not grown */
     ppd_esm_seq two[2] = {{s.tok[0], s.rec[0].n}, {s.tok[0], s.rec[0].n}};
