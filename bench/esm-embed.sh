@@ -20,6 +20,12 @@ SHAPES=${ESM_BENCH_SHAPES:-6,320,20 33,1280,20}
 PEER_PY=${PEER_PY:-/usr/bin/python3}
 TUNED=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 mkdir -p "$OUT"
+# esm-embed runs OpenBLAS with the kernels for this CPU (it re-executes with OPENBLAS_CORETYPE
+# when OpenBLAS does not recognise the CPU); PyTorch here links the same libopenblas, so the
+# peer gets the same setting: the comparison is engine against engine, not kernel against kernel.
+CORETYPE=$("$BIN/esm-embed" --blas-coretype)
+export OPENBLAS_CORETYPE=$CORETYPE
+echo "OpenBLAS kernels: ${CORETYPE:-as detected} (both sides)"
 if ! "$PEER_PY" -c 'import torch, esm' 2>/dev/null; then
     echo "bench: $PEER_PY lacks torch/fair-esm (apt-get install python3-torch; pip install fair-esm)" >&2
     exit 2

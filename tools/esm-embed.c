@@ -21,6 +21,7 @@
 #include "ppdock/progress.h"
 
 #include <getopt.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ static void usage(FILE *f) {
         "      --print-config    print every setting with its value and origin, then exit\n"
         "  -q, --quiet           warnings and errors only\n"
         "  -v, --verbose         print the batch plan (batches, padding waste, predicted peak)\n"
+        "      --blas-coretype   print the OPENBLAS_CORETYPE esm-embed runs with, then exit\n"
         "  -h, --help, --version\n"
         "\n"
         "Exit status: 0 all embedded or already cached, 1 some sequences were refused (policy\n"
@@ -541,8 +543,28 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     return st;
 }
 
+/* OpenBLAS picks its kernels when it loads and falls back to slow generic ones on CPUs it does
+ * not recognise (virtual machines): run again with OPENBLAS_CORETYPE set for this CPU. A value
+ * the user set is respected, so this happens at most once. */
+static void reexec_for_blas(char **argv) {
+    const char *coretype = NULL, *advice = ppd_esm_blas_advice(&coretype);
+    if (!advice || !coretype || getenv("OPENBLAS_CORETYPE")) return;
+    setenv("OPENBLAS_CORETYPE", coretype, 1);
+    execv("/proc/self/exe", argv);
+    ppd_warn("%s (re-running with it failed: set OPENBLAS_CORETYPE=%s yourself)", advice, coretype);
+}
+
 int main(int argc, char **argv) {
     ppd_log_set_prog("esm-embed");
+    for (int i = 1; i < argc; i++) /* for scripts that run a peer on the same libopenblas */
+        if (!strcmp(argv[i], "--blas-coretype")) {
+            const char *coretype = NULL;
+            ppd_esm_blas_advice(&coretype);
+            const char *set = getenv("OPENBLAS_CORETYPE");
+            printf("%s\n", set && *set ? set : coretype ? coretype : "");
+            return 0;
+        }
+    reexec_for_blas(argv);
     enum {
         OPT_SET = 1000,
         OPT_FASTA,
