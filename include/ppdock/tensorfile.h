@@ -88,6 +88,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ppdock/half.h"
 #include "ppdock/status.h"
 
 enum { PPD_TF_MAX_DIMS = 8 };
@@ -180,8 +181,7 @@ ppd_status ppd_tensor_to_f32(const ppd_tensor *t, float *dst);
 /* Unmap and free everything; tensors, names and values of f become invalid. NULL is fine. */
 void ppd_tensor_file_close(ppd_tensor_file *f);
 
-/* Element conversions used by ppd_tensor_to_f32 (exact). */
-float ppd_f16_to_f32(uint16_t h);
-float ppd_bf16_to_f32(uint16_t b);
+/* Element conversions used by ppd_tensor_to_f32 (exact): ppd_f16_to_f32 and ppd_bf16_to_f32 in
+ * ppdock/half.h. */
 
 #endif

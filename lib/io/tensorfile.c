@@ -227,32 +227,6 @@ ppd_status ppd_tensor_file_number(const ppd_tensor_file *f, const char *name, do
 
 /* ---- conversion -------------------------------------------------------------------------- */
 
-float ppd_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* inf, NaN (payload kept) */
-    } else if (exp) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13); /* rebias 15 -> 127 */
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        /* subnormal: man * 2^-24, exact in float32 (a normal number there) */
-        float v = (float)man * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-float ppd_bf16_to_f32(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16; /* bf16 is the top half of a float32 */
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 /* One element at p (any alignment) as a float. */
 static float load_elem(const unsigned char *p, ppd_tf_dtype dt) {
     switch (dt) {
