@@ -388,6 +388,12 @@ static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unk
     return st;
 }
 
+/* What esm-embed holds beyond the engine's plan and its own buffers: LMDB's write-transaction
+ * bookkeeping, stdio and FASTA read buffers, libgomp and libc arenas. Measured: with the 8M
+ * shape on all DB5.5 chains, peak RSS minus (plan + inputs + 2 x batch + records) was 14-26 MB
+ * for cache.batch_mb 4 to 64. */
+#define ESM_EMBED_FIXED_BYTES ((size_t)20 << 20)
+
 static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     ppd_esm_model m;
     memset(&m, 0, sizeof m);
@@ -494,14 +500,30 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     ppd_esm_plan plan;
     memset(&plan, 0, sizeof plan);
     ppd_esm_plan_opts po = PPD_ESM_PLAN_OPTS_DEFAULT;
-    po.memory_budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
+    /* The engine's plan covers the model, its workspace and fixed overheads; this tool adds what
+     * it holds itself: the input sequences, the cache writer's batch in memory and LMDB's dirty
+     * pages of the transaction being written (each up to cache.batch_mb), one record and its
+     * float32 rows, and ESM_EMBED_FIXED_BYTES. */
+    int longest = 0;
+    for (int i = 0; i < n_todo; i++)
+        if (lens[i] > longest) longest = lens[i];
+    size_t tool_bytes = I.toks.cap + I.names.cap + I.cap_in * sizeof *I.in +
+                        I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 2 * wo.batch_bytes +
+                        2 * (size_t)longest * (size_t)m.cfg.d * 4 + ESM_EMBED_FIXED_BYTES;
+    size_t budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
+    if (!st && n_todo && budget <= tool_bytes)
+        st = ppd_fail(PPD_ERR_NOMEM,
+                      "esm.mem_gb = %.2f GiB cannot even hold the inputs and the write batch "
+                      "(%.1f MiB)",
+                      (double)budget / (1u << 30), (double)tool_bytes / (1u << 20));
+    po.memory_budget = budget - (budget > tool_bytes ? tool_bytes : 0);
     po.threads = o->jobs;
     po.long_policy = lp;
     po.long_limit = maxlen;
     po.overlap = overlap;
     if (!st && n_todo) st = ppd_esm_plan_make(&plan, &m.cfg, lens, n_todo, &po);
     if (!st && n_todo) {
-        S->predicted_peak = plan.peak_bytes;
+        S->predicted_peak = plan.peak_bytes + tool_bytes;
         if (ppd_log_get_level() >= PPD_LOG_DEBUG) ppd_esm_plan_print(&plan, stderr);
         for (int i = 0; i < plan.n_rejected; i++) {
             unique_seq *u = &I.uq[todo_idx[plan.rejected[i]]];

@@ -464,7 +464,16 @@ ppd_status ppd_cache_writer_put(ppd_cache_writer *w, const char *key, const void
                             key);
     batch_head h = {.keylen = (uint32_t)strlen(key), .vlen = len};
     h.ie = (ppd_index_entry){view.header.checksum, len, inputs_digest, params_hash};
-    PPD_TRY(ppd_buf_reserve(&w->batch, w->batch.len + sizeof h + h.keylen + len + 1));
+    size_t need = w->batch.len + sizeof h + h.keylen + len + 1;
+    if (need > w->batch.cap) { /* grow to the batch size at once, never by doubling past it */
+        size_t want = need > w->batch_bytes + sizeof h + h.keylen + len + 1
+                          ? need
+                          : w->batch_bytes + sizeof h + h.keylen + len + 1;
+        unsigned char *p = realloc(w->batch.data, want);
+        if (!p) return ppd_fail(PPD_ERR_NOMEM, "cannot hold a %zu-byte write batch", want);
+        w->batch.data = p;
+        w->batch.cap = want;
+    }
     ppd_buf_append(&w->batch, &h, sizeof h);
     ppd_buf_append(&w->batch, key, h.keylen);
     ppd_buf_append(&w->batch, value, len);
