@@ -388,10 +388,11 @@ static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unk
     return st;
 }
 
-/* What esm-embed holds beyond the engine's plan and its own buffers: LMDB's write-transaction
- * bookkeeping, stdio and FASTA read buffers, libgomp and libc arenas. Measured: with the 8M
- * shape on all DB5.5 chains, peak RSS minus (plan + inputs + 2 x batch + records) was 14-26 MB
- * for cache.batch_mb 4 to 64. */
+/* What esm-embed holds beyond the engine's plan and its own buffers, at most: LMDB's
+ * write-transaction bookkeeping, libc arenas of the threads that built records. Measured: with
+ * the 8M shape on all DB5.5 chains, peak RSS minus (plan + inputs + 2 x batch + records) was
+ * 14-26 MB for cache.batch_mb 4 to 64; a run writing little gets about a quarter of what it
+ * writes (single-chain runs: under 1 MB). */
 #define ESM_EMBED_FIXED_BYTES ((size_t)20 << 20)
 
 static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
@@ -505,11 +506,16 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
      * pages of the transaction being written (each up to cache.batch_mb), one record and its
      * float32 rows, and ESM_EMBED_FIXED_BYTES. */
     int longest = 0;
-    for (int i = 0; i < n_todo; i++)
+    size_t records = 0; /* bytes of all records this run writes */
+    for (int i = 0; i < n_todo; i++) {
         if (lens[i] > longest) longest = lens[i];
+        records += (size_t)lens[i] * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
+    }
+    size_t batch = wo.batch_bytes < records ? wo.batch_bytes : records;
+    size_t fixed = records / 4 < ESM_EMBED_FIXED_BYTES ? records / 4 : ESM_EMBED_FIXED_BYTES;
     size_t tool_bytes = I.toks.cap + I.names.cap + I.cap_in * sizeof *I.in +
-                        I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 2 * wo.batch_bytes +
-                        2 * (size_t)longest * (size_t)m.cfg.d * 4 + ESM_EMBED_FIXED_BYTES;
+                        I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 2 * batch +
+                        2 * (size_t)longest * (size_t)m.cfg.d * 4 + fixed;
     size_t budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
     if (!st && n_todo && budget <= tool_bytes)
         st = ppd_fail(PPD_ERR_NOMEM,
