@@ -19,6 +19,7 @@
 #include "ppdock/log.h"
 #include "ppdock/npy.h"
 #include "ppdock/progress.h"
+#include "ppdock/tool.h"
 
 #include <getopt.h>
 #include <unistd.h>
@@ -594,8 +595,7 @@ int main(int argc, char **argv) {
         }
     reexec_for_blas(argv);
     enum {
-        OPT_SET = 1000,
-        OPT_FASTA,
+        OPT_FASTA = 1,
         OPT_WEIGHTS,
         OPT_RANDOM,
         OPT_SEED,
@@ -606,12 +606,10 @@ int main(int argc, char **argv) {
         OPT_OVERLAP,
         OPT_UNKNOWN,
         OPT_MEM,
-        OPT_EXPORT,
-        OPT_JSON,
-        OPT_PRINT,
-        OPT_VERSION
+        OPT_EXPORT
     };
-    static const struct option longopts[] = {{"graphs", required_argument, 0, 'g'},
+    static const struct option longopts[] = {PPD_TOOL_LONGOPTS,
+                                             {"graphs", required_argument, 0, 'g'},
                                              {"fasta", required_argument, 0, OPT_FASTA},
                                              {"output", required_argument, 0, 'o'},
                                              {"weights", required_argument, 0, OPT_WEIGHTS},
@@ -625,35 +623,30 @@ int main(int argc, char **argv) {
                                              {"unknown", required_argument, 0, OPT_UNKNOWN},
                                              {"mem-gb", required_argument, 0, OPT_MEM},
                                              {"export", required_argument, 0, OPT_EXPORT},
-                                             {"config", required_argument, 0, 'c'},
-                                             {"set", required_argument, 0, OPT_SET},
-                                             {"jobs", required_argument, 0, 'j'},
-                                             {"json", no_argument, 0, OPT_JSON},
-                                             {"print-config", no_argument, 0, OPT_PRINT},
-                                             {"quiet", no_argument, 0, 'q'},
-                                             {"verbose", no_argument, 0, 'v'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {"version", no_argument, 0, OPT_VERSION},
                                              {0, 0, 0, 0}};
-    options o = {.out_dir = "esm", .jobs = ppd_cpu_count()};
-    size_t cap = (size_t)argc + 1;
-    const char **configs = calloc(cap, sizeof *configs), **sets = calloc(cap * 2, sizeof *sets);
-    o.graphs = calloc(cap, sizeof *o.graphs);
-    o.fastas = calloc(cap, sizeof *o.fastas);
-    static char setbuf[16][128]; /* option spellings of esm.* settings, applied as --set */
-    int nconf = 0, nset = 0, nsb = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt,
-        usage_error = 0, show = 0;
-#define AS_SET(key)                                                                                \
-    do {                                                                                           \
-        if (nsb == 16) {                                                                           \
-            ppd_error("too many --layer/--dtype/... options");                                     \
-            usage_error = 1;                                                                       \
-            break;                                                                                 \
-        }                                                                                          \
-        snprintf(setbuf[nsb], sizeof setbuf[nsb], "%s=%s", key, optarg);                           \
-        sets[nset++] = setbuf[nsb++];                                                              \
-    } while (0)
-    while ((opt = getopt_long(argc, argv, "g:o:c:j:qvh", longopts, NULL)) != -1) {
+    /* the spellings of esm.* settings, in option order */
+    static const struct {
+        int opt;
+        const char *key;
+    } as_set[] = {{OPT_LAYER, "esm.layer"},      {OPT_DTYPE, "esm.dtype"},
+                  {OPT_LONG, "esm.long_policy"}, {OPT_MAXLEN, "esm.max_length"},
+                  {OPT_OVERLAP, "esm.overlap"},  {OPT_UNKNOWN, "esm.unknown"},
+                  {OPT_MEM, "esm.mem_gb"}};
+    ppd_tool t;
+    if (ppd_tool_init(&t, "esm-embed", argc)) return PPD_EXIT_IO;
+    options o = {.out_dir = "esm"};
+    o.graphs = calloc((size_t)argc + 1, sizeof *o.graphs);
+    o.fastas = calloc((size_t)argc + 1, sizeof *o.fastas);
+    int opt;
+    while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "g:o:", longopts, NULL)) != -1) {
+        if (ppd_tool_option(&t, opt, optarg)) continue;
+        int spelled = 0;
+        for (size_t k = 0; k < sizeof as_set / sizeof as_set[0]; k++)
+            if (as_set[k].opt == opt) {
+                if (ppd_tool_add_set(&t, as_set[k].key, optarg)) t.usage_error = 1;
+                spelled = 1;
+            }
+        if (spelled) continue;
         switch (opt) {
         case 'g':
             o.graphs[o.n_graphs++] = optarg;
@@ -673,99 +666,30 @@ int main(int argc, char **argv) {
         case OPT_SEED:
             o.seed = strtoull(optarg, NULL, 0);
             break;
-        case OPT_LAYER:
-            AS_SET("esm.layer");
-            break;
-        case OPT_DTYPE:
-            AS_SET("esm.dtype");
-            break;
-        case OPT_LONG:
-            AS_SET("esm.long_policy");
-            break;
-        case OPT_MAXLEN:
-            AS_SET("esm.max_length");
-            break;
-        case OPT_OVERLAP:
-            AS_SET("esm.overlap");
-            break;
-        case OPT_UNKNOWN:
-            AS_SET("esm.unknown");
-            break;
-        case OPT_MEM:
-            AS_SET("esm.mem_gb");
-            break;
         case OPT_EXPORT:
             o.export_dir = optarg;
             break;
-        case 'c':
-            configs[nconf++] = optarg;
-            break;
-        case OPT_SET:
-            sets[nset++] = optarg;
-            break;
-        case 'j':
-            if ((o.jobs = (int)ppd_parse_count(optarg)) < 1) {
-                ppd_error("-j %s: give a positive number of threads", optarg);
-                usage_error = 1;
-            }
-            break;
-        case OPT_JSON:
-            o.json = 1;
-            break;
-        case OPT_PRINT:
-            print_config = 1;
-            break;
-        case 'q':
-            verbosity = PPD_LOG_WARN;
-            break;
-        case 'v':
-            verbosity = PPD_LOG_DEBUG;
-            break;
-        case 'h':
-            show = 1;
-            break;
-        case OPT_VERSION:
-            show = 2;
-            break;
         default:
-            usage_error = 2;
+            t.usage_error = 2;
             break;
         }
     }
-#undef AS_SET
-    ppd_log_set_level((ppd_log_level)verbosity);
-    if (!usage_error && !show && optind < argc) {
-        ppd_error("unexpected argument '%s' (see --help)", argv[optind]);
-        usage_error = 1;
-    }
-    if (!usage_error && !show && !print_config && o.n_graphs + o.n_fastas == 0) {
+    if (!t.usage_error && !t.help && !t.version && !t.print_config &&
+        o.n_graphs + o.n_fastas == 0) {
         ppd_error("give at least one input: -g GRAPHS or --fasta FILE (see --help)");
-        usage_error = 1;
+        t.usage_error = 1;
     }
-    int rc = 0;
+    int rc = ppd_tool_options_done(&t, argc, argv, optind, usage);
     ppd_config *cfg = NULL;
-    if (usage_error || show) {
-        if (usage_error == 2) usage(stderr);
-        if (show == 1) usage(stdout);
-        if (show == 2) printf("esm-embed %s\n", PPD_VERSION);
-        rc = usage_error ? PPD_EXIT_USAGE : PPD_EXIT_OK;
-        goto done;
-    }
-    ppd_status st = ppd_config_new(&cfg);
-    for (int i = 0; !st && i < nconf; i++) st = ppd_config_load(cfg, configs[i]);
-    for (int i = 0; !st && i < nset; i++) st = ppd_config_set(cfg, sets[i]);
-    if (st) {
-        ppd_error("%s", ppd_errmsg());
-        rc = ppd_exit_code(st);
-        goto done;
-    }
-    if (print_config) {
-        ppd_config_write_yaml(cfg, stdout);
-        goto done;
-    }
+    if (rc < 0 && ppd_tool_config(&t, &cfg)) rc = t.exit_code;
+    o.jobs = t.jobs;
+    o.json = t.json;
+    int verbosity = t.verbosity;
+    ppd_tool_free(&t);
+    if (rc >= 0) goto done;
     stats S = {0};
     double t0 = now_s();
-    st = run(cfg, &o, &S);
+    ppd_status st = run(cfg, &o, &S);
     if (st) {
         ppd_error("%s", ppd_errmsg());
         rc = ppd_exit_code(st);
@@ -800,8 +724,6 @@ int main(int argc, char **argv) {
     rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 done:
     ppd_config_free(cfg);
-    free(configs);
-    free(sets);
     free(o.graphs);
     free(o.fastas);
     return rc;

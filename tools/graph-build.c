@@ -18,6 +18,7 @@
 #include "ppdock/pdb.h"
 #include "ppdock/progress.h"
 #include "ppdock/threadpool.h"
+#include "ppdock/tool.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -355,35 +356,20 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-    ppd_log_set_prog("graph-build");
-    enum { OPT_SET = 1000, OPT_REC, OPT_LIG, OPT_ID, OPT_JSON, OPT_PRINT, OPT_VERSION };
-    static const struct option longopts[] = {{"config", required_argument, 0, 'c'},
-                                             {"set", required_argument, 0, OPT_SET},
+    enum { OPT_REC = 1, OPT_LIG, OPT_ID };
+    static const struct option longopts[] = {PPD_TOOL_LONGOPTS,
                                              {"output", required_argument, 0, 'o'},
                                              {"receptor", required_argument, 0, OPT_REC},
                                              {"ligand", required_argument, 0, OPT_LIG},
                                              {"id", required_argument, 0, OPT_ID},
-                                             {"jobs", required_argument, 0, 'j'},
-                                             {"json", no_argument, 0, OPT_JSON},
-                                             {"print-config", no_argument, 0, OPT_PRINT},
-                                             {"quiet", no_argument, 0, 'q'},
-                                             {"verbose", no_argument, 0, 'v'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {"version", no_argument, 0, OPT_VERSION},
                                              {0, 0, 0, 0}};
-    options o = {.out_dir = "graphs", .jobs = ppd_cpu_count()};
-    const char **configs = calloc((size_t)argc, sizeof *configs),
-               **sets = calloc((size_t)argc, sizeof *sets);
-    int nconf = 0, nset = 0, verbosity = PPD_LOG_INFO, print_config = 0, opt, usage_error = 0,
-        show = 0;
-    while ((opt = getopt_long(argc, argv, "c:o:j:qvh", longopts, NULL)) != -1) {
+    ppd_tool t;
+    if (ppd_tool_init(&t, "graph-build", argc)) return PPD_EXIT_IO;
+    options o = {.out_dir = "graphs"};
+    int opt;
+    while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "o:", longopts, NULL)) != -1) {
+        if (ppd_tool_option(&t, opt, optarg)) continue;
         switch (opt) {
-        case 'c':
-            configs[nconf++] = optarg;
-            break;
-        case OPT_SET:
-            sets[nset++] = optarg;
-            break;
         case 'o':
             o.out_dir = optarg;
             break;
@@ -396,72 +382,26 @@ int main(int argc, char **argv) {
         case OPT_ID:
             o.id = optarg;
             break;
-        case 'j':
-            if ((o.jobs = (int)ppd_parse_count(optarg)) < 1) {
-                ppd_error("-j %s: give a positive number of threads", optarg);
-                usage_error = 1;
-            }
-            break;
-        case OPT_JSON:
-            o.json = 1;
-            break;
-        case OPT_PRINT:
-            print_config = 1;
-            break;
-        case 'q':
-            verbosity = PPD_LOG_WARN;
-            break;
-        case 'v':
-            verbosity = verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE;
-            break;
-        case 'h':
-            show = 1;
-            break;
-        case OPT_VERSION:
-            show = 2;
-            break;
         default:
-            usage_error = 2;
+            t.usage_error = 2;
             break;
         }
     }
-    ppd_log_set_level((ppd_log_level)verbosity);
-    if (!usage_error && !show && optind < argc) {
-        ppd_error("unexpected argument '%s' (see --help)", argv[optind]);
-        usage_error = 1;
-    }
-    if (!usage_error && !show && (o.receptor || o.ligand || o.id) &&
-        !(o.receptor && o.ligand && o.id)) {
+    if (!t.usage_error && (o.receptor || o.ligand || o.id) && !(o.receptor && o.ligand && o.id)) {
         ppd_error("a single pair needs all of --receptor, --ligand and --id");
-        usage_error = 1;
+        t.usage_error = 1;
     }
-    if (usage_error || show) {
-        if (usage_error == 2) usage(stderr);
-        if (show == 1) usage(stdout);
-        if (show == 2) printf("graph-build %s\n", PPD_VERSION);
-        free(configs);
-        free(sets);
-        return usage_error ? PPD_EXIT_USAGE : PPD_EXIT_OK;
-    }
-    ppd_config *cfg;
-    ppd_status st = ppd_config_new(&cfg);
-    for (int i = 0; !st && i < nconf; i++) st = ppd_config_load(cfg, configs[i]);
-    for (int i = 0; !st && i < nset; i++) st = ppd_config_set(cfg, sets[i]);
-    free(configs);
-    free(sets);
-    if (st) {
-        ppd_error("%s", ppd_errmsg());
-        ppd_config_free(cfg);
-        return ppd_exit_code(st);
-    }
-    if (print_config) {
-        ppd_config_write_yaml(cfg, stdout);
-        ppd_config_free(cfg);
-        return 0;
-    }
+    int rc = ppd_tool_options_done(&t, argc, argv, optind, usage);
+    ppd_config *cfg = NULL;
+    if (rc < 0 && ppd_tool_config(&t, &cfg)) rc = t.exit_code;
+    o.jobs = t.jobs;
+    o.json = t.json;
+    int verbosity = t.verbosity;
+    ppd_tool_free(&t);
+    if (rc >= 0) return rc;
     double t0 = now_s();
     counts c = {0};
-    st = run(cfg, &o, &c);
+    ppd_status st = run(cfg, &o, &c);
     ppd_config_free(cfg);
     if (st) {
         ppd_error("%s", ppd_errmsg());

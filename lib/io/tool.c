@@ -1,0 +1,107 @@
+/* The options every configurable tool shares (see ppdock/tool.h). */
+#include "ppdock/tool.h"
+#include "ppdock/cli.h"
+#include "ppdock/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ppd_status ppd_tool_init(ppd_tool *t, const char *prog, int argc) {
+    memset(t, 0, sizeof *t);
+    t->prog = prog;
+    t->jobs = ppd_cpu_count();
+    t->verbosity = PPD_LOG_INFO;
+    t->cap = argc + 16;
+    t->configs = calloc((size_t)t->cap, sizeof *t->configs);
+    t->sets = calloc((size_t)t->cap, sizeof *t->sets);
+    ppd_log_set_prog(prog);
+    if (!t->configs || !t->sets) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
+    return PPD_OK;
+}
+
+static ppd_status push(ppd_tool *t, char **list, int *n, const char *s) {
+    if (*n >= t->cap) return ppd_fail(PPD_ERR_USAGE, "too many options");
+    if (!(list[*n] = strdup(s))) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
+    (*n)++;
+    return PPD_OK;
+}
+
+ppd_status ppd_tool_add_set(ppd_tool *t, const char *key, const char *value) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s=%s", key, value);
+    return push(t, t->sets, &t->n_sets, buf);
+}
+
+int ppd_tool_option(ppd_tool *t, int opt, const char *arg) {
+    switch (opt) {
+    case 'c':
+        if (push(t, t->configs, &t->n_configs, arg)) t->usage_error = 1;
+        return 1;
+    case PPD_OPT_SET:
+        if (push(t, t->sets, &t->n_sets, arg)) t->usage_error = 1;
+        return 1;
+    case 'j':
+        if ((t->jobs = (int)ppd_parse_count(arg)) < 1) {
+            ppd_error("-j %s: give a positive number of threads", arg);
+            t->usage_error = 1;
+        }
+        return 1;
+    case PPD_OPT_JSON: t->json = 1; return 1;
+    case PPD_OPT_PRINT_CONFIG: t->print_config = 1; return 1;
+    case 'q': t->verbosity = PPD_LOG_WARN; return 1;
+    case 'v': t->verbosity = t->verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE; return 1;
+    case 'h': t->help = 1; return 1;
+    case PPD_OPT_VERSION: t->version = 1; return 1;
+    case '?': t->usage_error = 2; return 1; /* getopt printed the message */
+    default: return 0;
+    }
+}
+
+int ppd_tool_options_done(ppd_tool *t, int argc, char **argv, int optind_, void (*usage)(FILE *f)) {
+    ppd_log_set_level((ppd_log_level)t->verbosity);
+    if (!t->usage_error && !t->help && !t->version && optind_ < argc) {
+        ppd_error("unexpected argument '%s' (see --help)", argv[optind_]);
+        t->usage_error = 1;
+    }
+    if (t->usage_error == 2) usage(stderr);
+    if (t->usage_error) return PPD_EXIT_USAGE;
+    if (t->help) {
+        usage(stdout);
+        return PPD_EXIT_OK;
+    }
+    if (t->version) {
+        printf("%s %s\n", t->prog, PPD_VERSION);
+        return PPD_EXIT_OK;
+    }
+    return -1;
+}
+
+ppd_status ppd_tool_config(ppd_tool *t, ppd_config **out) {
+    *out = NULL;
+    ppd_config *cfg = NULL;
+    ppd_status st = ppd_config_new(&cfg);
+    for (int i = 0; !st && i < t->n_configs; i++) st = ppd_config_load(cfg, t->configs[i]);
+    for (int i = 0; !st && i < t->n_sets; i++) st = ppd_config_set(cfg, t->sets[i]);
+    if (st) {
+        ppd_error("%s", ppd_errmsg());
+        t->exit_code = ppd_exit_code(st);
+        ppd_config_free(cfg);
+        return st;
+    }
+    if (t->print_config) {
+        ppd_config_write_yaml(cfg, stdout);
+        ppd_config_free(cfg);
+        t->exit_code = PPD_EXIT_OK;
+        return PPD_ERR_USAGE;
+    }
+    *out = cfg;
+    return PPD_OK;
+}
+
+void ppd_tool_free(ppd_tool *t) {
+    for (int i = 0; i < t->n_configs; i++) free(t->configs[i]);
+    for (int i = 0; i < t->n_sets; i++) free(t->sets[i]);
+    free(t->configs);
+    free(t->sets);
+    memset(t, 0, sizeof *t);
+}
