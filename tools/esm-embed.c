@@ -84,7 +84,6 @@ typedef struct {
     char key[PPD_ESM_KEY_LEN + 1];
     size_t tokens;
     int n;
-    int todo; /* needs embedding */
 } unique_seq;
 
 typedef struct {
@@ -134,7 +133,6 @@ static ppd_status add_unique(inputs *I, input *it) {
     memcpy(u->key, key, sizeof key);
     u->tokens = it->tokens;
     u->n = it->n;
-    u->todo = 0;
     I->slots[h] = ++I->n_uq;
     it->unique = (int)(I->n_uq - 1);
     return PPD_OK;
@@ -256,7 +254,7 @@ typedef struct {
 typedef struct {
     ppd_cache_writer *w;
     inputs *I;
-    int *todo_idx; /* plan sequence -> unique index */
+    int *pending_idx; /* plan sequence -> unique index */
     uint64_t model;
     int layer, half;
     ppd_buf value;
@@ -266,7 +264,7 @@ typedef struct {
 
 static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
     sink_ctx *s = ctx;
-    unique_seq *u = &s->I->uq[s->todo_idx[seq]];
+    unique_seq *u = &s->I->uq[s->pending_idx[seq]];
     const uint8_t *t = s->I->toks.data + u->tokens;
     PPD_TRY(ppd_esm_record_build(u->key, emb, t, n, d, s->half, s->model, s->layer, &s->value));
     PPD_TRY(ppd_cache_writer_put(s->w, u->key, s->value.data, s->value.len,
@@ -468,14 +466,14 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                                 .map_bytes = (size_t)ppd_config_int(cfg, "cache.map_mb") << 20};
     ppd_cache_writer *w = NULL;
     if (!st) st = ppd_cache_writer_open(o->out_dir, &wo, &w);
-    int *todo_idx = NULL, *lens = NULL;
+    int *pending_idx = NULL, *lens = NULL;
     const uint8_t **toks = NULL;
-    int n_todo = 0;
+    int n_pending = 0;
     if (!st) {
-        todo_idx = calloc(I.n_uq + 1, sizeof *todo_idx);
+        pending_idx = calloc(I.n_uq + 1, sizeof *pending_idx);
         lens = calloc(I.n_uq + 1, sizeof *lens);
         toks = calloc(I.n_uq + 1, sizeof *toks);
-        if (!todo_idx || !lens || !toks)
+        if (!pending_idx || !lens || !toks)
             st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu sequences", I.n_uq);
     }
     for (size_t i = 0; !st && i < I.n_uq; i++) {
@@ -491,11 +489,10 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         }
         if (found)
             ppd_debug("%s: stored record is stale or damaged; embedding it again", I.uq[i].key);
-        I.uq[i].todo = 1;
-        todo_idx[n_todo] = (int)i;
-        lens[n_todo] = I.uq[i].n;
-        toks[n_todo] = I.toks.data + I.uq[i].tokens;
-        n_todo++;
+        pending_idx[n_pending] = (int)i;
+        lens[n_pending] = I.uq[i].n;
+        toks[n_pending] = I.toks.data + I.uq[i].tokens;
+        n_pending++;
     }
 
     /* plan and run */
@@ -508,7 +505,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
      * float32 rows, and ESM_EMBED_FIXED_BYTES. */
     int longest = 0;
     size_t records = 0; /* bytes of all records this run writes */
-    for (int i = 0; i < n_todo; i++) {
+    for (int i = 0; i < n_pending; i++) {
         if (lens[i] > longest) longest = lens[i];
         records += (size_t)lens[i] * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
     }
@@ -518,7 +515,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                         I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 2 * batch +
                         2 * (size_t)longest * (size_t)m.cfg.d * 4 + fixed;
     size_t budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
-    if (!st && n_todo && budget <= tool_bytes)
+    if (!st && n_pending && budget <= tool_bytes)
         st = ppd_fail(PPD_ERR_NOMEM,
                       "esm.mem_gb = %.2f GiB cannot even hold the inputs and the write batch "
                       "(%.1f MiB)",
@@ -528,12 +525,12 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     po.long_policy = lp;
     po.long_limit = maxlen;
     po.overlap = overlap;
-    if (!st && n_todo) st = ppd_esm_plan_make(&plan, &m.cfg, lens, n_todo, &po);
-    if (!st && n_todo) {
+    if (!st && n_pending) st = ppd_esm_plan_make(&plan, &m.cfg, lens, n_pending, &po);
+    if (!st && n_pending) {
         S->predicted_peak = plan.peak_bytes + tool_bytes;
         if (ppd_log_get_level() >= PPD_LOG_DEBUG) ppd_esm_plan_print(&plan, stderr);
         for (int i = 0; i < plan.n_rejected; i++) {
-            unique_seq *u = &I.uq[todo_idx[plan.rejected[i]]];
+            unique_seq *u = &I.uq[pending_idx[plan.rejected[i]]];
             ppd_error("sequence %s (%d residues) is longer than esm.max_length=%d and "
                       "esm.long_policy=error (skipped)",
                       u->key, u->n, maxlen);
@@ -541,12 +538,12 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         }
         sink_ctx sc = {.w = w,
                        .I = &I,
-                       .todo_idx = todo_idx,
+                       .pending_idx = pending_idx,
                        .model = m.identity,
                        .layer = layer,
                        .half = half};
         uint64_t total = 0;
-        for (int i = 0; i < n_todo; i++) total += (uint64_t)lens[i];
+        for (int i = 0; i < n_pending; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
         double t1 = now_s();
         st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
@@ -563,7 +560,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     S->unknown = I.unknown_letters;
     if (!st && o->export_dir) st = export_all(o, &I);
     ppd_esm_plan_free(&plan);
-    free(todo_idx);
+    free(pending_idx);
     free(lens);
     free(toks);
     ppd_buf_free(&params);

@@ -222,7 +222,7 @@ static ppd_status load_from(ppd_esm_model *m, const ppd_tensor_file *f, const ch
             int which;
             int64_t r, c;
             float *dst;
-        } todo[] = {
+        } parts[] = {
             {T_LN1_W, d, 0, p->ln1_w + li * D},
             {T_LN1_B, d, 0, p->ln1_b + li * D},
             {T_Q_W, d, d, wqkv},
@@ -240,8 +240,8 @@ static ppd_status load_from(ppd_esm_model *m, const ppd_tensor_file *f, const ch
             {T_FC2_W, d, F, p->w2 + li * D * (size_t)F},
             {T_FC2_B, d, 0, p->b2 + li * D},
         };
-        for (size_t i = 0; i < sizeof todo / sizeof todo[0] && !st; i++)
-            st = load_tensor(&ld, todo[i].which, l, todo[i].r, todo[i].c, todo[i].dst);
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0] && !st; i++)
+            st = load_tensor(&ld, parts[i].which, l, parts[i].r, parts[i].c, parts[i].dst);
         if (st) break;
         float *fr = p->inv_freq + li * (size_t)h2;
         if (computed || !find(&ld, T_INV_FREQ, l, name, sizeof name))
