@@ -11,8 +11,8 @@
  *   ppd_tool t; ppd_tool_init(&t, "graph-build", argc);
  *   struct option longopts[] = {PPD_TOOL_LONGOPTS, {"output", required_argument, 0, 'o'}, {0}};
  *   while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "o:", longopts, NULL)) != -1)
- *       if (!ppd_tool_option(&t, opt, optarg)) switch (opt) { case 'o': ...; default: t.usage_error = 2; }
- *   int rc = ppd_tool_options_done(&t, argc, argv, usage);    // -1: go on; else exit with rc
+ *       if (!ppd_tool_option(&t, opt, optarg)) switch (opt) { case 'o': ...; default: t.usage_error
+ * = 2; } int rc = ppd_tool_options_done(&t, argc, argv, usage);    // -1: go on; else exit with rc
  *   ppd_config *cfg; if (ppd_tool_config(&t, &cfg)) exit(t.exit_code);
  */
 #ifndef PPDOCK_TOOL_H
@@ -31,8 +31,9 @@ enum { PPD_OPT_SET = 0x1000, PPD_OPT_JSON, PPD_OPT_PRINT_CONFIG, PPD_OPT_VERSION
     {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, PPD_OPT_SET},             \
         {"jobs", required_argument, 0, 'j'}, {"json", no_argument, 0, PPD_OPT_JSON},               \
         {"print-config", no_argument, 0, PPD_OPT_PRINT_CONFIG}, {"quiet", no_argument, 0, 'q'},    \
-        {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},                           \
-        {"version", no_argument, 0, PPD_OPT_VERSION}
+        {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {                         \
+        "version", no_argument, 0, PPD_OPT_VERSION                                                 \
+    }
 
 typedef struct {
     const char *prog;
@@ -51,8 +52,7 @@ int ppd_tool_option(ppd_tool *t, int opt, const char *arg);
 ppd_status ppd_tool_add_set(ppd_tool *t, const char *key, const char *value);
 /* After the getopt loop: set the log level, refuse stray arguments, and answer --help,
  * --version and usage errors. Returns -1 to go on, else the exit status to return. */
-int ppd_tool_options_done(ppd_tool *t, int argc, char **argv, int optind_,
-                          void (*usage)(FILE *f));
+int ppd_tool_options_done(ppd_tool *t, int argc, char **argv, int optind_, void (*usage)(FILE *f));
 /* The config of -c and --set. On an error it prints it, sets t->exit_code and returns it;
  * with --print-config it prints the config and returns PPD_ERR_USAGE with exit_code 0. */
 ppd_status ppd_tool_config(ppd_tool *t, ppd_config **out);

@@ -46,14 +46,29 @@ int ppd_tool_option(ppd_tool *t, int opt, const char *arg) {
             t->usage_error = 1;
         }
         return 1;
-    case PPD_OPT_JSON: t->json = 1; return 1;
-    case PPD_OPT_PRINT_CONFIG: t->print_config = 1; return 1;
-    case 'q': t->verbosity = PPD_LOG_WARN; return 1;
-    case 'v': t->verbosity = t->verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE; return 1;
-    case 'h': t->help = 1; return 1;
-    case PPD_OPT_VERSION: t->version = 1; return 1;
-    case '?': t->usage_error = 2; return 1; /* getopt printed the message */
-    default: return 0;
+    case PPD_OPT_JSON:
+        t->json = 1;
+        return 1;
+    case PPD_OPT_PRINT_CONFIG:
+        t->print_config = 1;
+        return 1;
+    case 'q':
+        t->verbosity = PPD_LOG_WARN;
+        return 1;
+    case 'v':
+        t->verbosity = t->verbosity < PPD_LOG_DEBUG ? PPD_LOG_DEBUG : PPD_LOG_TRACE;
+        return 1;
+    case 'h':
+        t->help = 1;
+        return 1;
+    case PPD_OPT_VERSION:
+        t->version = 1;
+        return 1;
+    case '?':
+        t->usage_error = 2;
+        return 1; /* getopt printed the message */
+    default:
+        return 0;
     }
 }
 
