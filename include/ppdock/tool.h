@@ -8,12 +8,16 @@
  *   -q / -v (-vv)          log level warn / debug (trace)
  *   -h, --help, --version
  *
- *   ppd_tool t; ppd_tool_init(&t, "graph-build", argc);
+ *   ppd_tool t;
+ *   ppd_tool_init(&t, "graph-build", argc);
  *   struct option longopts[] = {PPD_TOOL_LONGOPTS, {"output", required_argument, 0, 'o'}, {0}};
- *   while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "o:", longopts, NULL)) != -1)
- *       if (!ppd_tool_option(&t, opt, optarg)) switch (opt) { case 'o': ...; default: t.usage_error
- * = 2; } int rc = ppd_tool_options_done(&t, argc, argv, usage);    // -1: go on; else exit with rc
- *   ppd_config *cfg; if (ppd_tool_config(&t, &cfg)) exit(t.exit_code);
+ *   while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "o:", longopts, NULL)) != -1) {
+ *       if (ppd_tool_option(&t, opt, optarg)) continue;
+ *       ...the tool's own options; default: t.usage_error = 2
+ *   }
+ *   int rc = ppd_tool_options_done(&t, argc, argv, optind, usage); // -1: go on, else exit(rc)
+ *   ppd_config *cfg;
+ *   if (ppd_tool_config(&t, &cfg)) exit(t.exit_code);
  */
 #ifndef PPDOCK_TOOL_H
 #define PPDOCK_TOOL_H
