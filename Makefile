@@ -87,7 +87,7 @@ $(info $(if $(CUDNN),✓ cuDNN,✗ cuDNN)   $(if $(NCCL),✓ NCCL,✗ NCCL)   $(
 endif
 
 # ---- sources --------------------------------------------------------------------------------
-LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c lib/esm/*.c))
+LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c lib/esm/*.c lib/train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libppdock.a
 CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu))

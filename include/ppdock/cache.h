@@ -48,6 +48,10 @@ _Static_assert(sizeof(ppd_index_entry) == 32, "index entry is 32 bytes on disk")
 
 const char *ppd_rec_type_name(int type); /* "graph", "esm", "?" */
 
+/* The value of a "name=value" line of a meta params text (NUL-terminated) into out (truncated
+ * to cap); returns 0 if the name is absent. */
+int ppd_cache_param(const char *params, const char *name, char *out, size_t cap);
+
 /* ---- writer ------------------------------------------------------------------------------------
  */
 

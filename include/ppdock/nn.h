@@ -25,9 +25,10 @@ void ppd_gaussian_smearing_forward(float *out, const float *dist, const float *o
                                    int64_t E, int G);
 
 /* offsets: (G), G >= 2. float32 torch.linspace(start, stop, G) as PyTorch's CPU kernel computes
- * it: step = (stop - start) / (G - 1) in float32, then start + step * j for j < G / 2 and
- * stop - step * (G - 1 - j) above. It can differ by one ulp from the correctly rounded value (spec
- * §3.3; checkpoints store the offsets, so a loaded model uses those instead). */
+ * it (AVX2 build): step = (stop - start) / (G - 1) in float32; 8-wide vectors start from
+ * start + step * j0 (first half) or stop - step * (G - 1 - j0) (second half) and add
+ * step * lane. It can differ by one ulp from the correctly rounded value and from other PyTorch
+ * builds (spec §3.3); checkpoints store the offsets, so a loaded model uses those instead. */
 void ppd_gaussian_smearing_offsets(float *offsets, float start, float stop, int G);
 
 /* gamma = -0.5 / (offsets[1] - offsets[0])^2, computed in double and rounded to float32 (spec
@@ -42,6 +43,22 @@ void ppd_time_embedding_forward(float *out, const float *t, int64_t N);
 
 /* f_0 .. f_15 as used by ppd_time_embedding_forward (PPD_TIME_EMBEDDING_FREQS). */
 extern const float ppd_time_embedding_freqs[16];
+
+/* ---- Linear layer (PyTorch layout: W is (M, K)) ---------------------------------------------
+ * out: (N, M)   in: (N, K)   W: (M, K)   b: (M) or NULL
+ *   forward:  out = in W^T + b                       (one sgemm)
+ *   backward: dW += dout^T in;  db += Σ_n dout[n];  din = dout W   (din, db may be NULL;
+ *             dW and db accumulate, din is overwritten)
+ * The GEMMs run on OpenBLAS's own threads (the caller sets their number). */
+void ppd_linear_forward(float *out, const float *in, const float *W, const float *b, int64_t N,
+                        int K, int M);
+void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, const float *in,
+                         const float *W, int64_t N, int K, int M);
+
+/* ---- ReLU ----------------------------------------------------------------------------------
+ * x: (n) in place;  backward: d[i] = 0 where y[i] <= 0 (y = the ReLU's output). */
+void ppd_relu_forward(float *x, int64_t n);
+void ppd_relu_backward(float *d, const float *y, int64_t n);
 
 #ifdef __cplusplus
 }

@@ -736,3 +736,18 @@ ppd_status ppd_cache_publish(const char *src, const char *dst) {
     if (st) ppd_remove_tree(tmp);
     return st;
 }
+
+int ppd_cache_param(const char *params, const char *name, char *out, size_t cap) {
+    size_t n = strlen(name);
+    for (const char *p = params; p && *p;) {
+        if (!strncmp(p, name, n) && p[n] == '=') {
+            const char *v = p + n + 1, *e = strchr(v, '\n');
+            size_t len = e ? (size_t)(e - v) : strlen(v);
+            snprintf(out, cap, "%.*s", (int)len, v);
+            return 1;
+        }
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return 0;
+}

@@ -39,22 +39,6 @@ static void report(cross *x, const char *key, const char *check, const char *fmt
     }
 }
 
-/* "name=value" line of a params text into out; 0 if absent. */
-static int param(const char *params, const char *name, char *out, size_t cap) {
-    size_t n = strlen(name);
-    for (const char *p = params; p && *p;) {
-        if (!strncmp(p, name, n) && p[n] == '=') {
-            const char *v = p + n + 1, *e = strchr(v, '\n');
-            size_t len = e ? (size_t)(e - v) : strlen(v);
-            snprintf(out, cap, "%.*s", (int)len, v);
-            return 1;
-        }
-        p = strchr(p, '\n');
-        if (p) p++;
-    }
-    return 0;
-}
-
 static void check_side(cross *x, const char *complex, const char *side, const ppd_graph_side *g) {
     char key[PPD_ESM_KEY_LEN + 1], name[PPD_CACHE_MAX_KEY + 16];
     snprintf(name, sizeof name, "%s:%s", complex, side);
@@ -99,12 +83,14 @@ ppd_status ppd_cache_cross_check(const char *graphs, const char *esm, const ppd_
         st = ppd_fail(PPD_ERR_USAGE, "%s is not an ESM cache", esm);
     char model[32] = "", width[16] = "";
     if (!st) st = ppd_cache_reader_meta(x.esm, "params", &params);
-    if (!st && (!param((char *)params.data, "esm.model", model, sizeof model) ||
-                !param((char *)params.data, "esm.policy", x.policy, sizeof x.policy)))
+    if (!st &&
+        (!ppd_cache_param((const char *)params.data, "esm.model", model, sizeof model) ||
+         !ppd_cache_param((const char *)params.data, "esm.policy", x.policy, sizeof x.policy)))
         st = ppd_fail(PPD_ERR_CORRUPT, "%s: meta params lack esm.model / esm.policy", esm);
     if (!st) {
         x.model = strtoull(model, NULL, 16);
-        if (param((char *)params.data, "esm.width", width, sizeof width)) x.width = atoi(width);
+        if (ppd_cache_param((const char *)params.data, "esm.width", width, sizeof width))
+            x.width = atoi(width);
         s->sealed = ppd_cache_reader_sealed(g) && ppd_cache_reader_sealed(x.esm);
         st = ppd_cache_reader_cursor(g, &cur);
     }

@@ -157,6 +157,15 @@ static const ppd_config_setting table[] = {
     S("train.checkpoint_path", NUL, 0, "checkpoint to start from (fine-tuning, resume)"),
     I("train.save_model_every", "10", 1, 1000000000, 0,
       "save the latest model every this many epochs"),
+    I("train.checkpoint_steps", "1000", 0, 1000000000, 0,
+      "ppdock: also write RUN/last.safetensors every this many optimizer steps (0: only at the "
+      "end of each epoch and of the run)"),
+    I("train.micro_batch", "0", 0, 1000000, 0,
+      "ppdock: complexes per forward/backward pass; a batch is split into passes of this many "
+      "and their gradients accumulate (0: the whole batch in one pass)"),
+    I("train.chunk_edges", "4096", 1, 100000000, 0,
+      "ppdock: edges per chunk of the per-edge weight MLPs; bounds their activation memory to "
+      "about chunk_edges x (6 ns + 2 x 3032) floats (results do not depend on it)"),
     F("train.tor_weight", "0.33", NONNEG_FLOAT, COMPAT,
       "DiffDock-PP: torsion loss weight (rigid: 0)"),
     F("train.score_loss_weight", "0", ANY_FLOAT, COMPAT, "DiffDock-PP: unused"),

@@ -1,0 +1,70 @@
+/* ppdock/loader.h — training batches streamed from a graph cache joined with an ESM cache.
+ *
+ * Opening scans the graph cache once for the complex ids of each split (the ids only: a few
+ * bytes per complex); batches are then read record by record from the memory-mapped LMDB files
+ * into an arena the caller resets per batch, so host memory holds the current batch, not the
+ * data set (DESIGN.md rule 3).
+ *
+ * A batch is what ppd_score_batch wants (ppdock/score_model.h), positions in the receptor-centred
+ * frame with the ligand in its TRUE (bound) pose; the trainer noises the ligand. Node features:
+ *   lm_dim > 0: x = [ESM embedding (lm_dim) | ESM token id as float]   (spec §1.3)
+ *   lm_dim = 0: x = [1-based index of the 3-letter residue name among the 20 standard names in
+ *               sorted order (ALA=1 ... VAL=20), 21 for anything else]
+ *
+ * Errors of ppd_loader_open: PPD_ERR_USAGE when a directory is not a graph / ESM cache, the ESM
+ * cache's width differs from lm_dim, or the graph cache's data.knn_size differs from knn_k (each
+ * message names the cache, the value found and the setting to change); cache errors as they
+ * come (PPD_ERR_LMDB, PPD_ERR_CORRUPT ...). A complex that cannot be loaded (corrupt record, no
+ * embedding for one of its chains) is skipped with a warning naming it and what to run; the
+ * batch reports how many were skipped.
+ */
+#ifndef PPDOCK_LOADER_H
+#define PPDOCK_LOADER_H
+
+#include "ppdock/arena.h"
+#include "ppdock/status.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ppd_loader ppd_loader;
+
+typedef struct {
+    const char *graphs; /* graph cache directory (graph-build) */
+    const char *esm;    /* ESM cache directory (esm-embed); NULL when lm_dim == 0 */
+    int lm_dim, knn_k;
+} ppd_loader_opts;
+
+ppd_status ppd_loader_open(const ppd_loader_opts *o, ppd_loader **out);
+void ppd_loader_close(ppd_loader *l);
+
+/* Number of complexes of a split ("train", "val", "test"); 0 for an unknown split. */
+int64_t ppd_loader_count(const ppd_loader *l, const char *split);
+/* The i-th id of a split (key order), or NULL. */
+const char *ppd_loader_id(const ppd_loader *l, const char *split, int64_t i);
+
+typedef struct {
+    int B;       /* complexes loaded */
+    int skipped; /* complexes of the request that could not be loaded */
+    int64_t Nr, Nl, Er, El;
+    float *rec_pos, *lig_pos; /* (Nr, 3), (Nl, 3) */
+    float *rec_x, *lig_x;     /* (N, 1 + lm_dim) */
+    int64_t *rec_batch, *lig_batch;
+    int64_t *rec_src, *rec_dst, *lig_src, *lig_dst;
+    int64_t *rec_start, *lig_start;   /* (B + 1) first node of each complex */
+    int64_t *rec_estart, *lig_estart; /* (B + 1) first edge of each complex */
+    const char **ids;                 /* (B) */
+} ppd_train_batch;
+
+/* Loads complexes idx[0..n) of a split into a batch allocated from `arena`. */
+ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx, int n,
+                           ppd_arena *arena, ppd_train_batch *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

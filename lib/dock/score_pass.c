@@ -1,0 +1,813 @@
+/* Score model forward and backward, CPU reference (ppdock/score_model.h; spec diffdock-pp.md
+ * §3, Appendix B).
+ *
+ * Kept from forward for backward (all in the activation arena): node features entering every
+ * layer, per-edge embeddings E (ns), their MLP inputs/hidden (64 + ns) and harmonics Y (9), and
+ * the heads' few numbers. Not kept: the fc activations of the convolutions (3ns + 3ns + W per
+ * edge and layer, W up to 3,032) — those are recomputed chunk by chunk in backward, which costs
+ * one extra fc forward per conv but bounds their memory to chunk_edges rows.
+ *
+ * The cross convolutions of the two directions share their fc input (spec §3.6: the same edge
+ * tensor), so one fc evaluation per chunk serves both the ligand and the receptor update, and
+ * backward adds the two weight gradients before one fc backward: identical arithmetic to the
+ * original's two calls, half the work.
+ */
+#include "ppdock/kernels/so3.h"
+#include "ppdock/nn.h"
+#include "ppdock/score_model.h"
+#include "ppdock/so3.h"
+#include "ppdock/tp.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { TD = 32 }; /* time embedding width */
+
+typedef struct {
+    int64_t E;
+    int D;                      /* Gaussians per edge */
+    float *raw, *hid, *emb, *Y; /* (E, T + D), (E, ns), (E, ns), (E, 9) */
+} edge_set;
+
+typedef struct {
+    ppd_score_batch b;
+    int64_t Ec;
+    int64_t *cross_l, *cross_r;    /* (Ec) */
+    float *temb_r, *temb_l, *gemb; /* (Nr, T), (Nl, T), (B, T) */
+    float *emb_r, *emb_l;          /* atom_ebd + sigma_ebd: (N, ns) */
+    float *lm_in_r, *lm_in_l;      /* lm_ebd inputs (N, ns + lm), lm > 0 only */
+    int64_t *idx_r, *idx_l;        /* atom_ebd rows */
+    float *h_r[PPD_SCORE_MAX_LAYERS + 1], *h_l[PPD_SCORE_MAX_LAYERS + 1];
+    edge_set li, ri, cr, ce; /* ligand intra, receptor intra, cross, centre */
+    float *cnt_li, *cnt_ri, *cnt_lc, *cnt_rc, *cnt_ce; /* receivers' in-degrees, >= 1 */
+    int64_t *ce_graph, *ce_node;                       /* centre edges (g, n) */
+    float *z;                                          /* (B, 12) */
+    float *vec[2], *rho[2], *head_in[2], *head_hid[2], *mag[2], *scale[2]; /* tr, rot */
+    /* chunk scratch */
+    float *A, *H1, *Wt, *dWt, *dWt2, *msg, *dmsg, *dX, *dA;
+} pass_state;
+
+#define ALLOC(ptr, n)                                                                              \
+    do {                                                                                           \
+        void *ppd_p_;                                                                              \
+        PPD_TRY(ppd_arena_alloc_st(&m->act, sizeof(*(ptr)) * (size_t)((n) > 0 ? (n) : 1), 64,      \
+                                   &ppd_p_));                                                      \
+        (ptr) = ppd_p_;                                                                            \
+    } while (0)
+
+static float sigma_f32(float smin, float smax, float t) {
+    /* float32 as PyTorch: smin ** (1 - t) * smax ** t */
+    float a = powf(smin, 1.0f - t), b = powf(smax, t);
+    return a * b;
+}
+
+/* ---- node embedding (spec §3.2) ------------------------------------------------------------- */
+
+static ppd_status embed_nodes(ppd_score_model *m, pass_state *s, int64_t N, const float *x,
+                              const float *temb, int64_t **idx_out, float **emb_out,
+                              float **lm_in_out, float *h0, const char *who) {
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, lm = c->lm_dim, X = 1 + lm;
+    int64_t *idx;
+    float *emb;
+    ALLOC(idx, N);
+    ALLOC(emb, N * ns);
+    for (int64_t n = 0; n < N; n++) {
+        float v = x[n * X];
+        if (!(v > -1.0f && v < (float)c->num_atom_types)) /* trunc toward zero must be a row */
+            return ppd_fail(PPD_ERR_USAGE,
+                            "score model: %s node %lld: x[0] = %g truncates outside the %d-row "
+                            "embedding table",
+                            who, (long long)n, (double)v, c->num_atom_types);
+        idx[n] = (int64_t)v;
+    }
+    ppd_linear_forward(emb, temb, m->p.sigma_ebd.w, m->p.sigma_ebd.b, N, TD, ns);
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < ns; j++) {
+            float a = m->p.atom_ebd[idx[n] * ns + j];
+            emb[n * ns + j] = a + emb[n * ns + j];
+        }
+    *idx_out = idx;
+    *emb_out = emb;
+    *lm_in_out = NULL;
+    if (lm == 0) {
+        memcpy(h0, emb, sizeof(float) * (size_t)(N * ns));
+        return PPD_OK;
+    }
+    float *in;
+    ALLOC(in, N * (ns + lm));
+    for (int64_t n = 0; n < N; n++) {
+        memcpy(in + n * (ns + lm), emb + n * ns, sizeof(float) * (size_t)ns);
+        memcpy(in + n * (ns + lm) + ns, x + n * X + 1, sizeof(float) * (size_t)lm);
+    }
+    ppd_linear_forward(h0, in, m->p.lm_ebd.w, m->p.lm_ebd.b, N, ns + lm, ns);
+    *lm_in_out = in;
+    (void)s;
+    return PPD_OK;
+}
+
+/* ---- edge features (spec §3.3) -------------------------------------------------------------- */
+
+/* raw = [temb[tnode], G(|v|)] (or [G, temb] when gauss_first), then the 2-layer edge MLP. */
+static ppd_status edge_features(ppd_score_model *m, edge_set *es, int64_t E, const float *vec,
+                                const float *temb, const int64_t *tnode, const float *off, int D,
+                                float gamma, int gauss_first, const ppd_linear_params mlp[2]) {
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, R = TD + D;
+    es->D = D;
+    es->E = E;
+    ALLOC(es->raw, E * R);
+    ALLOC(es->hid, E * ns);
+    ALLOC(es->emb, E * ns);
+    ALLOC(es->Y, E * PPD_SH_DIM);
+    for (int64_t e = 0; e < E; e++) {
+        const float *v = vec + 3 * e;
+        float xx = v[0] * v[0], yy = v[1] * v[1], zz = v[2] * v[2];
+        float ss = xx + yy;
+        ss = ss + zz;
+        float d = sqrtf(ss);
+        float *row = es->raw + e * R;
+        float *g = row + (gauss_first ? 0 : TD), *t = row + (gauss_first ? D : 0);
+        ppd_gaussian_smearing_forward(g, &d, off, gamma, 1, D);
+        memcpy(t, temb + tnode[e] * TD, sizeof(float) * TD);
+    }
+    ppd_sh_forward(es->Y, vec, E);
+    ppd_linear_forward(es->hid, es->raw, mlp[0].w, mlp[0].b, E, R, ns);
+    ppd_relu_forward(es->hid, E * ns);
+    ppd_linear_forward(es->emb, es->hid, mlp[1].w, mlp[1].b, E, ns, ns);
+    return PPD_OK;
+}
+
+static void edge_features_backward(ppd_score_model *m, const edge_set *es, float *demb,
+                                   ppd_linear_params gmlp[2], const ppd_linear_params mlp[2],
+                                   float *dhid) {
+    int ns = m->cfg.ns, R = TD + es->D;
+    ppd_linear_backward(dhid, gmlp[1].w, gmlp[1].b, demb, es->hid, mlp[1].w, es->E, ns, ns);
+    ppd_relu_backward(dhid, es->hid, es->E * ns);
+    ppd_linear_backward(NULL, gmlp[0].w, gmlp[0].b, dhid, es->raw, mlp[0].w, es->E, R, ns);
+}
+
+/* in-degree of each receiver, clamped at 1 (scatter-mean of an empty set is 0) */
+static ppd_status degrees(ppd_score_model *m, float **out, int64_t N, const int64_t *recv,
+                          int64_t E) {
+    float *cnt;
+    ALLOC(cnt, N);
+    for (int64_t n = 0; n < N; n++) cnt[n] = 0.0f;
+    for (int64_t e = 0; e < E; e++) cnt[recv[e]] += 1.0f;
+    for (int64_t n = 0; n < N; n++)
+        if (cnt[n] < 1.0f) cnt[n] = 1.0f;
+    *out = cnt;
+    return PPD_OK;
+}
+
+/* ---- convolution with chunked per-edge weights (spec §3.5) ---------------------------------- */
+
+typedef struct {
+    const int64_t *recv, *send; /* (E) */
+    const float *hsend;         /* sender features, rows of tp->in.dim */
+    float *acc;                 /* receiver sums, rows of tp->out.dim (forward) */
+    const float *dU;            /* gradient of the receiver means (backward) */
+    float *dhsend;              /* gradient of the sender features (backward) */
+    const float *cnt;
+} conv_dir;
+
+typedef struct {
+    const ppd_tp *tp;
+    ppd_linear_params fc[2], gfc[2];
+    int64_t E;
+    const int64_t *first, *second; /* eattr = [emb[e], hA[first[e], :ns], hB[second[e], :ns]] */
+    const float *hA, *hB;
+    int dA, dB;
+    float *dhA, *dhB; /* backward */
+    const float *emb, *Y;
+    float *demb; /* backward */
+    int ndir;
+    conv_dir dir[2];
+} conv_job;
+
+static void conv_chunk_fc(ppd_score_model *m, pass_state *s, const conv_job *j, int64_t e0,
+                          int64_t n) {
+    int ns = m->cfg.ns, F = 3 * ns, W = j->tp->wnum;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t e = e0 + i;
+        float *a = s->A + i * F;
+        memcpy(a, j->emb + e * ns, sizeof(float) * (size_t)ns);
+        memcpy(a + ns, j->hA + j->first[e] * j->dA, sizeof(float) * (size_t)ns);
+        memcpy(a + 2 * ns, j->hB + j->second[e] * j->dB, sizeof(float) * (size_t)ns);
+    }
+    ppd_linear_forward(s->H1, s->A, j->fc[0].w, j->fc[0].b, n, F, F);
+    ppd_relu_forward(s->H1, n * F);
+    ppd_linear_forward(s->Wt, s->H1, j->fc[1].w, j->fc[1].b, n, F, W);
+}
+
+static void conv_forward(ppd_score_model *m, pass_state *s, const conv_job *j) {
+    const ppd_tp *tp = j->tp;
+    int dout = tp->out.dim;
+    int64_t C = m->cfg.chunk_edges;
+    for (int64_t e0 = 0; e0 < j->E; e0 += C) {
+        int64_t n = j->E - e0 < C ? j->E - e0 : C;
+        conv_chunk_fc(m, s, j, e0, n);
+        for (int d = 0; d < j->ndir; d++) {
+            const conv_dir *cd = &j->dir[d];
+            ppd_tp_forward(tp, s->msg, cd->hsend, cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt, n);
+            for (int64_t i = 0; i < n; i++) {
+                float *o = cd->acc + cd->recv[e0 + i] * dout;
+                const float *mm = s->msg + i * dout;
+                for (int k = 0; k < dout; k++) o[k] += mm[k];
+            }
+        }
+    }
+}
+
+static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) {
+    const ppd_tp *tp = j->tp;
+    int ns = m->cfg.ns, F = 3 * ns, W = tp->wnum, din = tp->in.dim, dout = tp->out.dim;
+    int64_t C = m->cfg.chunk_edges;
+    for (int64_t e0 = 0; e0 < j->E; e0 += C) {
+        int64_t n = j->E - e0 < C ? j->E - e0 : C;
+        conv_chunk_fc(m, s, j, e0, n);
+        for (int d = 0; d < j->ndir; d++) {
+            const conv_dir *cd = &j->dir[d];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t r = cd->recv[e0 + i];
+                float cnt = cd->cnt[r];
+                for (int k = 0; k < dout; k++) s->dmsg[i * dout + k] = cd->dU[r * dout + k] / cnt;
+            }
+            ppd_tp_backward(tp, s->dX, d == 0 ? s->dWt : s->dWt2, s->dmsg, cd->hsend, cd->send + e0,
+                            j->Y + e0 * PPD_SH_DIM, s->Wt, n);
+            for (int64_t i = 0; i < n; i++) {
+                float *g = cd->dhsend + cd->send[e0 + i] * din;
+                const float *x = s->dX + i * din;
+                for (int k = 0; k < din; k++) g[k] += x[k];
+            }
+        }
+        if (j->ndir == 2)
+            for (int64_t i = 0; i < n * W; i++) s->dWt[i] += s->dWt2[i];
+        ppd_linear_backward(s->dA /* dH1 */, j->gfc[1].w, j->gfc[1].b, s->dWt, s->H1, j->fc[1].w, n,
+                            F, W);
+        ppd_relu_backward(s->dA, s->H1, n * F);
+        memcpy(s->H1, s->dA, sizeof(float) * (size_t)(n * F)); /* dH1, freeing dA */
+        ppd_linear_backward(s->dA, j->gfc[0].w, j->gfc[0].b, s->H1, s->A, j->fc[0].w, n, F, F);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t e = e0 + i;
+            const float *g = s->dA + i * F;
+            float *de = j->demb + e * ns, *ga = j->dhA + j->first[e] * j->dA,
+                  *gb = j->dhB + j->second[e] * j->dB;
+            for (int k = 0; k < ns; k++) {
+                de[k] += g[k];
+                ga[k] += g[ns + k];
+                gb[k] += g[2 * ns + k];
+            }
+        }
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------------- */
+
+static ppd_status check_batch(const ppd_score_model *m, const ppd_score_batch *b) {
+    if (b->B < 1) return ppd_fail(PPD_ERR_USAGE, "score model: empty batch");
+    const int64_t *bt[2] = {b->rec_batch, b->lig_batch};
+    int64_t N[2] = {b->Nr, b->Nl};
+    const char *who[2] = {"receptor", "ligand"};
+    for (int p = 0; p < 2; p++) {
+        if (N[p] < 1) return ppd_fail(PPD_ERR_USAGE, "score model: no %s nodes", who[p]);
+        for (int64_t n = 0; n < N[p]; n++)
+            if (bt[p][n] < 0 || bt[p][n] >= b->B || (n && bt[p][n] < bt[p][n - 1]))
+                return ppd_fail(PPD_ERR_USAGE,
+                                "score model: %s node %lld: batch id %lld out of order or range",
+                                who[p], (long long)n, (long long)bt[p][n]);
+    }
+    const int64_t *src[2] = {b->rec_src, b->lig_src}, *dst[2] = {b->rec_dst, b->lig_dst};
+    int64_t E[2] = {b->Er, b->El};
+    for (int p = 0; p < 2; p++)
+        for (int64_t e = 0; e < E[p]; e++)
+            if (src[p][e] < 0 || src[p][e] >= N[p] || dst[p][e] < 0 || dst[p][e] >= N[p])
+                return ppd_fail(PPD_ERR_USAGE, "score model: %s edge %lld points outside the nodes",
+                                who[p], (long long)e);
+    (void)m;
+    return PPD_OK;
+}
+
+/* Cross edges (ligand a, receptor b) of each complex with |p_r/R - p_l/R|^2 < 1 (spec §3.3). */
+static ppd_status cross_edges(ppd_score_model *m, pass_state *s) {
+    const ppd_score_batch *b = &s->b;
+    const ppd_score_config *c = &m->cfg;
+    float *R;
+    ALLOC(R, b->B);
+    for (int g = 0; g < b->B; g++) {
+        float sig = sigma_f32(c->tr_s_min, c->tr_s_max, b->t[g]);
+        float w = sig * c->cross_cutoff_weight;
+        R[g] = c->dynamic_max_cross ? w + c->cross_cutoff_bias : c->cross_max_dist;
+    }
+    int64_t *r0, *l0; /* first node of each complex, B + 1 entries */
+    ALLOC(r0, b->B + 1);
+    ALLOC(l0, b->B + 1);
+    for (int g = 0; g <= b->B; g++) r0[g] = l0[g] = 0;
+    for (int64_t n = 0; n < b->Nr; n++) r0[b->rec_batch[n] + 1]++;
+    for (int64_t n = 0; n < b->Nl; n++) l0[b->lig_batch[n] + 1]++;
+    for (int g = 0; g < b->B; g++) {
+        r0[g + 1] += r0[g];
+        l0[g + 1] += l0[g];
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t E = 0;
+        for (int g = 0; g < b->B; g++)
+            for (int64_t a = l0[g]; a < l0[g + 1]; a++) {
+                float la[3];
+                for (int k = 0; k < 3; k++) la[k] = b->lig_pos[3 * a + k] / R[g];
+                for (int64_t r = r0[g]; r < r0[g + 1]; r++) {
+                    float d2 = 0.0f;
+                    for (int k = 0; k < 3; k++) {
+                        float q = b->rec_pos[3 * r + k] / R[g] - la[k];
+                        float qq = q * q;
+                        d2 = d2 + qq;
+                    }
+                    if (d2 < 1.0f) {
+                        if (pass) {
+                            s->cross_l[E] = a;
+                            s->cross_r[E] = r;
+                        }
+                        E++;
+                    }
+                }
+            }
+        if (!pass) {
+            s->Ec = E;
+            ALLOC(s->cross_l, E);
+            ALLOC(s->cross_r, E);
+        }
+    }
+    return PPD_OK;
+}
+
+static ppd_status intra_edge_set(ppd_score_model *m, edge_set *es, int64_t E, const int64_t *src,
+                                 const int64_t *dst, const float *pos, const float *temb) {
+    float *vec;
+    ALLOC(vec, 3 * E);
+    for (int64_t e = 0; e < E; e++)
+        for (int k = 0; k < 3; k++) vec[3 * e + k] = pos[3 * dst[e] + k] - pos[3 * src[e] + k];
+    return edge_features(m, es, E, vec, temb, src, m->off_intra, m->cfg.dist_dim, m->gamma_intra, 0,
+                         m->p.rec_edge);
+}
+
+static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3], float *acc[4]) {
+    const ppd_score_batch *b = &s->b;
+    int ns = m->cfg.ns, L = m->cfg.layers;
+    const ppd_tp *tp = &m->tp[k];
+    int din = tp->in.dim;
+    float *hl = s->h_l[k], *hr = s->h_r[k];
+    /* ligand intra: eattr [E, h_l[s], h_l[d]], message from h_l[d] into s */
+    jobs[0] = (conv_job){.tp = tp,
+                         .E = b->El,
+                         .first = b->lig_src,
+                         .second = b->lig_dst,
+                         .hA = hl,
+                         .hB = hl,
+                         .dA = din,
+                         .dB = din,
+                         .emb = s->li.emb,
+                         .Y = s->li.Y,
+                         .ndir = 1};
+    jobs[0].dir[0] = (conv_dir){
+        .recv = b->lig_src, .send = b->lig_dst, .hsend = hl, .acc = acc[0], .cnt = s->cnt_li};
+    /* cross: eattr [Ec, h_l[a], h_r[b]]; ligand gets h_r[b] into a, receptor h_l[a] into b */
+    jobs[1] = (conv_job){.tp = tp,
+                         .E = s->Ec,
+                         .first = s->cross_l,
+                         .second = s->cross_r,
+                         .hA = hl,
+                         .hB = hr,
+                         .dA = din,
+                         .dB = din,
+                         .emb = s->cr.emb,
+                         .Y = s->cr.Y,
+                         .ndir = k < L - 1 ? 2 : 1};
+    jobs[1].dir[0] = (conv_dir){
+        .recv = s->cross_l, .send = s->cross_r, .hsend = hr, .acc = acc[1], .cnt = s->cnt_lc};
+    jobs[1].dir[1] = (conv_dir){
+        .recv = s->cross_r, .send = s->cross_l, .hsend = hl, .acc = acc[3], .cnt = s->cnt_rc};
+    /* receptor intra (not in the last layer) */
+    jobs[2] = (conv_job){.tp = tp,
+                         .E = k < L - 1 ? b->Er : 0,
+                         .first = b->rec_src,
+                         .second = b->rec_dst,
+                         .hA = hr,
+                         .hB = hr,
+                         .dA = din,
+                         .dB = din,
+                         .emb = s->ri.emb,
+                         .Y = s->ri.Y,
+                         .ndir = 1};
+    jobs[2].dir[0] = (conv_dir){
+        .recv = b->rec_src, .send = b->rec_dst, .hsend = hr, .acc = acc[2], .cnt = s->cnt_ri};
+    for (int i = 0; i < 3; i++) {
+        jobs[i].fc[0] = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k][0];
+        jobs[i].fc[1] = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k][1];
+        jobs[i].gfc[0] = (i == 1 ? m->g.cross_fc : m->g.intra_fc)[k][0];
+        jobs[i].gfc[1] = (i == 1 ? m->g.cross_fc : m->g.intra_fc)[k][1];
+    }
+    (void)ns;
+}
+
+/* h_next = pad(h) + U_intra + U_cross, the U being the sums divided by the in-degrees */
+static void update_nodes(float *hn, const float *h, int64_t N, int din, int dout, float *acc_i,
+                         const float *cnt_i, float *acc_c, const float *cnt_c) {
+    for (int64_t n = 0; n < N; n++)
+        for (int k = 0; k < dout; k++) {
+            float base = k < din ? h[n * din + k] : 0.0f;
+            float ui = acc_i[n * dout + k] / cnt_i[n], uc = acc_c[n * dout + k] / cnt_c[n];
+            float v = base + ui;
+            hn[n * dout + k] = v + uc;
+        }
+}
+
+static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
+    int ns = m->cfg.ns, F = 3 * ns, W = m->tp_final.wnum, D = m->tp_final.out.dim;
+    for (int k = 0; k < m->cfg.layers; k++) {
+        if (m->tp[k].wnum > W) W = m->tp[k].wnum;
+        if (m->tp[k].out.dim > D) D = m->tp[k].out.dim;
+        if (m->tp[k].in.dim > D) D = m->tp[k].in.dim;
+    }
+    if (m->tp_final.in.dim > D) D = m->tp_final.in.dim;
+    int64_t C = m->cfg.chunk_edges;
+    ALLOC(s->A, C * F);
+    ALLOC(s->H1, C * F);
+    ALLOC(s->dA, C * F);
+    ALLOC(s->Wt, C * W);
+    ALLOC(s->dWt, C * W);
+    ALLOC(s->dWt2, C * W);
+    ALLOC(s->msg, C * D);
+    ALLOC(s->dmsg, C * D);
+    ALLOC(s->dX, C * D);
+    return PPD_OK;
+}
+
+/* Centre edges, final conv and the magnitude heads (spec §3.7). */
+static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pred,
+                                float *rot_pred) {
+    const ppd_score_batch *b = &s->b;
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, B = b->B, L = c->layers;
+    int64_t Nl = b->Nl;
+    const ppd_tp *tp = &m->tp_final;
+    int din = tp->in.dim, W = tp->wnum;
+    const float *h = s->h_l[L];
+    /* centroids (scatter-mean of the ligand positions) and centre vectors */
+    float *cen, *vec;
+    ALLOC(cen, 3 * B);
+    ALLOC(vec, 3 * Nl);
+    ALLOC(s->ce_graph, Nl);
+    ALLOC(s->ce_node, Nl);
+    PPD_TRY(degrees(m, &s->cnt_ce, B, b->lig_batch, Nl));
+    for (int i = 0; i < 3 * B; i++) cen[i] = 0.0f;
+    for (int64_t n = 0; n < Nl; n++)
+        for (int k = 0; k < 3; k++) cen[3 * b->lig_batch[n] + k] += b->lig_pos[3 * n + k];
+    for (int g = 0; g < B; g++)
+        for (int k = 0; k < 3; k++) cen[3 * g + k] /= s->cnt_ce[g];
+    for (int64_t n = 0; n < Nl; n++) {
+        s->ce_graph[n] = b->lig_batch[n];
+        s->ce_node[n] = n;
+        for (int k = 0; k < 3; k++)
+            vec[3 * n + k] = b->lig_pos[3 * n + k] - cen[3 * b->lig_batch[n] + k];
+    }
+    PPD_TRY(edge_features(m, &s->ce, Nl, vec, s->temb_l, s->ce_node, m->off_intra, m->cfg.dist_dim,
+                          m->gamma_intra, 1, m->p.center_edge));
+    /* final conv: eattr = [centre emb, h_l[g, :ns]] (the graph id indexes ligand nodes: spec §3.7
+     * quirk), message TP(h_l[n], Y, fc(eattr)) into graph g. Chunked like the others. */
+    ALLOC(s->z, B * 12);
+    for (int i = 0; i < B * 12; i++) s->z[i] = 0.0f;
+    int F2 = 2 * ns;
+    int64_t C = c->chunk_edges;
+    for (int64_t e0 = 0; e0 < Nl; e0 += C) {
+        int64_t n = Nl - e0 < C ? Nl - e0 : C;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t e = e0 + i;
+            memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
+            memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
+        }
+        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, m->p.final_fc[0].b, n, F2, F2);
+        ppd_relu_forward(s->H1, n * F2);
+        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, m->p.final_fc[1].b, n, F2, W);
+        ppd_tp_forward(tp, s->msg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM, s->Wt, n);
+        for (int64_t i = 0; i < n; i++)
+            for (int k = 0; k < 12; k++) s->z[s->ce_graph[e0 + i] * 12 + k] += s->msg[i * 12 + k];
+    }
+    for (int g = 0; g < B; g++)
+        for (int k = 0; k < 12; k++) s->z[g * 12 + k] /= s->cnt_ce[g];
+    /* heads: v = z[0:3] + z[6:9] (tr), z[3:6] + z[9:12] (rot); v/|v| · H([|v|, emb(t)]) · scale */
+    const ppd_linear_params *head[2] = {m->p.tr_head, m->p.rot_head};
+    float *pred[2] = {tr_pred, rot_pred};
+    for (int h2 = 0; h2 < 2; h2++) {
+        ALLOC(s->vec[h2], 3 * B);
+        ALLOC(s->rho[h2], B);
+        ALLOC(s->head_in[h2], B * (1 + TD));
+        ALLOC(s->head_hid[h2], B * ns);
+        ALLOC(s->mag[h2], B);
+        ALLOC(s->scale[h2], B);
+        for (int g = 0; g < B; g++) {
+            float *v = s->vec[h2] + 3 * g;
+            for (int k = 0; k < 3; k++)
+                v[k] = s->z[g * 12 + 3 * h2 + k] + s->z[g * 12 + 6 + 3 * h2 + k];
+            float ss = v[0] * v[0] + v[1] * v[1];
+            ss = ss + v[2] * v[2];
+            s->rho[h2][g] = sqrtf(ss);
+            s->head_in[h2][g * (1 + TD)] = s->rho[h2][g];
+            memcpy(s->head_in[h2] + g * (1 + TD) + 1, s->gemb + g * TD, sizeof(float) * TD);
+        }
+        ppd_linear_forward(s->head_hid[h2], s->head_in[h2], head[h2][0].w, head[h2][0].b, B, 1 + TD,
+                           ns);
+        ppd_relu_forward(s->head_hid[h2], B * ns);
+        ppd_linear_forward(s->mag[h2], s->head_hid[h2], head[h2][1].w, head[h2][1].b, B, ns, 1);
+        for (int g = 0; g < B; g++) {
+            float sc = 1.0f;
+            if (c->scale_by_sigma)
+                sc = h2 == 0 ? 1.0f / sigma_f32(c->tr_s_min, c->tr_s_max, b->t[g]) : b->rot_norm[g];
+            s->scale[h2][g] = sc;
+            for (int k = 0; k < 3; k++) {
+                float u = s->vec[h2][3 * g + k] / s->rho[h2][g];
+                float p = u * s->mag[h2][g];
+                if (c->scale_by_sigma && h2 == 0)
+                    p = p / sigma_f32(c->tr_s_min, c->tr_s_max, b->t[g]);
+                else if (c->scale_by_sigma)
+                    p = p * b->rot_norm[g];
+                pred[h2][3 * g + k] = p;
+            }
+        }
+    }
+    return PPD_OK;
+}
+
+ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, float *tr_pred,
+                             float *rot_pred, int64_t *n_cross) {
+    PPD_TRY(check_batch(m, bt));
+    ppd_arena_reset(&m->act);
+    m->saved = NULL;
+    pass_state *s;
+    ALLOC(s, 1);
+    memset(s, 0, sizeof *s);
+    s->b = *bt;
+    const ppd_score_batch *b = &s->b;
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, L = c->layers, B = b->B;
+    PPD_TRY(alloc_scratch(m, s));
+    /* time embeddings per node and per complex */
+    float *tn;
+    int64_t Nmax = b->Nr > b->Nl ? b->Nr : b->Nl;
+    ALLOC(tn, Nmax);
+    ALLOC(s->temb_r, b->Nr * TD);
+    ALLOC(s->temb_l, b->Nl * TD);
+    ALLOC(s->gemb, B * TD);
+    for (int64_t n = 0; n < b->Nr; n++) tn[n] = b->t[b->rec_batch[n]];
+    ppd_time_embedding_forward(s->temb_r, tn, b->Nr);
+    for (int64_t n = 0; n < b->Nl; n++) tn[n] = b->t[b->lig_batch[n]];
+    ppd_time_embedding_forward(s->temb_l, tn, b->Nl);
+    ppd_time_embedding_forward(s->gemb, b->t, B);
+    /* node features entering each layer */
+    for (int k = 0; k <= L; k++) {
+        int d = m->tp[k < L ? k : L - 1].in.dim;
+        if (k == L) d = m->tp[L - 1].out.dim;
+        ALLOC(s->h_l[k], b->Nl * d);
+        if (k < L) ALLOC(s->h_r[k], b->Nr * d);
+    }
+    PPD_TRY(embed_nodes(m, s, b->Nr, b->rec_x, s->temb_r, &s->idx_r, &s->emb_r, &s->lm_in_r,
+                        s->h_r[0], "receptor"));
+    PPD_TRY(embed_nodes(m, s, b->Nl, b->lig_x, s->temb_l, &s->idx_l, &s->emb_l, &s->lm_in_l,
+                        s->h_l[0], "ligand"));
+    /* edges */
+    PPD_TRY(intra_edge_set(m, &s->li, b->El, b->lig_src, b->lig_dst, b->lig_pos, s->temb_l));
+    PPD_TRY(intra_edge_set(m, &s->ri, b->Er, b->rec_src, b->rec_dst, b->rec_pos, s->temb_r));
+    PPD_TRY(cross_edges(m, s));
+    float *cvec;
+    ALLOC(cvec, 3 * s->Ec);
+    for (int64_t e = 0; e < s->Ec; e++)
+        for (int k = 0; k < 3; k++)
+            cvec[3 * e + k] = b->rec_pos[3 * s->cross_r[e] + k] - b->lig_pos[3 * s->cross_l[e] + k];
+    PPD_TRY(edge_features(m, &s->cr, s->Ec, cvec, s->temb_l, s->cross_l, m->off_cross,
+                          m->cfg.cross_dist_dim, m->gamma_cross, 0, m->p.cross_edge));
+    PPD_TRY(degrees(m, &s->cnt_li, b->Nl, b->lig_src, b->El));
+    PPD_TRY(degrees(m, &s->cnt_ri, b->Nr, b->rec_src, b->Er));
+    PPD_TRY(degrees(m, &s->cnt_lc, b->Nl, s->cross_l, s->Ec));
+    PPD_TRY(degrees(m, &s->cnt_rc, b->Nr, s->cross_r, s->Ec));
+    /* interaction layers */
+    for (int k = 0; k < L; k++) {
+        int din = m->tp[k].in.dim, dout = m->tp[k].out.dim;
+        float *acc[4];
+        ALLOC(acc[0], b->Nl * dout);
+        ALLOC(acc[1], b->Nl * dout);
+        ALLOC(acc[2], b->Nr * dout);
+        ALLOC(acc[3], b->Nr * dout);
+        memset(acc[0], 0, sizeof(float) * (size_t)(b->Nl * dout));
+        memset(acc[1], 0, sizeof(float) * (size_t)(b->Nl * dout));
+        memset(acc[2], 0, sizeof(float) * (size_t)(b->Nr * dout));
+        memset(acc[3], 0, sizeof(float) * (size_t)(b->Nr * dout));
+        conv_job jobs[3];
+        layer_jobs(m, s, k, jobs, acc);
+        for (int i = 0; i < 3; i++) conv_forward(m, s, &jobs[i]);
+        update_nodes(s->h_l[k + 1], s->h_l[k], b->Nl, din, dout, acc[0], s->cnt_li, acc[1],
+                     s->cnt_lc);
+        if (k < L - 1)
+            update_nodes(s->h_r[k + 1], s->h_r[k], b->Nr, din, dout, acc[2], s->cnt_ri, acc[3],
+                         s->cnt_rc);
+    }
+    (void)ns;
+    PPD_TRY(heads_forward(m, s, tr_pred, rot_pred));
+    m->saved = s;
+    if (n_cross) *n_cross = s->Ec;
+    return PPD_OK;
+}
+
+void ppd_score_cross_edges(const ppd_score_model *m, const int64_t **lig, const int64_t **rec) {
+    const pass_state *s = m->saved;
+    *lig = s ? s->cross_l : NULL;
+    *rec = s ? s->cross_r : NULL;
+}
+
+/* ---- backward ------------------------------------------------------------------------------- */
+
+static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float *dtr,
+                                 const float *drot, float *dh) {
+    const ppd_score_batch *b = &s->b;
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, B = b->B;
+    int64_t Nl = b->Nl;
+    const ppd_tp *tp = &m->tp_final;
+    int din = tp->in.dim, W = tp->wnum, F2 = 2 * ns;
+    const float *h = s->h_l[c->layers];
+    const float *dpred[2] = {dtr, drot};
+    const ppd_linear_params *head[2] = {m->p.tr_head, m->p.rot_head};
+    ppd_linear_params *ghead[2] = {m->g.tr_head, m->g.rot_head};
+    float *dz, *dmag, *dhid, *din_h;
+    ALLOC(dz, B * 12);
+    ALLOC(dmag, B);
+    ALLOC(dhid, B * ns);
+    ALLOC(din_h, B * (1 + TD));
+    for (int h2 = 0; h2 < 2; h2++) {
+        /* p = u · mag · scale with u = v/ρ */
+        for (int g = 0; g < B; g++) {
+            float rho = s->rho[h2][g], sc = s->scale[h2][g];
+            double dm = 0;
+            for (int k = 0; k < 3; k++)
+                dm += (double)dpred[h2][3 * g + k] * (s->vec[h2][3 * g + k] / rho) * sc;
+            dmag[g] = (float)dm;
+        }
+        ppd_linear_backward(dhid, ghead[h2][1].w, ghead[h2][1].b, dmag, s->head_hid[h2],
+                            head[h2][1].w, B, ns, 1);
+        ppd_relu_backward(dhid, s->head_hid[h2], B * ns);
+        ppd_linear_backward(din_h, ghead[h2][0].w, ghead[h2][0].b, dhid, s->head_in[h2],
+                            head[h2][0].w, B, 1 + TD, ns);
+        for (int g = 0; g < B; g++) {
+            float rho = s->rho[h2][g], sc = s->scale[h2][g], mg = s->mag[h2][g];
+            const float *v = s->vec[h2] + 3 * g;
+            double u[3], du[3], udu = 0;
+            for (int k = 0; k < 3; k++) {
+                u[k] = v[k] / rho;
+                du[k] = (double)dpred[h2][3 * g + k] * mg * sc;
+                udu += u[k] * du[k];
+            }
+            double drho = din_h[g * (1 + TD)];
+            for (int k = 0; k < 3; k++) {
+                double dvk = du[k] / rho - u[k] * udu / rho + u[k] * drho;
+                dz[g * 12 + 3 * h2 + k] = (float)dvk;
+                dz[g * 12 + 6 + 3 * h2 + k] = (float)dvk;
+            }
+        }
+    }
+    /* final conv backward, chunked; dh gets the sender and the quirk's graph-id rows */
+    float *dce_emb;
+    ALLOC(dce_emb, Nl * ns);
+    memset(dce_emb, 0, sizeof(float) * (size_t)(Nl * ns));
+    int64_t C = c->chunk_edges;
+    for (int64_t e0 = 0; e0 < Nl; e0 += C) {
+        int64_t n = Nl - e0 < C ? Nl - e0 : C;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t e = e0 + i;
+            memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
+            memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
+        }
+        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, m->p.final_fc[0].b, n, F2, F2);
+        ppd_relu_forward(s->H1, n * F2);
+        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, m->p.final_fc[1].b, n, F2, W);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t g = s->ce_graph[e0 + i];
+            for (int k = 0; k < 12; k++) s->dmsg[i * 12 + k] = dz[g * 12 + k] / s->cnt_ce[g];
+        }
+        ppd_tp_backward(tp, s->dX, s->dWt, s->dmsg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM,
+                        s->Wt, n);
+        for (int64_t i = 0; i < n; i++) {
+            float *g = dh + s->ce_node[e0 + i] * din;
+            for (int k = 0; k < din; k++) g[k] += s->dX[i * din + k];
+        }
+        ppd_linear_backward(s->dA, m->g.final_fc[1].w, m->g.final_fc[1].b, s->dWt, s->H1,
+                            m->p.final_fc[1].w, n, F2, W);
+        ppd_relu_backward(s->dA, s->H1, n * F2);
+        memcpy(s->H1, s->dA, sizeof(float) * (size_t)(n * F2));
+        ppd_linear_backward(s->dA, m->g.final_fc[0].w, m->g.final_fc[0].b, s->H1, s->A,
+                            m->p.final_fc[0].w, n, F2, F2);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t e = e0 + i;
+            float *gg = dh + s->ce_graph[e] * din;
+            for (int k = 0; k < ns; k++) {
+                dce_emb[e * ns + k] += s->dA[i * F2 + k];
+                gg[k] += s->dA[i * F2 + ns + k];
+            }
+        }
+    }
+    float *tmp;
+    ALLOC(tmp, Nl * ns);
+    edge_features_backward(m, &s->ce, dce_emb, m->g.center_edge, m->p.center_edge, tmp);
+    return PPD_OK;
+}
+
+static ppd_status embed_backward(ppd_score_model *m, pass_state *s, int64_t N, const float *dh0,
+                                 const int64_t *idx, const float *lm_in, const float *temb) {
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, lm = c->lm_dim;
+    float *de;
+    ALLOC(de, N * ns);
+    if (lm == 0) {
+        memcpy(de, dh0, sizeof(float) * (size_t)(N * ns));
+    } else {
+        float *din;
+        ALLOC(din, N * (ns + lm));
+        ppd_linear_backward(din, m->g.lm_ebd.w, m->g.lm_ebd.b, dh0, lm_in, m->p.lm_ebd.w, N,
+                            ns + lm, ns);
+        for (int64_t n = 0; n < N; n++)
+            memcpy(de + n * ns, din + n * (ns + lm), sizeof(float) * (size_t)ns);
+    }
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < ns; j++) m->g.atom_ebd[idx[n] * ns + j] += de[n * ns + j];
+    ppd_linear_backward(NULL, m->g.sigma_ebd.w, m->g.sigma_ebd.b, de, temb, m->p.sigma_ebd.w, N, TD,
+                        ns);
+    (void)s;
+    return PPD_OK;
+}
+
+ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float *drot) {
+    pass_state *s = m->saved;
+    if (!s) return ppd_fail(PPD_ERR_USAGE, "score model: backward without a forward");
+    const ppd_score_batch *b = &s->b;
+    int ns = m->cfg.ns, L = m->cfg.layers;
+    /* gradients of the node features entering each layer, from the top down */
+    float *dl[PPD_SCORE_MAX_LAYERS + 1], *dr[PPD_SCORE_MAX_LAYERS + 1];
+    for (int k = 0; k <= L; k++) {
+        int d = k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
+        ALLOC(dl[k], b->Nl * d);
+        memset(dl[k], 0, sizeof(float) * (size_t)(b->Nl * d));
+        if (k < L) {
+            ALLOC(dr[k], b->Nr * d);
+            memset(dr[k], 0, sizeof(float) * (size_t)(b->Nr * d));
+        }
+    }
+    PPD_TRY(heads_backward(m, s, dtr, drot, dl[L]));
+    float *d_li, *d_ri, *d_cr;
+    ALLOC(d_li, b->El * ns);
+    ALLOC(d_ri, b->Er * ns);
+    ALLOC(d_cr, s->Ec * ns);
+    memset(d_li, 0, sizeof(float) * (size_t)(b->El * ns));
+    memset(d_ri, 0, sizeof(float) * (size_t)(b->Er * ns));
+    memset(d_cr, 0, sizeof(float) * (size_t)(s->Ec * ns));
+    for (int k = L - 1; k >= 0; k--) {
+        int din = m->tp[k].in.dim, dout = m->tp[k].out.dim;
+        /* h_next = pad(h) + U_i + U_c: the pad passes the first din columns straight through */
+        for (int64_t n = 0; n < b->Nl; n++)
+            for (int j = 0; j < din; j++) dl[k][n * din + j] += dl[k + 1][n * dout + j];
+        /* receptor: in the last layer h_r is not updated, so only the convs read h_r[L-1] */
+        float *dr_next = k < L - 1 ? dr[k + 1] : NULL;
+        if (dr_next)
+            for (int64_t n = 0; n < b->Nr; n++)
+                for (int j = 0; j < din; j++) dr[k][n * din + j] += dr_next[n * dout + j];
+        float *acc_dummy[4] = {NULL, NULL, NULL, NULL};
+        conv_job jobs[3];
+        layer_jobs(m, s, k, jobs, acc_dummy);
+        /* dU for each conv = d(h_next) of its receiver side */
+        jobs[0].dir[0].dU = dl[k + 1];
+        jobs[0].dir[0].dhsend = dl[k];
+        jobs[0].dhA = dl[k];
+        jobs[0].dhB = dl[k];
+        jobs[0].demb = d_li;
+        jobs[1].dir[0].dU = dl[k + 1];
+        jobs[1].dir[0].dhsend = dr[k];
+        jobs[1].dir[1].dU = dr_next;
+        jobs[1].dir[1].dhsend = dl[k];
+        jobs[1].dhA = dl[k];
+        jobs[1].dhB = dr[k];
+        jobs[1].demb = d_cr;
+        jobs[2].dir[0].dU = dr_next;
+        jobs[2].dir[0].dhsend = dr[k];
+        jobs[2].dhA = dr[k];
+        jobs[2].dhB = dr[k];
+        jobs[2].demb = d_ri;
+        for (int i = 0; i < 3; i++) conv_backward(m, s, &jobs[i]);
+    }
+    /* edge embeddings: ligand and receptor intra share rec_edge_embed */
+    float *tmp;
+    int64_t Emax = b->El > b->Er ? b->El : b->Er;
+    if (s->Ec > Emax) Emax = s->Ec;
+    ALLOC(tmp, Emax * ns);
+    edge_features_backward(m, &s->li, d_li, m->g.rec_edge, m->p.rec_edge, tmp);
+    edge_features_backward(m, &s->ri, d_ri, m->g.rec_edge, m->p.rec_edge, tmp);
+    edge_features_backward(m, &s->cr, d_cr, m->g.cross_edge, m->p.cross_edge, tmp);
+    PPD_TRY(embed_backward(m, s, b->Nl, dl[0], s->idx_l, s->lm_in_l, s->temb_l));
+    PPD_TRY(embed_backward(m, s, b->Nr, dr[0], s->idx_r, s->lm_in_r, s->temb_r));
+    return PPD_OK;
+}
