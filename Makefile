@@ -94,7 +94,7 @@ CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CULIB    := $(BUILD)/libppdock_cuda.a
 
-TOOLS    := graph-build cache-check esm-embed
+TOOLS    := graph-build cache-check esm-embed train
 TOOL_BIN := $(TOOLS:%=$(BIN)/%)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))

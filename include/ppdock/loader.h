@@ -15,8 +15,10 @@
  * cache's width differs from lm_dim, or the graph cache's data.knn_size differs from knn_k (each
  * message names the cache, the value found and the setting to change); cache errors as they
  * come (PPD_ERR_LMDB, PPD_ERR_CORRUPT ...). A complex that cannot be loaded (corrupt record, no
- * embedding for one of its chains) is skipped with a warning naming it and what to run; the
- * batch reports how many were skipped.
+ * embedding for one of its chains, or a node whose x[0] does not truncate to a row of the
+ * model's embedding table: DiffDock-PP reads that column as an index, spec §3.2, and PyTorch
+ * would raise) is skipped with a warning naming it and what to run; the batch reports how many
+ * were skipped.
  */
 #ifndef PPDOCK_LOADER_H
 #define PPDOCK_LOADER_H
@@ -36,6 +38,7 @@ typedef struct {
     const char *graphs; /* graph cache directory (graph-build) */
     const char *esm;    /* ESM cache directory (esm-embed); NULL when lm_dim == 0 */
     int lm_dim, knn_k;
+    int index_rows; /* the model's atom_ebd rows: x[0] must truncate into [0, index_rows) */
 } ppd_loader_opts;
 
 ppd_status ppd_loader_open(const ppd_loader_opts *o, ppd_loader **out);

@@ -99,7 +99,7 @@ static ppd_status check_config(const ppd_score_config *c) {
                         (double)c->dropout);
     if (c->batch_norm)
         return ppd_fail(PPD_ERR_USAGE, "score model: batch norm is not implemented yet; set "
-                                       "no_batch_norm: true (as every released model does)");
+                                       "model.no_batch_norm: true (as every released model does)");
     if (c->chunk_edges < 1) return ppd_fail(PPD_ERR_USAGE, "score model: chunk_edges must be >= 1");
     if (c->num_atom_types < 1)
         return ppd_fail(PPD_ERR_USAGE, "score model: the embedding table needs >= 1 row");

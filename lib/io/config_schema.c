@@ -163,6 +163,9 @@ static const ppd_config_setting table[] = {
     I("train.micro_batch", "0", 0, 1000000, 0,
       "ppdock: complexes per forward/backward pass; a batch is split into passes of this many "
       "and their gradients accumulate (0: the whole batch in one pass)"),
+    B("train.fixed_noise", "false", 0,
+      "ppdock: give each training complex the same noise (t, translation, rotation) every "
+      "epoch, as validation does: an overfitting check of a pipeline, not for real training"),
     I("train.chunk_edges", "4096", 1, 100000000, 0,
       "ppdock: edges per chunk of the per-edge weight MLPs; bounds their activation memory to "
       "about chunk_edges x (6 ns + 2 x 3032) floats (results do not depend on it)"),

@@ -203,6 +203,14 @@ static ppd_status side_features(ppd_loader *l, const char *id, const char *side,
     for (int32_t i = 0; i < g->n; i++) {
         ppd_esm_embedding_row(&e, i, x + (size_t)i * X);
         x[(size_t)i * X + lm] = (float)g->tokens[i];
+        float x0 = x[(size_t)i * X];
+        if (l->o.index_rows > 0 && !(x0 > -1.0f && x0 < (float)l->o.index_rows))
+            return ppd_fail(PPD_ERR_USAGE,
+                            "complex %s: %s residue %d: ESM feature 0 is %g, which DiffDock-PP's "
+                            "model reads as an embedding index (spec §3.2: it must truncate to "
+                            "0..%d); ESM-2 650M's final layer keeps it within (-1, 1): were these "
+                            "embeddings made by another model?",
+                            id, side, i, (double)x0, l->o.index_rows - 1);
     }
     return PPD_OK;
 }

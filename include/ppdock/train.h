@@ -1,0 +1,69 @@
+/* ppdock/train.h — diffusion training of the score model from the caches (spec
+ * diffdock-pp.md §5, §6), the library behind the `train` tool (docs/train.md).
+ *
+ * One run directory RUN holds:
+ *   last.safetensors   parameters (DiffDock-PP names), Adam moments, step, epoch, position in
+ *                      the epoch, RNG state, best validation loss, the config
+ * (ppdock/checkpoint.h); written atomically every train.checkpoint_steps steps, at each epoch's end
+ *                      and at the end of the run
+ *   best.safetensors   the same, at the epoch with the lowest validation loss
+ *   metrics.jsonl      one JSON object per optimizer step ("kind": "step") and per epoch
+ *                      ("kind": "epoch", with the validation losses)
+ *   loss.svg           the loss curves, redrawn at the end
+ *   config.yaml        the full config of the run
+ *
+ * Determinism: every random draw comes from seeded xoshiro streams: the order of complexes of
+ * epoch e is a permutation drawn from a stream seeded by (seed, e); the noise of the training
+ * complexes from the run's stream, whose state is in the checkpoint; validation noise from a
+ * stream seeded by (seed, complex index), the same every epoch. So training 20 steps, or 10,
+ * stopping, and resuming for 10 more, gives bit-identical parameters (threads may change the
+ * summation order of OpenBLAS; the tests use a fixed -j).
+ *
+ * Errors: PPD_ERR_USAGE for settings the model does not run or caches that do not match the
+ * config (the message names the setting or cache); cache errors; PPD_ERR_IO for the run
+ * directory. A complex that cannot be loaded is skipped with a warning (ppdock/loader.h).
+ */
+#ifndef PPDOCK_TRAIN_H
+#define PPDOCK_TRAIN_H
+
+#include "ppdock/config.h"
+#include "ppdock/status.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *graphs, *esm; /* caches; esm may be NULL when model.lm_embed_dim is 0 */
+    const char *run_dir;      /* RUN (created); may be NULL with eval_only */
+    const char *init_from;    /* DiffDock-PP .pth or ppdock checkpoint to start from */
+    int resume;               /* continue RUN/last.safetensors */
+    int64_t max_steps;        /* stop after this many optimizer steps in total (0: no limit) */
+    int eval_only;            /* evaluate `split` and stop */
+    const char *split;        /* eval_only: split to evaluate (default "val") */
+    const char *dump_path;    /* eval_only: JSON lines of the predictions (may be NULL) */
+    int64_t seed;             /* < 0: train.seed */
+    int threads;
+    int quiet;
+} ppd_train_opts;
+
+typedef struct {
+    int64_t steps, epochs, complexes, skipped;
+    double last_loss, best_val_loss, seconds, complexes_per_s;
+    uint64_t peak_rss;
+    int64_t eval_complexes;
+    double eval_loss, eval_tr_loss, eval_rot_loss;
+} ppd_train_report;
+
+/* Map the config onto the model / diffusion / optimizer settings; PPD_ERR_USAGE naming the key
+ * for a value this implementation does not run. */
+struct ppd_score_config;
+ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_train_report *rep);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,592 @@
+/* Diffusion training of the score model (ppdock/train.h). */
+#include "ppdock/train.h"
+
+#include "ppdock/adam.h"
+#include "ppdock/check.h"
+#include "ppdock/checkpoint.h"
+#include "ppdock/diffusion.h"
+#include "ppdock/fsutil.h"
+#include "ppdock/hash.h"
+#include "ppdock/igso3.h"
+#include "ppdock/loader.h"
+#include "ppdock/log.h"
+#include "ppdock/progress.h"
+#include "ppdock/rng.h"
+#include "ppdock/score_model.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+typedef struct {
+    const ppd_train_opts *o;
+    const ppd_config *cfg;
+    ppd_score_model m;
+    ppd_diffusion_cfg dc;
+    ppd_adam_config adam;
+    ppd_igso3 T;
+    ppd_loader *loader;
+    ppd_arena batch_arena;
+    float *adam_m, *adam_v;
+    size_t *tens_off, *tens_num;
+    ppd_train_state st;
+    uint64_t seed;
+    int batch_size, micro, epochs, patience, fixed_noise;
+    int64_t checkpoint_steps;
+    FILE *metrics;
+    char *config_yaml;
+    /* loss history for the plot */
+    double *step_loss, *val_loss;
+    int64_t n_step_loss, cap_step_loss, n_val_loss, cap_val_loss;
+} trainer;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- settings -------------------------------------------------------------------------------- */
+
+static ppd_status model_config(const ppd_config *cfg, ppd_score_config *c, int chunk) {
+    ppd_score_config_default(c);
+    c->ns = (int)ppd_config_int(cfg, "model.ns");
+    c->nv = (int)ppd_config_int(cfg, "model.nv");
+    c->layers = (int)ppd_config_int(cfg, "model.num_conv_layers");
+    c->lm_dim = (int)ppd_config_int(cfg, "model.lm_embed_dim");
+    c->temb_dim = (int)ppd_config_int(cfg, "model.sigma_embed_dim");
+    c->dist_dim = (int)ppd_config_int(cfg, "model.dist_embed_dim");
+    c->cross_dist_dim = (int)ppd_config_int(cfg, "model.cross_dist_embed_dim");
+    c->cross_max_dist = (float)ppd_config_float(cfg, "model.cross_max_dist");
+    c->dynamic_max_cross = ppd_config_bool(cfg, "model.dynamic_max_cross");
+    c->cross_cutoff_weight = (float)ppd_config_float(cfg, "model.cross_cutoff_weight");
+    c->cross_cutoff_bias = (float)ppd_config_float(cfg, "model.cross_cutoff_bias");
+    c->scale_by_sigma = ppd_config_bool(cfg, "model.scale_by_sigma");
+    c->dropout = (float)ppd_config_float(cfg, "model.dropout");
+    c->batch_norm = !ppd_config_bool(cfg, "model.no_batch_norm");
+    c->tr_s_min = (float)ppd_config_float(cfg, "diffusion.tr_s_min");
+    c->tr_s_max = (float)ppd_config_float(cfg, "diffusion.tr_s_max");
+    c->rot_s_min = (float)ppd_config_float(cfg, "diffusion.rot_s_min");
+    c->rot_s_max = (float)ppd_config_float(cfg, "diffusion.rot_s_max");
+    c->chunk_edges = chunk;
+    if (strcmp(ppd_config_str(cfg, "model.embedding_type"), "sinusoidal") != 0 ||
+        ppd_config_int(cfg, "model.embedding_scale") != 10000)
+        return ppd_fail(PPD_ERR_USAGE, "model.embedding_type must be sinusoidal with "
+                                       "model.embedding_scale 10000 (as every released model)");
+    if (ppd_config_bool(cfg, "model.use_second_order_repr"))
+        return ppd_fail(PPD_ERR_USAGE, "model.use_second_order_repr is not implemented; set it "
+                                       "to false (as every released model)");
+    if (!ppd_config_bool(cfg, "model.no_torsion"))
+        ppd_debug("model.no_torsion is false: rigid protein docking has no torsions; ignored");
+    return PPD_OK;
+}
+
+/* ---- batches --------------------------------------------------------------------------------- */
+
+typedef struct {
+    float *t, *rot_norm, *tr_score, *rot_score, *tr_pred, *rot_pred, *dtr, *drot;
+    ppd_noise *noise;
+} batch_io;
+
+/* Complexes [b0, b1) of a loaded batch as a score-model batch with local indices. */
+static ppd_status sub_batch(ppd_arena *a, const ppd_train_batch *tb, int b0, int b1,
+                            const batch_io *io, ppd_score_batch *out) {
+    int64_t r0 = tb->rec_start[b0], r1 = tb->rec_start[b1], l0 = tb->lig_start[b0],
+            l1 = tb->lig_start[b1];
+    int64_t er0 = tb->rec_estart[b0], er1 = tb->rec_estart[b1], el0 = tb->lig_estart[b0],
+            el1 = tb->lig_estart[b1];
+    int64_t *rb, *lb, *rs, *rd, *ls, *ld;
+    void *p;
+    size_t need =
+        sizeof(int64_t) * (size_t)((r1 - r0) + (l1 - l0) + 2 * (er1 - er0) + 2 * (el1 - el0) + 6);
+    PPD_TRY(ppd_arena_alloc_st(a, need, 64, &p));
+    rb = p, lb = rb + (r1 - r0), rs = lb + (l1 - l0), rd = rs + (er1 - er0), ls = rd + (er1 - er0),
+    ld = ls + (el1 - el0);
+    for (int64_t i = r0; i < r1; i++) rb[i - r0] = tb->rec_batch[i] - b0;
+    for (int64_t i = l0; i < l1; i++) lb[i - l0] = tb->lig_batch[i] - b0;
+    for (int64_t e = er0; e < er1; e++)
+        rs[e - er0] = tb->rec_src[e] - r0, rd[e - er0] = tb->rec_dst[e] - r0;
+    for (int64_t e = el0; e < el1; e++)
+        ls[e - el0] = tb->lig_src[e] - l0, ld[e - el0] = tb->lig_dst[e] - l0;
+    *out = (ppd_score_batch){.B = b1 - b0,
+                             .Nr = r1 - r0,
+                             .Nl = l1 - l0,
+                             .Er = er1 - er0,
+                             .El = el1 - el0,
+                             .rec_pos = tb->rec_pos + 3 * r0,
+                             .lig_pos = tb->lig_pos + 3 * l0,
+                             .rec_batch = rb,
+                             .lig_batch = lb,
+                             .rec_src = rs,
+                             .rec_dst = rd,
+                             .lig_src = ls,
+                             .lig_dst = ld,
+                             .t = io->t + b0,
+                             .rot_norm = io->rot_norm + b0};
+    return PPD_OK;
+}
+
+typedef struct {
+    double loss, tr_loss, rot_loss; /* means over the complexes of the batch */
+    int B;
+    int64_t cross_edges;
+} batch_result;
+
+/* Noise every complex of tb (draws from r, or from per-complex streams seeded by val_idx),
+ * run forward (and backward when train) in passes of t->micro complexes. */
+static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const int64_t *val_idx,
+                            int train, batch_io *io, batch_result *res) {
+    int B = tb->B, X = 1 + t->m.cfg.lm_dim;
+    memset(res, 0, sizeof *res);
+    res->B = B;
+    if (B == 0) return PPD_OK;
+    ppd_arena *a = &t->batch_arena;
+    void *p;
+    PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 18, 64, &p));
+    float *f = p;
+    io->t = f, io->rot_norm = f + B, io->tr_score = f + 2 * B, io->rot_score = f + 5 * B;
+    io->tr_pred = f + 8 * B, io->rot_pred = f + 11 * B, io->dtr = f + 14 * B;
+    io->drot = io->dtr + 3 * B;
+    (void)io->drot;
+    PPD_TRY(ppd_arena_alloc_st(a, sizeof(ppd_noise) * (size_t)B, 64, &p));
+    io->noise = p;
+    float *dbuf;
+    PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 6, 64, &p));
+    dbuf = p;
+    for (int b = 0; b < B; b++) {
+        ppd_rng vr, *rr = r;
+        if (val_idx) { /* fixed noise per validation complex: comparable across epochs */
+            ppd_rng_seed(&vr, t->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(val_idx[b] + 1)));
+            rr = &vr;
+        }
+        double tt = ppd_rng_uniform(rr);
+        int64_t l0 = tb->lig_start[b], n = tb->lig_start[b + 1] - l0;
+        ppd_noise_complex(tb->lig_pos + 3 * l0, n, tt, &t->dc, &t->T, rr, &io->noise[b]);
+        io->t[b] = (float)tt;
+        io->rot_norm[b] = ppd_igso3_score_norm_f32(&t->T, ppd_sigma_rot_f32(io->t[b], &t->dc));
+        memcpy(io->tr_score + 3 * b, io->noise[b].tr_score, sizeof(float) * 3);
+        memcpy(io->rot_score + 3 * b, io->noise[b].rot_score, sizeof(float) * 3);
+    }
+    int micro = t->micro > 0 ? t->micro : B;
+    for (int b0 = 0; b0 < B; b0 += micro) {
+        int b1 = b0 + micro < B ? b0 + micro : B, Bm = b1 - b0;
+        ppd_score_batch sb;
+        PPD_TRY(sub_batch(a, tb, b0, b1, io, &sb));
+        sb.rec_x = tb->rec_x + X * tb->rec_start[b0];
+        sb.lig_x = tb->lig_x + X * tb->lig_start[b0];
+        int64_t nc = 0;
+        PPD_TRY(ppd_score_forward(&t->m, &sb, io->tr_pred + 3 * b0, io->rot_pred + 3 * b0, &nc));
+        res->cross_edges += nc;
+        ppd_diffusion_loss L;
+        ppd_diffusion_loss_forward_backward(&t->dc, &t->T, Bm, io->t + b0, io->tr_pred + 3 * b0,
+                                            io->rot_pred + 3 * b0, io->tr_score + 3 * b0,
+                                            io->rot_score + 3 * b0, &L, dbuf, dbuf + 3 * Bm);
+        double w = (double)Bm / B; /* the batch loss is the mean over all B complexes */
+        res->loss += w * L.loss, res->tr_loss += w * L.tr_loss, res->rot_loss += w * L.rot_loss;
+        if (train) {
+            for (int i = 0; i < 6 * Bm; i++) dbuf[i] = (float)(dbuf[i] * w);
+            PPD_TRY(ppd_score_backward(&t->m, dbuf, dbuf + 3 * Bm));
+        }
+    }
+    return PPD_OK;
+}
+
+/* ---- run directory, metrics, plot ------------------------------------------------------------ */
+
+static void push(double **v, int64_t *n, int64_t *cap, double x) {
+    if (*n == *cap) {
+        int64_t c = *cap ? 2 * *cap : 256;
+        double *nv = realloc(*v, sizeof(double) * (size_t)c);
+        if (!nv) return;
+        *v = nv, *cap = c;
+    }
+    (*v)[(*n)++] = x;
+}
+
+static void write_plot(const trainer *t) {
+    if (!t->o->run_dir || t->n_step_loss == 0) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/loss.svg", t->o->run_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        ppd_warn("cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    /* log10 of the loss over the step index; validation losses at the epochs' last steps */
+    const int W = 640, H = 360, M = 50;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < t->n_step_loss; i++)
+        if (t->step_loss[i] > 0)
+            lo = fmin(lo, log10(t->step_loss[i])), hi = fmax(hi, log10(t->step_loss[i]));
+    for (int64_t i = 0; i < t->n_val_loss; i++)
+        if (t->val_loss[i] > 0)
+            lo = fmin(lo, log10(t->val_loss[i])), hi = fmax(hi, log10(t->val_loss[i]));
+    if (!(hi > lo)) hi = lo + 1;
+    int64_t n = t->n_step_loss;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">\n", W, H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f,
+            "<text x=\"%d\" y=\"20\" font-family=\"sans-serif\" font-size=\"14\">ppdock train: "
+            "loss (log10, %.2f .. %.2f) over %lld steps; blue = training batches, red = "
+            "validation</text>\n",
+            M, lo, hi, (long long)n);
+    fprintf(f, "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"1\" points=\"");
+    for (int64_t i = 0; i < n; i++) {
+        double x = M + (W - 2.0 * M) * (n > 1 ? (double)i / (double)(n - 1) : 0.5);
+        double y = H - M - (H - 2.0 * M) * (log10(fmax(t->step_loss[i], 1e-30)) - lo) / (hi - lo);
+        fprintf(f, "%.1f,%.1f ", x, y);
+    }
+    fprintf(f, "\"/>\n<polyline fill=\"none\" stroke=\"firebrick\" stroke-width=\"2\" points=\"");
+    for (int64_t i = 0; i < t->n_val_loss; i++) {
+        double x =
+            M + (W - 2.0 * M) * (t->n_val_loss > 1 ? (double)i / (double)(t->n_val_loss - 1) : 1.0);
+        double y = H - M - (H - 2.0 * M) * (log10(fmax(t->val_loss[i], 1e-30)) - lo) / (hi - lo);
+        fprintf(f, "%.1f,%.1f ", x, y);
+    }
+    fprintf(f, "\"/>\n</svg>\n");
+    fclose(f);
+}
+
+static ppd_status save(trainer *t, const char *name) {
+    if (!t->o->run_dir) return PPD_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", t->o->run_dir, name);
+    return ppd_checkpoint_save(path, &t->m, t->adam_m, t->adam_v, &t->st, t->config_yaml);
+}
+
+/* ---- evaluation ------------------------------------------------------------------------------ */
+
+static void json_vec(FILE *f, const char *name, const float *v) {
+    fprintf(f, ", \"%s\": [%.9g, %.9g, %.9g]", name, (double)v[0], (double)v[1], (double)v[2]);
+}
+
+/* Mean losses over a split with fixed per-complex noise; optionally one JSON line per complex. */
+static ppd_status evaluate(trainer *t, const char *split, FILE *dump, double *loss, double *ltr,
+                           double *lrot, int64_t *count, int64_t *skipped) {
+    int64_t n = ppd_loader_count(t->loader, split);
+    double sl = 0, st = 0, sr = 0;
+    int64_t done = 0;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(t->batch_size > 0 ? t->batch_size : 1));
+    if (!idx) return ppd_fail(PPD_ERR_NOMEM, "evaluate: out of memory");
+    ppd_status s = PPD_OK;
+    for (int64_t i0 = 0; i0 < n && !s; i0 += t->batch_size) {
+        int nb = (int)(n - i0 < t->batch_size ? n - i0 : t->batch_size);
+        for (int i = 0; i < nb; i++) idx[i] = i0 + i;
+        ppd_arena_reset(&t->batch_arena);
+        ppd_train_batch tb;
+        s = ppd_loader_load(t->loader, split, idx, nb, &t->batch_arena, &tb);
+        if (s) break;
+        *skipped += tb.skipped;
+        /* per-complex streams are indexed by the complexes actually loaded */
+        int64_t *vidx = idx;
+        batch_io io;
+        batch_result br;
+        /* one pass per complex so that each prediction is the complex alone (batch 1, as
+         * DiffDock-PP evaluates) */
+        int keep = t->micro;
+        t->micro = 1;
+        s = run_batch(t, &tb, NULL, vidx, 0, &io, &br);
+        t->micro = keep;
+        if (s) break;
+        for (int b = 0; b < tb.B; b++) {
+            ppd_diffusion_loss L;
+            ppd_diffusion_loss_forward_backward(&t->dc, &t->T, 1, io.t + b, io.tr_pred + 3 * b,
+                                                io.rot_pred + 3 * b, io.tr_score + 3 * b,
+                                                io.rot_score + 3 * b, &L, NULL, NULL);
+            sl += L.loss, st += L.tr_loss, sr += L.rot_loss;
+            if (dump) {
+                const ppd_noise *nz = &io.noise[b];
+                fprintf(dump,
+                        "{\"id\": \"%s\", \"t\": %.9g, \"sigma_tr\": %.17g, \"sigma_rot\": %.17g",
+                        tb.ids[b], (double)io.t[b], nz->sigma_tr, nz->sigma_rot);
+                json_vec(dump, "tr_update", nz->tr_update);
+                json_vec(dump, "rot_update", nz->rot_update);
+                json_vec(dump, "tr_pred", io.tr_pred + 3 * b);
+                json_vec(dump, "rot_pred", io.rot_pred + 3 * b);
+                json_vec(dump, "tr_target", io.tr_score + 3 * b);
+                json_vec(dump, "rot_target", io.rot_score + 3 * b);
+                fprintf(dump, ", \"loss_tr\": %.9g, \"loss_rot\": %.9g, \"loss\": %.9g}\n",
+                        (double)L.tr_loss, (double)L.rot_loss, (double)L.loss);
+            }
+        }
+        done += tb.B;
+    }
+    free(idx);
+    *count = done;
+    *loss = done ? sl / done : NAN, *ltr = done ? st / done : NAN, *lrot = done ? sr / done : NAN;
+    return s;
+}
+
+/* ---- the loop -------------------------------------------------------------------------------- */
+
+static void shuffle(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch) {
+    ppd_rng r;
+    ppd_rng_seed(&r, seed * 0x100000001B3ull + epoch + 1);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)ppd_rng_below(&r, (uint64_t)i + 1);
+        int64_t x = perm[i];
+        perm[i] = perm[j], perm[j] = x;
+    }
+}
+
+static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
+    const ppd_train_opts *o = t->o;
+    int64_t n = ppd_loader_count(t->loader, "train");
+    if (n == 0)
+        return ppd_fail(PPD_ERR_EMPTY, "%s has no complexes in the train split (splits.csv)",
+                        o->graphs);
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)n),
+            *idx = malloc(sizeof(int64_t) * (size_t)t->batch_size);
+    if (!perm || !idx) {
+        free(perm), free(idx);
+        return ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
+    }
+    int64_t per_epoch = (n + t->batch_size - 1) / t->batch_size;
+    ppd_progress *bar =
+        o->quiet
+            ? NULL
+            : ppd_progress_start("train", o->max_steps > 0 ? (uint64_t)o->max_steps
+                                                           : (uint64_t)(per_epoch * t->epochs));
+    if (bar && t->st.step) ppd_progress_add(bar, t->st.step);
+    double t0 = now_s();
+    int64_t complexes = 0;
+    ppd_status s = PPD_OK;
+    int stop = 0;
+    while (!s && !stop && t->st.epoch < (uint64_t)t->epochs) {
+        shuffle(perm, n, t->seed, t->st.epoch);
+        for (int64_t bi = (int64_t)t->st.epoch_batch; bi < per_epoch && !s; bi++) {
+            if (o->max_steps > 0 && (int64_t)t->st.step >= o->max_steps) {
+                stop = 1;
+                break;
+            }
+            int nb = (int)(n - bi * t->batch_size < t->batch_size ? n - bi * t->batch_size
+                                                                  : t->batch_size);
+            for (int i = 0; i < nb; i++) idx[i] = perm[bi * t->batch_size + i];
+            double ts = now_s();
+            ppd_arena_reset(&t->batch_arena);
+            ppd_train_batch tb;
+            s = ppd_loader_load(t->loader, "train", idx, nb, &t->batch_arena, &tb);
+            if (s) break;
+            rep->skipped += tb.skipped;
+            batch_io io;
+            batch_result br;
+            ppd_score_zero_grad(&t->m);
+            s = run_batch(t, &tb, &t->st.rng, t->fixed_noise ? idx : NULL, 1, &io, &br);
+            if (s) break;
+            t->st.epoch_batch = (uint64_t)bi + 1;
+            if (tb.B == 0) continue; /* every complex of the batch was skipped */
+            double gnorm =
+                ppd_clip_grad_norm(t->m.grads, t->tens_off, t->tens_num, t->m.ntensors, 1.0);
+            t->st.step++;
+            ppd_adam_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.nparams, &t->adam,
+                          t->st.step);
+            complexes += tb.B;
+            double dt = now_s() - ts;
+            rep->last_loss = br.loss;
+            push(&t->step_loss, &t->n_step_loss, &t->cap_step_loss, br.loss);
+            if (t->metrics) {
+                fprintf(t->metrics,
+                        "{\"kind\": \"step\", \"step\": %llu, \"epoch\": %llu, \"loss\": %.9g, "
+                        "\"tr_loss\": %.9g, \"rot_loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %g, "
+                        "\"complexes\": %d, \"cross_edges\": %lld, \"seconds\": %.4f, "
+                        "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f}\n",
+                        (unsigned long long)t->st.step, (unsigned long long)t->st.epoch, br.loss,
+                        br.tr_loss, br.rot_loss, gnorm, t->adam.lr, tb.B, (long long)br.cross_edges,
+                        dt, tb.B / dt, (double)ppd_peak_rss_bytes() / 1048576.0);
+                fflush(t->metrics);
+            }
+            ppd_progress_add(bar, 1);
+            if (t->checkpoint_steps > 0 && t->st.step % (uint64_t)t->checkpoint_steps == 0)
+                s = save(t, "last.safetensors");
+        }
+        if (s || stop) break;
+        /* end of an epoch: validation with fixed noise, early stopping */
+        t->st.epoch++;
+        t->st.epoch_batch = 0;
+        double vl = NAN, vt = NAN, vr = NAN;
+        int64_t vn = 0;
+        if (ppd_loader_count(t->loader, "val") > 0)
+            s = evaluate(t, "val", NULL, &vl, &vt, &vr, &vn, &rep->skipped);
+        if (s) break;
+        if (vn > 0) push(&t->val_loss, &t->n_val_loss, &t->cap_val_loss, vl);
+        if (t->metrics) {
+            fprintf(t->metrics,
+                    "{\"kind\": \"epoch\", \"epoch\": %llu, \"step\": %llu, \"val_loss\": %.9g, "
+                    "\"val_tr_loss\": %.9g, \"val_rot_loss\": %.9g, \"val_complexes\": %lld, "
+                    "\"peak_rss_mb\": %.1f}\n",
+                    (unsigned long long)t->st.epoch, (unsigned long long)t->st.step, vl, vt, vr,
+                    (long long)vn, (double)ppd_peak_rss_bytes() / 1048576.0);
+            fflush(t->metrics);
+        }
+        if (!o->quiet)
+            ppd_info("epoch %llu: val loss %.6g over %lld complexes",
+                     (unsigned long long)t->st.epoch, vl, (long long)vn);
+        if (vn > 0 && (!(vl >= t->st.best_val) || t->st.best_val == 0)) {
+            t->st.best_val = vl;
+            t->st.bad_epochs = 0;
+            s = save(t, "best.safetensors");
+        } else if (vn > 0 && ++t->st.bad_epochs > (uint64_t)t->patience) {
+            ppd_info("no validation improvement for %d epochs: stopping", t->patience);
+            stop = 1;
+        }
+        if (!s) s = save(t, "last.safetensors");
+    }
+    if (!s) s = save(t, "last.safetensors");
+    ppd_progress_finish(bar);
+    double secs = now_s() - t0;
+    rep->steps = (int64_t)t->st.step, rep->epochs = (int64_t)t->st.epoch;
+    rep->complexes = complexes, rep->seconds = secs;
+    rep->complexes_per_s = secs > 0 ? complexes / secs : 0;
+    rep->best_val_loss = t->st.best_val;
+    free(perm), free(idx);
+    return s;
+}
+
+/* ---- set-up ---------------------------------------------------------------------------------- */
+
+static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
+    ppd_check_summary s;
+    ppd_check_opts co = {0};
+    PPD_TRY(ppd_cache_check(o->graphs, &co, &s));
+    if (s.problems)
+        return ppd_fail(
+            PPD_ERR_CORRUPT,
+            "%s: cache-check finds %llu problem(s): run cache-check %s (--repair) first", o->graphs,
+            (unsigned long long)s.problems, o->graphs);
+    if (lm > 0 && o->esm) {
+        PPD_TRY(ppd_cache_check(o->esm, &co, &s));
+        if (s.problems)
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "%s: cache-check finds %llu problem(s): run cache-check %s (--repair) "
+                            "first",
+                            o->esm, (unsigned long long)s.problems, o->esm);
+        PPD_TRY(ppd_cache_cross_check(o->graphs, o->esm, &co, &s));
+        if (s.problems)
+            return ppd_fail(PPD_ERR_CORRUPT,
+                            "%s x %s: %llu chain(s) lack a matching embedding: run esm-embed -g %s "
+                            "-o %s (cache-check %s %s lists them)",
+                            o->graphs, o->esm, (unsigned long long)s.problems, o->graphs, o->esm,
+                            o->graphs, o->esm);
+    }
+    return PPD_OK;
+}
+
+static char *config_text(const ppd_config *cfg) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    ppd_config_write_yaml(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_train_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    trainer t = {.o = o, .cfg = cfg};
+    ppd_score_config mc;
+    ppd_status s = model_config(cfg, &mc, (int)ppd_config_int(cfg, "train.chunk_edges"));
+    t.seed = o->seed >= 0 ? (uint64_t)o->seed : (uint64_t)ppd_config_int(cfg, "train.seed");
+    t.batch_size = (int)ppd_config_int(cfg, "train.batch_size");
+    t.micro = (int)ppd_config_int(cfg, "train.micro_batch");
+    t.epochs = (int)ppd_config_int(cfg, "train.epochs");
+    t.patience = (int)ppd_config_int(cfg, "train.patience");
+    t.fixed_noise = ppd_config_bool(cfg, "train.fixed_noise");
+    t.checkpoint_steps = ppd_config_int(cfg, "train.checkpoint_steps");
+    t.dc = (ppd_diffusion_cfg){
+        ppd_config_float(cfg, "diffusion.tr_s_min"),  ppd_config_float(cfg, "diffusion.tr_s_max"),
+        ppd_config_float(cfg, "diffusion.rot_s_min"), ppd_config_float(cfg, "diffusion.rot_s_max"),
+        ppd_config_float(cfg, "train.tr_weight"),     ppd_config_float(cfg, "train.rot_weight")};
+    t.adam = (ppd_adam_config){ppd_config_float(cfg, "train.lr"), 0.9, 0.999, 1e-8,
+                               ppd_config_float(cfg, "train.weight_decay")};
+    openblas_set_num_threads(o->threads > 0 ? o->threads : 1);
+    if (!s) s = ppd_score_model_init(&t.m, &mc);
+    if (!s) s = quick_checks(o, mc.lm_dim);
+    if (!s) {
+        ppd_loader_opts lo = {.graphs = o->graphs,
+                              .esm = o->esm,
+                              .lm_dim = mc.lm_dim,
+                              .knn_k = (int)ppd_config_int(cfg, "data.knn_size"),
+                              .index_rows = mc.num_atom_types};
+        s = ppd_loader_open(&lo, &t.loader);
+    }
+    if (!s) s = ppd_arena_init(&t.batch_arena, 0, 1);
+    if (!s) s = ppd_igso3_build(&t.T, o->threads);
+    if (!s) {
+        t.adam_m = calloc(t.m.nparams, sizeof(float));
+        t.adam_v = calloc(t.m.nparams, sizeof(float));
+        t.tens_off = malloc(sizeof(size_t) * (size_t)t.m.ntensors);
+        t.tens_num = malloc(sizeof(size_t) * (size_t)t.m.ntensors);
+        t.config_yaml = config_text(cfg);
+        if (!t.adam_m || !t.adam_v || !t.tens_off || !t.tens_num || !t.config_yaml)
+            s = ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
+    }
+    if (!s) {
+        for (int i = 0; i < t.m.ntensors; i++)
+            t.tens_off[i] = t.m.tab[i].offset, t.tens_num[i] = t.m.tab[i].numel;
+        ppd_score_model_init_params(&t.m, t.seed);
+        ppd_rng_seed(&t.st.rng, t.seed);
+    }
+    /* where the weights come from: resume > init-from > fresh */
+    char path[4096];
+    if (!s && o->resume) {
+        snprintf(path, sizeof path, "%s/last.safetensors", o->run_dir);
+        s = ppd_checkpoint_load(path, &t.m, t.adam_m, t.adam_v, &t.st, NULL);
+        if (!s)
+            ppd_info("resuming %s at step %llu (epoch %llu)", path, (unsigned long long)t.st.step,
+                     (unsigned long long)t.st.epoch);
+    } else if (!s && o->init_from) {
+        ppd_train_state ignored = t.st;
+        ppd_checkpoint_info info;
+        s = ppd_checkpoint_load(o->init_from, &t.m, o->eval_only ? NULL : t.adam_m,
+                                o->eval_only ? NULL : t.adam_v, &ignored, &info);
+        int had = !s && info.has_optimizer;
+        if (!s)
+            ppd_info("initialised from %s%s", o->init_from,
+                     had ? " (with its optimizer state)" : "");
+        /* a fine-tuning run starts its own step and epoch counters (as DiffDock-PP) but keeps
+         * the Adam moments' bias-correction step when the optimizer state came along */
+        if (!s && had) t.st.step = ignored.step;
+    }
+    if (!s && o->eval_only) {
+        FILE *dump = NULL;
+        if (o->dump_path && !(dump = fopen(o->dump_path, "w")))
+            s = ppd_fail(PPD_ERR_IO, "cannot write %s: %s", o->dump_path, strerror(errno));
+        if (!s)
+            s = evaluate(&t, o->split ? o->split : "val", dump, &rep->eval_loss, &rep->eval_tr_loss,
+                         &rep->eval_rot_loss, &rep->eval_complexes, &rep->skipped);
+        if (dump && fclose(dump) != 0 && !s)
+            s = ppd_fail(PPD_ERR_IO, "writing %s: %s", o->dump_path, strerror(errno));
+    } else if (!s) {
+        if (mkdir(o->run_dir, 0777) != 0 && errno != EEXIST)
+            s = ppd_fail(PPD_ERR_IO, "cannot create %s: %s", o->run_dir, strerror(errno));
+        if (!s) {
+            snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
+            FILE *f = fopen(path, "w");
+            if (f) {
+                fputs(t.config_yaml, f);
+                fclose(f);
+            }
+            snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
+            t.metrics = fopen(path, o->resume ? "a" : "w");
+            if (!t.metrics) s = ppd_fail(PPD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        }
+        if (!s) s = train_loop(&t, rep);
+        write_plot(&t);
+        if (t.metrics) fclose(t.metrics);
+    }
+    rep->peak_rss = ppd_peak_rss_bytes();
+    ppd_loader_close(t.loader);
+    ppd_igso3_free(&t.T);
+    ppd_arena_free(&t.batch_arena);
+    ppd_score_model_free(&t.m);
+    free(t.adam_m), free(t.adam_v), free(t.tens_off), free(t.tens_num), free(t.config_yaml);
+    free(t.step_loss), free(t.val_loss);
+    return s;
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# train end to end on tiny complexes (the four db5-mini complexes cut to their first 24 residues
+# per side): the overfit check, resume determinism, evaluation dumps, starting from the original
+# DiffDock-PP checkpoint layout, and the refusals of caches that do not match the config.
+# shellcheck source=tests/tools/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+TAMPER="$TESTBIN/cache-tamper"
+
+# tiny DIR SPLITS: the db5-mini structures cut to 24 residues per side, with SPLITS (e.g. "train
+# train train val") assigned to 1R0R 1HIA 1R8S 1FC2 in that order.
+tiny() {
+    local dir=$1 f b i=0
+    mkdir -p "$dir/structures"
+    for f in "$DATA"/db5-mini/structures/*_b.pdb.gz; do
+        b=$(basename "$f" .gz)
+        gzip -dc "$f" | awk '/^ATOM/ { k = substr($0, 22, 6); if (k != last) { n++; last = k } if (n <= 24) print }' \
+            > "$dir/structures/$b"
+    done
+    printf 'path,split\n' > "$dir/splits.csv"
+    for id in 1R0R 1HIA 1R8S 1FC2; do
+        i=$((i + 1))
+        echo "$id,$(echo "$2" | cut -d' ' -f$i)" >> "$dir/splits.csv"
+    done
+}
+
+CFG="$ROOT/config/demo.yaml"
+gb() { graph-build -c "$CFG" --set data.data_path="$PWD/${DDIR:-d}" --set data.data_file="$PWD/${DDIR:-d}/splits.csv" -q "$@"; }
+trn() { train -c "$CFG" -j 2 --set train.epochs=1000 "$@"; }
+
+# mean loss of the step lines FROM..TO (1-based) of a metrics.jsonl
+mean_loss() {
+    grep '"kind": "step"' "$1" | sed -n "$2,$3p" | sed 's/.*"loss": \([^,]*\),.*/\1/' |
+        awk '{ s += $1; n++ } END { printf "%.9g", s / n }'
+}
+
+test_overfit_four_tiny_complexes() {
+    tiny d "train train train train"
+    assert_rc 0 gb -o g
+    assert_rc 0 trn -g g -o run --set train.fixed_noise=true --set train.batch_size=4 \
+        --set train.lr=3e-3 --max-steps 100 -q
+    local first last
+    first=$(mean_loss run/metrics.jsonl 1 10)
+    last=$(mean_loss run/metrics.jsonl 91 100)
+    awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.5 * a) }' ||
+        fail "loss did not halve: first 10 steps $first, last 10 steps $last"
+    [ -s run/loss.svg ] && grep -q '<polyline' run/loss.svg || fail "no loss plot"
+}
+
+test_resume_is_bit_identical() {
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    assert_rc 0 trn -g g -o a --max-steps 9 -q
+    assert_rc 0 trn -g g -o b --max-steps 4 -q
+    assert_rc 0 trn -g g -o b --max-steps 9 --resume -q
+    cmp -s a/last.safetensors b/last.safetensors || fail "parameters after 9 steps differ from 4 + resume + 5"
+    # the same losses, step by step (times and memory aside)
+    local strip='s/, "seconds".*//'
+    diff <(grep '"kind": "step"' a/metrics.jsonl | sed "$strip") \
+        <(grep '"kind": "step"' b/metrics.jsonl | sed "$strip") >/dev/null || fail "step losses differ"
+    assert_eq "$(grep -c '"kind": "step"' b/metrics.jsonl)" 9 "step lines after resume"
+    # best.safetensors was written at the epoch ends and the run is restartable from it
+    [ -s a/best.safetensors ] || fail "no best.safetensors"
+}
+
+test_metrics_lines_carry_the_documented_fields() {
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    assert_rc 0 trn -g g -o run --max-steps 4 --json
+    assert_contains "$OUT" '"steps": 4'
+    local f
+    for f in step epoch loss tr_loss rot_loss grad_norm lr complexes_per_s peak_rss_mb; do
+        assert_contains "$(head -1 run/metrics.jsonl)" "\"$f\": " "first step line"
+    done
+    assert_contains "$(grep '"kind": "epoch"' run/metrics.jsonl | head -1)" '"val_loss": ' "epoch line"
+    assert_contains "$(cat run/config.yaml)" "ns: 8"
+}
+
+test_eval_only_dumps_predictions_with_fixed_noise() {
+    tiny d "train train val val"
+    assert_rc 0 gb -o g
+    assert_rc 0 trn -g g -o run --max-steps 2 -q
+    assert_rc 0 train -c "$CFG" -j 2 -g g --eval-only --init-from run/last.safetensors --split val \
+        --dump-predictions p.jsonl --json
+    assert_contains "$OUT" '"complexes": 2'
+    assert_eq "$(wc -l < p.jsonl | tr -d ' ')" 2 "prediction lines"
+    local f
+    for f in id t sigma_tr sigma_rot tr_update rot_update tr_pred rot_pred tr_target rot_target loss_tr loss_rot; do
+        assert_contains "$(head -1 p.jsonl)" "\"$f\": " "prediction line"
+    done
+    # fixed noise: a second evaluation gives the same lines
+    assert_rc 0 train -c "$CFG" -j 2 -g g --eval-only --init-from run/last.safetensors --split val \
+        --dump-predictions q.jsonl -q
+    cmp -s p.jsonl q.jsonl || fail "two evaluations differ"
+}
+
+test_init_from_the_original_checkpoint_layout() {
+    # the golden DiffDock-PP .pth (ns 8, nv 3, 4 layers, lm_embed_dim 16) with a 16-wide ESM
+    # cache of a random-weight ESM-2 (2 layers, 16 wide, 4 heads). The original reads ESM
+    # feature 0 as an embedding index (spec §3.2), so it must stay within (-1, 24): with seed 3,
+    # 1R8S and 1FC2 have such features (1R0R and 1HIA do not); with seed 0 none has: those
+    # complexes are skipped with a warning (exit 1).
+    tiny d "train train val val"
+    assert_rc 0 gb -o g
+    assert_rc 0 esm-embed -j 2 --random-init 2,16,4 --seed 3 -g g -o e -q
+    assert_rc 0 esm-embed -j 2 --random-init 2,16,4 --seed 0 -g g -o e0 -q
+    local set=(--set model.ns=8 --set model.nv=3 --set model.num_conv_layers=4 --set model.lm_embed_dim=16
+        --set model.dist_embed_dim=32 --set model.cross_dist_embed_dim=32)
+    assert_rc 0 train -c "$CFG" -j 2 "${set[@]}" -g g -e e --eval-only \
+        --init-from "$DATA/diffdock-golden/model.pth" --json
+    assert_contains "$OUT" '"complexes": 2'
+    assert_rc 1 train -c "$CFG" -j 2 "${set[@]}" -g g -e e0 --eval-only \
+        --init-from "$DATA/diffdock-golden/model.pth"
+    assert_contains "$OUT" "embedding index"
+    # fine-tuning: train on the two complexes whose features suit the original (same chains, so
+    # the same ESM cache serves)
+    tiny d2 "test test train train"
+    DDIR=d2 assert_rc 0 gb -o g2
+    assert_rc 0 trn "${set[@]}" -g g2 -e e -o ft --init-from "$DATA/diffdock-golden/model.pth" --max-steps 2 -q
+    [ -s ft/last.safetensors ] || fail "no checkpoint after fine-tuning"
+    # another size refuses it, naming a tensor
+    assert_rc 2 train -c "$CFG" -j 2 -g g --eval-only --init-from "$DATA/diffdock-golden/model.pth"
+    assert_contains "$OUT" "encoder."
+}
+
+test_refuses_caches_that_do_not_match_the_config() {
+    tiny d "train train val val"
+    assert_rc 0 gb -o g10 --set data.knn_size=10
+    assert_rc 2 trn -g g10 -o run --max-steps 1
+    assert_contains "$OUT" "data.knn_size"
+    assert_rc 0 gb -o g
+    assert_rc 0 esm-embed -j 2 --random-init 2,16,4 -g g -o e -q
+    assert_rc 2 trn -g g -e e -o run --max-steps 1 --set model.lm_embed_dim=32
+    assert_contains "$OUT" "lm_embed_dim"
+    assert_rc 2 trn -g g -o run --max-steps 1 --set model.lm_embed_dim=16
+    assert_contains "$OUT" "--esm"
+    assert_rc 2 trn -g g -o run --max-steps 1 --set model.no_batch_norm=false
+    assert_contains "$OUT" "model.no_batch_norm"
+}
+
+test_refuses_a_corrupt_cache() {
+    tiny d "train train val val"
+    assert_rc 0 gb -o g
+    "$TAMPER" g flip 1HIA 500 || fail "tamper"
+    assert_rc 3 trn -g g -o run --max-steps 1
+    assert_contains "$OUT" "cache-check"
+    [ ! -e run/last.safetensors ] || fail "trained on a corrupt cache"
+}
+
+run_tests

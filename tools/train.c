@@ -1,0 +1,178 @@
+/* train — diffusion training of the DiffDock-PP score model from a graph cache and an ESM cache.
+ *
+ * Thin: options and config, then ppd_train_run (ppdock/train.h), then a summary. Manual:
+ * docs/train.md.
+ */
+#include "ppdock/cli.h"
+#include "ppdock/config.h"
+#include "ppdock/log.h"
+#include "ppdock/train.h"
+#include "ppdock/tool.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fputs(
+        "usage: train [options] --graphs DIR [--esm DIR] -o RUN\n"
+        "       train --eval-only --init-from FILE --graphs DIR [--esm DIR] [--split S]\n"
+        "             [--dump-predictions OUT.jsonl]\n"
+        "\n"
+        "Train the DiffDock-PP score model on the train split of a graph cache (graph-build)\n"
+        "joined with an ESM cache (esm-embed), validating on the val split each epoch.\n"
+        "\n"
+        "  -g, --graphs DIR        graph cache\n"
+        "  -e, --esm DIR           ESM cache (needed unless model.lm_embed_dim is 0)\n"
+        "  -o, --output RUN        run directory: checkpoints, metrics.jsonl, loss.svg\n"
+        "      --resume            continue RUN/last.safetensors where it stopped\n"
+        "      --init-from FILE    start from a DiffDock-PP .pth (its \"model\" state dict and,\n"
+        "                          when present, its Adam state) or a ppdock checkpoint\n"
+        "      --max-steps N       stop after N optimizer steps in total\n"
+        "      --eval-only         evaluate --split with fixed noise and stop (no training)\n"
+        "      --split S           split for --eval-only (default val)\n"
+        "      --dump-predictions F  with --eval-only: one JSON line per complex (id, t, sigmas,\n"
+        "                          applied updates, predictions, targets, losses)\n"
+        "      --seed N            seed (default train.seed)\n"
+        "  -c, --config FILE       YAML config (DiffDock-PP's own load as they are); repeatable\n"
+        "      --set KEY=VALUE     override a setting; repeatable\n"
+        "  -j, --jobs N            threads (default: all CPUs)\n"
+        "      --json              one JSON summary object on stdout\n"
+        "      --print-config      print every setting with its value and origin, then exit\n"
+        "  -q, --quiet / -v, --verbose\n"
+        "  -h, --help, --version\n"
+        "\n"
+        "Exit status: 0 done, 1 some complexes were skipped (unreadable records, missing\n"
+        "embeddings), 2 usage or config error, 3 I/O, memory or cache failure.\n",
+        f);
+}
+
+enum { OPT_RESUME = 0x2000, OPT_INIT, OPT_MAX_STEPS, OPT_EVAL, OPT_SPLIT, OPT_DUMP, OPT_SEED };
+
+int main(int argc, char **argv) {
+    ppd_tool t;
+    if (ppd_tool_init(&t, "train", argc)) return PPD_EXIT_IO;
+    ppd_train_opts o = {.seed = -1};
+    struct option longopts[] = {PPD_TOOL_LONGOPTS,
+                                {"graphs", required_argument, 0, 'g'},
+                                {"esm", required_argument, 0, 'e'},
+                                {"output", required_argument, 0, 'o'},
+                                {"resume", no_argument, 0, OPT_RESUME},
+                                {"init-from", required_argument, 0, OPT_INIT},
+                                {"max-steps", required_argument, 0, OPT_MAX_STEPS},
+                                {"eval-only", no_argument, 0, OPT_EVAL},
+                                {"split", required_argument, 0, OPT_SPLIT},
+                                {"dump-predictions", required_argument, 0, OPT_DUMP},
+                                {"seed", required_argument, 0, OPT_SEED},
+                                {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "g:e:o:", longopts, NULL)) != -1) {
+        if (ppd_tool_option(&t, opt, optarg)) continue;
+        char *end;
+        switch (opt) {
+        case 'g':
+            o.graphs = optarg;
+            break;
+        case 'e':
+            o.esm = optarg;
+            break;
+        case 'o':
+            o.run_dir = optarg;
+            break;
+        case OPT_RESUME:
+            o.resume = 1;
+            break;
+        case OPT_INIT:
+            o.init_from = optarg;
+            break;
+        case OPT_EVAL:
+            o.eval_only = 1;
+            break;
+        case OPT_SPLIT:
+            o.split = optarg;
+            break;
+        case OPT_DUMP:
+            o.dump_path = optarg;
+            break;
+        case OPT_MAX_STEPS:
+        case OPT_SEED:
+            if (opt == OPT_MAX_STEPS)
+                o.max_steps = strtoll(optarg, &end, 10);
+            else
+                o.seed = strtoll(optarg, &end, 10);
+            if (*end || (opt == OPT_MAX_STEPS ? o.max_steps < 1 : o.seed < 0)) {
+                fprintf(stderr, "train: --%s wants a %s integer, not \"%s\"\n",
+                        opt == OPT_MAX_STEPS ? "max-steps" : "seed",
+                        opt == OPT_MAX_STEPS ? "positive" : "non-negative", optarg);
+                t.usage_error = 1;
+            }
+            break;
+        default:
+            t.usage_error = 2;
+        }
+    }
+    if (t.usage_error == 0 && !t.help && !t.version && !t.print_config) {
+        const char *why = NULL;
+        if (!o.graphs)
+            why = "--graphs DIR is required";
+        else if (o.eval_only && !o.init_from)
+            why = "--eval-only needs --init-from FILE";
+        else if (!o.eval_only && !o.run_dir)
+            why = "-o RUN is required";
+        else if (o.dump_path && !o.eval_only)
+            why = "--dump-predictions goes with --eval-only";
+        else if (o.resume && o.init_from)
+            why = "--resume and --init-from exclude each other";
+        if (why) {
+            fprintf(stderr, "train: %s\n", why);
+            t.usage_error = 2;
+        }
+    }
+    int rc = ppd_tool_options_done(&t, argc, argv, optind, usage);
+    ppd_config *cfg = NULL;
+    if (rc < 0 && ppd_tool_config(&t, &cfg)) rc = t.exit_code;
+    if (rc < 0) {
+        o.threads = t.jobs > 0 ? t.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        o.quiet = t.verbosity < 0;
+        ppd_train_report r;
+        ppd_status st = ppd_train_run(&o, cfg, &r);
+        if (st) {
+            ppd_error("%s", ppd_errmsg());
+            rc = ppd_exit_code(st);
+        } else {
+            rc = r.skipped ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
+        }
+        if (!st && t.json) {
+            if (o.eval_only)
+                printf(
+                    "{\"split\": \"%s\", \"complexes\": %lld, \"loss\": %.9g, \"tr_loss\": %.9g, "
+                    "\"rot_loss\": %.9g, \"peak_rss_mb\": %.1f}\n",
+                    o.split ? o.split : "val", (long long)r.eval_complexes, r.eval_loss,
+                    r.eval_tr_loss, r.eval_rot_loss, (double)r.peak_rss / 1048576.0);
+            else
+                printf(
+                    "{\"steps\": %lld, \"epochs\": %lld, \"complexes\": %lld, \"skipped\": %lld, "
+                    "\"last_loss\": %.9g, \"best_val_loss\": %.9g, \"seconds\": %.3f, "
+                    "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\"}\n",
+                    (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
+                    (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
+                    r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir);
+        } else if (!st && t.verbosity >= 0) {
+            if (o.eval_only)
+                fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",
+                        o.split ? o.split : "val", (long long)r.eval_complexes, r.eval_loss,
+                        r.eval_tr_loss, r.eval_rot_loss);
+            else
+                fprintf(stderr,
+                        "train: %lld steps, %lld epochs, %.1f complexes/s, last loss %.6g, best "
+                        "val loss %.6g, peak RSS %.0f MB -> %s\n",
+                        (long long)r.steps, (long long)r.epochs, r.complexes_per_s, r.last_loss,
+                        r.best_val_loss, (double)r.peak_rss / 1048576.0, o.run_dir);
+        }
+    }
+    ppd_config_free(cfg);
+    ppd_tool_free(&t);
+    return rc < 0 ? 0 : rc;
+}
