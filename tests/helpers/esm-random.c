@@ -63,7 +63,8 @@ int main(int argc, char **argv) {
     ppd_cache_reader *g = NULL;
     ppd_cache_writer *w = NULL;
     ppd_cache_cursor *cur = NULL;
-    ppd_cache_writer_opts wo = {.record_type = PPD_REC_ESM, .producer = "esm-random", .params = params};
+    ppd_cache_writer_opts wo = {
+        .record_type = PPD_REC_ESM, .producer = "esm-random", .params = params};
     ppd_status st = ppd_cache_reader_open(argv[1], &g);
     if (!st) st = ppd_cache_writer_open(argv[2], &wo, &w);
     if (!st) st = ppd_cache_reader_cursor(g, &cur);

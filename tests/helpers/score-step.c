@@ -85,7 +85,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "score-step: %s\n", ppd_errmsg());
         return 3;
     }
-    /* the model's size from its shapes: lm_ebd [ns, ns + lm], intra fc.3 of layer 0 [ns^2 + ns nv] */
+    /* the model's size from its shapes: lm_ebd [ns, ns + lm], intra fc.3 of layer 0 [ns^2 + ns nv]
+     */
     ppd_score_config c;
     ppd_score_config_default(&c);
     const ppd_tensor *lm = need(mf, "model.encoder.atom_embed.lm_ebd.weight", mpath);
@@ -113,20 +114,36 @@ int main(int argc, char **argv) {
     float *rec_pos = f32(cf, "rec_pos", cpath, &nr), *lig_pos = f32(cf, "lig_pos", cpath, &nl);
     float *rec_x = f32(cf, "rec_x", cpath, NULL), *lig_x = f32(cf, "lig_x", cpath, NULL);
     float *t = f32(cf, "t", cpath, &B), *rot_norm = f32(cf, "rot_norm", cpath, NULL);
-    float *tr_score = f32(cf, "tr_score", cpath, NULL), *rot_score = f32(cf, "rot_score", cpath, NULL);
+    float *tr_score = f32(cf, "tr_score", cpath, NULL),
+          *rot_score = f32(cf, "rot_score", cpath, NULL);
     int64_t *rb = i64(cf, "rec_batch", cpath, NULL), *lb = i64(cf, "lig_batch", cpath, NULL);
-    int64_t *re = i64(cf, "rec_edge_index", cpath, &er), *le = i64(cf, "lig_edge_index", cpath, &el);
+    int64_t *re = i64(cf, "rec_edge_index", cpath, &er),
+            *le = i64(cf, "lig_edge_index", cpath, &el);
     er /= 2, el /= 2;
-    ppd_score_batch b = {.B = (int)B, .Nr = nr / 3, .Nl = nl / 3, .Er = er, .El = el,
-                         .rec_pos = rec_pos, .lig_pos = lig_pos, .rec_x = rec_x, .lig_x = lig_x,
-                         .rec_batch = rb, .lig_batch = lb, .rec_src = re, .rec_dst = re + er,
-                         .lig_src = le, .lig_dst = le + el, .t = t, .rot_norm = rot_norm};
+    ppd_score_batch b = {.B = (int)B,
+                         .Nr = nr / 3,
+                         .Nl = nl / 3,
+                         .Er = er,
+                         .El = el,
+                         .rec_pos = rec_pos,
+                         .lig_pos = lig_pos,
+                         .rec_x = rec_x,
+                         .lig_x = lig_x,
+                         .rec_batch = rb,
+                         .lig_batch = lb,
+                         .rec_src = re,
+                         .rec_dst = re + er,
+                         .lig_src = le,
+                         .lig_dst = le + el,
+                         .t = t,
+                         .rot_norm = rot_norm};
     ppd_igso3 T;
     if (ppd_igso3_build(&T, threads)) return 3;
     ppd_diffusion_cfg dc = ppd_diffusion_cfg_default();
     ppd_adam_config ac = {1e-3, 0.9, 0.999, 1e-8, 0.0};
     float *am = calloc(m.nparams, sizeof(float)), *av = calloc(m.nparams, sizeof(float));
-    size_t *off = malloc(sizeof(size_t) * (size_t)m.ntensors), *num = malloc(sizeof(size_t) * (size_t)m.ntensors);
+    size_t *off = malloc(sizeof(size_t) * (size_t)m.ntensors),
+           *num = malloc(sizeof(size_t) * (size_t)m.ntensors);
     float *pred = malloc(sizeof(float) * (size_t)B * 12);
     double *ts = malloc(sizeof(double) * (size_t)steps * 3);
     if (!am || !av || !off || !num || !pred || !ts) return 3;
