@@ -2,7 +2,8 @@
 # make demo: the pipeline on the bundled sample (tests/data/db5-mini, four DB5.5 complexes).
 # graph-build makes the residue graphs, esm-embed the ESM-2 embeddings (ESM_WEIGHTS=file for the
 # real model; otherwise the bundled tiny random-weight test model), cache-check checks both.
-# Later stages (train) join here as they land.
+# train then trains a small score model (config/demo.yaml, residue ids instead of ESM features)
+# for a few minutes and shows the loss falling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PPD_BIN:-bin}
@@ -39,4 +40,21 @@ echo
 echo "== cache-check $OUT/graphs $OUT/esm: both caches and every chain's embedding"
 "$BIN/cache-check" "$OUT/graphs" "$OUT/esm"
 echo
-echo "The caches are in $OUT/graphs and $OUT/esm (format: docs/cache-format.md)."
+STEPS=${DEMO_STEPS:-600}
+echo "== train: the demo model on the three training complexes, $STEPS steps (DEMO_STEPS=...)"
+echo "   fixed noise per complex (train.fixed_noise), so the loss can fall to zero: this shows"
+echo "   the pipeline learning; real training draws fresh noise every epoch"
+"$BIN/train" -c config/demo.yaml -g "$OUT/graphs" -o "$OUT/run" --set train.epochs=100000 \
+    --set train.fixed_noise=true --set train.lr=3e-3 --set train.patience=1000000 --max-steps "$STEPS"
+echo
+echo "== the loss, every $((STEPS / 10)) steps ($OUT/run/metrics.jsonl; curves in $OUT/run/loss.svg)"
+grep '"kind": "step"' "$OUT/run/metrics.jsonl" | awk -v every=$((STEPS / 10)) '
+    { match($0, /"loss": [^,]*/); l = substr($0, RSTART + 8, RLENGTH - 8); s += l; n++ }
+    n == every { printf "   steps %4d..%4d  mean loss %.4f\n", NR - every + 1, NR, s / n; s = 0; n = 0 }'
+echo
+echo "== train --eval-only: the trained model on the validation complex, predictions dumped"
+"$BIN/train" -c config/demo.yaml -g "$OUT/graphs" --eval-only --init-from "$OUT/run/last.safetensors" \
+    --dump-predictions "$OUT/run/val-predictions.jsonl"
+echo
+echo "The caches are in $OUT/graphs and $OUT/esm (format: docs/cache-format.md); the run in"
+echo "$OUT/run (checkpoints in safetensors with DiffDock-PP's parameter names: docs/train.md)."

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Submit the pipeline's stages as a chain of SLURM jobs, each waiting for the previous one to
-# succeed (--dependency=afterok). Stages join here as they land (esm-embed, train).
+# succeed (--dependency=afterok): graph-build, esm-embed (ESM_WEIGHTS), cache-check, train
+# (RUN_DIR, needs ESM_WEIGHTS).
 #
-#   [ESM_WEIGHTS=esm2_t33_650M_UR50D.pt] slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]
+#   [ESM_WEIGHTS=esm2_t33_650M_UR50D.pt [RUN_DIR=DIR]] slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]
 #   e.g. ESM_WEIGHTS=/models/esm2_t33_650M_UR50D.pt slurm/pipeline.sh config/finetune_full.yaml /project/caches/abag
 set -euo pipefail
 CONFIG=${1:?usage: slurm/pipeline.sh CONFIG CACHE_ROOT [graph-build options...]}
@@ -18,3 +19,7 @@ if [ -n "${ESM_WEIGHTS:-}" ]; then # ESM-2 weights: embed the graphs' sequences 
 fi
 c=$(sbatch --parsable --dependency=afterok:"$last" "$here/cache-check.sbatch" "$ROOT/graphs" --inputs)
 echo "submitted: graph-build $g -> ${e:+esm-embed $e -> }cache-check $c (afterok)"
+if [ -n "${RUN_DIR:-}" ] && [ -n "${ESM_WEIGHTS:-}" ]; then # train after the checks pass
+    t=$(sbatch --parsable --dependency=afterok:"$c" "$here/train.sbatch" "$CONFIG" "$ROOT/graphs" "$ROOT/esm" "$RUN_DIR")
+    echo "submitted: train $t (after cache-check $c) -> $RUN_DIR"
+fi

@@ -7,6 +7,7 @@
  * planned from a memory budget (ppdock/esm.h). Incremental and resumable: sequences already in
  * the cache with the same parameters are not embedded again. Manual: docs/esm-embed.md.
  */
+#include "ppdock/blas.h"
 #include "ppdock/cache.h"
 #include "ppdock/cli.h"
 #include "ppdock/config.h"
@@ -569,28 +570,17 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     return st;
 }
 
-/* OpenBLAS picks its kernels when it loads and falls back to slow generic ones on CPUs it does
- * not recognise (virtual machines): run again with OPENBLAS_CORETYPE set for this CPU. A value
- * the user set is respected, so this happens at most once. */
-static void reexec_for_blas(char **argv) {
-    const char *coretype = NULL, *advice = ppd_esm_blas_advice(&coretype);
-    if (!advice || !coretype || getenv("OPENBLAS_CORETYPE")) return;
-    setenv("OPENBLAS_CORETYPE", coretype, 1);
-    execv("/proc/self/exe", argv);
-    ppd_warn("%s (re-running with it failed: set OPENBLAS_CORETYPE=%s yourself)", advice, coretype);
-}
-
 int main(int argc, char **argv) {
     ppd_log_set_prog("esm-embed");
     for (int i = 1; i < argc; i++) /* for scripts that run a peer on the same libopenblas */
         if (!strcmp(argv[i], "--blas-coretype")) {
             const char *coretype = NULL;
-            ppd_esm_blas_advice(&coretype);
+            ppd_blas_advice(&coretype);
             const char *set = getenv("OPENBLAS_CORETYPE");
             printf("%s\n", set && *set ? set : coretype ? coretype : "");
             return 0;
         }
-    reexec_for_blas(argv);
+    ppd_blas_reexec(argv);
     enum {
         OPT_FASTA = 1,
         OPT_WEIGHTS,

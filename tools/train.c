@@ -3,6 +3,7 @@
  * Thin: options and config, then ppd_train_run (ppdock/train.h), then a summary. Manual:
  * docs/train.md.
  */
+#include "ppdock/blas.h"
 #include "ppdock/cli.h"
 #include "ppdock/config.h"
 #include "ppdock/log.h"
@@ -52,6 +53,7 @@ static void usage(FILE *f) {
 enum { OPT_RESUME = 0x2000, OPT_INIT, OPT_MAX_STEPS, OPT_EVAL, OPT_SPLIT, OPT_DUMP, OPT_SEED };
 
 int main(int argc, char **argv) {
+    ppd_blas_reexec(argv);
     ppd_tool t;
     if (ppd_tool_init(&t, "train", argc)) return PPD_EXIT_IO;
     ppd_train_opts o = {.seed = -1};

@@ -40,7 +40,7 @@
  * head) pairs. One thread pool, no OpenBLAS threads spinning against OpenMP's: on 2 cores this
  * was 1.4-2.7x faster than OpenBLAS-threaded GEMMs for the 8M shape, and 7 MB smaller. Use one
  * workspace per thread that drives a model; a model is read-only after loading and can be
- * shared. See ppd_esm_blas_advice: on CPUs OpenBLAS does not recognise it runs generic kernels.
+ * shared. See ppdock/blas.h: on CPUs OpenBLAS does not recognise it runs generic kernels.
  *
  * Speed (2 threads, 2-core Xeon VM with AVX-512, OPENBLAS_CORETYPE=SkylakeX): 8M shape, 16 DB5.5
  * chains (4,976 residues) in one batch: ~5,900 residues/s; 650M shape, one 512-residue chain:
@@ -227,14 +227,7 @@ static inline const float *ppd_esm_output(const ppd_esm_workspace *ws, int b) {
     return ws->out + ws->out_off[b] * ws->cfg.d;
 }
 
-/* OpenBLAS chooses its kernels from the CPU model when the library loads. On a CPU it does not
- * recognise (e.g. a virtual machine reporting "Intel Xeon Processor") it falls back to generic
- * Prescott (SSE3) kernels: 3.7x slower than its SkylakeX ones for the 650M shape here. NULL when
- * the kernels match the CPU; else a message naming the core in use and the OPENBLAS_CORETYPE
- * value for this CPU, which is also stored in *coretype (may be NULL). The variable is read
- * when the library loads, so a tool sets it in the environment before starting (or re-executes
- * itself with it set). */
-const char *ppd_esm_blas_advice(const char **coretype);
+/* OpenBLAS kernel selection: ppdock/blas.h. */
 
 /* ---- long sequences --------------------------------------------------------------------------
  * Sequences longer than `long_limit` residues get the policy:

@@ -49,7 +49,8 @@ extern const float ppd_time_embedding_freqs[16];
  *   forward:  out = in W^T + b                       (one sgemm)
  *   backward: dW += dout^T in;  db += Σ_n dout[n];  din = dout W   (din, db may be NULL;
  *             dW and db accumulate, din is overwritten)
- * The GEMMs run on OpenBLAS's own threads (the caller sets their number). */
+ * The GEMMs run as single-threaded OpenBLAS calls on row blocks spread over the OpenMP threads
+ * (callers set openblas_set_num_threads(1)); results do not depend on the thread count. */
 void ppd_linear_forward(float *out, const float *in, const float *W, const float *b, int64_t N,
                         int K, int M);
 void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, const float *in,
@@ -58,6 +59,8 @@ void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, co
 /* ---- ReLU ----------------------------------------------------------------------------------
  * x: (n) in place;  backward: d[i] = 0 where y[i] <= 0 (y = the ReLU's output). */
 void ppd_relu_forward(float *x, int64_t n);
+/* x: (N, M) in place: x[n][m] = max(x[n][m] + b[m], 0) (a Linear's bias fused with its ReLU). */
+void ppd_bias_relu_forward(float *x, const float *b, int64_t N, int M);
 void ppd_relu_backward(float *d, const float *y, int64_t n);
 
 #ifdef __cplusplus

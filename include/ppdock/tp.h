@@ -33,6 +33,8 @@ extern "C" {
 #endif
 
 enum { PPD_IRREPS_MAX = 8, PPD_TP_PATHS_MAX = 32, PPD_TP_LMAX = 2, PPD_TP_COEF_MAX = 2048 };
+/* Largest multiplicity of a block (the per-edge kernels' scratch; kernels/tp_body.h). */
+enum { PPD_TP_MULTIPLICITY_MAX = 128 };
 
 typedef struct {
     int mul, l, p;
@@ -77,9 +79,10 @@ ppd_status ppd_tp_init(ppd_tp *tp, const ppd_irreps *in, const ppd_irreps *sh,
                        const ppd_irreps *out);
 
 void ppd_tp_forward(const ppd_tp *tp, float *msg, const float *h, const int64_t *send,
-                    const float *Y, const float *w, int64_t E);
-void ppd_tp_backward(const ppd_tp *tp, float *dh_edge, float *dw, const float *dmsg, const float *h,
-                     const int64_t *send, const float *Y, const float *w, int64_t E);
+                    const float *Y, const float *w, const float *wb, int64_t E);
+void ppd_tp_backward(const ppd_tp *tp, float *dh_edge, float *dw, float *dwb, const float *dmsg,
+                     const float *h, const int64_t *send, const float *Y, const float *w,
+                     const float *wb, int64_t E);
 
 #ifdef __cplusplus
 }

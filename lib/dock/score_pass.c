@@ -195,9 +195,9 @@ static void conv_chunk_fc(ppd_score_model *m, pass_state *s, const conv_job *j, 
         memcpy(a + ns, j->hA + j->first[e] * j->dA, sizeof(float) * (size_t)ns);
         memcpy(a + 2 * ns, j->hB + j->second[e] * j->dB, sizeof(float) * (size_t)ns);
     }
-    ppd_linear_forward(s->H1, s->A, j->fc[0].w, j->fc[0].b, n, F, F);
-    ppd_relu_forward(s->H1, n * F);
-    ppd_linear_forward(s->Wt, s->H1, j->fc[1].w, j->fc[1].b, n, F, W);
+    ppd_linear_forward(s->H1, s->A, j->fc[0].w, NULL, n, F, F);
+    ppd_bias_relu_forward(s->H1, j->fc[0].b, n, F);
+    ppd_linear_forward(s->Wt, s->H1, j->fc[1].w, NULL, n, F, W); /* + bias inside the TP */
 }
 
 static void conv_forward(ppd_score_model *m, pass_state *s, const conv_job *j) {
@@ -209,7 +209,8 @@ static void conv_forward(ppd_score_model *m, pass_state *s, const conv_job *j) {
         conv_chunk_fc(m, s, j, e0, n);
         for (int d = 0; d < j->ndir; d++) {
             const conv_dir *cd = &j->dir[d];
-            ppd_tp_forward(tp, s->msg, cd->hsend, cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt, n);
+            ppd_tp_forward(tp, s->msg, cd->hsend, cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt,
+                           j->fc[1].b, n);
             for (int64_t i = 0; i < n; i++) {
                 float *o = cd->acc + cd->recv[e0 + i] * dout;
                 const float *mm = s->msg + i * dout;
@@ -233,8 +234,8 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
                 float cnt = cd->cnt[r];
                 for (int k = 0; k < dout; k++) s->dmsg[i * dout + k] = cd->dU[r * dout + k] / cnt;
             }
-            ppd_tp_backward(tp, s->dX, d == 0 ? s->dWt : s->dWt2, s->dmsg, cd->hsend, cd->send + e0,
-                            j->Y + e0 * PPD_SH_DIM, s->Wt, n);
+            ppd_tp_backward(tp, s->dX, d == 0 ? s->dWt : s->dWt2, j->gfc[1].b, s->dmsg, cd->hsend,
+                            cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt, j->fc[1].b, n);
             for (int64_t i = 0; i < n; i++) {
                 float *g = cd->dhsend + cd->send[e0 + i] * din;
                 const float *x = s->dX + i * din;
@@ -243,14 +244,14 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
         }
         if (j->ndir == 2)
             for (int64_t i = 0; i < n * W; i++) s->dWt[i] += s->dWt2[i];
-        ppd_linear_backward(s->dA /* dH1 */, j->gfc[1].w, j->gfc[1].b, s->dWt, s->H1, j->fc[1].w, n,
-                            F, W);
-        ppd_relu_backward(s->dA, s->H1, n * F);
-        memcpy(s->H1, s->dA, sizeof(float) * (size_t)(n * F)); /* dH1, freeing dA */
-        ppd_linear_backward(s->dA, j->gfc[0].w, j->gfc[0].b, s->H1, s->A, j->fc[0].w, n, F, F);
+        /* dH1 goes into dA's buffer, then dA into H1's (H1 is not needed after the relu mask) */
+        float *dH1 = s->dA, *dA = s->H1;
+        ppd_linear_backward(dH1, j->gfc[1].w, NULL, s->dWt, s->H1, j->fc[1].w, n, F, W);
+        ppd_relu_backward(dH1, s->H1, n * F);
+        ppd_linear_backward(dA, j->gfc[0].w, j->gfc[0].b, dH1, s->A, j->fc[0].w, n, F, F);
         for (int64_t i = 0; i < n; i++) {
             int64_t e = e0 + i;
-            const float *g = s->dA + i * F;
+            const float *g = dA + i * F;
             float *de = j->demb + e * ns, *ga = j->dhA + j->first[e] * j->dA,
                   *gb = j->dhB + j->second[e] * j->dB;
             for (int k = 0; k < ns; k++) {
@@ -485,10 +486,11 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
             memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
             memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
         }
-        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, m->p.final_fc[0].b, n, F2, F2);
-        ppd_relu_forward(s->H1, n * F2);
-        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, m->p.final_fc[1].b, n, F2, W);
-        ppd_tp_forward(tp, s->msg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM, s->Wt, n);
+        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
+        ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
+        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
+        ppd_tp_forward(tp, s->msg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM, s->Wt,
+                       m->p.final_fc[1].b, n);
         for (int64_t i = 0; i < n; i++)
             for (int k = 0; k < 12; k++) s->z[s->ce_graph[e0 + i] * 12 + k] += s->msg[i * 12 + k];
     }
@@ -684,21 +686,21 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
             memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
             memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
         }
-        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, m->p.final_fc[0].b, n, F2, F2);
-        ppd_relu_forward(s->H1, n * F2);
-        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, m->p.final_fc[1].b, n, F2, W);
+        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
+        ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
+        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
         for (int64_t i = 0; i < n; i++) {
             int64_t g = s->ce_graph[e0 + i];
             for (int k = 0; k < 12; k++) s->dmsg[i * 12 + k] = dz[g * 12 + k] / s->cnt_ce[g];
         }
-        ppd_tp_backward(tp, s->dX, s->dWt, s->dmsg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM,
-                        s->Wt, n);
+        ppd_tp_backward(tp, s->dX, s->dWt, m->g.final_fc[1].b, s->dmsg, h, s->ce_node + e0,
+                        s->ce.Y + e0 * PPD_SH_DIM, s->Wt, m->p.final_fc[1].b, n);
         for (int64_t i = 0; i < n; i++) {
             float *g = dh + s->ce_node[e0 + i] * din;
             for (int k = 0; k < din; k++) g[k] += s->dX[i * din + k];
         }
-        ppd_linear_backward(s->dA, m->g.final_fc[1].w, m->g.final_fc[1].b, s->dWt, s->H1,
-                            m->p.final_fc[1].w, n, F2, W);
+        ppd_linear_backward(s->dA, m->g.final_fc[1].w, NULL, s->dWt, s->H1, m->p.final_fc[1].w, n,
+                            F2, W);
         ppd_relu_backward(s->dA, s->H1, n * F2);
         memcpy(s->H1, s->dA, sizeof(float) * (size_t)(n * F2));
         ppd_linear_backward(s->dA, m->g.final_fc[0].w, m->g.final_fc[0].b, s->H1, s->A,

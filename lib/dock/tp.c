@@ -5,6 +5,9 @@
 #include "ppdock/so3.h"
 
 #include <assert.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -101,6 +104,12 @@ ppd_status ppd_tp_init(ppd_tp *tp, const ppd_irreps *in, const ppd_irreps *sh,
                         PPD_ERR_USAGE, "tensor product %s x %s -> %s: more than %d paths",
                         ppd_irreps_str(in, b1, sizeof b1), ppd_irreps_str(sh, b2, sizeof b2),
                         ppd_irreps_str(out, b3, sizeof b3), PPD_TP_PATHS_MAX);
+                if (a.mul > PPD_TP_MULTIPLICITY_MAX || o.mul > PPD_TP_MULTIPLICITY_MAX)
+                    return ppd_fail(PPD_ERR_USAGE,
+                                    "tensor product: multiplicities above %d are not supported "
+                                    "(%s -> %s)",
+                                    PPD_TP_MULTIPLICITY_MAX, ppd_irreps_str(in, b1, sizeof b1),
+                                    ppd_irreps_str(out, b3, sizeof b3));
                 ppd_tp_path *p = &tp->path[tp->npath++];
                 *p = (ppd_tp_path){.i1 = i1,
                                    .i2 = i2,
@@ -152,24 +161,92 @@ ppd_status ppd_tp_init(ppd_tp *tp, const ppd_irreps *in, const ppd_irreps *sh,
     return PPD_OK;
 }
 
-void ppd_tp_forward(const ppd_tp *tp, float *msg, const float *h, const int64_t *send,
-                    const float *Y, const float *w, int64_t E) {
-    // msg: (E, out.dim)   h: (N, in.dim)   send: (E)   Y: (E, sh.dim)   w: (E, wnum)
-    assert(E >= 0);
+/* Edges [e0, e1): the per-edge bodies compiled for the CPU's vector width (kernels/hd.h). */
+PPD_SIMD_CLONES static void forward_range(const ppd_tp *tp, float *msg, const float *h,
+                                          const int64_t *send, const float *Y, const float *w,
+                                          const float *wb, int64_t e0, int64_t e1) {
     int di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
-#pragma omp parallel for schedule(static) if (E >= 256)
-    for (int64_t e = 0; e < E; e++)
+    for (int64_t e = e0; e < e1; e++)
         ppd_tp_edge_forward(tp->path, tp->npath, tp->coef, dout, msg + e * dout, h + send[e] * di,
-                            Y + e * dy, w + e * W);
+                            Y + e * dy, w + e * W, wb);
 }
 
-void ppd_tp_backward(const ppd_tp *tp, float *dh_edge, float *dw, const float *dmsg, const float *h,
-                     const int64_t *send, const float *Y, const float *w, int64_t E) {
-    // dh_edge: (E, in.dim)   dw: (E, wnum)   dmsg: (E, out.dim); the rest as forward
-    assert(E >= 0);
+PPD_SIMD_CLONES static void backward_range(const ppd_tp *tp, float *dh_edge, float *dw,
+                                           float *dwb_local, const float *dmsg, const float *h,
+                                           const int64_t *send, const float *Y, const float *w,
+                                           const float *wb, int64_t e0, int64_t e1) {
     int di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
-#pragma omp parallel for schedule(static) if (E >= 256)
-    for (int64_t e = 0; e < E; e++)
+    for (int64_t e = e0; e < e1; e++)
         ppd_tp_edge_backward(tp->path, tp->npath, tp->coef, di, dh_edge + e * di, dw + e * W,
-                             dmsg + e * dout, h + send[e] * di, Y + e * dy, w + e * W);
+                             dwb_local, dmsg + e * dout, h + send[e] * di, Y + e * dy, w + e * W,
+                             wb);
+}
+
+/* Edges split into one contiguous range per thread (the same ranges every call). */
+static void thread_range(int64_t E, int64_t *e0, int64_t *e1) {
+    int nt = 1, id = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    id = omp_get_thread_num();
+#endif
+    int64_t per = (E + nt - 1) / nt;
+    *e0 = per * id < E ? per * id : E;
+    *e1 = *e0 + per < E ? *e0 + per : E;
+}
+
+void ppd_tp_forward(const ppd_tp *tp, float *msg, const float *h, const int64_t *send,
+                    const float *Y, const float *w, const float *wb, int64_t E) {
+    // msg: (E, out.dim)   h: (N, in.dim)   send: (E)   Y: (E, sh.dim)   w: (E, wnum)   wb: (wnum)
+    assert(E >= 0);
+#pragma omp parallel if (E >= 256)
+    {
+        int64_t e0, e1;
+        thread_range(E, &e0, &e1);
+        forward_range(tp, msg, h, send, Y, w, wb, e0, e1);
+    }
+}
+
+void ppd_tp_backward(const ppd_tp *tp, float *dh_edge, float *dw, float *dwb, const float *dmsg,
+                     const float *h, const int64_t *send, const float *Y, const float *w,
+                     const float *wb, int64_t E) {
+    // dh_edge: (E, in.dim)   dw: (E, wnum)   dwb: (wnum)   dmsg: (E, out.dim); the rest as forward
+    assert(E >= 0);
+    int W = tp->wnum;
+    enum { LOCAL_MAX = 4096 }; /* floats of a thread's bias-gradient sum on its stack (16 KB) */
+    enum { MAX_THREADS = 256 };
+    int max_threads = 1;
+#ifdef _OPENMP
+    max_threads = omp_get_max_threads();
+#endif
+    int local_ok = dwb && W <= LOCAL_MAX && max_threads <= MAX_THREADS;
+    float *parts[MAX_THREADS];
+#pragma omp parallel if (E >= 256)
+    {
+        /* each thread sums its edges' dw into its own copy of the bias gradient; the copies are
+         * then added in thread order, so the result does not depend on timing */
+        float local[LOCAL_MAX];
+        int id = 0, nt = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        int mine = local_ok;
+        if (mine) memset(local, 0, sizeof(float) * (size_t)W);
+        parts[id < MAX_THREADS ? id : 0] = local;
+        int64_t e0, e1;
+        thread_range(E, &e0, &e1);
+        backward_range(tp, dh_edge, dw, mine ? local : NULL, dmsg, h, send, Y, w, wb, e0, e1);
+#pragma omp barrier
+#pragma omp single
+        if (mine)
+            for (int t = 0; t < nt; t++)
+                for (int i = 0; i < W; i++) dwb[i] += parts[t][i];
+    }
+    if (dwb && !local_ok) /* wider than the stack copy: one pass over dw, columns split */
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < W; i++) {
+            float sum = 0.0f;
+            for (int64_t e = 0; e < E; e++) sum += dw[e * W + i];
+            dwb[i] += sum;
+        }
 }

@@ -4,17 +4,11 @@
 #define PPDOCK_ESM_INTERNAL_H
 
 #include "ppdock/esm.h"
+#include "ppdock/kernels/hd.h"
 
-/* Hot element-wise loops are compiled for AVX-512, AVX2 and the baseline and picked at load time
- * (gcc/clang function multi-versioning), since the build targets plain x86-64. The vector width
- * changes the order of the softmax sums, so results can differ by an ulp between CPUs (never
- * between runs or batches on one CPU). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define PPD_ESM_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PPD_ESM_SIMD_CLONES
-#endif
+/* Hot element-wise loops: compiled for AVX-512, AVX2 and the baseline (kernels/hd.h). The vector
+ * width changes the order of the softmax sums, so results can differ by an ulp between CPUs. */
+#define PPD_ESM_SIMD_CLONES PPD_SIMD_CLONES
 
 /* ---- model.c ---- */
 ppd_status ppd_esm_config_check(const ppd_esm_config *c);

@@ -3,25 +3,40 @@
 
 #include <assert.h>
 #include <cblas.h>
+#include <string.h>
+
+/* The GEMMs are split into row blocks, one single-threaded sgemm per block, over the OpenMP
+ * threads: one thread pool for the whole model (the tensor products use the same threads), so
+ * OpenBLAS's own threads never spin against OpenMP's. Callers run OpenBLAS single-threaded
+ * (openblas_set_num_threads(1)). Each output element is still one K-long dot product in
+ * OpenBLAS's order, so the result does not depend on the number of threads. */
+enum { ROWS_PER_BLOCK = 256 };
+
+static int64_t blocks_of(int64_t n) {
+    return (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+}
 
 void ppd_linear_forward(float *out, const float *in, const float *W, const float *b, int64_t N,
                         int K, int M) {
     // out: (N, M)   in: (N, K)   W: (M, K)   b: (M)
     assert(N >= 0 && K >= 0 && M >= 0);
     if (N == 0 || M == 0) return;
-    float beta = 0.0f;
-    if (b) {
-        for (int64_t n = 0; n < N; n++)
-            for (int o = 0; o < M; o++) out[n * M + o] = b[o];
-        beta = 1.0f;
+    int64_t nb = blocks_of(N);
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (int64_t blk = 0; blk < nb; blk++) {
+        int64_t r0 = blk * ROWS_PER_BLOCK, r1 = r0 + ROWS_PER_BLOCK < N ? r0 + ROWS_PER_BLOCK : N;
+        float beta = 0.0f;
+        if (b) { /* rows start as the bias; the GEMM adds in[n] W^T (beta = 1) */
+            for (int64_t n = r0; n < r1; n++) memcpy(out + n * M, b, sizeof(float) * (size_t)M);
+            beta = 1.0f;
+        }
+        if (K == 0) {
+            if (!b) memset(out + r0 * M, 0, sizeof(float) * (size_t)((r1 - r0) * M));
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), M, K, 1.0f,
+                    in + r0 * K, K, W, K, beta, out + r0 * M, M);
     }
-    if (K == 0) {
-        if (!b)
-            for (int64_t i = 0; i < N * M; i++) out[i] = 0.0f;
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, M, K, 1.0f, in, K, W, K, beta, out,
-                M);
 }
 
 void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, const float *in,
@@ -29,27 +44,54 @@ void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, co
     // din: (N, K)   dW: (M, K)   db: (M)   dout: (N, M)
     assert(N >= 0 && K >= 0 && M >= 0);
     if (N == 0) return;
-    if (dW && K > 0 && M > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, (int)N, 1.0f, dout, M, in, K,
-                    1.0f, dW, K);
-    if (db)
-        for (int64_t n = 0; n < N; n++)
-            for (int o = 0; o < M; o++) db[o] += dout[n * M + o];
+    /* dW[o] += Σ_n dout[n][o] in[n] and db: blocks of output rows o, each summing over all n */
+    int64_t mb = blocks_of(M);
+#pragma omp parallel for schedule(static) if (mb > 1)
+    for (int64_t blk = 0; blk < mb; blk++) {
+        int o0 = (int)(blk * ROWS_PER_BLOCK),
+            o1 = o0 + ROWS_PER_BLOCK < M ? o0 + ROWS_PER_BLOCK : M;
+        if (dW && K > 0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, K, (int)N, 1.0f,
+                        dout + o0, M, in, K, 1.0f, dW + (int64_t)o0 * K, K);
+        if (db)
+            for (int64_t n = 0; n < N; n++) {
+                const float *g = dout + n * M;
+                for (int o = o0; o < o1; o++) db[o] += g[o];
+            }
+    }
     if (din && K > 0) {
-        if (M == 0) {
-            for (int64_t i = 0; i < N * K; i++) din[i] = 0.0f;
-            return;
+        int64_t nb = blocks_of(N);
+#pragma omp parallel for schedule(static) if (nb > 1)
+        for (int64_t blk = 0; blk < nb; blk++) {
+            int64_t r0 = blk * ROWS_PER_BLOCK,
+                    r1 = r0 + ROWS_PER_BLOCK < N ? r0 + ROWS_PER_BLOCK : N;
+            if (M == 0) {
+                memset(din + r0 * K, 0, sizeof(float) * (size_t)((r1 - r0) * K));
+                continue;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), K, M, 1.0f,
+                        dout + r0 * M, M, W, K, 0.0f, din + r0 * K, K);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, K, M, 1.0f, dout, M, W, K,
-                    0.0f, din, K);
     }
 }
 
 void ppd_relu_forward(float *x, int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+void ppd_bias_relu_forward(float *x, const float *b, int64_t N, int M) {
+    for (int64_t r = 0; r < N; r++) {
+        float *row = x + r * M;
+#pragma omp simd
+        for (int m = 0; m < M; m++) {
+            float v = row[m] + b[m];
+            row[m] = v > 0.0f ? v : 0.0f;
+        }
+    }
+}
+
 void ppd_relu_backward(float *d, const float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (!(y[i] > 0.0f)) d[i] = 0.0f;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
 }

@@ -15,6 +15,9 @@
 #include "ppdock/score_model.h"
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -505,7 +508,11 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         ppd_config_float(cfg, "train.tr_weight"),     ppd_config_float(cfg, "train.rot_weight")};
     t.adam = (ppd_adam_config){ppd_config_float(cfg, "train.lr"), 0.9, 0.999, 1e-8,
                                ppd_config_float(cfg, "train.weight_decay")};
-    openblas_set_num_threads(o->threads > 0 ? o->threads : 1);
+    /* one thread pool: OpenMP; OpenBLAS runs single-threaded inside it (ppdock/nn.h) */
+    openblas_set_num_threads(1);
+#ifdef _OPENMP
+    omp_set_num_threads(o->threads > 0 ? o->threads : 1);
+#endif
     if (!s) s = ppd_score_model_init(&t.m, &mc);
     if (!s) s = quick_checks(o, mc.lm_dim);
     if (!s) {
@@ -546,7 +553,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         ppd_checkpoint_info info;
         s = ppd_checkpoint_load(o->init_from, &t.m, o->eval_only ? NULL : t.adam_m,
                                 o->eval_only ? NULL : t.adam_v, &ignored, &info);
-        int had = !s && info.has_optimizer;
+        int had = !s && info.has_optimizer && !o->eval_only;
         if (!s)
             ppd_info("initialised from %s%s", o->init_from,
                      had ? " (with its optimizer state)" : "");

@@ -12,6 +12,7 @@
  * the peak RSS. Exit 2 on bad arguments, 3 when a file cannot be read.
  */
 #include "ppdock/adam.h"
+#include "ppdock/blas.h"
 #include "ppdock/diffusion.h"
 #include "ppdock/igso3.h"
 #include "ppdock/progress.h"
@@ -19,6 +20,9 @@
 #include "ppdock/tensorfile.h"
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +75,7 @@ static int64_t *i64(const ppd_tensor_file *f, const char *name, const char *path
 }
 
 int main(int argc, char **argv) {
+    ppd_blas_reexec(argv);
     if (argc < 3) {
         fprintf(stderr, "usage: score-step MODEL.pth CASE.pt [STEPS [WARMUP [THREADS [CHUNK]]]]\n");
         return 2;
@@ -79,7 +84,10 @@ int main(int argc, char **argv) {
     int steps = argc > 3 ? atoi(argv[3]) : 3, warm = argc > 4 ? atoi(argv[4]) : 1;
     int threads = argc > 5 ? atoi(argv[5]) : 2, chunk = argc > 6 ? atoi(argv[6]) : 4096;
     if (steps < 1 || warm < 0 || threads < 1 || chunk < 1) return 2;
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); /* the model threads itself with OpenMP (ppdock/nn.h) */
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
     ppd_tensor_file *mf, *cf;
     if (ppd_tensor_file_open(mpath, &mf) || ppd_tensor_file_open(cpath, &cf)) {
         fprintf(stderr, "score-step: %s\n", ppd_errmsg());

@@ -3,6 +3,7 @@
  * the batch planner. Every test name starts with esm_. */
 #include "../test.h"
 
+#include "ppdock/blas.h"
 #include "ppdock/esm.h"
 #include "ppdock/half.h"
 #include "ppdock/kernels/esm_ops.h"
@@ -364,7 +365,7 @@ TEST(esm_exp_erf_bodies_accuracy) {
     CHECK(ppd_esm_erff(0.0f) == 0.0f && ppd_esm_erff(10.0f) == 1.0f &&
           ppd_esm_erff(-1e30f) == -1.0f);
     CHECK(ppd_esm_erff(-0.5f) == -ppd_esm_erff(0.5f));
-    const char *ct = NULL, *adv = ppd_esm_blas_advice(&ct);
+    const char *ct = NULL, *adv = ppd_blas_advice(&ct);
     if (adv) printf("  esm: %s\n", adv);
     CHECK((adv == NULL) == (ct == NULL));
     printf("  esm bodies: exp max %.2f ulp, erf max %.2f ulp, GELU max %.2g abs vs libm erff\n",

@@ -120,7 +120,7 @@ TEST(tp_matches_spec_a4) {
     for (int p = 0; p < 16; p++) w[p] = 0.01f * (float)(p + 1);
     int64_t send = 0;
     float msg[10];
-    ppd_tp_forward(&tp, msg, x1, &send, Y, w, 1);
+    ppd_tp_forward(&tp, msg, x1, &send, Y, w, NULL, 1);
     static const double expect[10] = {0.01025478,  0.01045409,  0.05229028,  -0.00110664,
                                       0.01674450,  -0.04999759, -0.02738947, -0.02505094,
                                       -0.03367492, -0.03608026};
@@ -135,7 +135,7 @@ static double rand_sym(ppd_rng *r) {
 static double probe(const ppd_tp *tp, const double *x1, const double *Y, const double *w,
                     const double *g) {
     double out[128];
-    ppd_tp_edge_forward_f64(tp->path, tp->npath, tp->coef, tp->out.dim, out, x1, Y, w);
+    ppd_tp_edge_forward_f64(tp->path, tp->npath, tp->coef, tp->out.dim, out, x1, Y, w, NULL);
     double s = 0;
     for (int k = 0; k < tp->out.dim; k++) s += g[k] * out[k];
     return s;
@@ -156,7 +156,7 @@ TEST(tp_backward_matches_finite_differences_f64) {
         float v[3] = {(float)rand_sym(&r), (float)rand_sym(&r), (float)rand_sym(&r)}, Yf[9];
         ppd_sh_forward(Yf, v, 1);
         for (int j = 0; j < 9; j++) Y[j] = Yf[j];
-        ppd_tp_edge_backward_f64(tp.path, tp.npath, tp.coef, di, dx, dw, g, x1, Y, w);
+        ppd_tp_edge_backward_f64(tp.path, tp.npath, tp.coef, di, dx, dw, NULL, g, x1, Y, w, NULL);
         const double h = 1e-6;
         double worst = 0;
         for (int i = 0; i < di; i++) {
@@ -205,8 +205,8 @@ TEST(tp_float_ops_match_f64_body) {
         ppd_sh_forward(Y + 9 * e, v, 1);
         send[e] = (int64_t)ppd_rng_below(&r, N);
     }
-    ppd_tp_forward(&tp, msg, h, send, Y, w, E);
-    ppd_tp_backward(&tp, dh, dw, dmsg, h, send, Y, w, E);
+    ppd_tp_forward(&tp, msg, h, send, Y, w, NULL, E);
+    ppd_tp_backward(&tp, dh, dw, NULL, dmsg, h, send, Y, w, NULL, E);
     double worst = 0;
     for (int e = 0; e < E; e++) {
         double x1[128], Yd[9], wd[1024], g[128], out[128], dxd[128], dwd[1024];
@@ -214,8 +214,9 @@ TEST(tp_float_ops_match_f64_body) {
         for (int j = 0; j < 9; j++) Yd[j] = Y[9 * e + j];
         for (int i = 0; i < W; i++) wd[i] = w[e * W + i];
         for (int i = 0; i < dout; i++) g[i] = dmsg[e * dout + i];
-        ppd_tp_edge_forward_f64(tp.path, tp.npath, tp.coef, dout, out, x1, Yd, wd);
-        ppd_tp_edge_backward_f64(tp.path, tp.npath, tp.coef, di, dxd, dwd, g, x1, Yd, wd);
+        ppd_tp_edge_forward_f64(tp.path, tp.npath, tp.coef, dout, out, x1, Yd, wd, NULL);
+        ppd_tp_edge_backward_f64(tp.path, tp.npath, tp.coef, di, dxd, dwd, NULL, g, x1, Yd, wd,
+                                 NULL);
         for (int i = 0; i < dout; i++) worst = fmax(worst, fabs(out[i] - msg[e * dout + i]));
         for (int i = 0; i < di; i++) worst = fmax(worst, fabs(dxd[i] - dh[e * di + i]));
         for (int i = 0; i < W; i++) worst = fmax(worst, fabs(dwd[i] - dw[e * W + i]));
@@ -272,8 +273,8 @@ TEST(tp_rotation_equivariant) {
         ppd_sh_forward(Y, v, 1);
         ppd_sh_forward(Yr, vr, 1);
         int64_t send = 0;
-        ppd_tp_forward(&tp, out, x, &send, Y, w, 1);
-        ppd_tp_forward(&tp, outr, xr, &send, Yr, w, 1);
+        ppd_tp_forward(&tp, out, x, &send, Y, w, NULL, 1);
+        ppd_tp_forward(&tp, outr, xr, &send, Yr, w, NULL, 1);
         rotate_features(&tp.out, R, out); /* rotate(TP(x)) must equal TP(rotate(x)) */
         double worst = 0;
         for (int i = 0; i < dout; i++) worst = fmax(worst, fabs(out[i] - outr[i]));

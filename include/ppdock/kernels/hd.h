@@ -22,4 +22,35 @@
 #define PPD_HD
 #endif
 
+/* Force inlining of a body into its caller, so that a caller compiled for a wider vector unit
+ * (PPD_SIMD_CLONES below) compiles the body for it too. */
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define PPD_INLINE __attribute__((always_inline))
+#else
+#define PPD_INLINE
+#endif
+
+/* A loop the CPU compiler may vectorise (OpenMP simd; ignored by nvcc and without OpenMP), and
+ * the same with a + reduction into `var`: the order of that sum is then the compiler's. */
+#if defined(_OPENMP) && !defined(__CUDACC__)
+#define PPD_SIMD          _Pragma("omp simd")
+#define PPD_PRAGMA_(x)    _Pragma(#x)
+#define PPD_SIMD_SUM(var) PPD_PRAGMA_(omp simd reduction(+ : var))
+#else
+#define PPD_SIMD
+#define PPD_SIMD_SUM(var)
+#endif
+
+/* CPU functions with hot loops are compiled for AVX-512, AVX2 and the baseline and picked at
+ * load time (gcc function multi-versioning), since the build targets plain x86-64. The vector
+ * width changes the order of some sums, so results can differ by an ulp between CPUs (never
+ * between runs on one CPU). Put it on a plain function (not one holding an OpenMP region: the
+ * outlined region would not be cloned). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__CUDACC__) && !defined(PPD_NO_SIMD_CLONES)
+#define PPD_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PPD_SIMD_CLONES
+#endif
+
 #endif
