@@ -95,9 +95,8 @@ PPD_TP_FN(ppd_tp_edge_forward)(const ppd_tp_path *paths, int npath, const float 
         PPD_TP_REAL M[25];
         PPD_TP_FN(ppd_tp_path_matrix)(p, coef, Y, M);
         PPD_TP_FN(ppd_tp_path_t)(p, x1, M, (PPD_TP_REAL)p->c, T);
-        for (int v0 = 0; v0 < p->mulo; v0 += PPD_TP_VB)
-            PPD_TP_FN(ppd_tp_block_forward)
-            (p, T, w, wb, out + p->offo, v0, p->mulo - v0 < PPD_TP_VB ? p->mulo - v0 : PPD_TP_VB);
+        for (int v0 = 0; v0 < p->mulo; v0 += PPD_TP_VB) PPD_TP_FN(ppd_tp_block_forward)
+        (p, T, w, wb, out + p->offo, v0, p->mulo - v0 < PPD_TP_VB ? p->mulo - v0 : PPD_TP_VB);
     }
 }
 
@@ -158,10 +157,8 @@ PPD_TP_FN(ppd_tp_edge_backward)(const ppd_tp_path *paths, int npath, const float
         }
         for (int u = 0; u < p->mul1; u++) {
             for (int k = 0; k < no; k++) dT[k] = (PPD_TP_REAL)0;
-            for (int v0 = 0; v0 < mo; v0 += PPD_TP_VB)
-                PPD_TP_FN(ppd_tp_block_backward)
-                (p, T, G, LDG, w, wb, dw, dwb, u, dT, v0,
-                 mo - v0 < PPD_TP_VB ? mo - v0 : PPD_TP_VB);
+            for (int v0 = 0; v0 < mo; v0 += PPD_TP_VB) PPD_TP_FN(ppd_tp_block_backward)
+            (p, T, G, LDG, w, wb, dw, dwb, u, dT, v0, mo - v0 < PPD_TP_VB ? mo - v0 : PPD_TP_VB);
             PPD_TP_REAL *dxu = dx1 + p->off1 + u * n1;
             for (int i = 0; i < n1; i++) {
                 PPD_TP_REAL sum = (PPD_TP_REAL)0;
