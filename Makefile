@@ -162,9 +162,11 @@ test-gpu: $(GPU_BIN)
 demo: tools
 	@PPD_BIN=$(BIN) ESM_WEIGHTS=$(ESM_WEIGHTS) scripts/demo.sh
 
-bench: tools
+bench: tools tests
 	@PPD_BIN=$(BIN) bench/graph-build.sh
 	@PPD_BIN=$(BIN) bench/esm-embed.sh
+	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests bench/train.sh
+	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests bench/train-scale.sh
 
 FUZZ_SECONDS ?= 180
 FUZZ_CC ?= clang

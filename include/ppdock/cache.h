@@ -130,6 +130,13 @@ void ppd_cache_cursor_close(ppd_cache_cursor *c);
 /* Number of records (LMDB's count, not a walk). */
 uint64_t ppd_cache_reader_count(ppd_cache_reader *r);
 
+/* Drop this process's mappings of the pages under [data, data + len) of a record read from a
+ * cache (madvise MADV_DONTNEED on the read-only map; the pages stay in the page cache). Readers
+ * that visit many records call it once they have copied a record out, so that the resident set
+ * holds the current records, not every record ever read: a cursor walk does it for each record
+ * it moves past, the training loader for each record it loads. Harmless if the record is used
+ * again: the next access faults the same bytes back in. */
+void ppd_cache_release(const void *data, size_t len);
 /* Start a fresh read snapshot (long-lived readers call this between batches). */
 ppd_status ppd_cache_reader_refresh(ppd_cache_reader *r);
 void ppd_cache_reader_close(ppd_cache_reader *r);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -638,6 +639,8 @@ ppd_status ppd_cache_reader_get(ppd_cache_reader *r, const char *key, ppd_rec_vi
 struct ppd_cache_cursor {
     ppd_cache_reader *r;
     MDB_cursor *cur;
+    const void *last; /* the record returned last, released on the next call */
+    size_t last_len;
 };
 
 ppd_status ppd_cache_reader_cursor(ppd_cache_reader *r, ppd_cache_cursor **out) {
@@ -665,6 +668,9 @@ ppd_status ppd_cache_cursor_next(ppd_cache_cursor *c, char key[PPD_CACHE_MAX_KEY
         return PPD_OK;
     }
     if (rc) return cache_mdb_fail(rc, c->r->dir, "walking the records");
+    ppd_cache_release(c->last, c->last_len); /* the previous record: RSS bounded (cache.h) */
+    c->last = v.mv_data;
+    c->last_len = v.mv_size;
     size_t n = k.mv_size > PPD_CACHE_MAX_KEY ? PPD_CACHE_MAX_KEY : k.mv_size;
     memcpy(key, k.mv_data, n);
     key[n] = 0;
@@ -750,4 +756,11 @@ int ppd_cache_param(const char *params, const char *name, char *out, size_t cap)
         if (p) p++;
     }
     return 0;
+}
+
+void ppd_cache_release(const void *data, size_t len) {
+    if (!data || !len) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)data;
+    uintptr_t start = a & ~(page - 1), end = (a + len + page - 1) & ~(page - 1);
+    madvise((void *)start, end - start, MADV_DONTNEED);
 }

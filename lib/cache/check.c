@@ -304,6 +304,7 @@ static void walk_records(checker *c) {
             c->s->records_ok++;
         else
             report(c, key, check, REPAIRABLE, "%s", c->detail);
+        ppd_cache_release(v.mv_data, v.mv_size); /* RSS bounded: ppdock/cache.h */
     }
     if (rc != MDB_NOTFOUND)
         report(c, NULL, "walk", REPAIRABLE,

@@ -53,6 +53,7 @@ static void check_side(cross *x, const char *complex, const char *side, const pp
     if (st) return; /* damaged: reported by the ESM cache's own check */
     x->copy.len = 0;
     if (ppd_buf_append(&x->copy, v.value, v.len)) return;
+    ppd_cache_release(v.value, v.len); /* copied: RSS bounded (ppdock/cache.h) */
     v.value = x->copy.data;
     ppd_esm_embedding e;
     if (ppd_esm_record_decode(&v, &e)) return;

@@ -212,6 +212,7 @@ static ppd_status side_features(ppd_loader *l, const char *id, const char *side,
                             "embeddings made by another model?",
                             id, side, i, (double)x0, l->o.index_rows - 1);
     }
+    ppd_cache_release(v.value, v.len); /* copied out: RSS bounded (ppdock/cache.h) */
     return PPD_OK;
 }
 
@@ -229,6 +230,7 @@ ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx,
         if (!id || ppd_cache_reader_get(l->graphs, id, &v) ||
             ppd_graph_decode_copy(&v, &l->gcopy, &g))
             continue; /* reported in pass 2 */
+        ppd_cache_release(v.value, v.len);
         Nr += g.rec.n, Nl += g.lig.n, Er += g.rec.n_edges, El += g.lig.n_edges;
     }
     int X = 1 + l->o.lm_dim;
@@ -264,6 +266,7 @@ ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx,
         ppd_graph g;
         ppd_status st = id ? ppd_cache_reader_get(l->graphs, id, &v) : PPD_ERR_NOTFOUND;
         if (!st) st = ppd_graph_decode_copy(&v, &l->gcopy, &g);
+        if (!st) ppd_cache_release(v.value, v.len);
         if (!st && (nr + g.rec.n > Nr || nl + g.lig.n > Nl))
             st = ppd_fail(PPD_ERR_INTERNAL, "complex %s changed while loading", id);
         if (!st) st = side_features(l, id, "receptor", &g.rec, out->rec_x + nr * X);
@@ -298,6 +301,7 @@ ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx,
     out->rec_estart[B] = er;
     out->lig_estart[B] = el;
     out->B = B;
+
     out->Nr = nr, out->Nl = nl, out->Er = er, out->El = el;
     return PPD_OK;
 }
