@@ -3,8 +3,9 @@
  *
  *   score-step MODEL.pth CASE.pt [STEPS [WARMUP [THREADS [CHUNK]]]]
  *
- * MODEL.pth: {"model": state_dict} in DiffDock-PP's layout; its size (ns, nv, layers,
- * lm_embed_dim) is read from the tensor shapes. CASE.pt: the inputs of one batch as
+ * MODEL.pth: {"model": state_dict} in DiffDock-PP's layout, or a ppdock checkpoint
+ * (.safetensors, the same names without "model."); its size (ns, nv, layers, lm_embed_dim) is
+ * read from the tensor shapes. CASE.pt: the inputs of one batch as
  * tests/ref/diffdock_score_ref.py writes them (positions already noised, features, kNN edges,
  * batch ids, t, rot_norm, targets). A step is what `train` does per batch: zero the gradients,
  * forward, loss and its gradient, backward, clip the global norm at 1, Adam. Prints one JSON line
@@ -46,6 +47,8 @@ static double median(double *v, int n) {
 
 static const ppd_tensor *need(const ppd_tensor_file *f, const char *name, const char *path) {
     const ppd_tensor *t = ppd_tensor_file_find(f, name);
+    if (!t && !strncmp(name, "model.", 6))
+        t = ppd_tensor_file_find(f, name + 6); /* a ppdock ckpt */
     if (!t) {
         fprintf(stderr, "score-step: %s has no tensor %s\n", path, name);
         exit(3);
@@ -106,7 +109,7 @@ int main(int argc, char **argv) {
     char name[128];
     for (int k = 0; k < PPD_SCORE_MAX_LAYERS; k++) {
         snprintf(name, sizeof name, "model.encoder.intra_convs.%d.fc.0.weight", k);
-        if (ppd_tensor_file_find(mf, name)) c.layers = k + 1;
+        if (ppd_tensor_file_find(mf, name) || ppd_tensor_file_find(mf, name + 6)) c.layers = k + 1;
     }
     c.chunk_edges = chunk;
     ppd_score_model m;
