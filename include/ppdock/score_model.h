@@ -134,6 +134,18 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *b, float
 ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float *drot);
 void ppd_score_zero_grad(ppd_score_model *m);
 
+/* Planning. Cross edges a batch will have (the model's own rule, spec §3.3: it depends on the
+ * noised ligand poses and t), and the activation memory one forward + backward pass of a batch
+ * of that size takes from m->act: the chunk buffers (fixed by chunk_edges, about
+ * 3 chunk_edges (2·3ns + W_max + out_max) floats, 160 MB at the released size and the default
+ * 4096), plus per edge its saved features (about 840 bytes per cross edge, 690 per intra edge
+ * at ns 32) and per node its features in every layer and their gradients (about 12 KB per node
+ * with lm_embed_dim 1280). The estimate is an upper bound of the arena's high-water mark within
+ * a few percent (tested). */
+int64_t ppd_score_count_cross_edges(const ppd_score_model *m, const ppd_score_batch *b);
+size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
+                            int64_t El, int64_t Ec, int B);
+
 /* The cross edges of the last forward (ligand index, receptor index), n_cross each. */
 void ppd_score_cross_edges(const ppd_score_model *m, const int64_t **lig, const int64_t **rec);
 

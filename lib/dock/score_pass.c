@@ -19,6 +19,7 @@
 #include "ppdock/tp.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { TD = 32 }; /* time embedding width */
@@ -289,56 +290,96 @@ static ppd_status check_batch(const ppd_score_model *m, const ppd_score_batch *b
     return PPD_OK;
 }
 
-/* Cross edges (ligand a, receptor b) of each complex with |p_r/R - p_l/R|^2 < 1 (spec §3.3). */
-static ppd_status cross_edges(ppd_score_model *m, pass_state *s) {
-    const ppd_score_batch *b = &s->b;
-    const ppd_score_config *c = &m->cfg;
-    float *R;
-    ALLOC(R, b->B);
+/* The cutoff of each complex (spec §3.3): R_c = σ_tr(t)·w + b, or cross_max_dist if not dynamic. */
+static float cross_cutoff(const ppd_score_config *c, float t) {
+    float sig = sigma_f32(c->tr_s_min, c->tr_s_max, t);
+    float w = sig * c->cross_cutoff_weight;
+    return c->dynamic_max_cross ? w + c->cross_cutoff_bias : c->cross_max_dist;
+}
+
+/* First node of each complex: (B + 1) entries into out (prefix sums of the batch ids). */
+static void complex_starts(const int64_t *batch, int64_t N, int B, int64_t *out) {
+    for (int g = 0; g <= B; g++) out[g] = 0;
+    for (int64_t n = 0; n < N; n++) out[batch[n] + 1]++;
+    for (int g = 0; g < B; g++) out[g + 1] += out[g];
+}
+
+/* Walks the pairs (ligand a, receptor b) of each complex with |p_r/R - p_l/R|^2 < 1 in
+ * (a, b) order; stores them when la/lr are given. Returns the count. */
+static int64_t cross_pairs(const ppd_score_config *c, const ppd_score_batch *b, const int64_t *r0,
+                           const int64_t *l0, int64_t *la, int64_t *lr) {
+    int64_t E = 0;
     for (int g = 0; g < b->B; g++) {
-        float sig = sigma_f32(c->tr_s_min, c->tr_s_max, b->t[g]);
-        float w = sig * c->cross_cutoff_weight;
-        R[g] = c->dynamic_max_cross ? w + c->cross_cutoff_bias : c->cross_max_dist;
-    }
-    int64_t *r0, *l0; /* first node of each complex, B + 1 entries */
-    ALLOC(r0, b->B + 1);
-    ALLOC(l0, b->B + 1);
-    for (int g = 0; g <= b->B; g++) r0[g] = l0[g] = 0;
-    for (int64_t n = 0; n < b->Nr; n++) r0[b->rec_batch[n] + 1]++;
-    for (int64_t n = 0; n < b->Nl; n++) l0[b->lig_batch[n] + 1]++;
-    for (int g = 0; g < b->B; g++) {
-        r0[g + 1] += r0[g];
-        l0[g + 1] += l0[g];
-    }
-    for (int pass = 0; pass < 2; pass++) {
-        int64_t E = 0;
-        for (int g = 0; g < b->B; g++)
-            for (int64_t a = l0[g]; a < l0[g + 1]; a++) {
-                float la[3];
-                for (int k = 0; k < 3; k++) la[k] = b->lig_pos[3 * a + k] / R[g];
-                for (int64_t r = r0[g]; r < r0[g + 1]; r++) {
-                    float d2 = 0.0f;
-                    for (int k = 0; k < 3; k++) {
-                        float q = b->rec_pos[3 * r + k] / R[g] - la[k];
-                        float qq = q * q;
-                        d2 = d2 + qq;
-                    }
-                    if (d2 < 1.0f) {
-                        if (pass) {
-                            s->cross_l[E] = a;
-                            s->cross_r[E] = r;
-                        }
-                        E++;
-                    }
+        float R = cross_cutoff(c, b->t[g]);
+        for (int64_t a = l0[g]; a < l0[g + 1]; a++) {
+            float pa[3];
+            for (int k = 0; k < 3; k++) pa[k] = b->lig_pos[3 * a + k] / R;
+            for (int64_t r = r0[g]; r < r0[g + 1]; r++) {
+                float d2 = 0.0f;
+                for (int k = 0; k < 3; k++) {
+                    float q = b->rec_pos[3 * r + k] / R - pa[k];
+                    float qq = q * q;
+                    d2 = d2 + qq;
+                }
+                if (d2 < 1.0f) {
+                    if (la) la[E] = a, lr[E] = r;
+                    E++;
                 }
             }
-        if (!pass) {
-            s->Ec = E;
-            ALLOC(s->cross_l, E);
-            ALLOC(s->cross_r, E);
         }
     }
+    return E;
+}
+
+static ppd_status cross_edges(ppd_score_model *m, pass_state *s) {
+    const ppd_score_batch *b = &s->b;
+    int64_t *r0, *l0;
+    ALLOC(r0, b->B + 1);
+    ALLOC(l0, b->B + 1);
+    complex_starts(b->rec_batch, b->Nr, b->B, r0);
+    complex_starts(b->lig_batch, b->Nl, b->B, l0);
+    s->Ec = cross_pairs(&m->cfg, b, r0, l0, NULL, NULL);
+    ALLOC(s->cross_l, s->Ec);
+    ALLOC(s->cross_r, s->Ec);
+    cross_pairs(&m->cfg, b, r0, l0, s->cross_l, s->cross_r);
     return PPD_OK;
+}
+
+int64_t ppd_score_count_cross_edges(const ppd_score_model *m, const ppd_score_batch *b) {
+    int64_t *r0 = malloc(sizeof(int64_t) * (size_t)(2 * b->B + 2)), *l0 = r0 + b->B + 1;
+    if (!r0) return -1;
+    complex_starts(b->rec_batch, b->Nr, b->B, r0);
+    complex_starts(b->lig_batch, b->Nl, b->B, l0);
+    int64_t n = cross_pairs(&m->cfg, b, r0, l0, NULL, NULL);
+    free(r0);
+    return n;
+}
+
+size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
+                            int64_t El, int64_t Ec, int B) {
+    const ppd_score_config *c = &m->cfg;
+    int ns = c->ns, L = c->layers, W = m->tp_final.wnum, D = m->tp_final.out.dim;
+    for (int k = 0; k < L; k++) {
+        if (m->tp[k].wnum > W) W = m->tp[k].wnum;
+        if (m->tp[k].out.dim > D) D = m->tp[k].out.dim;
+        if (m->tp[k].in.dim > D) D = m->tp[k].in.dim;
+    }
+    int64_t C = c->chunk_edges, hl = 0, hr = 0, acc = 0;
+    for (int k = 0; k <= L; k++) {
+        int d = k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
+        hl += d;
+        if (k < L) hr += d, acc += m->tp[k].out.dim;
+    }
+    int64_t Rmax = TD + (c->dist_dim > c->cross_dist_dim ? c->dist_dim : c->cross_dist_dim);
+    int64_t per_edge = 3 + Rmax + 2 * ns + PPD_SH_DIM + ns /* d_emb */ + ns /* tmp */;
+    int64_t per_node = TD + 2 * hl /* features + gradients */ + 2 * acc + 2 * (ns + c->lm_dim) +
+                       3 * ns + 12 /* ids, degrees, centre edges */;
+    int64_t floats = C * (3 * 3 * ns + 3 * (int64_t)W + 3 * (int64_t)D) /* chunk buffers */ +
+                     (Er + El) * per_edge + Ec * (per_edge + 4 /* two int64 ids */) +
+                     Nl * (per_edge + per_node + 2 * ns) + Nr * (per_node - hl + hr) +
+                     (int64_t)B * (12 * 4 + 4 * TD + 64);
+    /* arena blocks are 64-byte aligned: ~64 allocations per pass */
+    return (size_t)floats * sizeof(float) + 64 * 128;
 }
 
 static ppd_status intra_edge_set(ppd_score_model *m, edge_set *es, int64_t E, const int64_t *src,

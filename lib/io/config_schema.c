@@ -163,6 +163,9 @@ static const ppd_config_setting table[] = {
     I("train.micro_batch", "0", 0, 1000000, 0,
       "ppdock: complexes per forward/backward pass; a batch is split into passes of this many "
       "and their gradients accumulate (0: the whole batch in one pass)"),
+    F("train.max_mem_gb", "16", 0.01, 1e6, 0,
+      "ppdock: host memory budget of train; batches are split into passes whose planned "
+      "activation memory fits it (their gradients add up), a complex never skipped"),
     B("train.fixed_noise", "false", 0,
       "ppdock: give each training complex the same noise (t, translation, rotation) every "
       "epoch, as validation does: an overfitting check of a pipeline, not for real training"),

@@ -40,6 +40,7 @@ typedef struct {
     ppd_train_state st;
     uint64_t seed;
     int batch_size, micro, epochs, patience, fixed_noise;
+    size_t act_budget; /* bytes of activations one pass may take (train.max_mem_gb less the rest) */
     int64_t checkpoint_steps;
     FILE *metrics;
     char *config_yaml;
@@ -136,9 +137,36 @@ static ppd_status sub_batch(ppd_arena *a, const ppd_train_batch *tb, int b0, int
 
 typedef struct {
     double loss, tr_loss, rot_loss; /* means over the complexes of the batch */
-    int B;
+    int B, passes;
     int64_t cross_edges;
+    size_t planned_bytes; /* the largest pass's planned activation memory */
 } batch_result;
+
+/* The end of the pass that starts at complex b0: as many complexes as fit the activation
+ * budget (ppd_score_pass_bytes with each complex's cross edges counted from its noised pose),
+ * at most `cap`, at least one (a complex that alone exceeds the budget still runs, with a
+ * warning: design rule 1 splits batches, it never skips them). */
+static int next_pass(trainer *t, const ppd_train_batch *tb, const batch_io *io, int b0, int cap,
+                     batch_result *res) {
+    int64_t Nr = 0, Nl = 0, Er = 0, El = 0, Ec = 0;
+    int b = b0;
+    for (; b < tb->B && b - b0 < cap; b++) {
+        ppd_score_batch one;
+        if (sub_batch(&t->batch_arena, tb, b, b + 1, io, &one)) break;
+        int64_t ec = ppd_score_count_cross_edges(&t->m, &one);
+        size_t need = ppd_score_pass_bytes(&t->m, Nr + one.Nr, Nl + one.Nl, Er + one.Er,
+                                           El + one.El, Ec + ec, b - b0 + 1);
+        if (need > t->act_budget && b > b0) break;
+        if (need > t->act_budget)
+            ppd_warn("complex %s needs %.0f MB of activations, over the budget of %.0f MB "
+                     "(train.max_mem_gb): it runs alone",
+                     tb->ids[b], need / 1048576.0, t->act_budget / 1048576.0);
+        if (need > res->planned_bytes) res->planned_bytes = need;
+        Nr += one.Nr, Nl += one.Nl, Er += one.Er, El += one.El, Ec += ec;
+    }
+    res->passes++;
+    return b > b0 ? b : b0 + 1;
+}
 
 /* Noise every complex of tb (draws from r, or from per-complex streams seeded by val_idx),
  * run forward (and backward when train) in passes of t->micro complexes. */
@@ -176,8 +204,9 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         memcpy(io->rot_score + 3 * b, io->noise[b].rot_score, sizeof(float) * 3);
     }
     int micro = t->micro > 0 ? t->micro : B;
-    for (int b0 = 0; b0 < B; b0 += micro) {
-        int b1 = b0 + micro < B ? b0 + micro : B, Bm = b1 - b0;
+    for (int b0 = 0, b1; b0 < B; b0 = b1) {
+        b1 = next_pass(t, tb, io, b0, micro, res);
+        int Bm = b1 - b0;
         ppd_score_batch sb;
         PPD_TRY(sub_batch(a, tb, b0, b1, io, &sb));
         sb.rec_x = tb->rec_x + X * tb->rec_start[b0];
@@ -397,11 +426,14 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 fprintf(t->metrics,
                         "{\"kind\": \"step\", \"step\": %llu, \"epoch\": %llu, \"loss\": %.9g, "
                         "\"tr_loss\": %.9g, \"rot_loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %g, "
-                        "\"complexes\": %d, \"cross_edges\": %lld, \"seconds\": %.4f, "
-                        "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f}\n",
+                        "\"complexes\": %d, \"passes\": %d, \"cross_edges\": %lld, "
+                        "\"planned_activation_mb\": %.1f, \"activation_mb\": %.1f, "
+                        "\"seconds\": %.4f, \"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f}\n",
                         (unsigned long long)t->st.step, (unsigned long long)t->st.epoch, br.loss,
-                        br.tr_loss, br.rot_loss, gnorm, t->adam.lr, tb.B, (long long)br.cross_edges,
-                        dt, tb.B / dt, (double)ppd_peak_rss_bytes() / 1048576.0);
+                        br.tr_loss, br.rot_loss, gnorm, t->adam.lr, tb.B, br.passes,
+                        (long long)br.cross_edges, br.planned_bytes / 1048576.0,
+                        t->m.act.high_water / 1048576.0, dt, tb.B / dt,
+                        (double)ppd_peak_rss_bytes() / 1048576.0);
                 fflush(t->metrics);
             }
             ppd_progress_add(bar, 1);
@@ -501,6 +533,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     t.epochs = (int)ppd_config_int(cfg, "train.epochs");
     t.patience = (int)ppd_config_int(cfg, "train.patience");
     t.fixed_noise = ppd_config_bool(cfg, "train.fixed_noise");
+    double mem_gb = ppd_config_float(cfg, "train.max_mem_gb");
     t.checkpoint_steps = ppd_config_int(cfg, "train.checkpoint_steps");
     t.dc = (ppd_diffusion_cfg){
         ppd_config_float(cfg, "diffusion.tr_s_min"),  ppd_config_float(cfg, "diffusion.tr_s_max"),
@@ -533,6 +566,20 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         t.config_yaml = config_text(cfg);
         if (!t.adam_m || !t.adam_v || !t.tens_off || !t.tens_num || !t.config_yaml)
             s = ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
+    }
+    if (!s) {
+        /* the activation budget: train.max_mem_gb less parameters, gradients, Adam moments, the
+         * IGSO(3) tables (32 MB) and 64 MB for the batch being loaded and the libraries */
+        double fixed = 4.0 * (double)t.m.nparams * sizeof(float) + 96.0 * 1048576.0;
+        double budget = mem_gb * 1073741824.0 - fixed;
+        size_t floor_bytes = ppd_score_pass_bytes(&t.m, 0, 0, 0, 0, 0, 1);
+        if (budget < (double)floor_bytes)
+            s = ppd_fail(PPD_ERR_NOMEM,
+                         "train.max_mem_gb = %g leaves %.0f MB for activations; the model needs at "
+                         "least %.0f MB (its edge chunk buffers, train.chunk_edges = %d) plus room "
+                         "for a complex: raise train.max_mem_gb or lower train.chunk_edges",
+                         mem_gb, budget / 1048576.0, floor_bytes / 1048576.0, mc.chunk_edges);
+        t.act_budget = budget > 0 ? (size_t)budget : 0;
     }
     if (!s) {
         for (int i = 0; i < t.m.ntensors; i++)

@@ -138,6 +138,22 @@ test_refuses_caches_that_do_not_match_the_config() {
     assert_contains "$OUT" "model.no_batch_norm"
 }
 
+test_memory_budget_splits_batches_into_passes() {
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    # a roomy budget: one pass per batch, planned activation memory close to what was used
+    assert_rc 0 trn -g g -o a --set train.batch_size=3 --max-steps 2 -q
+    assert_contains "$(head -1 a/metrics.jsonl)" '"passes": 1,'
+    # a budget that holds one tiny complex at a time (small edge chunks, so that the complexes
+    # dominate): three passes, the gradients add up
+    assert_rc 0 trn -g g -o b --set train.batch_size=3 --set train.chunk_edges=64 \
+        --set train.max_mem_gb=0.095 --max-steps 2
+    assert_contains "$(head -1 b/metrics.jsonl)" '"passes": 3,'
+    # one that cannot hold the model's own buffers: refused at start-up, saying what it needs
+    assert_rc 3 trn -g g -o c --set train.max_mem_gb=0.05 --max-steps 1
+    assert_contains "$OUT" "train.max_mem_gb"
+}
+
 test_refuses_a_corrupt_cache() {
     tiny d "train train val val"
     assert_rc 0 gb -o g

@@ -486,3 +486,35 @@ TEST(score_model_batch_invariance_up_to_the_centre_edge_quirk) {
     CHECK(rel_err(tr1, tr + 3, 3, 1e-6) > 1e-3); /* the quirk is there */
     ppd_score_model_free(&m);
 }
+
+TEST(score_model_pass_bytes_bounds_the_arena) {
+    /* The planner's estimate against what a forward + backward pass really took from the
+     * activation arena, on the golden cases (one and two complexes, several chunks). */
+    ppd_score_config c;
+    golden_config(&c);
+    ppd_score_model m;
+    REQUIRE(ppd_score_model_init(&m, &c) == PPD_OK);
+    static const char *cases[] = {"A_t0.85", "AB_t0.60"};
+    for (int i = 0; i < 2; i++) {
+        golden_case gc;
+        if (!load_case(&gc, cases[i])) break;
+        float pred[12], d[12] = {0};
+        int64_t nc = ppd_score_count_cross_edges(&m, &gc.b), got = 0;
+        ppd_arena_reset(&m.act);
+        m.act.high_water = 0;
+        REQUIRE(ppd_score_forward(&m, &gc.b, pred, pred + 6, &got) == PPD_OK);
+        CHECK_EQ(nc, got);
+        for (int k = 0; k < 6 * gc.b.B; k++) d[k] = 0.1f * (float)(k + 1);
+        REQUIRE(ppd_score_backward(&m, d, d + 3 * gc.b.B) == PPD_OK);
+        size_t est = ppd_score_pass_bytes(&m, gc.b.Nr, gc.b.Nl, gc.b.Er, gc.b.El, nc, gc.b.B);
+        size_t real = m.act.high_water;
+        if (getenv("PPD_TEST_VERBOSE"))
+            fprintf(stderr, "%s: estimate %zu, arena high water %zu (%.1f%%)\n", cases[i], est,
+                    real, 100.0 * ((double)est / (double)real - 1));
+        if (!(est >= real && est <= real + real / 20))
+            ppt_fail(__FILE__, __LINE__, "%s: estimate %zu bytes, the pass took %zu", cases[i], est,
+                     real);
+        free_case(&gc);
+    }
+    ppd_score_model_free(&m);
+}
