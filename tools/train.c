@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
     if (rc < 0 && ppd_tool_config(&t, &cfg)) rc = t.exit_code;
     if (rc < 0) {
         o.threads = t.jobs > 0 ? t.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        o.quiet = t.verbosity < 0;
+        o.quiet = t.verbosity <= PPD_LOG_WARN;
         ppd_train_report r;
         ppd_status st = ppd_train_run(&o, cfg, &r);
         if (st) {
@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
                     r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir);
-        } else if (!st && t.verbosity >= 0) {
+        } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",
                         o.split ? o.split : "val", (long long)r.eval_complexes, r.eval_loss,

@@ -59,6 +59,17 @@ void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, co
 /* ---- ReLU ----------------------------------------------------------------------------------
  * x: (n) in place;  backward: d[i] = 0 where y[i] <= 0 (y = the ReLU's output). */
 void ppd_relu_forward(float *x, int64_t n);
+/* ---- Dropout after a ReLU --------------------------------------------------------------------
+ * y: (rows, cols) in place, the ReLU's output: each element is kept with probability 1 - p and
+ * scaled by 1/(1 - p), or zeroed. The mask is a pure function of (seed, site, row0 + row, col)
+ * (splitmix64), not of a stream: backward passes that recompute an activation chunk by chunk
+ * regenerate exactly the same mask. p = 0 changes nothing.
+ * backward: dy[i] = y[i] > 0 ? dy[i] / (1 - p) : 0, with y the forward's output (dropped or
+ * negative inputs give 0) — ppd_relu_backward when p = 0. */
+void ppd_dropout_forward(float *y, int64_t rows, int cols, int64_t row0, uint64_t seed,
+                         uint32_t site, float p);
+void ppd_dropout_relu_backward(float *dy, const float *y, int64_t n, float p);
+
 /* x: (N, M) in place: x[n][m] = max(x[n][m] + b[m], 0) (a Linear's bias fused with its ReLU). */
 void ppd_bias_relu_forward(float *x, const float *b, int64_t N, int M);
 void ppd_relu_backward(float *d, const float *y, int64_t n);

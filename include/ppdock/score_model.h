@@ -18,7 +18,11 @@
  *   rot_norm (B)                               N(σ_rot(t)) from the IGSO(3) table (spec §5.2)
  * Outputs: tr_pred (B, 3), rot_pred (B, 3) — already σ-scaled (spec §3.7 step 5).
  *
- * Errors: PPD_ERR_USAGE for a config this implementation does not run (dropout > 0, batch norm,
+ * Dropout (config.dropout > 0) acts when m->training is set, at the original's places: after the
+ * ReLU of every edge MLP and conv fc, before the ReLU of the magnitude heads; its masks come from
+ * a counter-based hash (not PyTorch's generator), so runs are reproducible but not mask-for-mask
+ * equal to the original's.
+ * Errors: PPD_ERR_USAGE for a config this implementation does not run (batch norm,
  * second-order irreps) or an inconsistent batch (a ligand node's idx = trunc(x[0]) outside the
  * embedding table, as PyTorch would raise; batch ids out of order); PPD_ERR_NOMEM from the arena.
  */
@@ -49,7 +53,7 @@ typedef struct {
     float cross_cutoff_weight, cross_cutoff_bias; /* R_c = σ_tr(t)·3 + 40 */
     float tr_s_min, tr_s_max, rot_s_min, rot_s_max;
     int scale_by_sigma;
-    float dropout;   /* must be 0 here */
+    float dropout;   /* dropout probability in the edge MLPs, conv fc's and heads (training only) */
     int batch_norm;  /* must be 0 here */
     int chunk_edges; /* edges per fc chunk (memory/speed trade-off; results do not depend on it) */
 } ppd_score_config;
@@ -97,6 +101,11 @@ typedef struct {
     /* Gaussian offsets (buffers in the checkpoint) and their gammas */
     float off_intra[64], off_cross[64]; /* dist_dim, cross_dist_dim offsets */
     float gamma_intra, gamma_cross;
+    /* dropout: active when training is set, masks a pure function of dropout_seed (set per
+     * pass by the caller) and of each element's position, so recomputing chunks in backward
+     * regenerates them (ppdock/nn.h) */
+    int training;
+    uint64_t dropout_seed;
     /* activation arena, reset per forward; backward reads what forward left in it */
     ppd_arena act;
     void *saved; /* forward state for backward (opaque) */

@@ -92,10 +92,8 @@ static ppd_status check_config(const ppd_score_config *c) {
                         "score model: dist_embed_dim and cross_dist_embed_dim must be 2..64 (got "
                         "%d, %d)",
                         c->dist_dim, c->cross_dist_dim);
-    if (c->dropout != 0.0f)
-        return ppd_fail(PPD_ERR_USAGE,
-                        "score model: dropout %g is not implemented yet; set model.dropout: 0 "
-                        "(every released DiffDock-PP model uses 0)",
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return ppd_fail(PPD_ERR_USAGE, "score model: model.dropout must be in [0, 1) (got %g)",
                         (double)c->dropout);
     if (c->batch_norm)
         return ppd_fail(PPD_ERR_USAGE, "score model: batch norm is not implemented yet; set "

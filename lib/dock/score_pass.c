@@ -32,6 +32,8 @@ typedef struct {
 
 typedef struct {
     ppd_score_batch b;
+    float p;       /* dropout probability of this pass (0 when not training) */
+    uint64_t seed; /* dropout masks' seed */
     int64_t Ec;
     int64_t *cross_l, *cross_r;    /* (Ec) */
     float *temb_r, *temb_l, *gemb; /* (Nr, T), (Nl, T), (B, T) */
@@ -110,9 +112,10 @@ static ppd_status embed_nodes(ppd_score_model *m, pass_state *s, int64_t N, cons
 /* ---- edge features (spec §3.3) -------------------------------------------------------------- */
 
 /* raw = [temb[tnode], G(|v|)] (or [G, temb] when gauss_first), then the 2-layer edge MLP. */
-static ppd_status edge_features(ppd_score_model *m, edge_set *es, int64_t E, const float *vec,
-                                const float *temb, const int64_t *tnode, const float *off, int D,
-                                float gamma, int gauss_first, const ppd_linear_params mlp[2]) {
+static ppd_status edge_features(ppd_score_model *m, pass_state *s, edge_set *es, int64_t E,
+                                const float *vec, const float *temb, const int64_t *tnode,
+                                const float *off, int D, float gamma, int gauss_first,
+                                const ppd_linear_params mlp[2], uint32_t site) {
     const ppd_score_config *c = &m->cfg;
     int ns = c->ns, R = TD + D;
     es->D = D;
@@ -135,16 +138,17 @@ static ppd_status edge_features(ppd_score_model *m, edge_set *es, int64_t E, con
     ppd_sh_forward(es->Y, vec, E);
     ppd_linear_forward(es->hid, es->raw, mlp[0].w, mlp[0].b, E, R, ns);
     ppd_relu_forward(es->hid, E * ns);
+    ppd_dropout_forward(es->hid, E, ns, 0, s->seed, site, s->p);
     ppd_linear_forward(es->emb, es->hid, mlp[1].w, mlp[1].b, E, ns, ns);
     return PPD_OK;
 }
 
-static void edge_features_backward(ppd_score_model *m, const edge_set *es, float *demb,
-                                   ppd_linear_params gmlp[2], const ppd_linear_params mlp[2],
-                                   float *dhid) {
+static void edge_features_backward(ppd_score_model *m, const pass_state *s, const edge_set *es,
+                                   float *demb, ppd_linear_params gmlp[2],
+                                   const ppd_linear_params mlp[2], float *dhid) {
     int ns = m->cfg.ns, R = TD + es->D;
     ppd_linear_backward(dhid, gmlp[1].w, gmlp[1].b, demb, es->hid, mlp[1].w, es->E, ns, ns);
-    ppd_relu_backward(dhid, es->hid, es->E * ns);
+    ppd_dropout_relu_backward(dhid, es->hid, es->E * ns, s->p);
     ppd_linear_backward(NULL, gmlp[0].w, gmlp[0].b, dhid, es->raw, mlp[0].w, es->E, R, ns);
 }
 
@@ -184,6 +188,7 @@ typedef struct {
     float *demb; /* backward */
     int ndir;
     conv_dir dir[2];
+    uint32_t site; /* dropout site of the fc hidden layer */
 } conv_job;
 
 static void conv_chunk_fc(ppd_score_model *m, pass_state *s, const conv_job *j, int64_t e0,
@@ -198,6 +203,7 @@ static void conv_chunk_fc(ppd_score_model *m, pass_state *s, const conv_job *j, 
     }
     ppd_linear_forward(s->H1, s->A, j->fc[0].w, NULL, n, F, F);
     ppd_bias_relu_forward(s->H1, j->fc[0].b, n, F);
+    ppd_dropout_forward(s->H1, n, F, e0, s->seed, j->site, s->p);
     ppd_linear_forward(s->Wt, s->H1, j->fc[1].w, NULL, n, F, W); /* + bias inside the TP */
 }
 
@@ -248,7 +254,7 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
         /* dH1 goes into dA's buffer, then dA into H1's (H1 is not needed after the relu mask) */
         float *dH1 = s->dA, *dA = s->H1;
         ppd_linear_backward(dH1, j->gfc[1].w, NULL, s->dWt, s->H1, j->fc[1].w, n, F, W);
-        ppd_relu_backward(dH1, s->H1, n * F);
+        ppd_dropout_relu_backward(dH1, s->H1, n * F, s->p);
         ppd_linear_backward(dA, j->gfc[0].w, j->gfc[0].b, dH1, s->A, j->fc[0].w, n, F, F);
         for (int64_t i = 0; i < n; i++) {
             int64_t e = e0 + i;
@@ -382,14 +388,27 @@ size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, in
     return (size_t)floats * sizeof(float) + 64 * 128;
 }
 
-static ppd_status intra_edge_set(ppd_score_model *m, edge_set *es, int64_t E, const int64_t *src,
-                                 const int64_t *dst, const float *pos, const float *temb) {
+/* Dropout sites: each place a mask is drawn has its own id (the mask is a function of the id,
+ * the row and the column; ppdock/nn.h). */
+enum {
+    SITE_LIG_EDGES = 1,
+    SITE_REC_EDGES,
+    SITE_CROSS_EDGES,
+    SITE_CENTRE_EDGES,
+    SITE_CONV = 16, /* + 4 k + job (0 ligand intra, 1 cross, 2 receptor intra) */
+    SITE_FINAL = 64,
+    SITE_HEADS, /* + 0 tr, + 1 rot */
+};
+
+static ppd_status intra_edge_set(ppd_score_model *m, pass_state *s, edge_set *es, int64_t E,
+                                 const int64_t *src, const int64_t *dst, const float *pos,
+                                 const float *temb, uint32_t site) {
     float *vec;
     ALLOC(vec, 3 * E);
     for (int64_t e = 0; e < E; e++)
         for (int k = 0; k < 3; k++) vec[3 * e + k] = pos[3 * dst[e] + k] - pos[3 * src[e] + k];
-    return edge_features(m, es, E, vec, temb, src, m->off_intra, m->cfg.dist_dim, m->gamma_intra, 0,
-                         m->p.rec_edge);
+    return edge_features(m, s, es, E, vec, temb, src, m->off_intra, m->cfg.dist_dim,
+                         m->gamma_intra, 0, m->p.rec_edge, site);
 }
 
 static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3], float *acc[4]) {
@@ -443,6 +462,7 @@ static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3
     jobs[2].dir[0] = (conv_dir){
         .recv = b->rec_src, .send = b->rec_dst, .hsend = hr, .acc = acc[2], .cnt = s->cnt_ri};
     for (int i = 0; i < 3; i++) {
+        jobs[i].site = SITE_CONV + 4 * (uint32_t)k + (uint32_t)i;
         jobs[i].fc[0] = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k][0];
         jobs[i].fc[1] = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k][1];
         jobs[i].gfc[0] = (i == 1 ? m->g.cross_fc : m->g.intra_fc)[k][0];
@@ -512,8 +532,8 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
         for (int k = 0; k < 3; k++)
             vec[3 * n + k] = b->lig_pos[3 * n + k] - cen[3 * b->lig_batch[n] + k];
     }
-    PPD_TRY(edge_features(m, &s->ce, Nl, vec, s->temb_l, s->ce_node, m->off_intra, m->cfg.dist_dim,
-                          m->gamma_intra, 1, m->p.center_edge));
+    PPD_TRY(edge_features(m, s, &s->ce, Nl, vec, s->temb_l, s->ce_node, m->off_intra, m->cfg.dist_dim,
+                          m->gamma_intra, 1, m->p.center_edge, SITE_CENTRE_EDGES));
     /* final conv: eattr = [centre emb, h_l[g, :ns]] (the graph id indexes ligand nodes: spec §3.7
      * quirk), message TP(h_l[n], Y, fc(eattr)) into graph g. Chunked like the others. */
     ALLOC(s->z, B * 12);
@@ -529,6 +549,7 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
         }
         ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
         ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
+        ppd_dropout_forward(s->H1, n, F2, e0, s->seed, SITE_FINAL, s->p);
         ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
         ppd_tp_forward(tp, s->msg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM, s->Wt,
                        m->p.final_fc[1].b, n);
@@ -560,6 +581,7 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
         ppd_linear_forward(s->head_hid[h2], s->head_in[h2], head[h2][0].w, head[h2][0].b, B, 1 + TD,
                            ns);
         ppd_relu_forward(s->head_hid[h2], B * ns);
+        ppd_dropout_forward(s->head_hid[h2], B, ns, 0, s->seed, SITE_HEADS + (uint32_t)h2, s->p);
         ppd_linear_forward(s->mag[h2], s->head_hid[h2], head[h2][1].w, head[h2][1].b, B, ns, 1);
         for (int g = 0; g < B; g++) {
             float sc = 1.0f;
@@ -589,6 +611,8 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
     ALLOC(s, 1);
     memset(s, 0, sizeof *s);
     s->b = *bt;
+    s->p = m->training ? m->cfg.dropout : 0.0f;
+    s->seed = m->dropout_seed;
     const ppd_score_batch *b = &s->b;
     const ppd_score_config *c = &m->cfg;
     int ns = c->ns, L = c->layers, B = b->B;
@@ -617,16 +641,18 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
     PPD_TRY(embed_nodes(m, s, b->Nl, b->lig_x, s->temb_l, &s->idx_l, &s->emb_l, &s->lm_in_l,
                         s->h_l[0], "ligand"));
     /* edges */
-    PPD_TRY(intra_edge_set(m, &s->li, b->El, b->lig_src, b->lig_dst, b->lig_pos, s->temb_l));
-    PPD_TRY(intra_edge_set(m, &s->ri, b->Er, b->rec_src, b->rec_dst, b->rec_pos, s->temb_r));
+    PPD_TRY(intra_edge_set(m, s, &s->li, b->El, b->lig_src, b->lig_dst, b->lig_pos, s->temb_l,
+                           SITE_LIG_EDGES));
+    PPD_TRY(intra_edge_set(m, s, &s->ri, b->Er, b->rec_src, b->rec_dst, b->rec_pos, s->temb_r,
+                           SITE_REC_EDGES));
     PPD_TRY(cross_edges(m, s));
     float *cvec;
     ALLOC(cvec, 3 * s->Ec);
     for (int64_t e = 0; e < s->Ec; e++)
         for (int k = 0; k < 3; k++)
             cvec[3 * e + k] = b->rec_pos[3 * s->cross_r[e] + k] - b->lig_pos[3 * s->cross_l[e] + k];
-    PPD_TRY(edge_features(m, &s->cr, s->Ec, cvec, s->temb_l, s->cross_l, m->off_cross,
-                          m->cfg.cross_dist_dim, m->gamma_cross, 0, m->p.cross_edge));
+    PPD_TRY(edge_features(m, s, &s->cr, s->Ec, cvec, s->temb_l, s->cross_l, m->off_cross,
+                          m->cfg.cross_dist_dim, m->gamma_cross, 0, m->p.cross_edge, SITE_CROSS_EDGES));
     PPD_TRY(degrees(m, &s->cnt_li, b->Nl, b->lig_src, b->El));
     PPD_TRY(degrees(m, &s->cnt_ri, b->Nr, b->rec_src, b->Er));
     PPD_TRY(degrees(m, &s->cnt_lc, b->Nl, s->cross_l, s->Ec));
@@ -695,7 +721,7 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
         }
         ppd_linear_backward(dhid, ghead[h2][1].w, ghead[h2][1].b, dmag, s->head_hid[h2],
                             head[h2][1].w, B, ns, 1);
-        ppd_relu_backward(dhid, s->head_hid[h2], B * ns);
+        ppd_dropout_relu_backward(dhid, s->head_hid[h2], B * ns, s->p);
         ppd_linear_backward(din_h, ghead[h2][0].w, ghead[h2][0].b, dhid, s->head_in[h2],
                             head[h2][0].w, B, 1 + TD, ns);
         for (int g = 0; g < B; g++) {
@@ -729,6 +755,7 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
         }
         ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
         ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
+        ppd_dropout_forward(s->H1, n, F2, e0, s->seed, SITE_FINAL, s->p);
         ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
         for (int64_t i = 0; i < n; i++) {
             int64_t g = s->ce_graph[e0 + i];
@@ -742,7 +769,7 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
         }
         ppd_linear_backward(s->dA, m->g.final_fc[1].w, NULL, s->dWt, s->H1, m->p.final_fc[1].w, n,
                             F2, W);
-        ppd_relu_backward(s->dA, s->H1, n * F2);
+        ppd_dropout_relu_backward(s->dA, s->H1, n * F2, s->p);
         memcpy(s->H1, s->dA, sizeof(float) * (size_t)(n * F2));
         ppd_linear_backward(s->dA, m->g.final_fc[0].w, m->g.final_fc[0].b, s->H1, s->A,
                             m->p.final_fc[0].w, n, F2, F2);
@@ -757,7 +784,7 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
     }
     float *tmp;
     ALLOC(tmp, Nl * ns);
-    edge_features_backward(m, &s->ce, dce_emb, m->g.center_edge, m->p.center_edge, tmp);
+    edge_features_backward(m, s, &s->ce, dce_emb, m->g.center_edge, m->p.center_edge, tmp);
     return PPD_OK;
 }
 
@@ -847,9 +874,9 @@ ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float 
     int64_t Emax = b->El > b->Er ? b->El : b->Er;
     if (s->Ec > Emax) Emax = s->Ec;
     ALLOC(tmp, Emax * ns);
-    edge_features_backward(m, &s->li, d_li, m->g.rec_edge, m->p.rec_edge, tmp);
-    edge_features_backward(m, &s->ri, d_ri, m->g.rec_edge, m->p.rec_edge, tmp);
-    edge_features_backward(m, &s->cr, d_cr, m->g.cross_edge, m->p.cross_edge, tmp);
+    edge_features_backward(m, s, &s->li, d_li, m->g.rec_edge, m->p.rec_edge, tmp);
+    edge_features_backward(m, s, &s->ri, d_ri, m->g.rec_edge, m->p.rec_edge, tmp);
+    edge_features_backward(m, s, &s->cr, d_cr, m->g.cross_edge, m->p.cross_edge, tmp);
     PPD_TRY(embed_backward(m, s, b->Nl, dl[0], s->idx_l, s->lm_in_l, s->temb_l));
     PPD_TRY(embed_backward(m, s, b->Nr, dr[0], s->idx_r, s->lm_in_r, s->temb_r));
     return PPD_OK;

@@ -5,6 +5,7 @@
  * differences; rotation equivariance; batch invariance (up to the original's centre-edge quirk). */
 #include "../test.h"
 
+#include "ppdock/nn.h"
 #include "ppdock/rng.h"
 #include "ppdock/score_model.h"
 #include "ppdock/status.h"
@@ -357,12 +358,27 @@ static double probe_loss(ppd_score_model *m, const ppd_score_batch *b, const flo
     return s;
 }
 
+static void directional_check(float dropout);
+
 TEST(score_model_backward_matches_directional_differences) {
+    directional_check(0.0f);
+}
+
+TEST(score_model_backward_with_dropout_matches_directional_differences) {
+    /* dropout 0.3 in training mode: the masks are a function of the seed and the element's
+     * position, so the probe forwards below see the same masks as the backward */
+    directional_check(0.3f);
+}
+
+static void directional_check(float dropout) {
     /* For each tensor P and a random direction v: (L(P + hv) - L(P - hv)) / 2h ~ <dL/dP, v>.
      * float32 forward, so h is small but not tiny and the tolerance is 5%; a wrong backward is
      * off by O(100%). The golden test above checks the same gradients to 1e-3. */
     ppd_score_model m;
     small_model(&m, 7);
+    m.cfg.dropout = dropout;
+    m.training = 1;
+    m.dropout_seed = 1234;
     synthetic s;
     make_synthetic(&s, 5);
     ppd_rng r;
@@ -385,19 +401,28 @@ TEST(score_model_backward_matches_directional_differences) {
             gv += (double)v[j] * g[e->offset + j];
             gn += (double)g[e->offset + j] * g[e->offset + j];
         }
-        const float h = 3e-4f;
-        for (size_t j = 0; j < e->numel; j++)
-            m.params[e->offset + j] = p0[e->offset + j] + h * v[j];
-        double fp = probe_loss(&m, &s.b, w);
-        for (size_t j = 0; j < e->numel; j++)
-            m.params[e->offset + j] = p0[e->offset + j] - h * v[j];
-        double fm = probe_loss(&m, &s.b, w);
-        memcpy(m.params + e->offset, p0 + e->offset, e->numel * sizeof(float));
-        double fd = (fp - fm) / (2.0 * h), scale = fabs(gv) + sqrt(gn);
+        /* two step sizes: a ReLU kink crossed by one of them (the ReLUs make the loss piecewise
+         * smooth) spoils that difference only */
+        double fd[2], scale = fabs(gv) + sqrt(gn);
+        int ok = 0;
+        for (int hi = 0; hi < 2; hi++) {
+            const float h = hi ? 1e-4f : 3e-4f;
+            for (size_t j = 0; j < e->numel; j++)
+                m.params[e->offset + j] = p0[e->offset + j] + h * v[j];
+            double fp = probe_loss(&m, &s.b, w);
+            for (size_t j = 0; j < e->numel; j++)
+                m.params[e->offset + j] = p0[e->offset + j] - h * v[j];
+            double fm = probe_loss(&m, &s.b, w);
+            memcpy(m.params + e->offset, p0 + e->offset, e->numel * sizeof(float));
+            fd[hi] = (fp - fm) / (2.0 * h);
+            ok |= fabs(fd[hi] - gv) <= 0.03 * scale + 0.01;
+        }
         if (getenv("PPD_TEST_VERBOSE"))
-            fprintf(stderr, "%-44s %12.6g %12.6g  |g| %.3g\n", e->name, gv, fd, sqrt(gn));
-        if (!(fabs(fd - gv) <= 0.03 * scale + 0.01))
-            ppt_fail(__FILE__, __LINE__, "%s: <g, v> = %.6g, differences %.6g", e->name, gv, fd);
+            fprintf(stderr, "%-44s %12.6g %12.6g %12.6g  |g| %.3g\n", e->name, gv, fd[0], fd[1],
+                    sqrt(gn));
+        if (!ok)
+            ppt_fail(__FILE__, __LINE__, "%s: <g, v> = %.6g, differences %.6g and %.6g", e->name,
+                     gv, fd[0], fd[1]);
     }
     free(g), free(p0), free(v);
     ppd_score_model_free(&m);
@@ -516,5 +541,40 @@ TEST(score_model_pass_bytes_bounds_the_arena) {
                      real);
         free_case(&gc);
     }
+    ppd_score_model_free(&m);
+}
+
+TEST(score_model_dropout_masks) {
+    /* the fraction kept, the scale, reproducibility, and no dropout outside training */
+    enum { R = 400, C = 50 };
+    static float y[R * C], y2[R * C];
+    for (int i = 0; i < R * C; i++) y[i] = y2[i] = 1.0f;
+    ppd_dropout_forward(y, R, C, 0, 77, 5, 0.25f);
+    ppd_dropout_forward(y2, R / 2, C, 0, 77, 5, 0.25f); /* the same rows in two pieces */
+    ppd_dropout_forward(y2 + (R / 2) * C, R / 2, C, R / 2, 77, 5, 0.25f);
+    int kept = 0;
+    for (int i = 0; i < R * C; i++) {
+        kept += y[i] != 0.0f;
+        if (y[i] != 0.0f) CHECK_NEAR(y[i], 1.0 / 0.75, 1e-6);
+    }
+    CHECK(memcmp(y, y2, sizeof y) == 0);
+    CHECK_NEAR((double)kept / (R * C), 0.75, 0.015); /* 20,000 draws: 5 sigma is 0.015 */
+    float z[C];
+    for (int i = 0; i < C; i++) z[i] = 1.0f;
+    ppd_dropout_forward(z, 1, C, 0, 78, 5, 0.25f); /* another seed, another mask */
+    CHECK(memcmp(z, y, sizeof z) != 0);
+    /* eval mode: dropout configured but not training gives the no-dropout outputs */
+    ppd_score_model m;
+    small_model(&m, 7);
+    synthetic s;
+    make_synthetic(&s, 5);
+    float a[6], b2[6], c2[6], d2[6];
+    REQUIRE(ppd_score_forward(&m, &s.b, a, b2, NULL) == PPD_OK);
+    m.cfg.dropout = 0.5f;
+    REQUIRE(ppd_score_forward(&m, &s.b, c2, d2, NULL) == PPD_OK);
+    CHECK(memcmp(a, c2, sizeof a) == 0 && memcmp(b2, d2, sizeof b2) == 0);
+    m.training = 1;
+    REQUIRE(ppd_score_forward(&m, &s.b, c2, d2, NULL) == PPD_OK);
+    CHECK(memcmp(a, c2, sizeof a) != 0);
     ppd_score_model_free(&m);
 }
