@@ -407,8 +407,8 @@ static ppd_status intra_edge_set(ppd_score_model *m, pass_state *s, edge_set *es
     ALLOC(vec, 3 * E);
     for (int64_t e = 0; e < E; e++)
         for (int k = 0; k < 3; k++) vec[3 * e + k] = pos[3 * dst[e] + k] - pos[3 * src[e] + k];
-    return edge_features(m, s, es, E, vec, temb, src, m->off_intra, m->cfg.dist_dim,
-                         m->gamma_intra, 0, m->p.rec_edge, site);
+    return edge_features(m, s, es, E, vec, temb, src, m->off_intra, m->cfg.dist_dim, m->gamma_intra,
+                         0, m->p.rec_edge, site);
 }
 
 static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3], float *acc[4]) {
@@ -532,8 +532,8 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
         for (int k = 0; k < 3; k++)
             vec[3 * n + k] = b->lig_pos[3 * n + k] - cen[3 * b->lig_batch[n] + k];
     }
-    PPD_TRY(edge_features(m, s, &s->ce, Nl, vec, s->temb_l, s->ce_node, m->off_intra, m->cfg.dist_dim,
-                          m->gamma_intra, 1, m->p.center_edge, SITE_CENTRE_EDGES));
+    PPD_TRY(edge_features(m, s, &s->ce, Nl, vec, s->temb_l, s->ce_node, m->off_intra,
+                          m->cfg.dist_dim, m->gamma_intra, 1, m->p.center_edge, SITE_CENTRE_EDGES));
     /* final conv: eattr = [centre emb, h_l[g, :ns]] (the graph id indexes ligand nodes: spec §3.7
      * quirk), message TP(h_l[n], Y, fc(eattr)) into graph g. Chunked like the others. */
     ALLOC(s->z, B * 12);
@@ -652,7 +652,8 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
         for (int k = 0; k < 3; k++)
             cvec[3 * e + k] = b->rec_pos[3 * s->cross_r[e] + k] - b->lig_pos[3 * s->cross_l[e] + k];
     PPD_TRY(edge_features(m, s, &s->cr, s->Ec, cvec, s->temb_l, s->cross_l, m->off_cross,
-                          m->cfg.cross_dist_dim, m->gamma_cross, 0, m->p.cross_edge, SITE_CROSS_EDGES));
+                          m->cfg.cross_dist_dim, m->gamma_cross, 0, m->p.cross_edge,
+                          SITE_CROSS_EDGES));
     PPD_TRY(degrees(m, &s->cnt_li, b->Nl, b->lig_src, b->El));
     PPD_TRY(degrees(m, &s->cnt_ri, b->Nr, b->rec_src, b->Er));
     PPD_TRY(degrees(m, &s->cnt_lc, b->Nl, s->cross_l, s->Ec));

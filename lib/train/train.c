@@ -214,7 +214,8 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         int64_t nc = 0;
         /* dropout masks: a seed per (run seed, step, pass); evaluation runs without dropout */
         t->m.training = train;
-        t->m.dropout_seed = t->seed * 0x9E3779B97F4A7C15ull + t->st.step * 1000003ull + (uint64_t)b0;
+        t->m.dropout_seed =
+            t->seed * 0x9E3779B97F4A7C15ull + t->st.step * 1000003ull + (uint64_t)b0;
         PPD_TRY(ppd_score_forward(&t->m, &sb, io->tr_pred + 3 * b0, io->rot_pred + 3 * b0, &nc));
         res->cross_edges += nc;
         ppd_diffusion_loss L;
