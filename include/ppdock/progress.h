@@ -17,6 +17,9 @@ typedef struct ppd_progress ppd_progress;
 /* label: short text before the counts; total: 0 if unknown (no ETA). Returns NULL when disabled. */
 ppd_progress *ppd_progress_start(const char *label, uint64_t total);
 void ppd_progress_add(ppd_progress *p, uint64_t n);
+/* Text shown after the rate from the next redraw on (at most 63 bytes), e.g. train's
+ * "loss 0.412  8.3 complexes/s". NULL p is fine. */
+void ppd_progress_note(ppd_progress *p, const char *note);
 /* Final redraw and newline; frees p. NULL is fine. */
 void ppd_progress_finish(ppd_progress *p);
 

@@ -12,6 +12,7 @@
 
 struct ppd_progress {
     char label[32];
+    char note[64]; /* tool-specific text after the rate, e.g. "loss 0.412" */
     uint64_t total, done;
     double t0, last_draw;
 };
@@ -56,8 +57,8 @@ static void draw(ppd_progress *p, double t) {
     }
     char tot[32] = "";
     if (p->total) snprintf(tot, sizeof tot, "/%llu", (unsigned long long)p->total);
-    fprintf(stderr, "\r\033[K%s %llu%s  %.1f/s  ETA %s  mem %llu MB  %s", p->label,
-            (unsigned long long)p->done, tot, rate, eta,
+    fprintf(stderr, "\r\033[K%s %llu%s  %.1f/s%s%s  ETA %s  mem %llu MB  %s", p->label,
+            (unsigned long long)p->done, tot, rate, p->note[0] ? "  " : "", p->note, eta,
             (unsigned long long)(ppd_peak_rss_bytes() >> 20), bar);
     fflush(stderr);
     line_drawn = 1;
@@ -80,6 +81,13 @@ void ppd_progress_add(ppd_progress *p, uint64_t n) {
     p->done += n;
     double t = now_s();
     if (t - p->last_draw > 0.1) draw(p, t);
+    pthread_mutex_unlock(&lock);
+}
+
+void ppd_progress_note(ppd_progress *p, const char *note) {
+    if (!p) return;
+    pthread_mutex_lock(&lock);
+    snprintf(p->note, sizeof p->note, "%s", note ? note : "");
     pthread_mutex_unlock(&lock);
 }
 

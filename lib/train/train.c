@@ -440,6 +440,11 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                         (double)ppd_peak_rss_bytes() / 1048576.0);
                 fflush(t->metrics);
             }
+            if (bar) {
+                char note[64];
+                snprintf(note, sizeof note, "loss %.4g  %.2f complexes/s", br.loss, tb.B / dt);
+                ppd_progress_note(bar, note);
+            }
             ppd_progress_add(bar, 1);
             if (t->checkpoint_steps > 0 && t->st.step % (uint64_t)t->checkpoint_steps == 0)
                 s = save(t, "last.safetensors");
