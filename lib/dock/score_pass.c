@@ -504,6 +504,23 @@ static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
     return PPD_OK;
 }
 
+/* Centre edges [e0, e0 + n): the final conv's fc input [centre emb, h_l[g, :ns]] into A, its
+ * hidden layer into H1 and its per-edge weights (without bias) into Wt — forward, and again in
+ * backward. */
+static void final_chunk_fc(ppd_score_model *m, pass_state *s, int64_t e0, int64_t n) {
+    int ns = m->cfg.ns, F2 = 2 * ns, W = m->tp_final.wnum, din = m->tp_final.in.dim;
+    const float *h = s->h_l[m->cfg.layers];
+    for (int64_t i = 0; i < n; i++) {
+        int64_t e = e0 + i;
+        memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
+        memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
+    }
+    ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
+    ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
+    ppd_dropout_forward(s->H1, n, F2, e0, s->seed, SITE_FINAL, s->p);
+    ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
+}
+
 /* Centre edges, final conv and the magnitude heads (spec §3.7). */
 static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pred,
                                 float *rot_pred) {
@@ -512,7 +529,6 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
     int ns = c->ns, B = b->B, L = c->layers;
     int64_t Nl = b->Nl;
     const ppd_tp *tp = &m->tp_final;
-    int din = tp->in.dim, W = tp->wnum;
     const float *h = s->h_l[L];
     /* centroids (scatter-mean of the ligand positions) and centre vectors */
     float *cen, *vec;
@@ -538,19 +554,10 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
      * quirk), message TP(h_l[n], Y, fc(eattr)) into graph g. Chunked like the others. */
     ALLOC(s->z, B * 12);
     for (int i = 0; i < B * 12; i++) s->z[i] = 0.0f;
-    int F2 = 2 * ns;
     int64_t C = c->chunk_edges;
     for (int64_t e0 = 0; e0 < Nl; e0 += C) {
         int64_t n = Nl - e0 < C ? Nl - e0 : C;
-        for (int64_t i = 0; i < n; i++) {
-            int64_t e = e0 + i;
-            memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
-            memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
-        }
-        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
-        ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
-        ppd_dropout_forward(s->H1, n, F2, e0, s->seed, SITE_FINAL, s->p);
-        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
+        final_chunk_fc(m, s, e0, n);
         ppd_tp_forward(tp, s->msg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM, s->Wt,
                        m->p.final_fc[1].b, n);
         for (int64_t i = 0; i < n; i++)
@@ -749,15 +756,7 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
     int64_t C = c->chunk_edges;
     for (int64_t e0 = 0; e0 < Nl; e0 += C) {
         int64_t n = Nl - e0 < C ? Nl - e0 : C;
-        for (int64_t i = 0; i < n; i++) {
-            int64_t e = e0 + i;
-            memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
-            memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
-        }
-        ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
-        ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
-        ppd_dropout_forward(s->H1, n, F2, e0, s->seed, SITE_FINAL, s->p);
-        ppd_linear_forward(s->Wt, s->H1, m->p.final_fc[1].w, NULL, n, F2, W);
+        final_chunk_fc(m, s, e0, n);
         for (int64_t i = 0; i < n; i++) {
             int64_t g = s->ce_graph[e0 + i];
             for (int k = 0; k < 12; k++) s->dmsg[i * 12 + k] = dz[g * 12 + k] / s->cnt_ce[g];
