@@ -22,9 +22,14 @@
  * ReLU of every edge MLP and conv fc, before the ReLU of the magnitude heads; its masks come from
  * a counter-based hash (not PyTorch's generator), so runs are reproducible but not mask-for-mask
  * equal to the original's.
- * Errors: PPD_ERR_USAGE for a config this implementation does not run (batch norm,
- * second-order irreps) or an inconsistent batch (a ligand node's idx = trunc(x[0]) outside the
- * embedding table, as PyTorch would raise; batch ids out of order); PPD_ERR_NOMEM from the arena.
+ * Batch norm (config.batch_norm) follows e3nn 0.5.1's BatchNorm on each interaction conv's output
+ * (spec §3.8): in training, batch statistics over the receiving nodes of that call, and the
+ * running statistics (m->buffers) updated with momentum 0.1; otherwise the running statistics.
+ * The intra and cross modules are each called for the ligand and the receptor, as in the
+ * original, so their running statistics move twice per layer.
+ * Errors: PPD_ERR_USAGE for a config this implementation does not run (second-order irreps) or an
+ * inconsistent batch (a ligand node's idx = trunc(x[0]) outside the embedding table, as PyTorch
+ * would raise; batch ids out of order); PPD_ERR_NOMEM from the arena.
  */
 #ifndef PPDOCK_SCORE_MODEL_H
 #define PPDOCK_SCORE_MODEL_H
@@ -54,7 +59,7 @@ typedef struct {
     float tr_s_min, tr_s_max, rot_s_min, rot_s_max;
     int scale_by_sigma;
     float dropout;   /* dropout probability in the edge MLPs, conv fc's and heads (training only) */
-    int batch_norm;  /* must be 0 here */
+    int batch_norm;  /* e3nn BatchNorm on every interaction conv's output (spec §3.8) */
     int chunk_edges; /* edges per fc chunk (memory/speed trade-off; results do not depend on it) */
 } ppd_score_config;
 
@@ -78,6 +83,8 @@ typedef struct {
     ppd_linear_params final_fc[2];    /* (2ns, 2ns), (W_final, 2ns) */
     ppd_linear_params tr_head[2];     /* (ns, 1 + temb), (1, ns) */
     ppd_linear_params rot_head[2];    /* same */
+    ppd_linear_params bn[2][4];       /* batch norm of intra [0] / cross [1] conv k: weight (fields
+                                         of S_{k+1}), bias (its 0e fields); NULL without BN */
 } ppd_score_params;
 
 enum { PPD_SCORE_MAX_TENSORS = 96, PPD_SCORE_MAX_LAYERS = 4 };
@@ -93,6 +100,14 @@ typedef struct {
     ppd_score_config cfg;
     int ntensors;
     ppd_param_entry tab[PPD_SCORE_MAX_TENSORS];
+    /* buffers that training changes: the batch norms' running statistics (e3nn BatchNorm:
+     * running_mean over the 0e fields, running_var over all fields), one buffer, named as in the
+     * state dict ("encoder.intra_convs.2.batch_norm.running_var"); none without batch norm */
+    int nbuffers;
+    ppd_param_entry btab[4 * PPD_SCORE_MAX_LAYERS];
+    size_t nbuffer_floats;
+    float *buffers;
+    float *bn_mean[2][4], *bn_var[2][4];
     size_t nparams;
     float *params, *grads; /* one buffer each, nparams floats */
     ppd_score_params p, g;
@@ -117,8 +132,14 @@ ppd_status ppd_score_model_init(ppd_score_model *m, const ppd_score_config *c);
 void ppd_score_model_free(ppd_score_model *m);
 
 /* The original's init: Xavier-normal for every tensor with >= 2 dims (fan_in = columns,
- * fan_out = rows), zeros for 1-D ones; seeded. */
+ * fan_out = rows), zeros for 1-D ones — batch-norm weights included, as the original's init
+ * routine does (spec §3.8) — and the running statistics reset; seeded. */
 void ppd_score_model_init_params(ppd_score_model *m, uint64_t seed);
+
+/* The batch norms' running statistics back to e3nn's initial values (means 0, variances 1). */
+void ppd_score_reset_buffers(ppd_score_model *m);
+/* Buffer entry (running statistics) by state-dict name, or NULL. */
+const ppd_param_entry *ppd_score_model_find_buffer(const ppd_score_model *m, const char *name);
 
 /* Entry by state-dict name, or NULL. */
 const ppd_param_entry *ppd_score_model_find(const ppd_score_model *m, const char *name);

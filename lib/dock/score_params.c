@@ -70,6 +70,30 @@ static ppd_status add_mlp(ppd_score_model *m, const char *prefix, int64_t in, in
     return add_linear(m, n, out, hid);
 }
 
+/* A batch norm's parameters ("<prefix>.weight" fields, ".bias" 0e fields) and its running
+ * statistics (buffers: ".running_mean" 0e fields, ".running_var" fields). */
+static ppd_status add_bn(ppd_score_model *m, const char *prefix, int fields, int scalars) {
+    char n[96];
+    snprintf(n, sizeof n, "%s.weight", prefix);
+    PPD_TRY(add(m, n, fields, 0));
+    snprintf(n, sizeof n, "%s.bias", prefix);
+    PPD_TRY(add(m, n, scalars, 0));
+    const char *what[2] = {"running_mean", "running_var"};
+    int size[2] = {scalars, fields};
+    for (int i = 0; i < 2; i++) {
+        if (m->nbuffers == (int)(sizeof m->btab / sizeof m->btab[0]))
+            return ppd_fail(PPD_ERR_INTERNAL, "score model: too many buffers");
+        ppd_param_entry *e = &m->btab[m->nbuffers++];
+        snprintf(e->name, sizeof e->name, "%s.%s", prefix, what[i]);
+        e->ndim = 1;
+        e->shape[0] = size[i];
+        e->numel = (size_t)size[i];
+        e->offset = m->nbuffer_floats;
+        m->nbuffer_floats += e->numel;
+    }
+    return PPD_OK;
+}
+
 static int layer_irreps(int k) {
     return k < 3 ? k : 3;
 }
@@ -95,9 +119,6 @@ static ppd_status check_config(const ppd_score_config *c) {
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return ppd_fail(PPD_ERR_USAGE, "score model: model.dropout must be in [0, 1) (got %g)",
                         (double)c->dropout);
-    if (c->batch_norm)
-        return ppd_fail(PPD_ERR_USAGE, "score model: batch norm is not implemented yet; set "
-                                       "model.no_batch_norm: true (as every released model does)");
     if (c->chunk_edges < 1) return ppd_fail(PPD_ERR_USAGE, "score model: chunk_edges must be >= 1");
     if (c->num_atom_types < 1)
         return ppd_fail(PPD_ERR_USAGE, "score model: the embedding table needs >= 1 row");
@@ -157,6 +178,11 @@ static void bind(ppd_score_params *p, float *buf, const ppd_score_model *m) {
     mlp(p->final_fc, buf, m, "encoder.final_conv.fc");
     mlp(p->tr_head, buf, m, "encoder.tr_final_layer");
     mlp(p->rot_head, buf, m, "encoder.rot_final_layer");
+    for (int conv = 0; conv < 2; conv++)
+        for (int k = 0; k < m->cfg.layers; k++) {
+            snprintf(n, sizeof n, "encoder.%s_convs.%d.batch_norm", conv ? "cross" : "intra", k);
+            p->bn[conv][k] = lin(buf, m, n);
+        }
 }
 
 ppd_status ppd_score_model_init(ppd_score_model *m, const ppd_score_config *c) {
@@ -172,14 +198,22 @@ ppd_status ppd_score_model_init(ppd_score_model *m, const ppd_score_config *c) {
     PPD_TRY(add_mlp(m, "encoder.rec_edge_embed", T + D, ns, ns));
     PPD_TRY(add_mlp(m, "encoder.cross_edge_embed", T + c->cross_dist_dim, ns, ns));
     char n[64];
-    for (int k = 0; k < c->layers; k++) {
-        snprintf(n, sizeof n, "encoder.intra_convs.%d.fc", k);
-        PPD_TRY(add_mlp(m, n, F, F, m->tp[k].wnum));
-    }
-    for (int k = 0; k < c->layers; k++) {
-        snprintf(n, sizeof n, "encoder.cross_convs.%d.fc", k);
-        PPD_TRY(add_mlp(m, n, F, F, m->tp[k].wnum));
-    }
+    for (int conv = 0; conv < 2; conv++)
+        for (int k = 0; k < c->layers; k++) {
+            const char *kind = conv ? "cross" : "intra";
+            snprintf(n, sizeof n, "encoder.%s_convs.%d.fc", kind, k);
+            PPD_TRY(add_mlp(m, n, F, F, m->tp[k].wnum));
+            if (!c->batch_norm) continue;
+            /* e3nn BatchNorm(out irreps): weight per field, bias per 0e field */
+            int fields = 0, scalars = 0;
+            const ppd_irreps *o = &m->tp[k].out;
+            for (int i = 0; i < o->n; i++) {
+                fields += o->r[i].mul;
+                if (o->r[i].l == 0 && o->r[i].p > 0) scalars += o->r[i].mul;
+            }
+            snprintf(n, sizeof n, "encoder.%s_convs.%d.batch_norm", kind, k);
+            PPD_TRY(add_bn(m, n, fields, scalars));
+        }
     PPD_TRY(add_mlp(m, "encoder.center_edge_embed", D + T, ns, ns));
     PPD_TRY(add_mlp(m, "encoder.final_conv.fc", 2 * ns, 2 * ns, m->tp_final.wnum));
     PPD_TRY(add_mlp(m, "encoder.tr_final_layer", 1 + T, ns, 1));
@@ -192,6 +226,28 @@ ppd_status ppd_score_model_init(ppd_score_model *m, const ppd_score_config *c) {
     }
     bind(&m->p, m->params, m);
     bind(&m->g, m->grads, m);
+    if (m->nbuffers) {
+        m->buffers = calloc(m->nbuffer_floats, sizeof(float));
+        if (!m->buffers) {
+            ppd_score_model_free(m);
+            return ppd_fail(PPD_ERR_NOMEM, "score model: cannot allocate its buffers");
+        }
+        for (int conv = 0; conv < 2; conv++)
+            for (int k = 0; k < c->layers; k++) {
+                char nm[96], nv[96];
+                snprintf(nm, sizeof nm, "encoder.%s_convs.%d.batch_norm.running_mean",
+                         conv ? "cross" : "intra", k);
+                snprintf(nv, sizeof nv, "encoder.%s_convs.%d.batch_norm.running_var",
+                         conv ? "cross" : "intra", k);
+                for (int i = 0; i < m->nbuffers; i++) {
+                    if (!strcmp(m->btab[i].name, nm))
+                        m->bn_mean[conv][k] = m->buffers + m->btab[i].offset;
+                    if (!strcmp(m->btab[i].name, nv))
+                        m->bn_var[conv][k] = m->buffers + m->btab[i].offset;
+                }
+            }
+        ppd_score_reset_buffers(m);
+    }
     ppd_gaussian_smearing_offsets(m->off_intra, 0.0f, c->intra_max_dist, D);
     ppd_gaussian_smearing_offsets(m->off_cross, 0.0f, c->cross_max_dist, c->cross_dist_dim);
     m->gamma_intra = ppd_gaussian_smearing_gamma(m->off_intra);
@@ -199,7 +255,22 @@ ppd_status ppd_score_model_init(ppd_score_model *m, const ppd_score_config *c) {
     return ppd_arena_init(&m->act, 0, 1);
 }
 
+void ppd_score_reset_buffers(ppd_score_model *m) {
+    /* e3nn's initial running statistics: means 0, variances 1 */
+    for (int i = 0; i < m->nbuffers; i++) {
+        float v = strstr(m->btab[i].name, "running_var") ? 1.0f : 0.0f;
+        for (size_t j = 0; j < m->btab[i].numel; j++) m->buffers[m->btab[i].offset + j] = v;
+    }
+}
+
+const ppd_param_entry *ppd_score_model_find_buffer(const ppd_score_model *m, const char *name) {
+    for (int i = 0; i < m->nbuffers; i++)
+        if (strcmp(m->btab[i].name, name) == 0) return &m->btab[i];
+    return NULL;
+}
+
 void ppd_score_model_free(ppd_score_model *m) {
+    free(m->buffers);
     free(m->params);
     free(m->grads);
     ppd_arena_free(&m->act);
@@ -215,6 +286,7 @@ const ppd_param_entry *ppd_score_model_find(const ppd_score_model *m, const char
 void ppd_score_model_init_params(ppd_score_model *m, uint64_t seed) {
     ppd_rng r;
     ppd_rng_seed(&r, seed);
+    if (m->nbuffers) ppd_score_reset_buffers(m);
     for (int i = 0; i < m->ntensors; i++) {
         const ppd_param_entry *e = &m->tab[i];
         float *p = m->params + e->offset;

@@ -48,6 +48,11 @@ typedef struct {
     float *vec[2], *rho[2], *head_in[2], *head_hid[2], *mag[2], *scale[2]; /* tr, rot */
     /* chunk scratch */
     float *A, *H1, *Wt, *dWt, *dWt2, *msg, *dmsg, *dX, *dA;
+    /* per layer and conv call (0 ligand intra, 1 ligand cross, 2 receptor intra, 3 receptor
+     * cross): the conv's mean messages U before the batch norm, and the norm's statistics */
+    float *U[PPD_SCORE_MAX_LAYERS][4], *bn_mu[PPD_SCORE_MAX_LAYERS][4],
+        *bn_sf[PPD_SCORE_MAX_LAYERS][4];
+    int bn_training;
 } pass_state;
 
 #define ALLOC(ptr, n)                                                                              \
@@ -471,16 +476,111 @@ static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3
     (void)ns;
 }
 
-/* h_next = pad(h) + U_intra + U_cross, the U being the sums divided by the in-degrees */
-static void update_nodes(float *hn, const float *h, int64_t N, int din, int dout, float *acc_i,
-                         const float *cnt_i, float *acc_c, const float *cnt_c) {
+/* h_next = pad(h) + Y_intra + Y_cross (the convs' outputs after their batch norms, if any) */
+static void update_nodes(float *hn, const float *h, int64_t N, int din, int dout, const float *yi,
+                         const float *yc) {
     for (int64_t n = 0; n < N; n++)
         for (int k = 0; k < dout; k++) {
             float base = k < din ? h[n * din + k] : 0.0f;
-            float ui = acc_i[n * dout + k] / cnt_i[n], uc = acc_c[n * dout + k] / cnt_c[n];
-            float v = base + ui;
-            hn[n * dout + k] = v + uc;
+            float v = base + yi[n * dout + k];
+            hn[n * dout + k] = v + yc[n * dout + k];
         }
+}
+
+/* ---- batch norm (e3nn 0.5.1 BatchNorm: component normalisation, reduce mean, affine,
+ * eps 1e-5, momentum 0.1; spec §3.8) ---------------------------------------------------------
+ * x, y: (N, irreps.dim). Per field (a channel u of a block): 0e fields are centred by their mean
+ * over the N nodes; every field is divided by sqrt(mean over nodes and components of its square
+ * + eps) and multiplied by its weight; 0e fields get a bias. Training uses the batch's statistics
+ * and moves the running ones; otherwise the running ones. mu (0e fields) and sf (1/sqrt(var +
+ * eps) per field) are kept for backward. */
+static void bn_forward(const ppd_irreps *ir, const float *x, float *y, int64_t N, const float *w,
+                       const float *bias, float *rmean, float *rvar, int training, float *mu,
+                       float *sf) {
+    const float eps = 1e-5f, mom = 0.1f, keep = 0.9f;
+    int D = ir->dim, iw = 0, ib = 0;
+    for (int bl = 0; bl < ir->n; bl++) {
+        int d = 2 * ir->r[bl].l + 1, scalar = ir->r[bl].l == 0 && ir->r[bl].p > 0;
+        for (int u = 0; u < ir->r[bl].mul; u++, iw++) {
+            int col = ir->off[bl] + u * d;
+            float m = 0.0f;
+            if (scalar) {
+                if (training) {
+                    double acc = 0;
+                    for (int64_t n = 0; n < N; n++) acc += x[n * D + col];
+                    m = (float)(acc / (double)N);
+                    float a = keep * rmean[ib], b = mom * m;
+                    rmean[ib] = a + b;
+                } else {
+                    m = rmean[ib];
+                }
+                mu[ib] = m;
+            }
+            float v;
+            if (training) {
+                double acc = 0;
+                for (int64_t n = 0; n < N; n++)
+                    for (int c = 0; c < d; c++) {
+                        float xc = x[n * D + col + c] - m;
+                        acc += (double)xc * xc;
+                    }
+                v = (float)(acc / ((double)N * d));
+                float a = keep * rvar[iw], b = mom * v;
+                rvar[iw] = a + b;
+            } else {
+                v = rvar[iw];
+            }
+            float f = 1.0f / sqrtf(v + eps);
+            sf[iw] = f;
+            float scale = f * w[iw];
+            for (int64_t n = 0; n < N; n++)
+                for (int c = 0; c < d; c++) {
+                    float xc = x[n * D + col + c] - m;
+                    float out = xc * scale;
+                    y[n * D + col + c] = scalar ? out + bias[ib] : out;
+                }
+            if (scalar) ib++;
+        }
+    }
+}
+
+/* dx from dy (both (N, dim)); accumulates dw and db. */
+static void bn_backward(const ppd_irreps *ir, const float *x, const float *dy, float *dx, int64_t N,
+                        const float *w, float *dw, float *db, int training, const float *mu,
+                        const float *sf) {
+    int D = ir->dim, iw = 0, ib = 0;
+    for (int bl = 0; bl < ir->n; bl++) {
+        int d = 2 * ir->r[bl].l + 1, scalar = ir->r[bl].l == 0 && ir->r[bl].p > 0;
+        for (int u = 0; u < ir->r[bl].mul; u++, iw++) {
+            int col = ir->off[bl] + u * d;
+            float m = scalar ? mu[ib] : 0.0f, f = sf[iw];
+            double gx = 0, gs = 0; /* Σ dy (x - m), Σ dy */
+            for (int64_t n = 0; n < N; n++)
+                for (int c = 0; c < d; c++) {
+                    float g = dy[n * D + col + c];
+                    gx += (double)g * (x[n * D + col + c] - m);
+                    gs += g;
+                }
+            dw[iw] += (float)(gx * f);
+            if (scalar) db[ib] += (float)gs;
+            /* through the statistics (training): dxc = w f dy - w f^3 (x - m) Σ dy (x - m) / (N d),
+             * and for 0e fields the centring subtracts the mean of dxc */
+            double k3 = training ? (double)w[iw] * f * f * f * gx / ((double)N * d) : 0.0;
+            double mean_dxc = 0;
+            for (int64_t n = 0; n < N; n++)
+                for (int c = 0; c < d; c++) {
+                    double xc = x[n * D + col + c] - m;
+                    double v = (double)w[iw] * f * dy[n * D + col + c] - xc * k3;
+                    dx[n * D + col + c] = (float)v;
+                    mean_dxc += v;
+                }
+            if (scalar && training) {
+                float sub = (float)(mean_dxc / (double)N);
+                for (int64_t n = 0; n < N; n++) dx[n * D + col] -= sub;
+            }
+            if (scalar) ib++;
+        }
+    }
 }
 
 static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
@@ -619,6 +719,7 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
     memset(s, 0, sizeof *s);
     s->b = *bt;
     s->p = m->training ? m->cfg.dropout : 0.0f;
+    s->bn_training = m->training;
     s->seed = m->dropout_seed;
     const ppd_score_batch *b = &s->b;
     const ppd_score_config *c = &m->cfg;
@@ -680,11 +781,30 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
         conv_job jobs[3];
         layer_jobs(m, s, k, jobs, acc);
         for (int i = 0; i < 3; i++) conv_forward(m, s, &jobs[i]);
-        update_nodes(s->h_l[k + 1], s->h_l[k], b->Nl, din, dout, acc[0], s->cnt_li, acc[1],
-                     s->cnt_lc);
-        if (k < L - 1)
-            update_nodes(s->h_r[k + 1], s->h_r[k], b->Nr, din, dout, acc[2], s->cnt_ri, acc[3],
-                         s->cnt_rc);
+        /* U = sums / in-degrees (scatter mean); Y = BN(U) with batch norm, else U */
+        const float *cnt[4] = {s->cnt_li, s->cnt_lc, s->cnt_ri, s->cnt_rc};
+        float *Y[4] = {acc[0], acc[1], acc[2], acc[3]};
+        for (int call = 0; call < (k < L - 1 ? 4 : 2); call++) {
+            int64_t N = call < 2 ? b->Nl : b->Nr;
+            for (int64_t n = 0; n < N; n++)
+                for (int j = 0; j < dout; j++) acc[call][n * dout + j] /= cnt[call][n];
+            s->U[k][call] = acc[call];
+            if (!m->cfg.batch_norm) continue;
+            int conv = call & 1, fields = 0, scalars = 0;
+            for (int i = 0; i < m->tp[k].out.n; i++) {
+                fields += m->tp[k].out.r[i].mul;
+                scalars +=
+                    m->tp[k].out.r[i].l == 0 && m->tp[k].out.r[i].p > 0 ? m->tp[k].out.r[i].mul : 0;
+            }
+            ALLOC(Y[call], N * dout);
+            ALLOC(s->bn_mu[k][call], scalars);
+            ALLOC(s->bn_sf[k][call], fields);
+            bn_forward(&m->tp[k].out, acc[call], Y[call], N, m->p.bn[conv][k].w, m->p.bn[conv][k].b,
+                       m->bn_mean[conv][k], m->bn_var[conv][k], s->bn_training, s->bn_mu[k][call],
+                       s->bn_sf[k][call]);
+        }
+        update_nodes(s->h_l[k + 1], s->h_l[k], b->Nl, din, dout, Y[0], Y[1]);
+        if (k < L - 1) update_nodes(s->h_r[k + 1], s->h_r[k], b->Nr, din, dout, Y[2], Y[3]);
     }
     (void)ns;
     PPD_TRY(heads_forward(m, s, tr_pred, rot_pred));
@@ -849,20 +969,30 @@ ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float 
         float *acc_dummy[4] = {NULL, NULL, NULL, NULL};
         conv_job jobs[3];
         layer_jobs(m, s, k, jobs, acc_dummy);
-        /* dU for each conv = d(h_next) of its receiver side */
-        jobs[0].dir[0].dU = dl[k + 1];
+        /* dU for each conv = d(h_next) of its receiver side, through its batch norm if any */
+        float *dU[4] = {dl[k + 1], dl[k + 1], dr_next, dr_next};
+        if (m->cfg.batch_norm)
+            for (int c = 0; c < (k < L - 1 ? 4 : 2); c++) {
+                int64_t N = c < 2 ? b->Nl : b->Nr;
+                int conv = c & 1;
+                ALLOC(dU[c], N * dout);
+                bn_backward(&m->tp[k].out, s->U[k][c], c < 2 ? dl[k + 1] : dr_next, dU[c], N,
+                            m->p.bn[conv][k].w, m->g.bn[conv][k].w, m->g.bn[conv][k].b,
+                            s->bn_training, s->bn_mu[k][c], s->bn_sf[k][c]);
+            }
+        jobs[0].dir[0].dU = dU[0];
         jobs[0].dir[0].dhsend = dl[k];
         jobs[0].dhA = dl[k];
         jobs[0].dhB = dl[k];
         jobs[0].demb = d_li;
-        jobs[1].dir[0].dU = dl[k + 1];
+        jobs[1].dir[0].dU = dU[1];
         jobs[1].dir[0].dhsend = dr[k];
-        jobs[1].dir[1].dU = dr_next;
+        jobs[1].dir[1].dU = dU[3];
         jobs[1].dir[1].dhsend = dl[k];
         jobs[1].dhA = dl[k];
         jobs[1].dhB = dr[k];
         jobs[1].demb = d_cr;
-        jobs[2].dir[0].dU = dr_next;
+        jobs[2].dir[0].dU = dU[2];
         jobs[2].dir[0].dhsend = dr[k];
         jobs[2].dhA = dr[k];
         jobs[2].dhB = dr[k];

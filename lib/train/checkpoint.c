@@ -71,7 +71,7 @@ ppd_status ppd_checkpoint_save(const char *path, const ppd_score_model *m, const
             PPD_TRY(check_save(path, "Adam exp_avg_sq of", &m->tab[i], adam_v, 1));
         }
     }
-    size_t n = nt * (moments ? 3 : 1) + (st ? 4 : 0), k = 0;
+    size_t n = nt * (moments ? 3 : 1) + (size_t)m->nbuffers + (st ? 4 : 0), k = 0;
     ppd_st_entry *es = calloc(n + 1, sizeof *es);
     char(*names)[NAME_CAP] = calloc(nt * 2 + 1, NAME_CAP);
     if (!es || !names) {
@@ -80,6 +80,8 @@ ppd_status ppd_checkpoint_save(const char *path, const ppd_score_model *m, const
         return ppd_fail(PPD_ERR_NOMEM, "checkpoint save %s: out of memory", path);
     }
     for (size_t i = 0; i < nt; i++) es[k++] = f32_entry(m->tab[i].name, &m->tab[i], m->params);
+    for (int i = 0; i < m->nbuffers; i++) /* batch-norm running statistics, state-dict names */
+        es[k++] = f32_entry(m->btab[i].name, &m->btab[i], m->buffers);
     if (moments) {
         for (size_t i = 0; i < nt; i++) {
             snprintf(names[i], NAME_CAP, "optimizer.exp_avg.%s", m->tab[i].name);
@@ -120,6 +122,7 @@ typedef struct {
     const ppd_tensor_file *f;
     const ppd_score_model *m;
     float *p, *mm, *vv; /* scratch: parameters, moments (NULL: moments not wanted) */
+    float *bufs;        /* scratch: the model's buffers (batch-norm running statistics) */
     ppd_checkpoint_info info;
     uint64_t step, epoch;
     ppd_rng rng;
@@ -250,7 +253,9 @@ static ppd_status load_ppdock(loader *L) {
     size_t nfile = ppd_tensor_file_count(f), nmom = 0;
     for (size_t i = 0; i < nfile; i++) {
         const char *name = ppd_tensor_file_at(f, i)->name;
-        if (ppd_score_model_find(m, name) || starts(name, "train.")) continue;
+        if (ppd_score_model_find(m, name) || ppd_score_model_find_buffer(m, name) ||
+            starts(name, "train."))
+            continue;
         if (moment_of(m, name)) {
             nmom++;
             continue;
@@ -265,6 +270,12 @@ static ppd_status load_ppdock(loader *L) {
         const ppd_tensor *t = ppd_tensor_file_find(f, e->name);
         if (!t) return missing(L, e->name);
         PPD_TRY(take(L, t, e, L->p + e->offset, 0, PPD_ERR_CONFIG, SHAPE_HINT));
+    }
+    for (int i = 0; i < m->nbuffers; i++) {
+        const ppd_param_entry *e = &m->btab[i];
+        const ppd_tensor *t = ppd_tensor_file_find(f, e->name);
+        if (!t) return missing(L, e->name);
+        PPD_TRY(take(L, t, e, L->bufs + e->offset, 0, PPD_ERR_CONFIG, SHAPE_HINT));
     }
     if (nmom) {
         for (int i = 0; i < m->ntensors; i++) {
@@ -410,7 +421,9 @@ static ppd_status load_pth(loader *L) {
                                 "%s is a DiffDock-PP confidence model (it has tensor %s), not a "
                                 "score model: give the score model's checkpoint",
                                 L->path, name);
-            if (is_buffer(key) || ppd_score_model_find(m, key)) continue;
+            if (is_buffer(key) || ppd_score_model_find(m, key) ||
+                ppd_score_model_find_buffer(m, key))
+                continue;
         }
         return ppd_fail(PPD_ERR_CONFIG,
                         "checkpoint %s has tensor %s, which this score model does not have: it "
@@ -425,6 +438,12 @@ static ppd_status load_pth(loader *L) {
         const ppd_tensor *t = ppd_tensor_file_find(f, name);
         if (!t) return missing(L, name);
         PPD_TRY(take(L, t, e, L->p + e->offset, 0, PPD_ERR_CONFIG, SHAPE_HINT));
+    }
+    for (int i = 0; i < m->nbuffers; i++) { /* running statistics: kept at their start if absent */
+        const ppd_param_entry *e = &m->btab[i];
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        const ppd_tensor *t = ppd_tensor_file_find(f, name);
+        if (t) PPD_TRY(take(L, t, e, L->bufs + e->offset, 0, PPD_ERR_CONFIG, SHAPE_HINT));
     }
     const ppd_score_config *c = &m->cfg;
     PPD_TRY(check_offsets(L, prefix, "lig_dist_exp.offset", m->off_intra, c->dist_dim,
@@ -447,10 +466,11 @@ ppd_status ppd_checkpoint_load(const char *path, ppd_score_model *m, float *adam
     if (!adam_m != !adam_v)
         return ppd_fail(PPD_ERR_USAGE, "checkpoint load %s: give both Adam moments or neither",
                         path);
-    size_t np = m->nparams, nbuf = adam_m ? 3 : 1;
-    float *scratch = malloc(sizeof(float) * (np * nbuf + 1));
+    size_t np = m->nparams, nbuf = adam_m ? 3 : 1, nb = m->nbuffer_floats;
+    float *scratch = malloc(sizeof(float) * (np * nbuf + nb + 1));
     if (!scratch) return ppd_fail(PPD_ERR_NOMEM, "checkpoint load %s: out of memory", path);
-    loader L = {.path = path, .m = m, .p = scratch};
+    loader L = {.path = path, .m = m, .p = scratch, .bufs = scratch + np * nbuf};
+    if (nb) memcpy(L.bufs, m->buffers, sizeof(float) * nb);
     if (adam_m) {
         L.mm = scratch + np;
         L.vv = scratch + 2 * np;
@@ -464,6 +484,7 @@ ppd_status ppd_checkpoint_load(const char *path, ppd_score_model *m, float *adam
     }
     if (!rc) {
         memcpy(m->params, L.p, sizeof(float) * np);
+        if (nb) memcpy(m->buffers, L.bufs, sizeof(float) * nb);
         if (adam_m) {
             memcpy(adam_m, L.mm, sizeof(float) * np);
             memcpy(adam_v, L.vv, sizeof(float) * np);

@@ -63,7 +63,26 @@ Options: --diffdock DIR (default $DIFFDOCK_PP; DIR or DIR/src holds model/, geom
 --out DIR (default tests/data/diffdock-golden), --seed N (default 0), --db5 DIR (default
 ../shared/data/db5.5 next to the project, else /work/shared/data/db5.5), --workdir DIR (default
 /tmp/ddpp-work), --args-yaml FILE (released args, default the shared large_model_dips.args.yaml;
-skipped if absent), --tp-gain G (default 0.2, see above).
+skipped if absent), --tp-gain G (default 0.2, see above), --batch-norm (see below).
+
+Batch-norm variant (--batch-norm, default --out tests/data/diffdock-golden-bn)
+------------------------------------------------------------------------------
+    /usr/bin/python3 tests/ref/diffdock_score_ref.py --diffdock /tmp/diffdock-pp \
+        --out tests/data/diffdock-golden-bn --seed 0 --batch-norm
+
+Same model with no_batch_norm = False: the original TPCL then applies an e3nn
+`BatchNorm(out_irreps)` to every interaction conv's output (intra_convs.k / cross_convs.k
+`.batch_norm`: weight, bias, running_mean, running_var; not the final conv).  Weights: the other
+parameters get exactly the default run's values (the BN parameters are skipped in the first pass,
+so the RNG stream is the same), then, continuing the same stream, the BN parameters in
+named_parameters() order: weight 1 + N(0, 0.1^2), bias N(0, 0.1^2) (not the init routine's
+zeros, which would zero every BN output).  Running stats as built (mean 0, var 1).  Only cases
+A_t0.85 and AB_t0.60 (same complexes, case seeds and noise as the default run).  Each case starts
+from the same weights AND running stats (state dict reloaded before it, since train-mode forwards
+update the running stats), model.train() (batch statistics): forward + loss + backward as above;
+the case file additionally holds `bn.<module>.running_mean` / `.running_var` after that forward,
+and `eval.tr_pred` / `eval.rot_pred`: the same inputs through the model in eval() mode with the
+ORIGINAL running stats of model.pth (reloaded before it).
 
 The C test reads tests/data/diffdock-golden by default; set PPD_DIFFDOCK_GOLDEN=DIR to point it at
 another output directory (e.g. one generated with another --seed).
@@ -140,6 +159,10 @@ ESM_TOK = {"L": 4, "A": 5, "G": 6, "V": 7, "S": 8, "E": 9, "R": 10, "T": 11, "I"
            "C": 23}
 ESM_UNK = 3
 SIZE_LIMIT = 2 * 1024 * 1024
+# --batch-norm variant
+BN_CASES = ("A_t0.85", "AB_t0.60")  # names from CASES (case seeds as in the default run)
+BN_SIZE_LIMIT = 1024 * 1024
+BN_WEIGHT_STD = 0.1  # BN weight 1 + N(0, std^2), BN bias N(0, std^2)
 BIAS_STD = 0.1
 # Xavier gain of the TP weight generators (*.fc.3.weight).  Each tensor product is bilinear in
 # the node features and in fc(features), so with gain 1 everywhere the 4-layer stack grows like
@@ -153,14 +176,21 @@ def cli():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--diffdock", default=os.environ.get("DIFFDOCK_PP"),
                    help="DiffDock-PP checkout (DIR or DIR/src has model/, geom_utils/)")
-    p.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "diffdock-golden"))
+    p.add_argument("--out", default=None,
+                   help="output folder (default tests/data/diffdock-golden, "
+                        "tests/data/diffdock-golden-bn with --batch-norm)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--db5", default=None)
     p.add_argument("--workdir", default="/tmp/ddpp-work")
     p.add_argument("--args-yaml", default=None)
     p.add_argument("--tp-gain", type=float, default=TP_GAIN,
                    help="Xavier gain of the *.fc.3.weight TP weight generators (default %(default)s)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="batch-norm variant (no_batch_norm False, cases A_t0.85 and AB_t0.60)")
     a = p.parse_args()
+    if a.out is None:
+        a.out = os.path.join(ROOT, "tests", "data",
+                             "diffdock-golden-bn" if a.batch_norm else "diffdock-golden")
     if not a.diffdock:
         p.error("--diffdock DIR (or env DIFFDOCK_PP) is required")
     a.diffdock = os.path.abspath(a.diffdock)
@@ -234,7 +264,7 @@ def import_original(diffdock):
                                  ScoreModel=ScoreModel, diffusion=dd_diffusion, src=src)
 
 
-def build_args(dd, args_yaml):
+def build_args(dd, args_yaml, hparams=None):
     import yaml
     saved_argv = sys.argv
     sys.argv = [saved_argv[0]]
@@ -245,7 +275,7 @@ def build_args(dd, args_yaml):
     if args_yaml:
         with open(args_yaml) as f:
             dd.args.override_args(args, yaml.safe_load(f))
-    dd.args.override_args(args, dict(MODEL_HPARAMS))
+    dd.args.override_args(args, dict(MODEL_HPARAMS if hparams is None else hparams))
     return args
 
 
@@ -357,6 +387,10 @@ def is_tp_weight_generator(name):
     return name.endswith(".fc.3.weight")
 
 
+def is_bn_param(name):
+    return ".batch_norm." in name
+
+
 def build_model(dd, args, seed, tp_gain, init=True):
     import torch
     model = dd.ScoreModel(args, {"num_residues": NUM_RESIDUES})
@@ -364,12 +398,49 @@ def build_model(dd, args, seed, tp_gain, init=True):
         torch.manual_seed(seed)
         with torch.no_grad():
             for name, p in model.named_parameters():
+                if is_bn_param(name):
+                    continue  # none unless no_batch_norm is False; drawn below
                 if p.dim() >= 2:
                     torch.nn.init.xavier_normal_(p, gain=tp_gain if is_tp_weight_generator(name) else 1.0)
                 else:
                     p.normal_(0.0, BIAS_STD)
-    model.train()  # dropout 0, no BN: train == eval
+            # BN affine parameters after all others (same stream), in named_parameters() order
+            for name, p in model.named_parameters():
+                if not is_bn_param(name):
+                    continue
+                if name.endswith(".weight"):
+                    p.normal_(0.0, BN_WEIGHT_STD).add_(1.0)
+                elif name.endswith(".bias"):
+                    p.normal_(0.0, BN_WEIGHT_STD)
+                else:
+                    raise AssertionError(f"unexpected BN parameter {name}")
+    model.train()  # dropout 0; without BN train == eval
     return model
+
+
+def bn_modules(model):
+    """(state-dict module path, e3nn BatchNorm) of every conv batch norm, in module order."""
+    return [(n, m) for n, m in model.named_modules() if n.endswith(".batch_norm") and m is not None]
+
+
+def bn_stats(model):
+    out = {}
+    for n, m in bn_modules(model):
+        out[f"bn.{n}.running_mean"] = m.running_mean.detach().clone().contiguous()
+        out[f"bn.{n}.running_var"] = m.running_var.detach().clone().contiguous()
+    return out
+
+
+def eval_preds(model, state, batch):
+    """Eval-mode forward with the given (original) weights and running stats."""
+    import torch
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    model.train()
+    return {"eval.tr_pred": out["tr_pred"].detach().clone().contiguous(),
+            "eval.rot_pred": out["rot_pred"].detach().clone().contiguous()}
 
 
 class Recorder:
@@ -556,6 +627,12 @@ def case_inputs(batch, graphs, info):
     return {k: v.detach().clone().contiguous() for k, v in d.items()}
 
 
+def case_inputs_keys():
+    return ("rec_pos", "lig_pos", "lig_pos_orig", "rec_x", "lig_x", "rec_edge_index", "lig_edge_index",
+            "rec_batch", "lig_batch", "t", "tr_update", "rot_update", "sigma_tr", "sigma_rot", "tr_score",
+            "rot_score", "center")
+
+
 def batch_from_case(case):
     """Rebuild the collated batch from the stored tensors alone (used by the self-check): one
     HeteroData per complex with the fields the model and loss read, then Batch.from_data_list."""
@@ -628,9 +705,9 @@ TENSOR_DOC = [
 ]
 
 
-def write_readme(path, cfg, example_case, state_dict, cmdline):
+def write_readme(path, cfg, example_case, state_dict, cmdline, bn_mods=None):
     lines = []
-    lines.append("# DiffDock-PP score-model golden files\n")
+    lines.append("# DiffDock-PP score-model golden files" + (" (batch-norm variant)" if bn_mods else "") + "\n")
     lines.append("Generated by `tests/ref/diffdock_score_ref.py` from the ORIGINAL DiffDock-PP code "
                  "(imported from a checkout, not copied into this project). Do not edit by hand; "
                  "regenerate with the command below. The C test reads this folder by default; "
@@ -700,9 +777,62 @@ def write_readme(path, cfg, example_case, state_dict, cmdline):
     lines.append("")
     lines.append("Buffers in the state dict: `*_dist_exp.offset` (Gaussian offsets), `*.tensor_prod.weight` (empty), "
                  "`*.tensor_prod.output_mask`, `*._compiled_main_left_right._w3j_*` (Wigner-3j); no trainable "
-                 "parameter is a buffer.\n")
+                 "parameter is a buffer." + (" With batch norm also `*.batch_norm.running_mean` / `.running_var` "
+                                             "(initial values as built: 0 and 1)." if bn_mods else "") + "\n")
+    if bn_mods:
+        lines += bn_readme_lines(cfg, example_case, bn_mods)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def bn_readme_lines(cfg, example_case, bn_mods):
+    L = []
+    L.append("## Batch-norm variant\n")
+    L.append("`no_batch_norm = False`: the original TPCL applies `e3nn.nn.BatchNorm(out_irreps)` (defaults: eps 1e-5, "
+             "momentum 0.1, affine, reduce 'mean', normalization 'component', not instance) to the output of every "
+             "interaction conv (intra_convs.k, cross_convs.k; after the scatter-mean, residual is off), not to the "
+             "final conv. The same conv module (and so the same BN and running stats) is called for the ligand and "
+             "then for the receptor side in layers 0..2 (ligand intra, ligand cross, receptor intra, receptor cross), "
+             "only for the ligand in layer 3, so each forward updates the running stats of layers 0..2 twice "
+             "(ligand call first) and of layer 3 once. Batch statistics are over the nodes of that call (all "
+             "complexes of the batch together).\n")
+    L.append("* Init: the other parameters have exactly the default folder's values (BN parameters skipped in the "
+             "first pass); then, continuing the same torch stream, every `*.batch_norm.weight` = 1 + N(0, 0.1^2) and "
+             "`*.batch_norm.bias` = N(0, 0.1^2), in `named_parameters()` order. model.pth holds the initial "
+             "running stats (running_mean 0, running_var 1).")
+    L.append("* Cases: " + ", ".join(f"`{c['name']}`" for c in cfg["cases"]) + " (same complexes, case seeds and "
+             "noise as the default folder). Before each case the state dict (weights and running stats) is "
+             "reloaded from model.pth; `model.train()` (batch statistics), forward + loss + backward; outputs and "
+             "`grad.*` as in the default folder (with `grad.*.batch_norm.weight` / `.bias`).")
+    L.append("* Self-check: as above, reloading model.pth before each case.\n")
+    L.append("### BN layout per conv\n")
+    L.append("Fields in irreps order; `weight` has one entry per irrep copy (num_irreps: every field, 0e, 1o, 1e, 0o), "
+             "`bias` and `running_mean` one per 0e copy only (`is_scalar()` = l 0 and parity even; 0o fields are not "
+             "centred and get no bias), `running_var` one per irrep copy.\n")
+    L.append("| module | irreps | weight | bias | running_mean | running_var |")
+    L.append("|---|---|---|---|---|---|")
+    for n, m in bn_mods:
+        L.append(f"| `{n}` | {m.irreps} | {list(m.weight.shape)} | {list(m.bias.shape)} | "
+                 f"{list(m.running_mean.shape)} | {list(m.running_var.shape)} |")
+    L.append("")
+    L.append("Train mode, per field of mul copies of dimension d (x: [N, mul, d]): 0e only: mu = mean over nodes "
+             "(per copy), x -= mu, running_mean = 0.9 running_mean + 0.1 mu; every field: v = mean over nodes of "
+             "mean over the d components of x^2 (after the centring for 0e; biased, divide by N), running_var = "
+             "0.9 running_var + 0.1 v; y = x (v + 1e-5)^-1/2 weight (+ bias for 0e). Eval mode: mu = running_mean, "
+             "v = running_var.\n")
+    L.append("### Extra tensors of a case file (shapes of `" + example_case[0] + "`)\n")
+    L.append("| name | shape | dtype | meaning |")
+    L.append("|---|---|---|---|")
+    case = example_case[1]
+    for k in case:
+        if k.startswith("bn."):
+            L.append(describe(k, case[k]) + " running stat of that BN after this case's train-mode forward "
+                     "(starting from model.pth's) |")
+    for k, what in (("eval.tr_pred", "tr_pred"), ("eval.rot_pred", "rot_pred")):
+        L.append(describe(k, case[k]) + f" {what} of the same inputs with model.eval() (running stats of model.pth, "
+                 "weights of model.pth) |")
+    L.append("")
+    return L
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,9 +884,13 @@ def main():
     import Bio
     torch.set_num_threads(1)  # deterministic reduction order on CPU
 
-    args = build_args(dd, a.args_yaml)
-    for k, v in MODEL_HPARAMS.items():
+    bn = a.batch_norm
+    hp = dict(MODEL_HPARAMS, no_batch_norm=not bn)
+    args = build_args(dd, a.args_yaml, hp)
+    for k, v in hp.items():
         assert getattr(args, k) == v, k
+    run_cases = [(ci, c) for ci, c in enumerate(CASES) if not bn or c[0] in BN_CASES]
+    case_names = [c[0] for _, c in run_cases]
 
     # the IGSO(3) tables must be the ones of spec 5.2
     for eps, ref in ((0.01, 69.097102), (0.3, 2.242377), (1.0, 0.300838)):
@@ -787,6 +921,13 @@ def main():
     assert all(k.startswith("encoder.") for k in state), "unexpected state-dict prefix"
     state = type(state)((k, v.detach().clone().contiguous()) for k, v in state.items())
     rec = Recorder(model.encoder)
+    if bn:
+        assert len(bn_modules(model)) == 2 * MODEL_HPARAMS["num_conv_layers"], "expected one BN per interaction conv"
+        for n, m in bn_modules(model):
+            assert (m.eps, m.momentum, m.affine, m.reduce, m.normalization, m.instance) == \
+                (1e-5, 0.1, True, "mean", "component", False), n
+    else:
+        assert not bn_modules(model)
 
     os.makedirs(a.out, exist_ok=True)
     for f in os.listdir(a.out):
@@ -797,14 +938,21 @@ def main():
     # ---- cases
     results = {}
     cases_cfg = []
-    for ci, (name, labs, t) in enumerate(CASES):
+    for ci, (name, labs, t) in run_cases:
         case_seed = a.seed * 1000 + ci + 1
         gl = [graphs[l] for l in labs]
         batch, info = noised_batch(dd, args, gl, t, case_seed)
         inputs = case_inputs(batch, gl, info)
+        if bn:  # same weights and running stats for every case; batch statistics
+            model.load_state_dict(state)
+            model.train()
         out = run_case(dd, model, batch, rec)
         case = dict(inputs)
         case.update({k: v.contiguous() for k, v in out.items()})
+        if bn:
+            case.update(bn_stats(model))  # running stats after this case's forward
+            rec.reset()
+            case.update(eval_preds(model, state, batch_from_case(inputs)))  # original running stats
         fn = os.path.join(a.out, f"case_{name}.pt")
         torch.save(case, fn)
         rezip_deflate(fn)
@@ -834,7 +982,7 @@ def main():
     cfg = {
         "generator": "tests/ref/diffdock_score_ref.py",
         "seed": a.seed,
-        "hparams": dict(MODEL_HPARAMS, num_residues=NUM_RESIDUES, atom_table_rows=NUM_RESIDUES + 1,
+        "hparams": dict(hp, num_residues=NUM_RESIDUES, atom_table_rows=NUM_RESIDUES + 1,
                         knn_k=MODEL_HPARAMS["knn_size"], intra_dist_max=30.0, center_dist_max=30.0),
         "init": {"weights_ge2d": "xavier_normal, gain 1 except *.fc.3.weight (TP weight generators)",
                  "tp_gain": a.tp_gain, "bias_1d": f"normal(0, {BIAS_STD})",
@@ -853,23 +1001,44 @@ def main():
                      "torch_geometric": torch_geometric.__version__, "biopython": Bio.__version__},
         "args_yaml": os.path.basename(a.args_yaml) if a.args_yaml else None,
     }
+    if bn:
+        cfg["init"]["batch_norm"] = (f"after all other parameters, same stream, named_parameters order: "
+                                     f"*.batch_norm.weight 1 + normal(0, {BN_WEIGHT_STD}), "
+                                     f"*.batch_norm.bias normal(0, {BN_WEIGHT_STD}); running_mean 0, running_var 1 as built")
+        cfg["batch_norm"] = {
+            "module": "e3nn.nn.BatchNorm", "eps": 1e-5, "momentum": 0.1, "affine": True, "reduce": "mean",
+            "normalization": "component", "instance": False, "mode": "train (batch statistics); eval.* tensors: eval mode",
+            "per_case": "state dict (weights and running stats) reloaded from model.pth before each case",
+            "modules": [{"path": n, "irreps": str(m.irreps),
+                         "weight": list(m.weight.shape), "bias": list(m.bias.shape),
+                         "running_mean": list(m.running_mean.shape), "running_var": list(m.running_var.shape)}
+                        for n, m in bn_modules(model)],
+        }
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     cmdline = "/usr/bin/python3 tests/ref/diffdock_score_ref.py " + " ".join(
         f"--{k} {v}" for k, v in (("diffdock", a.diffdock), ("out", os.path.relpath(a.out, ROOT)),
-                                  ("seed", a.seed)))
-    write_readme(os.path.join(a.out, "README.md"), cfg, (CASES[-1][0], results[CASES[-1][0]]),
-                 state, cmdline)
+                                  ("seed", a.seed))) + (" --batch-norm" if bn else "")
+    write_readme(os.path.join(a.out, "README.md"), cfg, (case_names[-1], results[case_names[-1]]),
+                 state, cmdline, bn_modules(model) if bn else None)
 
     # ---- self-check: fresh model from model.pth, batches from the case files only
     fresh = build_model(dd, args, a.seed + 12345, a.tp_gain, init=True)  # different weights, then load
     ck = torch.load(os.path.join(a.out, "model.pth"), map_location="cpu")
     fresh.load_state_dict(ck["model"])
     rec2 = Recorder(fresh.encoder)
-    for name, _, _ in CASES:
+    for name in case_names:
         saved = torch.load(os.path.join(a.out, f"case_{name}.pt"), map_location="cpu")
         batch = batch_from_case(saved)
+        if bn:
+            fresh.load_state_dict(ck["model"])
+            fresh.train()
         again = run_case(dd, fresh, batch, rec2)
+        if bn:
+            again.update(bn_stats(fresh))
+            rec2.reset()
+            again.update(eval_preds(fresh, ck["model"], batch_from_case(saved)))
+            assert set(again) | set(case_inputs_keys()) == set(saved), f"{name}: key sets differ"
         for k, v in again.items():
             assert torch.equal(v, saved[k]), f"{name}: {k} not reproduced"
         n_rec = saved["rec_pos"].shape[0]
@@ -885,7 +1054,8 @@ def main():
 
     total = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
     print(f"wrote {a.out}: {len(os.listdir(a.out))} files, {total} bytes")
-    assert total < SIZE_LIMIT, f"output {total} bytes exceeds {SIZE_LIMIT}"
+    limit = BN_SIZE_LIMIT if bn else SIZE_LIMIT
+    assert total < limit, f"output {total} bytes exceeds {limit}"
 
 
 if __name__ == "__main__":

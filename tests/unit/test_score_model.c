@@ -13,12 +13,17 @@
 
 #include <stdlib.h>
 
+/* The golden directory in use: tests/data/diffdock-golden (PPD_DIFFDOCK_GOLDEN=DIR overrides),
+ * or its batch-norm variant tests/data/diffdock-golden-bn (PPD_DIFFDOCK_GOLDEN_BN). */
+static int golden_bn;
+
 static const char *gpath(const char *file) {
     static char buf[4][4096];
     static int slot;
     char *s = buf[slot++ & 3];
-    const char *dir = getenv("PPD_DIFFDOCK_GOLDEN");
-    snprintf(s, 4096, "%s/%s", dir ? dir : ppt_data("diffdock-golden"), file);
+    const char *dir = getenv(golden_bn ? "PPD_DIFFDOCK_GOLDEN_BN" : "PPD_DIFFDOCK_GOLDEN");
+    snprintf(s, 4096, "%s/%s",
+             dir ? dir : ppt_data(golden_bn ? "diffdock-golden-bn" : "diffdock-golden"), file);
     return s;
 }
 
@@ -77,11 +82,24 @@ static int load_golden_weights(ppd_score_model *m) {
         }
         ppd_tensor_to_f32(t, m->params + e->offset);
     }
+    /* the batch norms' running statistics (buffers) */
+    for (int i = 0; i < m->nbuffers; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "model.%s", m->btab[i].name);
+        const ppd_tensor *t = ppd_tensor_file_find(f, name);
+        if (!t || t->numel != (int64_t)m->btab[i].numel) {
+            ppt_fail(__FILE__, __LINE__, "%s: missing or shape differs", name);
+            ok = 0;
+            continue;
+        }
+        ppd_tensor_to_f32(t, m->buffers + m->btab[i].offset);
+    }
     /* every trainable tensor of the file is one of ours (buffers: offsets, masks, 3j, empty) */
     size_t n = ppd_tensor_file_count(f);
     for (size_t i = 0; i < n; i++) {
         const char *nm = ppd_tensor_file_at(f, i)->name;
         if (strstr(nm, "dist_exp.offset") || strstr(nm, "tensor_prod")) continue;
+        if (ppd_score_model_find_buffer(m, nm + strlen("model."))) continue;
         if (!ppd_score_model_find(m, nm + strlen("model."))) {
             ppt_fail(__FILE__, __LINE__, "%s in the checkpoint has no place in the model", nm);
             ok = 0;
@@ -278,6 +296,59 @@ TEST(score_model_matches_diffdock_pp_golden) {
     ppd_score_model_free(&m);
 }
 
+TEST(score_model_batch_norm_matches_diffdock_pp_golden) {
+    /* The same model with e3nn BatchNorm on every interaction conv (no_batch_norm: false),
+     * golden from the original (diffdock_score_ref.py --batch-norm): training mode (batch
+     * statistics; outputs, loss, every gradient incl. the norms' weights and biases, and the
+     * running statistics after the forward), then evaluation mode (running statistics). */
+    golden_bn = 1;
+    ppd_score_config c;
+    golden_config(&c);
+    c.batch_norm = 1;
+    ppd_score_model m;
+    REQUIRE(ppd_score_model_init(&m, &c) == PPD_OK);
+    static const char *cases[] = {"A_t0.85", "AB_t0.60"};
+    for (int i = 0; i < 2 && load_golden_weights(&m); i++) {
+        m.training = 1;
+        check_case(&m, cases[i]);
+        golden_case gc;
+        if (!load_case(&gc, cases[i])) break;
+        double worst = 0;
+        for (int j = 0; j < m.nbuffers; j++) {
+            char name[128];
+            snprintf(name, sizeof name, "bn.%s", m.btab[j].name);
+            int64_t n;
+            float *want = tensor_f32(gc.f, name, &n);
+            if (!want) continue;
+            worst = fmax(worst, rel_err(m.buffers + m.btab[j].offset, want, n, 1e-6));
+            free(want);
+        }
+        if (worst > 1e-4)
+            ppt_fail(__FILE__, __LINE__, "%s: running statistics rel err %.3g", cases[i], worst);
+        /* evaluation: the running statistics of model.pth, no update */
+        load_golden_weights(&m);
+        m.training = 0;
+        float pred[12];
+        REQUIRE(ppd_score_forward(&m, &gc.b, pred, pred + 6, NULL) == PPD_OK);
+        float *wt = tensor_f32(gc.f, "eval.tr_pred", NULL),
+              *wr = tensor_f32(gc.f, "eval.rot_pred", NULL);
+        if (wt && wr) {
+            double et = rel_err(pred, wt, 3 * gc.b.B, 1e-6),
+                   er = rel_err(pred + 6, wr, 3 * gc.b.B, 1e-6);
+            if (getenv("PPD_TEST_VERBOSE"))
+                fprintf(stderr, "%s: running stats %.2g, eval tr %.2g rot %.2g\n", cases[i], worst,
+                        et, er);
+            if (et > 1e-4 || er > 1e-4)
+                ppt_fail(__FILE__, __LINE__, "%s eval: tr %.3g rot %.3g (tol 1e-4)", cases[i], et,
+                         er);
+        }
+        free(wt), free(wr);
+        free_case(&gc);
+    }
+    ppd_score_model_free(&m);
+    golden_bn = 0;
+}
+
 /* ---- self-contained checks on a synthetic batch ---------------------------------------------- */
 
 enum { SYN_NR = 14, SYN_NL = 10, SYN_K = 3 };
@@ -339,15 +410,28 @@ static void make_synthetic(synthetic *s, uint64_t seed) {
                              .rot_norm = s->rn};
 }
 
-static void small_model(ppd_score_model *m, int chunk) {
+static void small_model_bn(ppd_score_model *m, int chunk, int bn) {
     ppd_score_config c;
     ppd_score_config_default(&c);
-    c.ns = 4, c.nv = 2, c.lm_dim = 3, c.chunk_edges = chunk;
+    c.ns = 4, c.nv = 2, c.lm_dim = 3, c.chunk_edges = chunk, c.batch_norm = bn;
     if (ppd_score_model_init(m, &c) != PPD_OK) ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
     ppd_score_model_init_params(m, 1);
     ppd_rng r; /* non-zero biases, so every path carries gradient */
     ppd_rng_seed(&r, 5);
     for (size_t i = 0; i < m->nparams; i++) m->params[i] += 0.1f * (float)ppd_rng_normal(&r);
+    for (int conv = 0; conv < 2 && bn; conv++) /* batch-norm weights near 1, not the init's 0 */
+        for (int k = 0; k < m->cfg.layers; k++) {
+            const ppd_param_entry *e = NULL;
+            char n[96];
+            snprintf(n, sizeof n, "encoder.%s_convs.%d.batch_norm.weight", conv ? "cross" : "intra",
+                     k);
+            e = ppd_score_model_find(m, n);
+            for (size_t j = 0; e && j < e->numel; j++) m->params[e->offset + j] += 1.0f;
+        }
+}
+
+static void small_model(ppd_score_model *m, int chunk) {
+    small_model_bn(m, chunk, 0);
 }
 
 static double probe_loss(ppd_score_model *m, const ppd_score_batch *b, const float *w) {
@@ -358,24 +442,29 @@ static double probe_loss(ppd_score_model *m, const ppd_score_batch *b, const flo
     return s;
 }
 
-static void directional_check(float dropout);
+static void directional_check(float dropout, int bn);
 
 TEST(score_model_backward_matches_directional_differences) {
-    directional_check(0.0f);
+    directional_check(0.0f, 0);
+}
+
+TEST(score_model_backward_with_batch_norm_matches_directional_differences) {
+    /* training mode: batch statistics couple the nodes; the backward goes through them */
+    directional_check(0.0f, 1);
 }
 
 TEST(score_model_backward_with_dropout_matches_directional_differences) {
     /* dropout 0.3 in training mode: the masks are a function of the seed and the element's
      * position, so the probe forwards below see the same masks as the backward */
-    directional_check(0.3f);
+    directional_check(0.3f, 0);
 }
 
-static void directional_check(float dropout) {
+static void directional_check(float dropout, int bn) {
     /* For each tensor P and a random direction v: (L(P + hv) - L(P - hv)) / 2h ~ <dL/dP, v>.
      * float32 forward, so h is small but not tiny and the tolerance is 5%; a wrong backward is
      * off by O(100%). The golden test above checks the same gradients to 1e-3. */
     ppd_score_model m;
-    small_model(&m, 7);
+    small_model_bn(&m, 7, bn);
     m.cfg.dropout = dropout;
     m.training = 1;
     m.dropout_seed = 1234;
