@@ -487,101 +487,12 @@ static void update_nodes(float *hn, const float *h, int64_t N, int din, int dout
         }
 }
 
-/* ---- batch norm (e3nn 0.5.1 BatchNorm: component normalisation, reduce mean, affine,
- * eps 1e-5, momentum 0.1; spec §3.8) ---------------------------------------------------------
- * x, y: (N, irreps.dim). Per field (a channel u of a block): 0e fields are centred by their mean
- * over the N nodes; every field is divided by sqrt(mean over nodes and components of its square
- * + eps) and multiplied by its weight; 0e fields get a bias. Training uses the batch's statistics
- * and moves the running ones; otherwise the running ones. mu (0e fields) and sf (1/sqrt(var +
- * eps) per field) are kept for backward. */
-static void bn_forward(const ppd_irreps *ir, const float *x, float *y, int64_t N, const float *w,
-                       const float *bias, float *rmean, float *rvar, int training, float *mu,
-                       float *sf) {
-    const float eps = 1e-5f, mom = 0.1f, keep = 0.9f;
-    int D = ir->dim, iw = 0, ib = 0;
-    for (int bl = 0; bl < ir->n; bl++) {
-        int d = 2 * ir->r[bl].l + 1, scalar = ir->r[bl].l == 0 && ir->r[bl].p > 0;
-        for (int u = 0; u < ir->r[bl].mul; u++, iw++) {
-            int col = ir->off[bl] + u * d;
-            float m = 0.0f;
-            if (scalar) {
-                if (training) {
-                    double acc = 0;
-                    for (int64_t n = 0; n < N; n++) acc += x[n * D + col];
-                    m = (float)(acc / (double)N);
-                    float a = keep * rmean[ib], b = mom * m;
-                    rmean[ib] = a + b;
-                } else {
-                    m = rmean[ib];
-                }
-                mu[ib] = m;
-            }
-            float v;
-            if (training) {
-                double acc = 0;
-                for (int64_t n = 0; n < N; n++)
-                    for (int c = 0; c < d; c++) {
-                        float xc = x[n * D + col + c] - m;
-                        acc += (double)xc * xc;
-                    }
-                v = (float)(acc / ((double)N * d));
-                float a = keep * rvar[iw], b = mom * v;
-                rvar[iw] = a + b;
-            } else {
-                v = rvar[iw];
-            }
-            float f = 1.0f / sqrtf(v + eps);
-            sf[iw] = f;
-            float scale = f * w[iw];
-            for (int64_t n = 0; n < N; n++)
-                for (int c = 0; c < d; c++) {
-                    float xc = x[n * D + col + c] - m;
-                    float out = xc * scale;
-                    y[n * D + col + c] = scalar ? out + bias[ib] : out;
-                }
-            if (scalar) ib++;
-        }
-    }
-}
-
-/* dx from dy (both (N, dim)); accumulates dw and db. */
-static void bn_backward(const ppd_irreps *ir, const float *x, const float *dy, float *dx, int64_t N,
-                        const float *w, float *dw, float *db, int training, const float *mu,
-                        const float *sf) {
-    int D = ir->dim, iw = 0, ib = 0;
-    for (int bl = 0; bl < ir->n; bl++) {
-        int d = 2 * ir->r[bl].l + 1, scalar = ir->r[bl].l == 0 && ir->r[bl].p > 0;
-        for (int u = 0; u < ir->r[bl].mul; u++, iw++) {
-            int col = ir->off[bl] + u * d;
-            float m = scalar ? mu[ib] : 0.0f, f = sf[iw];
-            double gx = 0, gs = 0; /* Σ dy (x - m), Σ dy */
-            for (int64_t n = 0; n < N; n++)
-                for (int c = 0; c < d; c++) {
-                    float g = dy[n * D + col + c];
-                    gx += (double)g * (x[n * D + col + c] - m);
-                    gs += g;
-                }
-            dw[iw] += (float)(gx * f);
-            if (scalar) db[ib] += (float)gs;
-            /* through the statistics (training): dxc = w f dy - w f^3 (x - m) Σ dy (x - m) / (N d),
-             * and for 0e fields the centring subtracts the mean of dxc */
-            double k3 = training ? (double)w[iw] * f * f * f * gx / ((double)N * d) : 0.0;
-            double mean_dxc = 0;
-            for (int64_t n = 0; n < N; n++)
-                for (int c = 0; c < d; c++) {
-                    double xc = x[n * D + col + c] - m;
-                    double v = (double)w[iw] * f * dy[n * D + col + c] - xc * k3;
-                    dx[n * D + col + c] = (float)v;
-                    mean_dxc += v;
-                }
-            if (scalar && training) {
-                float sub = (float)(mean_dxc / (double)N);
-                for (int64_t n = 0; n < N; n++) dx[n * D + col] -= sub;
-            }
-            if (scalar) ib++;
-        }
-    }
-}
+/* ---- batch norm: kernels/bn_body.h (float here; the tests instantiate it in double) ---------- */
+#define PPD_BN_REAL     float
+#define PPD_BN_FN(name) name
+#include "ppdock/kernels/bn_body.h"
+#undef PPD_BN_REAL
+#undef PPD_BN_FN
 
 static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
     int ns = m->cfg.ns, F = 3 * ns, W = m->tp_final.wnum, D = m->tp_final.out.dim;
