@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ppdock/device.h"
+#include "ppdock/tp.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +32,20 @@ ppd_status ppd_cuda_gaussian_smearing_forward(float *out, const float *dist, con
 /* out: (N, 32)   t: (N). See ppd_time_embedding_forward. */
 ppd_status ppd_cuda_time_embedding_forward(float *out, const float *t, int64_t N,
                                            cudaStream_t stream);
+
+/* Y: (E, 9)   vec: (E, 3). See ppd_sh_forward (ppdock/so3.h). */
+ppd_status ppd_cuda_sh_forward(float *Y, const float *vec, int64_t E, cudaStream_t stream);
+
+/* The tensor product (ppdock/tp.h) with `tp` a DEVICE copy of the host's ppd_tp (plain data:
+ * upload it once with ppd_device_upload). Shapes as ppd_tp_forward / ppd_tp_backward; dwb (may
+ * be NULL) accumulates Σ_e dw[e] column by column in edge order (deterministic). */
+ppd_status ppd_cuda_tp_forward(const ppd_tp *tp, float *msg, const float *h, const int64_t *send,
+                               const float *Y, const float *w, const float *wb, int64_t E,
+                               cudaStream_t stream);
+ppd_status ppd_cuda_tp_backward(const ppd_tp *tp, float *dh_edge, float *dw, float *dwb,
+                                const float *dmsg, const float *h, const int64_t *send,
+                                const float *Y, const float *w, const float *wb, int64_t E,
+                                cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,8 @@
 #include "ppdock/nn.h"
 #include "ppdock/nn_cuda.h"
 #include "ppdock/rng.h"
+#include "ppdock/so3.h"
+#include "ppdock/tp.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -377,6 +379,132 @@ out:
     return ok;
 }
 
+/* ---- spherical harmonics and the tensor product (one thread per edge, the CPU's bodies) ----- */
+
+/* max |gpu - cpu| <= tol max |cpu| over the array (sums of products: the GPU contracts them into
+ * FMAs, so a relative tolerance on the array's scale, not ulps) */
+static int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, double tol) {
+    double md = 0, mc = 0;
+    int64_t nan = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(gpu[i])) nan++;
+        md = fmax(md, fabs((double)gpu[i] - cpu[i]));
+        mc = fmax(mc, fabs((double)cpu[i]));
+    }
+    int ok = !nan && md <= tol * fmax(mc, 1e-30);
+    report(name, ok, "max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e), %lld NaN", md, mc,
+           tol, (long long)nan);
+    return ok;
+}
+
+static void check_tp(const char *tag, int layer, int64_t E, int64_t N) {
+    ppd_irreps in, sh, out;
+    ppd_irreps_score(&in, 8, 3, layer < 3 ? layer : 3);
+    ppd_irreps_parse(&sh, "0e+1o+2e");
+    if (layer < 4)
+        ppd_irreps_score(&out, 8, 3, layer + 1 < 3 ? layer + 1 : 3);
+    else
+        ppd_irreps_parse(&out, "2x1o+2x1e");
+    ppd_tp tp;
+    char name[128];
+    if (ppd_tp_init(&tp, &in, &sh, &out) != PPD_OK) {
+        snprintf(name, sizeof name, "gpu_tp_%s", tag);
+        report(name, 0, "%s", ppd_errmsg());
+        return;
+    }
+    int di = in.dim, dout = out.dim, W = tp.wnum;
+    size_t szh = (size_t)N * di, szv = (size_t)E * 3, szY = (size_t)E * 9, szw = (size_t)E * W,
+           szm = (size_t)E * dout, szx = (size_t)E * di;
+    float *h = malloc(szh * 4), *vec = malloc(szv * 4), *Y = malloc(szY * 4), *Yg = malloc(szY * 4),
+          *w = malloc(szw * 4), *wb = malloc((size_t)W * 4), *dm = malloc(szm * 4),
+          *msg = malloc(szm * 4), *msgg = malloc(szm * 4), *dx = malloc(szx * 4),
+          *dxg = malloc(szx * 4), *dw = malloc(szw * 4), *dwg = malloc(szw * 4),
+          *dwb = calloc((size_t)W, 4), *dwbg = malloc((size_t)W * 4);
+    int64_t *send = malloc((size_t)E * 8);
+    ppd_rng r;
+    ppd_rng_seed(&r, 17);
+    for (size_t i = 0; i < szh; i++) h[i] = (float)ppd_rng_normal(&r);
+    for (size_t i = 0; i < szv; i++) vec[i] = (float)(5 * ppd_rng_normal(&r));
+    for (size_t i = 0; i < szw; i++) w[i] = (float)ppd_rng_normal(&r);
+    for (int i = 0; i < W; i++) wb[i] = (float)(0.1 * ppd_rng_normal(&r));
+    for (size_t i = 0; i < szm; i++) dm[i] = (float)ppd_rng_normal(&r);
+    for (int64_t e = 0; e < E; e++) send[e] = (int64_t)ppd_rng_below(&r, (uint64_t)N);
+    ppd_sh_forward(Y, vec, E);
+    ppd_tp_forward(&tp, msg, h, send, Y, w, wb, E);
+    ppd_tp_backward(&tp, dx, dw, dwb, dm, h, send, Y, w, wb, E);
+    /* the device: poisoned outputs (NaN bytes), then the twins */
+    ppd_device_arena a;
+    size_t need = (sizeof tp + (szh + szv + 2 * szY + 2 * szw + (size_t)2 * W + 2 * szm + szx) * 4 +
+                   (size_t)E * 8) +
+                  32 * PPD_DEVICE_ALIGN;
+    snprintf(name, sizeof name, "gpu_tp_%s", tag);
+    if (ppd_device_arena_create(&a, need) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    ppd_tp *d_tp;
+    float *d_h, *d_vec, *d_Y, *d_w, *d_wb, *d_dm, *d_msg, *d_dx, *d_dw, *d_dwb;
+    int64_t *d_send;
+    ppd_status st = PPD_OK;
+#define DEV(ptr, bytes)                                                                            \
+    if (!st) st = ppd_device_arena_alloc_st(&a, (bytes), (void **)&(ptr))
+    DEV(d_tp, sizeof tp);
+    DEV(d_h, szh * 4);
+    DEV(d_vec, szv * 4);
+    DEV(d_Y, szY * 4);
+    DEV(d_w, szw * 4);
+    DEV(d_wb, (size_t)W * 4);
+    DEV(d_dm, szm * 4);
+    DEV(d_msg, szm * 4);
+    DEV(d_dx, szx * 4);
+    DEV(d_dw, szw * 4);
+    DEV(d_dwb, (size_t)W * 4);
+    DEV(d_send, (size_t)E * 8);
+#undef DEV
+    if (!st) st = ppd_device_upload(d_tp, &tp, sizeof tp);
+    if (!st) st = ppd_device_upload(d_h, h, szh * 4);
+    if (!st) st = ppd_device_upload(d_vec, vec, szv * 4);
+    if (!st) st = ppd_device_upload(d_w, w, szw * 4);
+    if (!st) st = ppd_device_upload(d_wb, wb, (size_t)W * 4);
+    if (!st) st = ppd_device_upload(d_dm, dm, szm * 4);
+    if (!st) st = ppd_device_upload(d_send, send, (size_t)E * 8);
+    if (!st && cudaMemset(d_msg, 0xff, szm * 4) != cudaSuccess) st = PPD_ERR_CUDA;
+    if (!st && cudaMemset(d_dx, 0xff, szx * 4) != cudaSuccess) st = PPD_ERR_CUDA;
+    if (!st && cudaMemset(d_dw, 0xff, szw * 4) != cudaSuccess) st = PPD_ERR_CUDA;
+    if (!st && cudaMemset(d_dwb, 0, (size_t)W * 4) != cudaSuccess) st = PPD_ERR_CUDA;
+    if (!st) st = ppd_cuda_sh_forward(d_Y, d_vec, E, NULL);
+    if (!st) st = ppd_device_download(Yg, d_Y, szY * 4);
+    /* the tensor product from the CPU's harmonics, so that it is compared on the same inputs */
+    if (!st) st = ppd_device_upload(d_Y, Y, szY * 4);
+    if (!st) st = ppd_cuda_tp_forward(d_tp, d_msg, d_h, d_send, d_Y, d_w, d_wb, E, NULL);
+    if (!st)
+        st = ppd_cuda_tp_backward(d_tp, d_dx, d_dw, d_dwb, d_dm, d_h, d_send, d_Y, d_w, d_wb, E,
+                                  NULL);
+    if (!st) st = ppd_device_download(msgg, d_msg, szm * 4);
+    if (!st) st = ppd_device_download(dxg, d_dx, szx * 4);
+    if (!st) st = ppd_device_download(dwg, d_dw, szw * 4);
+    if (!st) st = ppd_device_download(dwbg, d_dwb, (size_t)W * 4);
+    if (!st) st = ppd_device_synchronize();
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        snprintf(name, sizeof name, "gpu_sh_matches_cpu_%s", tag);
+        close_rel(name, Yg, Y, (int64_t)szY, 1e-5);
+        snprintf(name, sizeof name, "gpu_tp_forward_matches_cpu_%s", tag);
+        close_rel(name, msgg, msg, (int64_t)szm, 1e-4);
+        snprintf(name, sizeof name, "gpu_tp_backward_dx_matches_cpu_%s", tag);
+        close_rel(name, dxg, dx, (int64_t)szx, 1e-4);
+        snprintf(name, sizeof name, "gpu_tp_backward_dw_matches_cpu_%s", tag);
+        close_rel(name, dwg, dw, (int64_t)szw, 1e-4);
+        snprintf(name, sizeof name, "gpu_tp_backward_dwb_matches_cpu_%s", tag);
+        close_rel(name, dwbg, dwb, W, 1e-4);
+    }
+    ppd_device_arena_destroy(&a);
+out:
+    free(h), free(vec), free(Y), free(Yg), free(w), free(wb), free(dm), free(msg), free(msgg);
+    free(dx), free(dxg), free(dw), free(dwg), free(dwb), free(dwbg), free(send);
+}
+
 int main(void) {
     int count = 0;
     if (ppd_device_count(&count) != PPD_OK || count == 0) {
@@ -402,6 +530,9 @@ int main(void) {
      * realistic ones with the loop and timing checks. Cross-edge range 0..80 for the odd case. */
     check_ops("odd_sizes", 1003, 50, 80.0f, 77, &info, 0);
     check_ops("realistic", E_EDGES, G_GAUSS, 30.0f, N_TIMES, &info, 1);
+    check_tp("layer0", 0, 3001, 57);
+    check_tp("layer3", 3, 20011, 400);
+    check_tp("final", 4, 777, 300);
 
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
