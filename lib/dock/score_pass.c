@@ -12,6 +12,7 @@
  * backward adds the two weight gradients before one fc backward: identical arithmetic to the
  * original's two calls, half the work.
  */
+#include "ppdock/diffusion.h"
 #include "ppdock/kernels/so3.h"
 #include "ppdock/nn.h"
 #include "ppdock/score_model.h"
@@ -63,17 +64,17 @@ typedef struct {
         (ptr) = ppd_p_;                                                                            \
     } while (0)
 
-static float sigma_f32(float smin, float smax, float t) {
-    /* float32 as PyTorch: smin ** (1 - t) * smax ** t */
-    float a = powf(smin, 1.0f - t), b = powf(smax, t);
-    return a * b;
+/* σ_tr(t) in float32 as the model computes it (ppdock/diffusion.h). */
+static float sigma_tr(const ppd_score_config *c, float t) {
+    ppd_diffusion_cfg d = {.tr_s_min = c->tr_s_min, .tr_s_max = c->tr_s_max};
+    return ppd_sigma_tr_f32(t, &d);
 }
 
 /* ---- node embedding (spec §3.2) ------------------------------------------------------------- */
 
-static ppd_status embed_nodes(ppd_score_model *m, pass_state *s, int64_t N, const float *x,
-                              const float *temb, int64_t **idx_out, float **emb_out,
-                              float **lm_in_out, float *h0, const char *who) {
+static ppd_status embed_nodes(ppd_score_model *m, int64_t N, const float *x, const float *temb,
+                              int64_t **idx_out, float **emb_out, float **lm_in_out, float *h0,
+                              const char *who) {
     const ppd_score_config *c = &m->cfg;
     int ns = c->ns, lm = c->lm_dim, X = 1 + lm;
     int64_t *idx;
@@ -110,7 +111,6 @@ static ppd_status embed_nodes(ppd_score_model *m, pass_state *s, int64_t N, cons
     }
     ppd_linear_forward(h0, in, m->p.lm_ebd.w, m->p.lm_ebd.b, N, ns + lm, ns);
     *lm_in_out = in;
-    (void)s;
     return PPD_OK;
 }
 
@@ -277,7 +277,7 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
-static ppd_status check_batch(const ppd_score_model *m, const ppd_score_batch *b) {
+static ppd_status check_batch(const ppd_score_batch *b) {
     if (b->B < 1) return ppd_fail(PPD_ERR_USAGE, "score model: empty batch");
     const int64_t *bt[2] = {b->rec_batch, b->lig_batch};
     int64_t N[2] = {b->Nr, b->Nl};
@@ -297,35 +297,31 @@ static ppd_status check_batch(const ppd_score_model *m, const ppd_score_batch *b
             if (src[p][e] < 0 || src[p][e] >= N[p] || dst[p][e] < 0 || dst[p][e] >= N[p])
                 return ppd_fail(PPD_ERR_USAGE, "score model: %s edge %lld points outside the nodes",
                                 who[p], (long long)e);
-    (void)m;
     return PPD_OK;
 }
 
 /* The cutoff of each complex (spec §3.3): R_c = σ_tr(t)·w + b, or cross_max_dist if not dynamic. */
 static float cross_cutoff(const ppd_score_config *c, float t) {
-    float sig = sigma_f32(c->tr_s_min, c->tr_s_max, t);
+    float sig = sigma_tr(c, t);
     float w = sig * c->cross_cutoff_weight;
     return c->dynamic_max_cross ? w + c->cross_cutoff_bias : c->cross_max_dist;
 }
 
-/* First node of each complex: (B + 1) entries into out (prefix sums of the batch ids). */
-static void complex_starts(const int64_t *batch, int64_t N, int B, int64_t *out) {
-    for (int g = 0; g <= B; g++) out[g] = 0;
-    for (int64_t n = 0; n < N; n++) out[batch[n] + 1]++;
-    for (int g = 0; g < B; g++) out[g + 1] += out[g];
-}
-
 /* Walks the pairs (ligand a, receptor b) of each complex with |p_r/R - p_l/R|^2 < 1 in
- * (a, b) order; stores them when la/lr are given. Returns the count. */
-static int64_t cross_pairs(const ppd_score_config *c, const ppd_score_batch *b, const int64_t *r0,
-                           const int64_t *l0, int64_t *la, int64_t *lr) {
-    int64_t E = 0;
+ * (a, b) order; stores them when la/lr are given. Returns the count. Batch ids are
+ * non-decreasing (check_batch), so each complex's nodes are one run: no index arrays needed. */
+static int64_t cross_pairs(const ppd_score_config *c, const ppd_score_batch *b, int64_t *la,
+                           int64_t *lr) {
+    int64_t E = 0, r0 = 0, l0 = 0;
     for (int g = 0; g < b->B; g++) {
+        int64_t r1 = r0, l1 = l0;
+        while (r1 < b->Nr && b->rec_batch[r1] == g) r1++;
+        while (l1 < b->Nl && b->lig_batch[l1] == g) l1++;
         float R = cross_cutoff(c, b->t[g]);
-        for (int64_t a = l0[g]; a < l0[g + 1]; a++) {
+        for (int64_t a = l0; a < l1; a++) {
             float pa[3];
             for (int k = 0; k < 3; k++) pa[k] = b->lig_pos[3 * a + k] / R;
-            for (int64_t r = r0[g]; r < r0[g + 1]; r++) {
+            for (int64_t r = r0; r < r1; r++) {
                 float d2 = 0.0f;
                 for (int k = 0; k < 3; k++) {
                     float q = b->rec_pos[3 * r + k] / R - pa[k];
@@ -338,43 +334,40 @@ static int64_t cross_pairs(const ppd_score_config *c, const ppd_score_batch *b, 
                 }
             }
         }
+        r0 = r1, l0 = l1;
     }
     return E;
 }
 
 static ppd_status cross_edges(ppd_score_model *m, pass_state *s) {
-    const ppd_score_batch *b = &s->b;
-    int64_t *r0, *l0;
-    ALLOC(r0, b->B + 1);
-    ALLOC(l0, b->B + 1);
-    complex_starts(b->rec_batch, b->Nr, b->B, r0);
-    complex_starts(b->lig_batch, b->Nl, b->B, l0);
-    s->Ec = cross_pairs(&m->cfg, b, r0, l0, NULL, NULL);
+    s->Ec = cross_pairs(&m->cfg, &s->b, NULL, NULL);
     ALLOC(s->cross_l, s->Ec);
     ALLOC(s->cross_r, s->Ec);
-    cross_pairs(&m->cfg, b, r0, l0, s->cross_l, s->cross_r);
+    cross_pairs(&m->cfg, &s->b, s->cross_l, s->cross_r);
     return PPD_OK;
 }
 
 int64_t ppd_score_count_cross_edges(const ppd_score_model *m, const ppd_score_batch *b) {
-    int64_t *r0 = malloc(sizeof(int64_t) * (size_t)(2 * b->B + 2)), *l0 = r0 + b->B + 1;
-    if (!r0) return -1;
-    complex_starts(b->rec_batch, b->Nr, b->B, r0);
-    complex_starts(b->lig_batch, b->Nl, b->B, l0);
-    int64_t n = cross_pairs(&m->cfg, b, r0, l0, NULL, NULL);
-    free(r0);
-    return n;
+    return cross_pairs(&m->cfg, b, NULL, NULL);
+}
+
+/* The widest per-edge weights (W) and feature rows (D) of the model's tensor products: they
+ * size the chunk buffers. */
+static void widest(const ppd_score_model *m, int *W, int *D) {
+    *W = m->tp_final.wnum;
+    *D = m->tp_final.out.dim > m->tp_final.in.dim ? m->tp_final.out.dim : m->tp_final.in.dim;
+    for (int k = 0; k < m->cfg.layers; k++) {
+        if (m->tp[k].wnum > *W) *W = m->tp[k].wnum;
+        if (m->tp[k].out.dim > *D) *D = m->tp[k].out.dim;
+        if (m->tp[k].in.dim > *D) *D = m->tp[k].in.dim;
+    }
 }
 
 size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
                             int64_t El, int64_t Ec, int B) {
     const ppd_score_config *c = &m->cfg;
-    int ns = c->ns, L = c->layers, W = m->tp_final.wnum, D = m->tp_final.out.dim;
-    for (int k = 0; k < L; k++) {
-        if (m->tp[k].wnum > W) W = m->tp[k].wnum;
-        if (m->tp[k].out.dim > D) D = m->tp[k].out.dim;
-        if (m->tp[k].in.dim > D) D = m->tp[k].in.dim;
-    }
+    int ns = c->ns, L = c->layers, W, D;
+    widest(m, &W, &D);
     int64_t C = c->chunk_edges, hl = 0, hr = 0, acc = 0;
     for (int k = 0; k <= L; k++) {
         int d = k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
@@ -416,26 +409,32 @@ static ppd_status intra_edge_set(ppd_score_model *m, pass_state *s, edge_set *es
                          0, m->p.rec_edge, site);
 }
 
+/* An intra-protein conv: eattr [E, h[src], h[dst]], message from h[dst] into src. */
+static conv_job intra_job(const ppd_tp *tp, int64_t E, const int64_t *src, const int64_t *dst,
+                          float *h, const edge_set *es, float *acc, const float *cnt) {
+    int din = tp->in.dim;
+    conv_job j = {.tp = tp,
+                  .E = E,
+                  .first = src,
+                  .second = dst,
+                  .hA = h,
+                  .hB = h,
+                  .dA = din,
+                  .dB = din,
+                  .emb = es->emb,
+                  .Y = es->Y,
+                  .ndir = 1};
+    j.dir[0] = (conv_dir){.recv = src, .send = dst, .hsend = h, .acc = acc, .cnt = cnt};
+    return j;
+}
+
 static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3], float *acc[4]) {
     const ppd_score_batch *b = &s->b;
-    int ns = m->cfg.ns, L = m->cfg.layers;
+    int L = m->cfg.layers;
     const ppd_tp *tp = &m->tp[k];
     int din = tp->in.dim;
     float *hl = s->h_l[k], *hr = s->h_r[k];
-    /* ligand intra: eattr [E, h_l[s], h_l[d]], message from h_l[d] into s */
-    jobs[0] = (conv_job){.tp = tp,
-                         .E = b->El,
-                         .first = b->lig_src,
-                         .second = b->lig_dst,
-                         .hA = hl,
-                         .hB = hl,
-                         .dA = din,
-                         .dB = din,
-                         .emb = s->li.emb,
-                         .Y = s->li.Y,
-                         .ndir = 1};
-    jobs[0].dir[0] = (conv_dir){
-        .recv = b->lig_src, .send = b->lig_dst, .hsend = hl, .acc = acc[0], .cnt = s->cnt_li};
+    jobs[0] = intra_job(tp, b->El, b->lig_src, b->lig_dst, hl, &s->li, acc[0], s->cnt_li);
     /* cross: eattr [Ec, h_l[a], h_r[b]]; ligand gets h_r[b] into a, receptor h_l[a] into b */
     jobs[1] = (conv_job){.tp = tp,
                          .E = s->Ec,
@@ -453,27 +452,15 @@ static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3
     jobs[1].dir[1] = (conv_dir){
         .recv = s->cross_r, .send = s->cross_l, .hsend = hl, .acc = acc[3], .cnt = s->cnt_rc};
     /* receptor intra (not in the last layer) */
-    jobs[2] = (conv_job){.tp = tp,
-                         .E = k < L - 1 ? b->Er : 0,
-                         .first = b->rec_src,
-                         .second = b->rec_dst,
-                         .hA = hr,
-                         .hB = hr,
-                         .dA = din,
-                         .dB = din,
-                         .emb = s->ri.emb,
-                         .Y = s->ri.Y,
-                         .ndir = 1};
-    jobs[2].dir[0] = (conv_dir){
-        .recv = b->rec_src, .send = b->rec_dst, .hsend = hr, .acc = acc[2], .cnt = s->cnt_ri};
+    jobs[2] =
+        intra_job(tp, k < L - 1 ? b->Er : 0, b->rec_src, b->rec_dst, hr, &s->ri, acc[2], s->cnt_ri);
     for (int i = 0; i < 3; i++) {
+        const ppd_linear_params *fc = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k],
+                                *gfc = (i == 1 ? m->g.cross_fc : m->g.intra_fc)[k];
         jobs[i].site = SITE_CONV + 4 * (uint32_t)k + (uint32_t)i;
-        jobs[i].fc[0] = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k][0];
-        jobs[i].fc[1] = (i == 1 ? m->p.cross_fc : m->p.intra_fc)[k][1];
-        jobs[i].gfc[0] = (i == 1 ? m->g.cross_fc : m->g.intra_fc)[k][0];
-        jobs[i].gfc[1] = (i == 1 ? m->g.cross_fc : m->g.intra_fc)[k][1];
+        jobs[i].fc[0] = fc[0], jobs[i].fc[1] = fc[1];
+        jobs[i].gfc[0] = gfc[0], jobs[i].gfc[1] = gfc[1];
     }
-    (void)ns;
 }
 
 /* h_next = pad(h) + Y_intra + Y_cross (the convs' outputs after their batch norms, if any) */
@@ -495,13 +482,8 @@ static void update_nodes(float *hn, const float *h, int64_t N, int din, int dout
 #undef PPD_BN_FN
 
 static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
-    int ns = m->cfg.ns, F = 3 * ns, W = m->tp_final.wnum, D = m->tp_final.out.dim;
-    for (int k = 0; k < m->cfg.layers; k++) {
-        if (m->tp[k].wnum > W) W = m->tp[k].wnum;
-        if (m->tp[k].out.dim > D) D = m->tp[k].out.dim;
-        if (m->tp[k].in.dim > D) D = m->tp[k].in.dim;
-    }
-    if (m->tp_final.in.dim > D) D = m->tp_final.in.dim;
+    int ns = m->cfg.ns, F = 3 * ns, W, D;
+    widest(m, &W, &D);
     int64_t C = m->cfg.chunk_edges;
     ALLOC(s->A, C * F);
     ALLOC(s->H1, C * F);
@@ -602,17 +584,15 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
         ppd_dropout_forward(s->head_hid[h2], B, ns, 0, s->seed, SITE_HEADS + (uint32_t)h2, s->p);
         ppd_linear_forward(s->mag[h2], s->head_hid[h2], head[h2][1].w, head[h2][1].b, B, ns, 1);
         for (int g = 0; g < B; g++) {
-            float sc = 1.0f;
-            if (c->scale_by_sigma)
-                sc = h2 == 0 ? 1.0f / sigma_f32(c->tr_s_min, c->tr_s_max, b->t[g]) : b->rot_norm[g];
-            s->scale[h2][g] = sc;
+            /* tr is divided by σ_tr (as the original: a division), rot multiplied by N(σ_rot) */
+            int by_sigma = c->scale_by_sigma && h2 == 0, by_norm = c->scale_by_sigma && h2 == 1;
+            float sig = by_sigma ? sigma_tr(c, b->t[g]) : 1.0f;
+            s->scale[h2][g] = by_sigma ? 1.0f / sig : by_norm ? b->rot_norm[g] : 1.0f;
             for (int k = 0; k < 3; k++) {
                 float u = s->vec[h2][3 * g + k] / s->rho[h2][g];
                 float p = u * s->mag[h2][g];
-                if (c->scale_by_sigma && h2 == 0)
-                    p = p / sigma_f32(c->tr_s_min, c->tr_s_max, b->t[g]);
-                else if (c->scale_by_sigma)
-                    p = p * b->rot_norm[g];
+                if (by_sigma) p = p / sig;
+                if (by_norm) p = p * b->rot_norm[g];
                 pred[h2][3 * g + k] = p;
             }
         }
@@ -622,7 +602,7 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
 
 ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, float *tr_pred,
                              float *rot_pred, int64_t *n_cross) {
-    PPD_TRY(check_batch(m, bt));
+    PPD_TRY(check_batch(bt));
     ppd_arena_reset(&m->act);
     m->saved = NULL;
     pass_state *s;
@@ -634,7 +614,7 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
     s->seed = m->dropout_seed;
     const ppd_score_batch *b = &s->b;
     const ppd_score_config *c = &m->cfg;
-    int ns = c->ns, L = c->layers, B = b->B;
+    int L = c->layers, B = b->B;
     PPD_TRY(alloc_scratch(m, s));
     /* time embeddings per node and per complex */
     float *tn;
@@ -655,10 +635,10 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
         ALLOC(s->h_l[k], b->Nl * d);
         if (k < L) ALLOC(s->h_r[k], b->Nr * d);
     }
-    PPD_TRY(embed_nodes(m, s, b->Nr, b->rec_x, s->temb_r, &s->idx_r, &s->emb_r, &s->lm_in_r,
-                        s->h_r[0], "receptor"));
-    PPD_TRY(embed_nodes(m, s, b->Nl, b->lig_x, s->temb_l, &s->idx_l, &s->emb_l, &s->lm_in_l,
-                        s->h_l[0], "ligand"));
+    PPD_TRY(embed_nodes(m, b->Nr, b->rec_x, s->temb_r, &s->idx_r, &s->emb_r, &s->lm_in_r, s->h_r[0],
+                        "receptor"));
+    PPD_TRY(embed_nodes(m, b->Nl, b->lig_x, s->temb_l, &s->idx_l, &s->emb_l, &s->lm_in_l, s->h_l[0],
+                        "ligand"));
     /* edges */
     PPD_TRY(intra_edge_set(m, s, &s->li, b->El, b->lig_src, b->lig_dst, b->lig_pos, s->temb_l,
                            SITE_LIG_EDGES));
@@ -717,7 +697,6 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
         update_nodes(s->h_l[k + 1], s->h_l[k], b->Nl, din, dout, Y[0], Y[1]);
         if (k < L - 1) update_nodes(s->h_r[k + 1], s->h_r[k], b->Nr, din, dout, Y[2], Y[3]);
     }
-    (void)ns;
     PPD_TRY(heads_forward(m, s, tr_pred, rot_pred));
     m->saved = s;
     if (n_cross) *n_cross = s->Ec;
@@ -819,7 +798,7 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
     return PPD_OK;
 }
 
-static ppd_status embed_backward(ppd_score_model *m, pass_state *s, int64_t N, const float *dh0,
+static ppd_status embed_backward(ppd_score_model *m, int64_t N, const float *dh0,
                                  const int64_t *idx, const float *lm_in, const float *temb) {
     const ppd_score_config *c = &m->cfg;
     int ns = c->ns, lm = c->lm_dim;
@@ -839,7 +818,6 @@ static ppd_status embed_backward(ppd_score_model *m, pass_state *s, int64_t N, c
         for (int j = 0; j < ns; j++) m->g.atom_ebd[idx[n] * ns + j] += de[n * ns + j];
     ppd_linear_backward(NULL, m->g.sigma_ebd.w, m->g.sigma_ebd.b, de, temb, m->p.sigma_ebd.w, N, TD,
                         ns);
-    (void)s;
     return PPD_OK;
 }
 
@@ -918,7 +896,7 @@ ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float 
     edge_features_backward(m, s, &s->li, d_li, m->g.rec_edge, m->p.rec_edge, tmp);
     edge_features_backward(m, s, &s->ri, d_ri, m->g.rec_edge, m->p.rec_edge, tmp);
     edge_features_backward(m, s, &s->cr, d_cr, m->g.cross_edge, m->p.cross_edge, tmp);
-    PPD_TRY(embed_backward(m, s, b->Nl, dl[0], s->idx_l, s->lm_in_l, s->temb_l));
-    PPD_TRY(embed_backward(m, s, b->Nr, dr[0], s->idx_r, s->lm_in_r, s->temb_r));
+    PPD_TRY(embed_backward(m, b->Nl, dl[0], s->idx_l, s->lm_in_l, s->temb_l));
+    PPD_TRY(embed_backward(m, b->Nr, dr[0], s->idx_r, s->lm_in_r, s->temb_r));
     return PPD_OK;
 }

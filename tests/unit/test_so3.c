@@ -2,6 +2,7 @@
  * against the property that defines them: equivariance under rotations. */
 #include "../test.h"
 
+#include "ppdock/diffusion.h"
 #include "ppdock/rng.h"
 #include "ppdock/so3.h"
 
@@ -112,19 +113,6 @@ TEST(so3_w3j_symmetries) {
             }
 }
 
-/* Rotation matrix from an axis-angle vector (Rodrigues), double. */
-static void rodrigues(const double w[3], double R[3][3]) {
-    double th = sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2]);
-    double k[3] = {w[0] / th, w[1] / th, w[2] / th};
-    double K[3][3] = {{0, -k[2], k[1]}, {k[2], 0, -k[0]}, {-k[1], k[0], 0}};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            double kk = 0;
-            for (int m = 0; m < 3; m++) kk += K[i][m] * K[m][j];
-            R[i][j] = (i == j) + sin(th) * K[i][j] + (1 - cos(th)) * kk;
-        }
-}
-
 /* D^l(R) from the harmonics themselves: Y_l(R v) = D^l Y_l(v), solved from 2l+1 sample vectors
  * by least squares would need a solver; instead check the invariant form directly:
  *   sum_{ijk} C_ijk Y_i(a) Y_j(b) Y_k(c) is unchanged when a, b, c are rotated together. */
@@ -134,7 +122,7 @@ TEST(so3_w3j_invariant_under_rotation) {
     for (int trial = 0; trial < 20; trial++) {
         float v[3][3], vr[3][3];
         double w[3] = {ppd_rng_normal(&r), ppd_rng_normal(&r), ppd_rng_normal(&r)}, R[3][3];
-        rodrigues(w, R);
+        ppd_axis_angle_to_matrix(w, R);
         for (int a = 0; a < 3; a++) {
             for (int c = 0; c < 3; c++) v[a][c] = (float)ppd_rng_normal(&r);
             for (int i = 0; i < 3; i++)

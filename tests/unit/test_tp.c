@@ -4,6 +4,7 @@
 #include "../test.h"
 
 #include "ppdock/kernels/tp.h"
+#include "ppdock/diffusion.h"
 #include "ppdock/rng.h"
 #include "ppdock/so3.h"
 #include "ppdock/status.h"
@@ -225,19 +226,6 @@ TEST(tp_float_ops_match_f64_body) {
     free(h), free(w), free(Y), free(msg), free(dmsg), free(dh), free(dw);
 }
 
-/* Rotation matrix from an axis-angle vector (Rodrigues), double. */
-static void rotation(const double a[3], double R[3][3]) {
-    double th = sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]);
-    double k[3] = {a[0] / th, a[1] / th, a[2] / th};
-    double K[3][3] = {{0, -k[2], k[1]}, {k[2], 0, -k[0]}, {-k[1], k[0], 0}};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            double kk = 0;
-            for (int m = 0; m < 3; m++) kk += K[i][m] * K[m][j];
-            R[i][j] = (i == j) + sin(th) * K[i][j] + (1 - cos(th)) * kk;
-        }
-}
-
 /* Rotates every l = 1 block of a feature vector in place (l = 0 blocks are invariant; the
  * model's features have no l = 2 blocks). */
 static void rotate_features(const ppd_irreps *ir, const double R[3][3], float *x) {
@@ -265,7 +253,7 @@ TEST(tp_rotation_equivariant) {
         for (int i = 0; i < W; i++) w[i] = (float)rand_sym(&r);
         for (int i = 0; i < 3; i++) v[i] = (float)(3 * rand_sym(&r));
         double a[3] = {rand_sym(&r), rand_sym(&r), rand_sym(&r)}, R[3][3];
-        rotation(a, R);
+        ppd_axis_angle_to_matrix(a, R);
         memcpy(xr, x, sizeof(float) * (size_t)di);
         rotate_features(&tp.in, R, xr);
         for (int i = 0; i < 3; i++)
