@@ -71,6 +71,25 @@ NVCCFLAGS := -O2 -std=c++17 -MMD -MP -Iinclude -I$(CUDA_HOME)/include -DPPD_VERS
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
 endif
 
+# The CUDA sources compiled by g++ against the CPU emulation in tests/emu (make test-emu, part of
+# make test): needs only the CUDA headers, not nvcc or a GPU. Not under the sanitizers: ASan
+# cannot follow the emulator's fiber stack switches. EMU=0 turns it off.
+CXX ?= g++
+ifeq ($(origin CXX),default)
+CXX := g++
+endif
+ifneq ($(SANITIZE),1)
+ifneq ($(EMU),0)
+EMU := $(if $(call have_header,cublas_v2.h,-I$(CUDA_HOME)/include),1,)
+endif
+endif
+ifeq ($(EMU),0)
+EMU :=
+endif
+EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -U_FORTIFY_SOURCE -MMD -MP -Iinclude \
+                -I$(CUDA_HOME)/include $(shell pkg-config --cflags openblas) \
+                -DPPD_VERSION='"$(VERSION)"' -Wall -Wextra -Werror -Wno-unused-parameter
+
 # Required libraries: stop early with the one command that fixes it.
 ifeq ($(filter deps clean format format-check lint,$(MAKECMDGOALS)),)
 MISSING := $(strip $(foreach h,lmdb.h yaml.h xxhash.h zlib.h,$(if $(call have_header,$(h),),,$(h))))
@@ -83,6 +102,7 @@ ifndef PPD_ANNOUNCED
 export PPD_ANNOUNCED := 1
 $(info ppdock $(VERSION): build=$(BUILD) cc=$(CC)$(if $(filter 1,$(SANITIZE)), sanitizers=address+undefined))
 $(info $(if $(NVCC),✓ CUDA    $(NVCC) (arch $(CUDA_ARCH)),✗ CUDA    not built$(if $(filter 0,$(CUDA)), (CUDA=0),: nvcc not found)))
+$(info $(if $(EMU),✓ CUDA emulation (make test-emu: the .cu sources on the CPU),✗ CUDA emulation: no CUDA headers))
 $(info $(if $(CUDNN),✓ cuDNN,✗ cuDNN)   $(if $(NCCL),✓ NCCL,✗ NCCL)   $(if $(MPI),✓ MPI,✗ MPI)   $(if $(OMP),✓ OpenMP,✗ OpenMP)   $(if $(OPENBLAS),✓ OpenBLAS,✗ OpenBLAS))
 endif
 
@@ -103,12 +123,14 @@ UNIT_BIN := $(BUILD)/tests/unit-tests
 HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 GPU_BIN  := $(BUILD)/tests/gpu
+EMU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/cuda_emu.o
+EMU_BIN  := $(BUILD)/tests/gpu-emu $(BUILD)/tests/emu-selftest
 
-.PHONY: all lib tools tests test test-long test-gpu demo bench fuzz format format-check lint clean deps
+.PHONY: all lib tools tests test test-long test-gpu test-emu demo bench fuzz format format-check lint clean deps
 all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN))
 lib: $(LIB)
 tools: $(TOOL_BIN)
-tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN)
+tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN) $(if $(EMU),$(EMU_BIN))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -149,6 +171,24 @@ $(GPU_BIN): $(BUILD)/tests/test_gpu.o $(CULIB) $(LIB)
 	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
 -include $(CU_OBJ:.o=.d) $(BUILD)/tests/test_gpu.d
 
+# The GPU test program again, on the CPU emulation (tests/emu/cuda_emu.h force-included).
+$(BUILD)/emu/%.o: %.cu tests/emu/cuda_emu.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -include tests/emu/cuda_emu.h -x c++ -c $< -o $@
+
+$(BUILD)/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/tests/gpu-emu: $(BUILD)/tests/test_gpu.o $(EMU_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/emu-selftest: tests/emu/test_emu.cpp $(BUILD)/emu/cuda_emu.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -include tests/emu/cuda_emu.h $< $(BUILD)/emu/cuda_emu.o $(LIB) $(LDLIBS) -o $@
+-include $(EMU_OBJ:.o=.d) $(BUILD)/tests/emu-selftest.d
+
 # ---- checks ---------------------------------------------------------------------------------
 test: tests
 	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) tests/run.sh
@@ -158,6 +198,10 @@ test-long: tests
 
 test-gpu: $(GPU_BIN)
 	$(GPU_BIN)
+
+test-emu: $(EMU_BIN)
+	$(BUILD)/tests/emu-selftest
+	$(BUILD)/tests/gpu-emu
 
 demo: tools
 	@PPD_BIN=$(BIN) ESM_WEIGHTS=$(ESM_WEIGHTS) scripts/demo.sh
@@ -179,7 +223,7 @@ fuzz:
 	$(BUILD)/fuzz/fuzz_pdb -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	  -artifact_prefix=tests/fuzz/findings/ $(BUILD)/fuzz/corpus-work tests/fuzz/corpus
 
-FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null)
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' '*.cpp' 2>/dev/null)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

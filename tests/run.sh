@@ -26,6 +26,11 @@ run_suite() { # name command...
 }
 
 run_suite unit "$PPD_TESTBIN/unit-tests" "$@"
+# the CUDA sources on the CPU emulation (built when the CUDA headers are installed)
+if [ -x "$PPD_TESTBIN/gpu-emu" ]; then
+    run_suite emu-selftest "$PPD_TESTBIN/emu-selftest"
+    run_suite gpu-emu "$PPD_TESTBIN/gpu-emu"
+fi
 for suite in tests/tools/test_*.sh; do
     [ -e "$suite" ] || continue
     run_suite "$(basename "$suite" .sh)" bash "$suite"

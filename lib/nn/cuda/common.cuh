@@ -21,6 +21,18 @@ static inline unsigned ppd_row_blocks(int64_t rows) {
     return (unsigned)(b < PPD_MAX_ROW_BLOCKS ? b : PPD_MAX_ROW_BLOCKS);
 }
 
+// Launch a kernel: PPD_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...). Under nvcc it
+// is the <<<...>>> launch; in the CPU emulation of the tests (tests/emu/cuda_emu.h, g++) it runs
+// the grid on fibers. The sources stay one text for both.
+#ifdef PPD_CUDA_EMU
+#define PPD_LAUNCH(kernel, grid, block, smem, stream)                                              \
+    ppd_emu::make_launcher(#kernel, kernel, grid, block, smem, stream)
+#define PPD_EXTERN_SHARED(type, name) type *name = (type *)ppd_emu::dynamic_shared()
+#else
+#define PPD_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#define PPD_EXTERN_SHARED(type, name)                 extern __shared__ type name[]
+#endif
+
 // After a launch: launch-configuration errors, and sticky errors from earlier work.
 #define PPD_CUDA_CHECK_LAUNCH(opname)                                                              \
     do {                                                                                           \

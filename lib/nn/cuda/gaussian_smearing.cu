@@ -26,8 +26,8 @@ extern "C" ppd_status ppd_cuda_gaussian_smearing_forward(float *out, const float
                         (long long)E, G);
     if (E == 0 || G == 0) return PPD_OK;
     dim3 block(PPD_WARP, PPD_ROWS_PER_BLOCK);
-    gaussian_smearing_forward_kernel<<<ppd_row_blocks(E), block, 0, stream>>>(out, dist, offsets,
-                                                                              gamma, E, G);
+    PPD_LAUNCH(gaussian_smearing_forward_kernel, ppd_row_blocks(E), block, 0, stream)
+    (out, dist, offsets, gamma, E, G);
     PPD_CUDA_CHECK_LAUNCH("gaussian_smearing_forward_kernel");
     return PPD_OK;
 }

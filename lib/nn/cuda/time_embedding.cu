@@ -25,7 +25,7 @@ extern "C" ppd_status ppd_cuda_time_embedding_forward(float *out, const float *t
     if (N < 0) return ppd_fail(PPD_ERR_USAGE, "time_embedding: negative size N=%lld", (long long)N);
     if (N == 0) return PPD_OK;
     dim3 block(PPD_WARP, PPD_ROWS_PER_BLOCK);
-    time_embedding_forward_kernel<<<ppd_row_blocks(N), block, 0, stream>>>(out, t, N);
+    PPD_LAUNCH(time_embedding_forward_kernel, ppd_row_blocks(N), block, 0, stream)(out, t, N);
     PPD_CUDA_CHECK_LAUNCH("time_embedding_forward_kernel");
     return PPD_OK;
 }

@@ -58,7 +58,7 @@ extern "C" ppd_status ppd_cuda_sh_forward(float *Y, const float *vec, int64_t E,
                                           cudaStream_t stream) {
     if (E < 0) return ppd_fail(PPD_ERR_USAGE, "sh_forward: negative size (E=%lld)", (long long)E);
     if (E == 0) return PPD_OK;
-    sh_forward_kernel<<<edge_blocks(E), PPD_EDGE_THREADS, 0, stream>>>(Y, vec, E);
+    PPD_LAUNCH(sh_forward_kernel, edge_blocks(E), PPD_EDGE_THREADS, 0, stream)(Y, vec, E);
     PPD_CUDA_CHECK_LAUNCH("sh_forward_kernel");
     return PPD_OK;
 }
@@ -68,8 +68,8 @@ extern "C" ppd_status ppd_cuda_tp_forward(const ppd_tp *tp, float *msg, const fl
                                           const float *wb, int64_t E, cudaStream_t stream) {
     if (E < 0) return ppd_fail(PPD_ERR_USAGE, "tp_forward: negative size (E=%lld)", (long long)E);
     if (E == 0) return PPD_OK;
-    tp_forward_kernel<<<edge_blocks(E), PPD_EDGE_THREADS, 0, stream>>>(tp, msg, h, send, Y, w, wb,
-                                                                       E);
+    PPD_LAUNCH(tp_forward_kernel, edge_blocks(E), PPD_EDGE_THREADS, 0, stream)
+    (tp, msg, h, send, Y, w, wb, E);
     PPD_CUDA_CHECK_LAUNCH("tp_forward_kernel");
     return PPD_OK;
 }
@@ -80,11 +80,11 @@ extern "C" ppd_status ppd_cuda_tp_backward(const ppd_tp *tp, float *dh_edge, flo
                                            int64_t E, cudaStream_t stream) {
     if (E < 0) return ppd_fail(PPD_ERR_USAGE, "tp_backward: negative size (E=%lld)", (long long)E);
     if (E == 0) return PPD_OK;
-    tp_backward_kernel<<<edge_blocks(E), PPD_EDGE_THREADS, 0, stream>>>(tp, dh_edge, dw, dmsg, h,
-                                                                        send, Y, w, wb, E);
+    PPD_LAUNCH(tp_backward_kernel, edge_blocks(E), PPD_EDGE_THREADS, 0, stream)
+    (tp, dh_edge, dw, dmsg, h, send, Y, w, wb, E);
     PPD_CUDA_CHECK_LAUNCH("tp_backward_kernel");
     if (dwb) {
-        column_sum_kernel<<<64, 256, 0, stream>>>(tp, dwb, dw, E);
+        PPD_LAUNCH(column_sum_kernel, 64, 256, 0, stream)(tp, dwb, dw, E);
         PPD_CUDA_CHECK_LAUNCH("column_sum_kernel");
     }
     return PPD_OK;

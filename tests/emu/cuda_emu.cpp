@@ -1,0 +1,564 @@
+// tests/emu/cuda_emu.cpp — the CPU emulation behind tests/emu/cuda_emu.h: the block scheduler
+// (threads as fibers), the CUDA runtime calls ppdock makes, and the cuBLAS subset it uses
+// (through OpenBLAS). Linked instead of libcudart/libcublas into the emulated test programs.
+// See cuda_emu.h for what is and is not modelled.
+#include "cuda_emu.h"
+
+#include <cublas_v2.h>
+
+#include <cblas.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+// getcontext is declared returns-twice, but the contexts it fills are only templates for
+// makecontext and are never resumed, so nothing can be clobbered.
+#pragma GCC diagnostic ignored "-Wclobbered"
+
+namespace ppd_emu {
+
+thread_local uint3 cur_thread, cur_block;
+thread_local dim3 cur_block_dim, cur_grid_dim;
+
+namespace {
+
+// ---- the scheduler ---------------------------------------------------------------------------
+
+enum fiber_state { RUNNABLE, WAIT_BLOCK, WAIT_WARP, DONE };
+
+struct fiber {
+    ucontext_t start;
+    jmp_buf jb;
+    char *stack;
+    uint3 tid;
+    int state, started;
+    unsigned warp_mask; // the mask of the warp barrier it waits at
+};
+
+// Fiber stacks: the per-edge tensor-product bodies keep ~20 KB of scratch on the stack.
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr int MAX_THREADS = 1024;
+constexpr size_t MAX_SHARED = 227 * 1024;
+
+struct scheduler {
+    std::vector<fiber> fibers;
+    char *stacks = nullptr;
+    jmp_buf sched_jb;
+    fiber *cur = nullptr;
+    void (*body)(void *) = nullptr;
+    void *arg = nullptr;
+    const char *kernel = "";
+    uint64_t slots[MAX_THREADS / 32][32];
+    std::vector<unsigned char> smem;
+
+    scheduler() : fibers(MAX_THREADS) {
+        stacks = (char *)mmap(nullptr, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (stacks == MAP_FAILED) {
+            perror("cuda_emu: mmap of the fiber stacks");
+            abort();
+        }
+        for (int i = 0; i < MAX_THREADS; i++) {
+            fibers[i].stack = stacks + (size_t)i * STACK_BYTES;
+            if (getcontext(&fibers[i].start) != 0) {
+                perror("cuda_emu: getcontext");
+                abort();
+            }
+        }
+    }
+};
+
+thread_local scheduler *sched;
+
+void fiber_entry() {
+    scheduler *s = sched;
+    s->body(s->arg);
+    s->cur->state = DONE;
+    _longjmp(s->sched_jb, 1);
+}
+
+// noinline: the _setjmp frames stay small and hold nothing that changes before the jump back.
+__attribute__((noinline)) void resume(scheduler *s, fiber *f) {
+    s->cur = f;
+    cur_thread = f->tid;
+    if (_setjmp(s->sched_jb) == 0) {
+        if (!f->started) {
+            f->started = 1;
+            ucontext_t from;
+            swapcontext(&from, &f->start); // never returns: the fiber longjmps back
+        } else {
+            _longjmp(f->jb, 1);
+        }
+    }
+}
+
+__attribute__((noinline)) void yield(int state) {
+    scheduler *s = sched;
+    fiber *f = s->cur;
+    f->state = state;
+    if (_setjmp(f->jb) == 0) _longjmp(s->sched_jb, 1);
+}
+
+[[noreturn]] void deadlock(scheduler *s, int nthreads, const char *why) {
+    fprintf(stderr,
+            "cuda_emu: %s in kernel %s, block (%u,%u,%u) of (%u,%u,%u), block (%u,%u,%u)\n"
+            "cuda_emu: thread states (R runnable, B at __syncthreads, W at a warp barrier, D "
+            "done):\n",
+            why, s->kernel, cur_block.x, cur_block.y, cur_block.z, cur_grid_dim.x, cur_grid_dim.y,
+            cur_grid_dim.z, cur_block_dim.x, cur_block_dim.y, cur_block_dim.z);
+    for (int t = 0; t < nthreads; t++) {
+        fputc("RBWD"[s->fibers[t].state], stderr);
+        if (t % 64 == 63) fputc('\n', stderr);
+    }
+    fputc('\n', stderr);
+    abort();
+}
+
+void run_block(scheduler *s, int nthreads) {
+    for (int t = 0; t < nthreads; t++) {
+        fiber *f = &s->fibers[t];
+        f->tid.x = t % cur_block_dim.x;
+        f->tid.y = (t / cur_block_dim.x) % cur_block_dim.y;
+        f->tid.z = t / (cur_block_dim.x * cur_block_dim.y);
+        f->state = RUNNABLE;
+        f->started = 0;
+        f->start.uc_stack.ss_sp = f->stack;
+        f->start.uc_stack.ss_size = STACK_BYTES;
+        f->start.uc_link = nullptr;
+        makecontext(&f->start, fiber_entry, 0);
+    }
+    int nwarps = (nthreads + 31) / 32;
+    for (;;) {
+        for (int t = 0; t < nthreads; t++)
+            if (s->fibers[t].state == RUNNABLE) resume(s, &s->fibers[t]);
+        int done = 0, at_block = 0, released = 0;
+        for (int t = 0; t < nthreads; t++) {
+            done += s->fibers[t].state == DONE;
+            at_block += s->fibers[t].state == WAIT_BLOCK;
+        }
+        if (done == nthreads) return;
+        // warps whose live lanes all wait at a warp barrier go on
+        for (int w = 0; w < nwarps; w++) {
+            int t0 = 32 * w, t1 = t0 + 32 < nthreads ? t0 + 32 : nthreads;
+            int waiting = 0, live = 0;
+            unsigned need = 0;
+            for (int t = t0; t < t1; t++) {
+                const fiber *f = &s->fibers[t];
+                if (f->state == DONE) continue;
+                live++;
+                if (f->state == WAIT_WARP) {
+                    waiting++;
+                    need |= f->warp_mask;
+                }
+            }
+            if (!live || waiting != live) continue;
+            for (int l = 0; l < 32; l++)
+                if ((need >> l & 1u) && (t0 + l >= t1 || s->fibers[t0 + l].state == DONE))
+                    deadlock(s, nthreads, "a warp shuffle or __syncwarp names a lane that exited");
+            for (int t = t0; t < t1; t++)
+                if (s->fibers[t].state == WAIT_WARP) s->fibers[t].state = RUNNABLE;
+            released = 1;
+        }
+        if (released) continue;
+        // CUDA requires every thread of the block at each __syncthreads: one that exited (an
+        // early return) makes the barrier undefined, so it is an error here
+        if (at_block == nthreads) {
+            for (int t = 0; t < nthreads; t++)
+                if (s->fibers[t].state == WAIT_BLOCK) s->fibers[t].state = RUNNABLE;
+            continue;
+        }
+        deadlock(s, nthreads,
+                 done ? "__syncthreads or a shuffle reached after other threads exited"
+                      : "threads wait at different barriers (divergent __syncthreads or shuffle)");
+    }
+}
+
+// ---- runtime state ---------------------------------------------------------------------------
+
+thread_local cudaError_t last_error = cudaSuccess;
+
+cudaError_t fail(cudaError_t e) {
+    last_error = e;
+    return e;
+}
+
+std::mutex mem_mu;
+std::map<void *, size_t> device_allocs;
+size_t device_used;
+
+size_t device_capacity() {
+    static size_t cap = [] {
+        const char *env = getenv("PPD_EMU_DEVICE_MB");
+        long mb = env ? atol(env) : 4096;
+        return (size_t)(mb > 0 ? mb : 4096) << 20;
+    }();
+    return cap;
+}
+
+struct emu_event {
+    double t;
+};
+
+double now_ms() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+} // namespace
+
+void block_barrier() {
+    yield(WAIT_BLOCK);
+}
+
+void warp_barrier(unsigned mask) {
+    sched->cur->warp_mask = mask;
+    yield(WAIT_WARP);
+}
+
+uint64_t warp_exchange(unsigned mask, uint64_t mine, int src) {
+    scheduler *s = sched;
+    int t = (int)(s->cur - s->fibers.data()), w = t / 32, lane = t % 32;
+    s->slots[w][lane] = mine;
+    warp_barrier(mask);
+    uint64_t v = src >= 0 && src < 32 ? s->slots[w][src] : mine;
+    warp_barrier(mask);
+    return v;
+}
+
+void *dynamic_shared() {
+    return sched->smem.data();
+}
+
+void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+              void (*body)(void *), void *arg) {
+    (void)stream;
+    if (last_error != cudaSuccess && last_error != cudaErrorMemoryAllocation &&
+        last_error != cudaErrorInvalidValue)
+        return; // a sticky error: the context is dead
+    unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
+    if (nthreads == 0 || nthreads > MAX_THREADS || block.x > 1024 || block.y > 1024 ||
+        block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
+        grid.y > 65535 || grid.z > 65535 || smem > MAX_SHARED) {
+        fprintf(stderr,
+                "cuda_emu: kernel %s: invalid launch configuration grid (%u,%u,%u) block "
+                "(%u,%u,%u) shared %zu bytes\n",
+                name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
+        fail(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (!sched) sched = new scheduler;
+    scheduler *s = sched;
+    s->body = body;
+    s->arg = arg;
+    s->kernel = name;
+    s->smem.assign(smem ? smem : 1, 0);
+    cur_grid_dim = grid;
+    cur_block_dim = block;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                cur_block = make_uint3(x, y, z);
+                if (smem) memset(s->smem.data(), 0, smem);
+                run_block(s, (int)nthreads);
+            }
+}
+
+} // namespace ppd_emu
+
+using namespace ppd_emu;
+
+// ---- the CUDA runtime subset -------------------------------------------------------------------
+
+extern "C" {
+
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) {
+    return last_error;
+}
+
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInvalidValue:
+        return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+        return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+        return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice:
+        return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice:
+        return "cudaErrorNoDevice";
+    default:
+        return "cudaErrorUnknown";
+    }
+}
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorInvalidValue:
+        return "invalid argument";
+    case cudaErrorMemoryAllocation:
+        return "out of memory";
+    case cudaErrorInvalidConfiguration:
+        return "invalid configuration argument";
+    case cudaErrorInvalidDevice:
+        return "invalid device ordinal";
+    case cudaErrorNoDevice:
+        return "no CUDA-capable device is detected";
+    default:
+        return "unknown error";
+    }
+}
+
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *d) {
+    *d = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int d) {
+    return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
+    if (d != 0) return fail(cudaErrorInvalidDevice);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "ppdock CUDA emulator (CPU)");
+    p->major = 9;
+    p->minor = 0;
+    p->multiProcessorCount = 1;
+    p->totalGlobalMem = device_capacity();
+    p->sharedMemPerBlock = 48 * 1024;
+    p->maxThreadsPerBlock = MAX_THREADS;
+    p->maxThreadsDim[0] = 1024;
+    p->memoryBusWidth = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int d) {
+    (void)attr;
+    if (d != 0) return fail(cudaErrorInvalidDevice);
+    *v = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int *v) {
+    *v = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int *v) {
+    *v = CUDART_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    std::lock_guard<std::mutex> g(mem_mu);
+    *total_b = device_capacity();
+    *free_b = *total_b - device_used;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    std::lock_guard<std::mutex> g(mem_mu);
+    *p = nullptr;
+    if (bytes > device_capacity() - device_used) return fail(cudaErrorMemoryAllocation);
+    void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+    if (!m) return fail(cudaErrorMemoryAllocation);
+    device_allocs[m] = bytes;
+    device_used += bytes;
+    *p = m;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    std::lock_guard<std::mutex> g(mem_mu);
+    auto it = device_allocs.find(p);
+    if (it == device_allocs.end()) return fail(cudaErrorInvalidValue);
+    device_used -= it->second;
+    device_allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+    return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags) {
+    (void)flags;
+    return cudaMallocHost(p, bytes);
+}
+
+cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) {
+    (void)kind;
+    if (n && (!dst || !src)) return fail(cudaErrorInvalidValue);
+    if (n) memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+                            cudaStream_t s) {
+    (void)s;
+    return cudaMemcpy(dst, src, n, kind);
+}
+
+cudaError_t cudaMemset(void *dst, int v, size_t n) {
+    if (n && !dst) return fail(cudaErrorInvalidValue);
+    if (n) memset(dst, v, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
+    (void)s;
+    return cudaMemset(dst, v, n);
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+    return last_error;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+    *s = (cudaStream_t)malloc(16);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    (void)flags;
+    return cudaStreamCreate(s);
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    free((void *)s);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    (void)s;
+    return last_error;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+    (void)s, (void)e, (void)flags;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = (cudaEvent_t) new emu_event{0};
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
+    (void)flags;
+    return cudaEventCreate(e);
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete (emu_event *)e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    (void)s;
+    ((emu_event *)e)->t = now_ms();
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    (void)e;
+    return last_error;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    *ms = (float)(((emu_event *)b)->t - ((emu_event *)a)->t);
+    return cudaSuccess;
+}
+
+// ---- the cuBLAS subset (column-major, as cuBLAS) ---------------------------------------------
+
+struct emu_cublas {
+    cudaStream_t stream;
+    cublasMath_t math;
+};
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
+    *h = (cublasHandle_t) new emu_cublas{nullptr, CUBLAS_DEFAULT_MATH};
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
+    delete (emu_cublas *)h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
+    ((emu_cublas *)h)->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
+    ((emu_cublas *)h)->math = m;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t h, void *ws, size_t bytes) {
+    (void)h, (void)ws, (void)bytes;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+static CBLAS_TRANSPOSE tr(cublasOperation_t op) {
+    return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
+}
+
+cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                              int n, int k, const float *alpha, const float *A, int lda,
+                              const float *B, int ldb, const float *beta, float *C, int ldc) {
+    (void)h;
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    cblas_sgemm(CblasColMajor, tr(ta), tr(tb), m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
+                                         cublasOperation_t tb, int m, int n, int k,
+                                         const float *alpha, const float *A, int lda, long long sa,
+                                         const float *B, int ldb, long long sb, const float *beta,
+                                         float *C, int ldc, long long sc, int batch) {
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t st = cublasSgemm_v2(h, ta, tb, m, n, k, alpha, A + i * sa, lda, B + i * sb,
+                                           ldb, beta, C + i * sc, ldc);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+} // extern "C"

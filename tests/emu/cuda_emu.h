@@ -1,0 +1,193 @@
+// tests/emu/cuda_emu.h — run ppdock's CUDA sources on the CPU, for tests on machines without a GPU.
+//
+// Force-included (g++ -include) when lib/nn/cuda/*.cu are compiled as C++ for `make test-emu`;
+// tests/emu/cuda_emu.cpp implements the runtime calls and the cuBLAS subset the library uses.
+// The same sources, unchanged, are what nvcc compiles for the GPU: kernels are launched through
+// PPD_LAUNCH (lib/nn/cuda/common.cuh), which is `k<<<grid, block, smem, stream>>>` under nvcc
+// and ppd_emu::launcher here.
+//
+// Why write one: no CUDA emulator is packaged for Debian (gpuocelot is gone, HIP-CPU is not
+// packaged and needs HIP spellings), and without one the kernels' indexing, shared memory,
+// barriers and warp shuffles would go untested until a GPU is lent.
+//
+// What it models:
+//  - every thread of a block is a fiber (ucontext stack) on one OS thread; blocks run one after
+//    another. A fiber runs until it reaches a barrier, so a missing __syncthreads shows as wrong
+//    results: thread 0 runs its whole phase before thread 1 writes anything.
+//  - __syncthreads is a barrier of all the block's threads (one that has exited makes it an
+//    error, as CUDA leaves it undefined); the warp shuffles and __syncwarp
+//    are barriers of the warp's live lanes. Threads waiting at different barriers with nothing
+//    else able to run is a deadlock: the launch prints the kernel, block and thread states and
+//    aborts, since on a GPU it would hang or be undefined.
+//  - __shared__ is a static thread_local variable: shared by the fibers of the running block.
+//    It keeps its contents from block to block (a GPU starts each block with garbage).
+//  - launch configurations are checked as the GPU would (block <= 1024 threads, dimensions,
+//    shared memory <= 227 KiB); a bad one sets cudaErrorInvalidConfiguration and runs nothing.
+//  - device memory is host memory, counted against an emulated capacity (PPD_EMU_DEVICE_MB,
+//    default 4096) so that out-of-memory paths are exercised.
+//  - streams and events: work runs at launch, in order; events record wall time.
+//  - arithmetic is the CPU's: __fmul_rn is a plain multiply (the project compiles with
+//    -ffp-contract=off), expf/sinf are glibc's. nvcc contracts a*b+c into FMAs where the source
+//    does not forbid it, so results can differ from a real GPU in the last bits; parity
+//    tolerances must allow for that, as on the GPU.
+// What it does not model: concurrency between blocks or streams, the memory model (a race
+// between blocks is invisible), timing, and pointer spaces (a host pointer passed to a kernel
+// works here and faults on a GPU).
+#ifndef PPDOCK_TESTS_CUDA_EMU_H
+#define PPDOCK_TESTS_CUDA_EMU_H
+
+#ifndef __cplusplus
+#error "cuda_emu.h is for C++ (the .cu sources compiled by g++); C code includes cuda_runtime_api.h"
+#endif
+
+#define PPD_CUDA_EMU 1
+
+// Qualifiers, defined before the CUDA headers so that their host-compiler defaults do not apply.
+#define __host__
+#define __device__
+#define __global__
+#define __constant__
+#define __shared__      static thread_local
+#define __forceinline__ inline __attribute__((always_inline))
+#define __launch_bounds__(...)
+
+#include <cuda_runtime_api.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cstddef>
+#include <utility>
+
+namespace ppd_emu {
+
+// The running thread's coordinates (set by the scheduler at every switch).
+extern thread_local uint3 cur_thread, cur_block;
+extern thread_local dim3 cur_block_dim, cur_grid_dim;
+
+// Barriers: the block's live threads, or the live lanes of the caller's warp.
+void block_barrier();
+void warp_barrier(unsigned mask);
+// Exchange 8 bytes with lane `src` of the caller's warp (all lanes in `mask` take part); a source
+// outside [0, 32) reads the caller's own value.
+uint64_t warp_exchange(unsigned mask, uint64_t mine, int src);
+// The dynamic shared memory of the running block (the launch's smem bytes, zeroed per block).
+void *dynamic_shared();
+
+// Run body() for every thread of the grid. `name` is the kernel's name, for diagnostics.
+void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+              void (*body)(void *), void *arg);
+
+template <class Kernel> struct launcher {
+    const char *name;
+    Kernel kernel;
+    dim3 grid, block;
+    size_t smem;
+    cudaStream_t stream;
+    template <class... Args> void operator()(Args... args) const {
+        auto call = [&]() { kernel(args...); };
+        using call_t = decltype(call);
+        run_grid(
+            name, grid, block, smem, stream, [](void *p) { (*static_cast<call_t *>(p))(); }, &call);
+    }
+};
+
+template <class Kernel>
+launcher<Kernel> make_launcher(const char *name, Kernel k, dim3 grid, dim3 block, size_t smem,
+                               cudaStream_t stream) {
+    return launcher<Kernel>{name, k, grid, block, smem, stream};
+}
+
+template <class T> static inline uint64_t to_bits(T v) {
+    static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    return b;
+}
+template <class T> static inline T from_bits(uint64_t b) {
+    T v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+} // namespace ppd_emu
+
+#define threadIdx (ppd_emu::cur_thread)
+#define blockIdx  (ppd_emu::cur_block)
+#define blockDim  (ppd_emu::cur_block_dim)
+#define gridDim   (ppd_emu::cur_grid_dim)
+#define warpSize  32
+
+static inline void __syncthreads() {
+    ppd_emu::block_barrier();
+}
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    ppd_emu::warp_barrier(mask);
+}
+
+static inline unsigned ppd_emu_lane() {
+    unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    return t % 32u;
+}
+
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    int lane = (int)ppd_emu_lane(), base = lane & ~(width - 1);
+    int s = base + (src & (width - 1));
+    return ppd_emu::from_bits<T>(ppd_emu::warp_exchange(mask, ppd_emu::to_bits(v), s));
+}
+template <class T>
+static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    int lane = (int)ppd_emu_lane(), s = lane ^ lane_mask;
+    if ((s & ~(width - 1)) != (lane & ~(width - 1))) s = lane;
+    return ppd_emu::from_bits<T>(ppd_emu::warp_exchange(mask, ppd_emu::to_bits(v), s));
+}
+template <class T>
+static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    int lane = (int)ppd_emu_lane(), s = lane + (int)delta;
+    if ((s & ~(width - 1)) != (lane & ~(width - 1))) s = lane;
+    return ppd_emu::from_bits<T>(ppd_emu::warp_exchange(mask, ppd_emu::to_bits(v), s));
+}
+template <class T>
+static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    int lane = (int)ppd_emu_lane(), s = lane - (int)delta;
+    if (s < 0 || (s & ~(width - 1)) != (lane & ~(width - 1))) s = lane;
+    return ppd_emu::from_bits<T>(ppd_emu::warp_exchange(mask, ppd_emu::to_bits(v), s));
+}
+
+// Blocks run one at a time on one OS thread, so read-modify-write is atomic already.
+template <class T> static inline T atomicAdd(T *p, T v) {
+    T old = *p;
+    *p = old + v;
+    return old;
+}
+template <class T> static inline T atomicMax(T *p, T v) {
+    T old = *p;
+    if (v > old) *p = v;
+    return old;
+}
+
+static inline float __fmul_rn(float a, float b) {
+    return a * b;
+}
+static inline float __fadd_rn(float a, float b) {
+    return a + b;
+}
+static inline float __fmaf_rn(float a, float b, float c) {
+    return fmaf(a, b, c);
+}
+static inline double __dmul_rn(double a, double b) {
+    return a * b;
+}
+static inline double __dadd_rn(double a, double b) {
+    return a + b;
+}
+static inline float rsqrtf(float x) {
+    return 1.0f / sqrtf(x);
+}
+// __expf: glibc declares one (it is expf), which stands in for CUDA's fast exponential.
+template <class T> static inline T __ldg(const T *p) {
+    return *p;
+}
+
+#endif

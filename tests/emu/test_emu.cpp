@@ -1,0 +1,116 @@
+// tests/emu/test_emu.cpp — the CPU emulation's own checks: the barriers, shuffles and launch
+// checks that the emulated kernel tests rely on behave as on a GPU, and the bugs the emulation
+// is meant to expose (a missing __syncthreads, a divergent barrier) do show. Compiled with
+// cuda_emu.h force-included, like the library's .cu sources. Prints PASS/FAIL lines and
+// "N passed, N failed".
+#include "../../lib/nn/cuda/common.cuh"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int npass, nfail;
+
+static void report(const char *name, bool ok, const char *why) {
+    printf("%s %s", ok ? "PASS" : "FAIL", name);
+    if (!ok) printf(" (%s)", why);
+    printf("\n");
+    ok ? npass++ : nfail++;
+}
+
+// Block sum of in[0..n) into out[blockIdx.x] through shared memory; `sync` = 0 drops the barrier
+// between the writes and the tree's reads.
+static __global__ void block_sum(float *out, const float *in, int n, int sync) {
+    __shared__ float s[256];
+    int t = threadIdx.x;
+    s[t] = t < n ? in[blockIdx.x * n + t] : 0.0f;
+    if (sync) __syncthreads();
+    for (int half = 128; half > 0; half /= 2) {
+        if (t < half) s[t] += s[t + half];
+        if (sync) __syncthreads();
+    }
+    if (t == 0) out[blockIdx.x] = s[0];
+}
+
+// Warp sum by xor shuffles; every lane writes the total. Block (32, 4): four warps.
+static __global__ void warp_sum(float *out, const float *in) {
+    int lane = threadIdx.x, w = threadIdx.y, row = blockIdx.x * blockDim.y + w;
+    float v = in[row * 32 + lane];
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    out[row * 32 + lane] = v;
+}
+
+// Dynamic shared memory: reverse each block's chunk of n values.
+static __global__ void reverse(float *out, const float *in, int n) {
+    PPD_EXTERN_SHARED(float, s);
+    int t = threadIdx.x;
+    s[t] = in[blockIdx.x * n + t];
+    __syncthreads();
+    out[blockIdx.x * n + t] = s[n - 1 - t];
+}
+
+// A barrier reached by half the block only: a hang on a GPU, an abort here.
+static __global__ void divergent(float *out) {
+    if (threadIdx.x < 16) __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+
+int main() {
+    enum { B = 3, N = 200 };
+    float in[B * N], out[B], want[B];
+    for (int b = 0; b < B; b++) {
+        want[b] = 0;
+        for (int i = 0; i < N; i++) {
+            in[b * N + i] = (float)((i * 7 + b) % 13) - 6.0f;
+            want[b] += in[b * N + i];
+        }
+    }
+    PPD_LAUNCH(block_sum, B, 256, 0, NULL)(out, in, N, 1);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int b = 0; b < B; b++) ok = ok && out[b] == want[b];
+    report("emu_block_reduction_with_barriers_is_right", ok, "wrong sums");
+
+    PPD_LAUNCH(block_sum, B, 256, 0, NULL)(out, in, N, 0);
+    bool any_wrong = false;
+    for (int b = 0; b < B; b++) any_wrong = any_wrong || out[b] != want[b];
+    report("emu_missing_syncthreads_gives_wrong_sums", any_wrong,
+           "a reduction without __syncthreads came out right: fibers do not run in phases");
+
+    float win[8 * 32], wout[8 * 32];
+    for (int i = 0; i < 8 * 32; i++) win[i] = (float)(i % 32) + 100.0f * (float)(i / 32);
+    PPD_LAUNCH(warp_sum, 2, dim3(32, 4), 0, NULL)(wout, win);
+    ok = cudaGetLastError() == cudaSuccess;
+    for (int i = 0; i < 8 * 32; i++) ok = ok && wout[i] == 496.0f + 3200.0f * (float)(i / 32);
+    report("emu_warp_xor_shuffle_sums_each_warp", ok, "wrong warp sums");
+
+    float rin[2 * 64], rout[2 * 64];
+    for (int i = 0; i < 128; i++) rin[i] = (float)i;
+    PPD_LAUNCH(reverse, 2, 64, 64 * sizeof(float), NULL)(rout, rin, 64);
+    ok = cudaGetLastError() == cudaSuccess;
+    for (int i = 0; i < 128; i++) ok = ok && rout[i] == (float)((i / 64) * 64 + 63 - i % 64);
+    report("emu_dynamic_shared_memory", ok, "wrong reversal");
+
+    PPD_LAUNCH(block_sum, 1, 2048, 0, NULL)(out, in, N, 1);
+    report("emu_block_of_2048_threads_is_refused",
+           cudaGetLastError() == cudaErrorInvalidConfiguration, "launch accepted");
+    PPD_LAUNCH(reverse, 1, 64, 300 * 1024, NULL)(rout, rin, 64);
+    report("emu_300k_shared_memory_is_refused", cudaGetLastError() == cudaErrorInvalidConfiguration,
+           "launch accepted");
+
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        float o[32];
+        PPD_LAUNCH(divergent, 1, 32, 0, NULL)(o);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    report("emu_divergent_syncthreads_aborts", WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+           "the launch returned");
+
+    printf("%d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
