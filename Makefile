@@ -68,7 +68,7 @@ NVCCFLAGS := -O2 -std=c++17 -MMD -MP -Iinclude -I$(CUDA_HOME)/include -DPPD_VERS
              $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
              -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
              -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter
-CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 endif
 
 # The CUDA sources compiled by g++ against the CPU emulation in tests/emu (make test-emu, part of
@@ -88,7 +88,7 @@ EMU :=
 endif
 EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -U_FORTIFY_SOURCE -MMD -MP -Iinclude \
                 -I$(CUDA_HOME)/include $(shell pkg-config --cflags openblas) \
-                -DPPD_VERSION='"$(VERSION)"' -Wall -Wextra -Werror -Wno-unused-parameter
+                -DPPD_VERSION='"$(VERSION)"' -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unknown-pragmas
 
 # Required libraries: stop early with the one command that fixes it.
 ifeq ($(filter deps clean format format-check lint,$(MAKECMDGOALS)),)
@@ -110,12 +110,16 @@ endif
 LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c lib/esm/*.c lib/train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libppdock.a
-CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu))
+CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu lib/esm/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CULIB    := $(BUILD)/libppdock_cuda.a
 
 TOOLS    := graph-build cache-check esm-embed train
 TOOL_BIN := $(TOOLS:%=$(BIN)/%)
+# tools with a CUDA engine: built with -DPPD_HAVE_CUDA and linked with libppdock_cuda.a when nvcc
+# is found, and again on the CPU emulation for the tests ($(BUILD)/emu/bin)
+CUDA_TOOLS := esm-embed
+EMU_TOOL_BIN := $(CUDA_TOOLS:%=$(BUILD)/emu/bin/%)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
@@ -124,10 +128,11 @@ HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 GPU_BIN  := $(BUILD)/tests/gpu
 EMU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/cuda_emu.o
-EMU_BIN  := $(BUILD)/tests/gpu-emu $(BUILD)/tests/emu-selftest
+EMU_BIN  := $(BUILD)/tests/gpu-emu $(BUILD)/tests/emu-selftest $(EMU_TOOL_BIN) \
+            $(BUILD)/emu/tests/esm-bench
 
 .PHONY: all lib tools tests test test-long test-gpu test-emu demo bench fuzz format format-check lint clean deps
-all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN))
+all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN) $(BUILD)/tests/esm-bench)
 lib: $(LIB)
 tools: $(TOOL_BIN)
 tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN) $(if $(EMU),$(EMU_BIN))
@@ -152,6 +157,21 @@ $(BIN)/%: $(BUILD)/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+ifneq ($(NVCC),)
+$(CUDA_TOOLS:%=$(BUILD)/tools/%.o): CPPFLAGS += -DPPD_HAVE_CUDA
+$(CUDA_TOOLS:%=$(BIN)/%): $(BIN)/%: $(BUILD)/tools/%.o $(CULIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
+endif
+
+$(BUILD)/emu/tools/%.o: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DPPD_HAVE_CUDA $(CFLAGS) -c $< -o $@
+
+$(BUILD)/emu/bin/%: $(BUILD)/emu/tools/%.o $(EMU_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+
 $(UNIT_BIN): $(UNIT_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(UNIT_OBJ) $(LIB) $(LDLIBS) -o $@
@@ -169,7 +189,20 @@ $(BUILD)/tests/test_gpu.o: tests/gpu/test_gpu.c
 $(GPU_BIN): $(BUILD)/tests/test_gpu.o $(CULIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
--include $(CU_OBJ:.o=.d) $(BUILD)/tests/test_gpu.d
+
+# The GPU benchmark programs (scripts/gpu-check.sh)
+$(BUILD)/tests/esm_bench.o: tests/gpu/esm_bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/esm-bench: $(BUILD)/tests/esm_bench.o $(CULIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
+
+$(BUILD)/emu/tests/esm-bench: $(BUILD)/tests/esm_bench.o $(EMU_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+-include $(CU_OBJ:.o=.d) $(BUILD)/tests/test_gpu.d $(BUILD)/tests/esm_bench.d
 
 # The GPU test program again, on the CPU emulation (tests/emu/cuda_emu.h force-included).
 $(BUILD)/emu/%.o: %.cu tests/emu/cuda_emu.h
@@ -187,14 +220,14 @@ $(BUILD)/tests/gpu-emu: $(BUILD)/tests/test_gpu.o $(EMU_OBJ) $(LIB)
 $(BUILD)/tests/emu-selftest: tests/emu/test_emu.cpp $(BUILD)/emu/cuda_emu.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -include tests/emu/cuda_emu.h $< $(BUILD)/emu/cuda_emu.o $(LIB) $(LDLIBS) -o $@
--include $(EMU_OBJ:.o=.d) $(BUILD)/tests/emu-selftest.d
+-include $(EMU_OBJ:.o=.d) $(BUILD)/tests/emu-selftest.d $(CUDA_TOOLS:%=$(BUILD)/emu/tools/%.d)
 
 # ---- checks ---------------------------------------------------------------------------------
 test: tests
-	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) tests/run.sh
+	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) PPD_EMU_BIN=$(if $(EMU),$(BUILD)/emu/bin) tests/run.sh
 
 test-long: tests
-	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) PPD_LONG=1 tests/run.sh
+	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests PPD_BUILD=$(BUILD) PPD_EMU_BIN=$(if $(EMU),$(BUILD)/emu/bin) PPD_LONG=1 tests/run.sh
 
 test-gpu: $(GPU_BIN)
 	$(GPU_BIN)

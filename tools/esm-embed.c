@@ -30,6 +30,10 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef PPD_HAVE_CUDA
+#include "ppdock/esm_cuda.h"
+#endif
+
 static void usage(FILE *f) {
     fputs(
         "usage: esm-embed [options] (-g GRAPHS | --fasta FILE)... [-o DIR]\n"
@@ -54,6 +58,11 @@ static void usage(FILE *f) {
         "      --unknown P       x | unk | error: FASTA letters outside ESM's alphabet "
         "(esm.unknown)\n"
         "      --mem-gb X        host memory budget for the planner (esm.mem_gb)\n"
+        "      --device D        auto | cpu | cuda (device.engine; auto: the GPU when there is "
+        "one)\n"
+        "      --gpu N           CUDA device ordinal (device.index)\n"
+        "      --precision P     fp32 | tf32: GPU projections (device.precision)\n"
+        "      --device-mem-gb X device memory budget (device.budget_gb; 0: 95% of free)\n"
         "      --export DIR      also write each input's embedding as DIR/NAME.npy (float32;\n"
         "                        NAME: the FASTA name, or ID_r / ID_l for a graph cache)\n"
         "  -c, --config FILE     YAML config; repeatable\n"
@@ -365,7 +374,35 @@ typedef struct {
     uint64_t inputs, unique, cached, embedded, residues, refused, unknown;
     double load_s, embed_s;
     size_t predicted_peak;
+    int cuda;                           /* the engine that ran: 1 the GPU */
+    size_t device_planned, device_used; /* device arena: planned bytes, high-water mark */
+    char device_name[256];
 } stats;
+
+/* device.engine: "cpu", "cuda", or "auto" (cuda when this build has CUDA and a GPU is visible). */
+static ppd_status pick_engine(const char *device, int *cuda) {
+    *cuda = 0;
+    if (!strcmp(device, "cpu")) return PPD_OK;
+#ifdef PPD_HAVE_CUDA
+    int n = 0;
+    ppd_status st = ppd_device_count(&n);
+    if (!strcmp(device, "cuda")) {
+        if (st) return ppd_fail_ctx(st, "device.engine=cuda");
+        *cuda = 1;
+        return PPD_OK;
+    }
+    *cuda = st == PPD_OK && n > 0;
+    if (!*cuda) ppd_debug("device.engine=auto: %s; using the CPU", ppd_errmsg());
+    return PPD_OK;
+#else
+    if (!strcmp(device, "cuda"))
+        return ppd_fail(PPD_ERR_USAGE,
+                        "device.engine=cuda: this esm-embed was built without CUDA (build where "
+                        "nvcc and the CUDA toolkit are installed; `make` prints whether CUDA is "
+                        "found)");
+    return PPD_OK;
+#endif
+}
 
 static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unknown_policy unk) {
     ppd_buf in = {0};
@@ -522,13 +559,28 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                       "(%.1f MiB)",
                       (double)budget / (1u << 30), (double)tool_bytes / (1u << 20));
     po.memory_budget = budget - (budget > tool_bytes ? tool_bytes : 0);
+    if (!st) st = pick_engine(ppd_config_str(cfg, "device.engine"), &S->cuda);
+#ifdef PPD_HAVE_CUDA
+    ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
+    co.device = (int)ppd_config_int(cfg, "device.index");
+    if (!st) st = ppd_cuda_precision_parse(ppd_config_str(cfg, "device.precision"), &co.precision);
+    if (!st && S->cuda && n_pending) { /* the device budget replaces the host one in the plan */
+        ppd_device_info info;
+        st = ppd_device_describe(co.device, &info);
+        double gb = ppd_config_float(cfg, "device.budget_gb");
+        po.device = 1;
+        po.memory_budget =
+            gb > 0 ? (size_t)(gb * (double)(1ull << 30)) : (size_t)(0.95 * (double)info.free_bytes);
+        if (!st) snprintf(S->device_name, sizeof S->device_name, "%s", info.name);
+    }
+#endif
     po.threads = o->jobs;
     po.long_policy = lp;
     po.long_limit = maxlen;
     po.overlap = overlap;
     if (!st && n_pending) st = ppd_esm_plan_make(&plan, &m.cfg, lens, n_pending, &po);
     if (!st && n_pending) {
-        S->predicted_peak = plan.peak_bytes + tool_bytes;
+        S->predicted_peak = S->cuda ? tool_bytes : plan.peak_bytes + tool_bytes;
         if (ppd_log_get_level() >= PPD_LOG_DEBUG) ppd_esm_plan_print(&plan, stderr);
         for (int i = 0; i < plan.n_rejected; i++) {
             unique_seq *u = &I.uq[pending_idx[plan.rejected[i]]];
@@ -547,7 +599,15 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         for (int i = 0; i < n_pending; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
         double t1 = now_s();
-        st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
+#ifdef PPD_HAVE_CUDA
+        if (S->cuda) {
+            ppd_cuda_esm_report rep;
+            st = ppd_cuda_esm_run(&m, &plan, toks, layer, sink, &sc, &co, &rep);
+            S->device_planned = rep.planned_bytes;
+            S->device_used = rep.arena_high;
+        } else
+#endif
+            st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
         S->embed_s = now_s() - t1;
         ppd_progress_finish(sc.bar);
         S->embedded = sc.embedded;
@@ -593,7 +653,11 @@ int main(int argc, char **argv) {
         OPT_OVERLAP,
         OPT_UNKNOWN,
         OPT_MEM,
-        OPT_EXPORT
+        OPT_EXPORT,
+        OPT_DEVICE,
+        OPT_GPU,
+        OPT_PRECISION,
+        OPT_DEVMEM
     };
     static const struct option longopts[] = {PPD_TOOL_LONGOPTS,
                                              {"graphs", required_argument, 0, 'g'},
@@ -610,15 +674,21 @@ int main(int argc, char **argv) {
                                              {"unknown", required_argument, 0, OPT_UNKNOWN},
                                              {"mem-gb", required_argument, 0, OPT_MEM},
                                              {"export", required_argument, 0, OPT_EXPORT},
+                                             {"device", required_argument, 0, OPT_DEVICE},
+                                             {"gpu", required_argument, 0, OPT_GPU},
+                                             {"precision", required_argument, 0, OPT_PRECISION},
+                                             {"device-mem-gb", required_argument, 0, OPT_DEVMEM},
                                              {0, 0, 0, 0}};
     /* the spellings of esm.* settings, in option order */
     static const struct {
         int opt;
         const char *key;
-    } as_set[] = {{OPT_LAYER, "esm.layer"},      {OPT_DTYPE, "esm.dtype"},
-                  {OPT_LONG, "esm.long_policy"}, {OPT_MAXLEN, "esm.max_length"},
-                  {OPT_OVERLAP, "esm.overlap"},  {OPT_UNKNOWN, "esm.unknown"},
-                  {OPT_MEM, "esm.mem_gb"}};
+    } as_set[] = {{OPT_LAYER, "esm.layer"},        {OPT_DTYPE, "esm.dtype"},
+                  {OPT_LONG, "esm.long_policy"},   {OPT_MAXLEN, "esm.max_length"},
+                  {OPT_OVERLAP, "esm.overlap"},    {OPT_UNKNOWN, "esm.unknown"},
+                  {OPT_MEM, "esm.mem_gb"},         {OPT_DEVICE, "device.engine"},
+                  {OPT_GPU, "device.index"},       {OPT_PRECISION, "device.precision"},
+                  {OPT_DEVMEM, "device.budget_gb"}};
     ppd_tool t;
     if (ppd_tool_init(&t, "esm-embed", argc)) return PPD_EXIT_IO;
     options o = {.out_dir = "esm"};
@@ -690,13 +760,14 @@ int main(int argc, char **argv) {
                "\"refused\": %llu, \"unknown_letters\": %llu, \"load_seconds\": %.3f, "
                "\"embed_seconds\": %.3f, "
                "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, "
-               "\"predicted_peak_mb\": %llu, "
-               "\"cache\": ",
+               "\"predicted_peak_mb\": %llu, \"device\": \"%s\", \"device_planned_mb\": %.1f, "
+               "\"device_used_mb\": %.1f, \"cache\": ",
                (unsigned long long)S.inputs, (unsigned long long)S.unique,
                (unsigned long long)S.cached, (unsigned long long)S.embedded,
                (unsigned long long)S.residues, (unsigned long long)S.refused,
                (unsigned long long)S.unknown, S.load_s, S.embed_s, rps, dt, rss,
-               (unsigned long long)(S.predicted_peak >> 20));
+               (unsigned long long)(S.predicted_peak >> 20), S.cuda ? "cuda" : "cpu",
+               (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20));
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {
@@ -707,6 +778,10 @@ int main(int argc, char **argv) {
                (unsigned long long)S.embedded, (unsigned long long)S.residues, rps,
                (unsigned long long)S.cached, (unsigned long long)S.refused, o.out_dir, dt, rss,
                (unsigned long long)(S.predicted_peak >> 20));
+        if (S.cuda)
+            printf("esm-embed: GPU %s: device memory planned %.1f MiB, used %.1f MiB\n",
+                   S.device_name, (double)S.device_planned / (1 << 20),
+                   (double)S.device_used / (1 << 20));
     }
     rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 done:

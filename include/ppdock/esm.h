@@ -203,6 +203,10 @@ typedef struct {
  * needs with `threads` threads. Exact, including alignment. */
 size_t ppd_esm_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len, int threads);
 
+/* The same for the CUDA engine (ppdock/esm_cuda.h): activations and outputs only; its attention
+ * keeps no score tiles (memory linear in T) and its RoPE tables live beside the weights. */
+size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len);
+
 /* Allocate (and touch) `bytes` (>= the largest ppd_esm_workspace_bytes of the batches to come).
  * threads >= 1. Sets OpenBLAS to one thread. PPD_ERR_NOMEM names the size. */
 ppd_status ppd_esm_workspace_init(ppd_esm_workspace *ws, const ppd_esm_config *c, size_t bytes,
@@ -284,7 +288,18 @@ typedef struct {
     ppd_esm_long_policy long_policy;
     int long_limit; /* residues (1022: the ESM-2 training crop) */
     int overlap;    /* WINDOW overlap O */
+    /* 1: plan for the CUDA engine. memory_budget is then device memory, batches are sized by
+     * ppd_esm_device_workspace_bytes, and the fixed part is the device weights, the cuBLAS
+     * workspace (PPD_ESM_DEVICE_BLAS_BYTES) and the RoPE tables
+     * (ppd_esm_device_table_bytes); host memory is not planned. */
+    int device;
 } ppd_esm_plan_opts;
+
+/* The cuBLAS workspace the CUDA engine hands cuBLAS from its arena (what cuBLAS asks for on
+ * Hopper). */
+#define PPD_ESM_DEVICE_BLAS_BYTES ((size_t)32 << 20)
+/* RoPE cos and sin tables on the device: one per layer, positions 0..max_len+1. */
+size_t ppd_esm_device_table_bytes(const ppd_esm_config *c, int max_len);
 
 #define PPD_ESM_PLAN_OPTS_DEFAULT                                                                  \
     ((ppd_esm_plan_opts){.memory_budget = 0,                                                       \
@@ -293,7 +308,8 @@ typedef struct {
                          .threads = 1,                                                             \
                          .long_policy = PPD_ESM_LONG_WHOLE,                                        \
                          .long_limit = 1022,                                                       \
-                         .overlap = 128})
+                         .overlap = 128,                                                           \
+                         .device = 0})
 
 /* One piece of work: residues [start, start + len) of sequence `seq`. */
 typedef struct {
@@ -312,6 +328,7 @@ typedef struct {
 typedef struct {
     ppd_esm_config cfg;
     int threads;
+    int device; /* planned for the CUDA engine (opts.device) */
     int n_seqs;
     ppd_esm_item *items; /* in execution order */
     int n_items;

@@ -6,6 +6,10 @@
 #include "ppdock/esm.h"
 #include "ppdock/kernels/hd.h"
 
+#ifdef __cplusplus
+extern "C" { /* forward_cuda.cu uses the layout and packing */
+#endif
+
 /* Hot element-wise loops: compiled for AVX-512, AVX2 and the baseline (kernels/hd.h). The vector
  * width changes the order of the softmax sums, so results can differ by an ulp between CPUs. */
 #define PPD_ESM_SIMD_CLONES PPD_SIMD_CLONES
@@ -14,6 +18,32 @@
 ppd_status ppd_esm_config_check(const ppd_esm_config *c);
 /* Allocate the parameter buffer for `c` and point m->p into it (contents undefined). */
 ppd_status ppd_esm_model_alloc(ppd_esm_model *m, const ppd_esm_config *c);
+
+/* ---- forward.c: the workspace layout and batch packing, shared with the CUDA engine ---- */
+
+/* One batch's buffers inside a workspace (host or device memory). */
+typedef struct {
+    float *x, *u, *big, *out, *scores, *cosv, *sinv, *div;
+    uint8_t *tok;
+    int64_t *tok_off, *out_off;
+    int64_t tile_floats;
+} ppd_esm_layout;
+
+/* Lay out a batch (N token rows, R residue rows, B sequences, longest T token rows) from `base`
+ * (NULL: only count), each piece 64-byte aligned. Returns the bytes used. threads = 0 is the
+ * CUDA engine's layout: no score tiles (its attention keeps none) and no RoPE tables (they are
+ * built once, beside the weights). */
+size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, int64_t T,
+                     int threads, unsigned char *base, ppd_esm_layout *lay);
+
+/* Validate a batch (B >= 1, n >= 0, residue tokens only) and count its token rows N, residue
+ * rows R and longest sequence. */
+ppd_status ppd_esm_batch_check(const ppd_esm_seq *seqs, int B, int64_t *N, int64_t *R, int *max_n);
+
+/* tok (N), tok_off (B + 1), out_off (B + 1), div (B): <cls> residues <eos> per sequence, packed,
+ * and the token-dropout divisors (spec §2.2). */
+void ppd_esm_pack(const ppd_esm_seq *seqs, int B, uint8_t *tok, int64_t *tok_off, int64_t *out_off,
+                  float *div);
 
 /* ---- forward.c: the layers, llm.c style. Shapes: N packed token rows, d channels, F ffn
  * width; B sequences whose rows are [tok_off[b], tok_off[b+1]) (T_b = n_b + 2 rows each). All
@@ -52,5 +82,9 @@ void ppd_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F, int t
 /* x: (N, d) in place   y: (N, d)   b: (d). x = x + (y + b). */
 void ppd_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,
                               int threads);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

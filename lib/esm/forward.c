@@ -147,21 +147,12 @@ void ppd_esm_residual_forward(float *x, const float *y, const float *b, int64_t 
 
 /* ---- workspace ------------------------------------------------------------------------------- */
 
-typedef struct {
-    float *x, *u, *big, *out, *scores, *cosv, *sinv, *div;
-    uint8_t *tok;
-    int64_t *tok_off, *out_off;
-    int64_t tile_floats;
-} ws_layout;
-
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
 
-/* Lay out a batch (N token rows, R residue rows, B sequences, longest T token rows) from `base`
- * (NULL: only count). Returns the bytes used. */
-static size_t ws_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, int64_t T,
-                       int threads, unsigned char *base, ws_layout *lay) {
+size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, int64_t T,
+                     int threads, unsigned char *base, ppd_esm_layout *lay) {
     size_t d = (size_t)c->d, wide = (size_t)(3 * c->d > c->ffn ? 3 * c->d : c->ffn);
     size_t off = 0;
 #define CARVE(field, type, count)                                                                  \
@@ -173,9 +164,11 @@ static size_t ws_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B,
     CARVE(u, float, (size_t)N *d);
     CARVE(big, float, (size_t)N *wide);
     CARVE(out, float, (size_t)R *d);
-    CARVE(scores, float, (size_t)threads *(size_t)T *(size_t)T);
-    CARVE(cosv, float, (size_t)T *(size_t)c->head_dim / 2);
-    CARVE(sinv, float, (size_t)T *(size_t)c->head_dim / 2);
+    if (threads) {
+        CARVE(scores, float, (size_t)threads *(size_t)T *(size_t)T);
+        CARVE(cosv, float, (size_t)T *(size_t)c->head_dim / 2);
+        CARVE(sinv, float, (size_t)T *(size_t)c->head_dim / 2);
+    }
     CARVE(div, float, B);
     CARVE(tok, uint8_t, N);
     CARVE(tok_off, int64_t, B + 1);
@@ -188,7 +181,13 @@ static size_t ws_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B,
 size_t ppd_esm_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len, int threads) {
     if (tokens < 2) tokens = 2;
     int64_t T = (int64_t)max_len + 2;
-    return ws_carve(c, tokens, tokens - 2, tokens / 2, T, threads < 1 ? 1 : threads, NULL, NULL);
+    return ppd_esm_carve(c, tokens, tokens - 2, tokens / 2, T, threads < 1 ? 1 : threads, NULL,
+                         NULL);
+}
+
+size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len) {
+    if (tokens < 2) tokens = 2;
+    return ppd_esm_carve(c, tokens, tokens - 2, tokens / 2, (int64_t)max_len + 2, 0, NULL, NULL);
 }
 
 ppd_status ppd_esm_workspace_init(ppd_esm_workspace *ws, const ppd_esm_config *c, size_t bytes,
@@ -214,7 +213,7 @@ void ppd_esm_workspace_free(ppd_esm_workspace *ws) {
 
 /* ---- the forward pass ------------------------------------------------------------------------ */
 
-static void layer_forward(const ppd_esm_model *m, int l, ws_layout *w, int B, int threads) {
+static void layer_forward(const ppd_esm_model *m, int l, ppd_esm_layout *w, int B, int threads) {
     const ppd_esm_config *c = &m->cfg;
     const ppd_esm_params *p = &m->p;
     int d = c->d, F = c->ffn, hd = c->head_dim;
@@ -241,38 +240,12 @@ static void layer_forward(const ppd_esm_model *m, int l, ws_layout *w, int B, in
     ppd_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, threads);
 }
 
-ppd_status ppd_esm_forward(const ppd_esm_model *m, ppd_esm_workspace *ws, const ppd_esm_seq *seqs,
-                           int B, int layer) {
-    const ppd_esm_config *c = &m->cfg;
-    int lay_idx;
-    PPD_TRY(ppd_esm_resolve_layer(c, layer, &lay_idx));
-    if (B < 1) return ppd_fail(PPD_ERR_USAGE, "ESM forward: empty batch");
-    if (memcmp(c, &ws->cfg, sizeof *c) != 0)
-        return ppd_fail(PPD_ERR_USAGE, "ESM forward: workspace planned for another model shape");
-    int64_t N = 0, R = 0;
-    int maxn = 0;
-    for (int b = 0; b < B; b++) {
-        if (seqs[b].n < 0) return ppd_fail(PPD_ERR_USAGE, "ESM forward: sequence %d: n < 0", b);
-        ppd_status st = ppd_esm_check_tokens(seqs[b].tokens, (size_t)seqs[b].n);
-        if (st) return ppd_fail_ctx(st, "ESM forward: sequence %d of the batch", b);
-        R += seqs[b].n;
-        N += seqs[b].n + 2;
-        if (seqs[b].n > maxn) maxn = seqs[b].n;
-    }
-    int threads = ws->threads;
-    size_t need = ws_carve(c, N, R, B, maxn + 2, threads, NULL, NULL);
-    if (need > ws->bytes)
-        return ppd_fail(PPD_ERR_NOMEM,
-                        "ESM batch of %d sequences (%lld token rows, longest %d residues) needs a "
-                        "%zu-byte workspace; this one has %zu bytes",
-                        B, (long long)N, maxn, need, ws->bytes);
-    ws_layout w;
-    ws_carve(c, N, R, B, maxn + 2, threads, ws->mem, &w);
-
+void ppd_esm_pack(const ppd_esm_seq *seqs, int B, uint8_t *tok, int64_t *tok_off, int64_t *out_off,
+                  float *div) {
     /* tokens: <cls> residues <eos> per sequence, packed; token-dropout divisors */
-    w.tok_off[0] = w.out_off[0] = 0;
+    tok_off[0] = out_off[0] = 0;
     for (int b = 0; b < B; b++) {
-        uint8_t *t = w.tok + w.tok_off[b];
+        uint8_t *t = tok + tok_off[b];
         int n = seqs[b].n, masks = 0;
         t[0] = PPD_ESM_TOK_CLS;
         if (n) memcpy(t + 1, seqs[b].tokens, (size_t)n);
@@ -280,10 +253,48 @@ ppd_status ppd_esm_forward(const ppd_esm_model *m, ppd_esm_workspace *ws, const 
         for (int i = 0; i < n; i++) masks += seqs[b].tokens[i] == PPD_ESM_TOK_MASK;
         /* fair-esm: ratio = float(#mask) / #non-pad (int), then 1 - ratio in float32 */
         float ratio = (float)masks / (float)(n + 2);
-        w.div[b] = 1.0f - ratio;
-        w.tok_off[b + 1] = w.tok_off[b] + n + 2;
-        w.out_off[b + 1] = w.out_off[b] + n;
+        div[b] = 1.0f - ratio;
+        tok_off[b + 1] = tok_off[b] + n + 2;
+        out_off[b + 1] = out_off[b] + n;
     }
+}
+
+ppd_status ppd_esm_batch_check(const ppd_esm_seq *seqs, int B, int64_t *N, int64_t *R, int *max_n) {
+    if (B < 1) return ppd_fail(PPD_ERR_USAGE, "ESM forward: empty batch");
+    *N = *R = 0;
+    *max_n = 0;
+    for (int b = 0; b < B; b++) {
+        if (seqs[b].n < 0) return ppd_fail(PPD_ERR_USAGE, "ESM forward: sequence %d: n < 0", b);
+        ppd_status st = ppd_esm_check_tokens(seqs[b].tokens, (size_t)seqs[b].n);
+        if (st) return ppd_fail_ctx(st, "ESM forward: sequence %d of the batch", b);
+        *R += seqs[b].n;
+        *N += seqs[b].n + 2;
+        if (seqs[b].n > *max_n) *max_n = seqs[b].n;
+    }
+    return PPD_OK;
+}
+
+ppd_status ppd_esm_forward(const ppd_esm_model *m, ppd_esm_workspace *ws, const ppd_esm_seq *seqs,
+                           int B, int layer) {
+    const ppd_esm_config *c = &m->cfg;
+    int lay_idx;
+    PPD_TRY(ppd_esm_resolve_layer(c, layer, &lay_idx));
+    if (memcmp(c, &ws->cfg, sizeof *c) != 0)
+        return ppd_fail(PPD_ERR_USAGE, "ESM forward: workspace planned for another model shape");
+    int64_t N, R;
+    int maxn;
+    PPD_TRY(ppd_esm_batch_check(seqs, B, &N, &R, &maxn));
+    int threads = ws->threads;
+    size_t need = ppd_esm_carve(c, N, R, B, maxn + 2, threads, NULL, NULL);
+    if (need > ws->bytes)
+        return ppd_fail(PPD_ERR_NOMEM,
+                        "ESM batch of %d sequences (%lld token rows, longest %d residues) needs a "
+                        "%zu-byte workspace; this one has %zu bytes",
+                        B, (long long)N, maxn, need, ws->bytes);
+    ppd_esm_layout w;
+    ppd_esm_carve(c, N, R, B, maxn + 2, threads, ws->mem, &w);
+
+    ppd_esm_pack(seqs, B, w.tok, w.tok_off, w.out_off, w.div);
 
     ppd_esm_embed_forward(w.x, w.tok, w.tok_off, w.div, B, m->p.embed, c->d, threads);
     int h2 = c->head_dim / 2;

@@ -22,6 +22,20 @@ void ppd_esm_plan_free(ppd_esm_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
+size_t ppd_esm_device_table_bytes(const ppd_esm_config *c, int max_len) {
+    return 2 * (size_t)c->n_layers * ((size_t)max_len + 2) * (size_t)(c->head_dim / 2) *
+           sizeof(float);
+}
+
+/* Workspace of a batch on the planned engine; on the device with the RoPE tables, which grow
+ * with the longest item (items come sorted by length, so the batch's is the plan's so far). */
+static size_t batch_bytes(const ppd_esm_config *c, const ppd_esm_plan_opts *o, int64_t tokens,
+                          int max_len) {
+    return o->device ? ppd_esm_device_workspace_bytes(c, tokens, max_len) +
+                           ppd_esm_device_table_bytes(c, max_len)
+                     : ppd_esm_workspace_bytes(c, tokens, max_len, o->threads);
+}
+
 ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const int *lens, int n,
                              const ppd_esm_plan_opts *o) {
     memset(plan, 0, sizeof *plan);
@@ -36,6 +50,7 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
                         o->overlap, o->long_limit - 1, o->long_limit);
     plan->cfg = *c;
     plan->threads = o->threads;
+    plan->device = o->device != 0;
     plan->n_seqs = n;
 
     /* items: one per sequence, or one per window */
@@ -105,16 +120,24 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
     /* fixed memory, then greedy batches (sorted by length, so each batch's longest is its last) */
     int T_threads = o->threads;
     plan->weight_bytes = ppd_esm_param_count(c) * sizeof(float);
-    plan->window_bytes = (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
-    plan->base_bytes = PPD_ESM_BASE_BYTES + (size_t)T_threads * PPD_ESM_THREAD_BYTES;
+    /* the CUDA engine blends windows in host memory: not part of a device budget */
+    plan->window_bytes = o->device ? 0 : (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
+    plan->base_bytes = o->device ? PPD_ESM_DEVICE_BLAS_BYTES
+                                 : PPD_ESM_BASE_BYTES + (size_t)T_threads * PPD_ESM_THREAD_BYTES;
     size_t fixed = plan->weight_bytes + plan->window_bytes + plan->base_bytes;
     size_t budget = o->memory_budget;
     if (budget && fixed > budget) {
-        ppd_status st = ppd_fail(
-            PPD_ERR_NOMEM,
-            "ESM plan: the weights (%.1f MiB), window buffer (%.1f MiB) and base "
-            "(%.1f MiB) alone exceed the memory budget (%.1f MiB)",
-            mib(plan->weight_bytes), mib(plan->window_bytes), mib(plan->base_bytes), mib(budget));
+        ppd_status st =
+            o->device
+                ? ppd_fail(PPD_ERR_NOMEM,
+                           "ESM plan: the weights (%.1f MiB) and the cuBLAS workspace (%.1f MiB) "
+                           "alone exceed the device memory budget (%.1f MiB)",
+                           mib(plan->weight_bytes), mib(plan->base_bytes), mib(budget))
+                : ppd_fail(PPD_ERR_NOMEM,
+                           "ESM plan: the weights (%.1f MiB), window buffer (%.1f MiB) and base "
+                           "(%.1f MiB) alone exceed the memory budget (%.1f MiB)",
+                           mib(plan->weight_bytes), mib(plan->window_bytes), mib(plan->base_bytes),
+                           mib(budget));
         free(alone);
         ppd_esm_plan_free(plan);
         return st;
@@ -127,7 +150,7 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
         if (cur && !own && !alone[plan->items[cur->first].seq]) {
             int64_t tok = cur->tokens + it->len + 2;
             int ml = it->len > cur->max_len ? it->len : cur->max_len;
-            size_t bytes = ppd_esm_workspace_bytes(c, tok, ml, T_threads);
+            size_t bytes = batch_bytes(c, o, tok, ml);
             if ((!o->max_tokens || tok <= o->max_tokens) &&
                 (!o->max_seqs || cur->count < o->max_seqs) &&
                 (!budget || fixed + bytes <= budget)) {
@@ -138,19 +161,29 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
                 continue;
             }
         }
-        size_t bytes = ppd_esm_workspace_bytes(c, it->len + 2, it->len, T_threads);
+        size_t bytes = batch_bytes(c, o, it->len + 2, it->len);
         if (budget && fixed + bytes > budget) {
             ppd_status st =
-                ppd_fail(PPD_ERR_NOMEM,
-                         "ESM plan: sequence %d (%d residues) needs %.1f MiB even alone "
-                         "(weights %.1f MiB + workspace %.1f MiB, of which attention scores "
-                         "%.1f MiB for %d threads, + base %.1f MiB); the memory budget is "
-                         "%.1f MiB. Raise the budget, use fewer threads, or a window/truncate "
-                         "policy for long sequences",
-                         it->seq, it->len, mib(fixed + bytes), mib(plan->weight_bytes), mib(bytes),
-                         mib((size_t)T_threads * (size_t)(it->len + 2) * (size_t)(it->len + 2) *
-                             sizeof(float)),
-                         T_threads, mib(plan->base_bytes + plan->window_bytes), mib(budget));
+                o->device
+                    ? ppd_fail(PPD_ERR_NOMEM,
+                               "ESM plan: sequence %d (%d residues) needs %.1f MiB of device "
+                               "memory even alone (weights %.1f MiB + workspace %.1f MiB + "
+                               "base %.1f MiB); the device budget is %.1f MiB. Raise the "
+                               "budget (--device-mem-gb) or use a window/truncate policy for long "
+                               "sequences",
+                               it->seq, it->len, mib(fixed + bytes), mib(plan->weight_bytes),
+                               mib(bytes), mib(plan->base_bytes), mib(budget))
+                    : ppd_fail(PPD_ERR_NOMEM,
+                               "ESM plan: sequence %d (%d residues) needs %.1f MiB even alone "
+                               "(weights %.1f MiB + workspace %.1f MiB, of which attention "
+                               "scores %.1f MiB for %d threads, + base %.1f MiB); the memory "
+                               "budget is %.1f MiB. Raise the budget, use fewer threads, or a "
+                               "window/truncate policy for long sequences",
+                               it->seq, it->len, mib(fixed + bytes), mib(plan->weight_bytes),
+                               mib(bytes),
+                               mib((size_t)T_threads * (size_t)(it->len + 2) *
+                                   (size_t)(it->len + 2) * sizeof(float)),
+                               T_threads, mib(plan->base_bytes + plan->window_bytes), mib(budget));
             free(alone);
             ppd_esm_plan_free(plan);
             return st;
@@ -168,6 +201,17 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
         if (bt->tokens > plan->max_batch_tokens) plan->max_batch_tokens = bt->tokens;
         if (bt->max_len > plan->max_len) plan->max_len = bt->max_len;
         if (bt->bytes > plan->workspace_bytes) plan->workspace_bytes = bt->bytes;
+    }
+    if (o->device) { /* the tables of the longest item go to the fixed part */
+        size_t tables = ppd_esm_device_table_bytes(c, plan->max_len);
+        plan->workspace_bytes = 0;
+        for (int b = 0; b < nb; b++) {
+            plan->batches[b].bytes -= ppd_esm_device_table_bytes(c, plan->batches[b].max_len);
+            if (plan->batches[b].bytes > plan->workspace_bytes)
+                plan->workspace_bytes = plan->batches[b].bytes;
+        }
+        plan->base_bytes += tables;
+        fixed += tables;
     }
     plan->peak_bytes = fixed + plan->workspace_bytes;
     return PPD_OK;

@@ -81,6 +81,18 @@ static const ppd_config_setting table[] = {
     I("cache.batch_mb", "32", 1, 4096, 0, "MB of records per LMDB write transaction"),
     I("cache.map_mb", "1024", 1, 16777216, 0, "initial LMDB map size in MB (grown as needed)"),
 
+    /* ---- device: where esm-embed (and later train) compute; ppdock's own ---- */
+    E("device.engine", "auto", "auto|cpu|cuda", 0,
+      "cuda = the GPU (a build with CUDA), cpu = OpenBLAS and OpenMP, auto = cuda when this "
+      "build has CUDA and a GPU is visible (the --device option)"),
+    I("device.index", "0", 0, 1024, 0, "CUDA device ordinal (after CUDA_VISIBLE_DEVICES)"),
+    E("device.precision", "fp32", "fp32|tf32", 0,
+      "GPU GEMMs: fp32 (parity with the CPU and PyTorch) or tf32 tensor cores (10-bit mantissa "
+      "inputs, fp32 sums; error measured in docs/esm-embed.md)"),
+    F("device.budget_gb", "0", 0, 1e6, 0,
+      "device memory budget for weights, activations and cuBLAS; batches are planned to fit "
+      "it; 0 = 95% of the GPU's free memory at start-up"),
+
     /* ---- esm: esm-embed (ESM-2 per-residue embeddings); ppdock's own ---- */
     S("esm.weights", NUL, 0,
       "ESM-2 weights: a Hugging Face model.safetensors (config.json beside it is optional) or a "

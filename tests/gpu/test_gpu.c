@@ -21,7 +21,10 @@
 #include <cuda_runtime_api.h>
 
 #include "ppdock/cuda_check.h"
+#include "../../lib/esm/esm_internal.h" /* the CPU twins of the ESM layers */
 #include "ppdock/device.h"
+#include "ppdock/esm.h"
+#include "ppdock/esm_cuda.h"
 #include "ppdock/nn.h"
 #include "ppdock/nn_cuda.h"
 #include "ppdock/rng.h"
@@ -508,6 +511,256 @@ out:
     free(dx), free(dxg), free(dw), free(dwg), free(dwb), free(dwbg), free(send);
 }
 
+/* ---- ESM-2: each layer against its CPU twin, then whole runs ------------------------------- */
+
+static float *rand_floats(ppd_rng *r, size_t n, double scale) {
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; x && i < n; i++) x[i] = (float)(scale * ppd_rng_normal(r));
+    return x;
+}
+
+/* Device copies: upload n bytes of host memory into the arena; NULL on failure. */
+static void *dev_copy(ppd_device_arena *a, const void *host, size_t bytes) {
+    void *d = ppd_device_arena_alloc(a, bytes);
+    if (d && host && ppd_device_upload(d, host, bytes) != PPD_OK) return NULL;
+    if (d && !host && cudaMemset(d, 0xff, bytes) != cudaSuccess) return NULL; /* poison */
+    return d;
+}
+
+static int fetch_close(const char *name, const void *dev, const float *cpu, int64_t n, double tol) {
+    float *g = malloc((size_t)n * sizeof *g);
+    int ok = g && ppd_device_synchronize() == PPD_OK &&
+             ppd_device_download(g, dev, (size_t)n * sizeof *g) == PPD_OK;
+    if (!ok) {
+        report(name, 0, "download: %s", ppd_errmsg());
+        free(g);
+        return 0;
+    }
+    ok = close_rel(name, g, cpu, n, tol);
+    free(g);
+    return ok;
+}
+
+/* The layers of one batch: B sequences of `lens` residues, model width d, hd, ffn 4d. */
+static void check_esm_layers(const char *tag, const int *lens, int B, int d, int hd) {
+    char name[160];
+    int H = d / hd, F = 4 * d, h2 = hd / 2;
+    ppd_rng r;
+    ppd_rng_seed(&r, 99);
+    int64_t tok_off[64], out_off[64];
+    float div[64];
+    ppd_esm_seq seqs[64];
+    uint8_t *toks[64];
+    int maxn = 0;
+    for (int b = 0; b < B; b++) {
+        toks[b] = malloc((size_t)lens[b] + 1);
+        for (int i = 0; i < lens[b]; i++) /* letters and a few <mask> (token dropout) */
+            toks[b][i] = (uint8_t)(i % 17 == 3 ? PPD_ESM_TOK_MASK : 4 + ppd_rng_below(&r, 20));
+        seqs[b] = (ppd_esm_seq){toks[b], lens[b]};
+        if (lens[b] > maxn) maxn = lens[b];
+    }
+    int64_t N = 0;
+    for (int b = 0; b < B; b++) N += lens[b] + 2;
+    int T = maxn + 2;
+    uint8_t *tok = malloc((size_t)N);
+    ppd_esm_pack(seqs, B, tok, tok_off, out_off, div);
+    float *E = rand_floats(&r, (size_t)PPD_ESM_VOCAB * d, 1.0);
+    float *x = rand_floats(&r, (size_t)N * d, 3.0), *lw = rand_floats(&r, (size_t)d, 1.0),
+          *lb = rand_floats(&r, (size_t)d, 1.0), *qkv = rand_floats(&r, (size_t)N * 3 * d, 1.0),
+          *bq = rand_floats(&r, (size_t)3 * d, 0.5), *hh = rand_floats(&r, (size_t)N * F, 2.0),
+          *b1 = rand_floats(&r, (size_t)F, 0.5), *W = rand_floats(&r, (size_t)F * d, 0.1),
+          *inv = malloc((size_t)h2 * sizeof(float)), *cosv = malloc((size_t)T * h2 * 4),
+          *sinv = malloc((size_t)T * h2 * 4), *o_cpu = malloc((size_t)N * F * 4),
+          *o2 = malloc((size_t)N * 3 * d * 4);
+    ppd_esm_default_inv_freq(inv, hd);
+    ppd_esm_rope_table(cosv, sinv, inv, T, hd);
+
+    ppd_device_arena a;
+    size_t need = (size_t)N * (4 * d + 2 * F + 8) * 4 + (size_t)F * d * 4 + (size_t)T * hd * 4 +
+                  (size_t)PPD_ESM_VOCAB * d * 4 + 64 * PPD_DEVICE_ALIGN + (64u << 10);
+    snprintf(name, sizeof name, "gpu_esm_layers_%s", tag);
+    if (ppd_device_arena_create(&a, need + PPD_CUDA_BLAS_WORKSPACE) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    int64_t *d_off = dev_copy(&a, tok_off, (size_t)(B + 1) * 8);
+    uint8_t *d_tok = dev_copy(&a, tok, (size_t)N);
+    float *d_div = dev_copy(&a, div, (size_t)B * 4), *d_E = dev_copy(&a, E, (size_t)33 * d * 4),
+          *d_x = dev_copy(&a, x, (size_t)N * d * 4), *d_out = dev_copy(&a, NULL, (size_t)N * F * 4),
+          *d_lw = dev_copy(&a, lw, (size_t)d * 4), *d_lb = dev_copy(&a, lb, (size_t)d * 4),
+          *d_qkv = dev_copy(&a, qkv, (size_t)N * 3 * d * 4),
+          *d_bq = dev_copy(&a, bq, (size_t)3 * d * 4),
+          *d_cos = dev_copy(&a, cosv, (size_t)T * h2 * 4),
+          *d_sin = dev_copy(&a, sinv, (size_t)T * h2 * 4),
+          *d_h = dev_copy(&a, hh, (size_t)N * F * 4), *d_b1 = dev_copy(&a, b1, (size_t)F * 4),
+          *d_W = dev_copy(&a, W, (size_t)F * d * 4);
+    void *d_ws = ppd_device_arena_alloc(&a, PPD_CUDA_BLAS_WORKSPACE);
+    if (!d_off || !d_tok || !d_div || !d_E || !d_x || !d_out || !d_lw || !d_lb || !d_qkv || !d_bq ||
+        !d_cos || !d_sin || !d_h || !d_b1 || !d_W || !d_ws) {
+        report(name, 0, "device buffers: %s", ppd_errmsg());
+        goto out_arena;
+    }
+    ppd_status st;
+
+    ppd_esm_embed_forward(o_cpu, tok, tok_off, div, B, E, d, 1);
+    st = ppd_cuda_esm_embed_forward(d_out, d_tok, d_off, d_div, B, d_E, d, N, NULL);
+    snprintf(name, sizeof name, "gpu_esm_embed_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_out, o_cpu, N * d, 1e-6);
+
+    ppd_esm_layernorm_forward(o_cpu, x, lw, lb, N, d, 1);
+    st = ppd_cuda_esm_layernorm_forward(d_out, d_x, d_lw, d_lb, N, d, NULL);
+    snprintf(name, sizeof name, "gpu_esm_layernorm_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_out, o_cpu, N * d, 1e-6);
+
+    float qscale = (float)pow((double)hd, -0.5);
+    memcpy(o2, qkv, (size_t)N * 3 * d * 4);
+    ppd_esm_qkv_rope_forward(o2, bq, tok_off, B, d, hd, qscale, cosv, sinv, 1);
+    st = ppd_cuda_esm_qkv_rope_forward(d_qkv, d_bq, d_off, B, d, hd, qscale, d_cos, d_sin, N, NULL);
+    snprintf(name, sizeof name, "gpu_esm_qkv_rope_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_qkv, o2, N * 3 * d, 1e-6);
+
+    /* attention on the roped q/k/v (identical inputs on both sides: the CPU's o2) */
+    float *scores = malloc((size_t)T * T * 4);
+    ppd_device_upload(d_qkv, o2, (size_t)N * 3 * d * 4);
+    ppd_esm_attention_forward(o_cpu, o2, tok_off, B, H, hd, scores, (int64_t)T * T, 1);
+    free(scores);
+    st = ppd_cuda_esm_attention_forward(d_out, d_qkv, d_off, B, H, hd, T, NULL);
+    snprintf(name, sizeof name, "gpu_esm_attention_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_out, o_cpu, N * d, 1e-5);
+
+    memcpy(o_cpu, hh, (size_t)N * F * 4);
+    ppd_esm_bias_gelu_forward(o_cpu, b1, N, F, 1);
+    st = ppd_cuda_esm_bias_gelu_forward(d_h, d_b1, N, F, NULL);
+    snprintf(name, sizeof name, "gpu_esm_bias_gelu_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_h, o_cpu, N * F, 1e-6);
+
+    memcpy(o_cpu, x, (size_t)N * d * 4);
+    ppd_esm_residual_forward(o_cpu, qkv, lb, N, d, 1); /* y: the first N x d of qkv */
+    ppd_device_upload(d_qkv, qkv, (size_t)N * 3 * d * 4);
+    st = ppd_cuda_esm_residual_forward(d_x, d_qkv, d_lb, N, d, NULL);
+    snprintf(name, sizeof name, "gpu_esm_residual_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_x, o_cpu, N * d, 1e-6);
+
+    /* GEMM: (N, d) x (F, d)^T in fp32 (pedantic: no TF32) */
+    ppd_cuda_blas *bl = NULL;
+    ppd_device_upload(d_x, x, (size_t)N * d * 4);
+    ppd_esm_matmul_forward(o_cpu, x, W, N, d, F, 1);
+    st = ppd_cuda_blas_create(&bl, NULL, PPD_CUDA_FP32, d_ws, PPD_CUDA_BLAS_WORKSPACE);
+    if (!st) st = ppd_cuda_esm_matmul_forward(d_out, d_x, d_W, N, d, F, bl);
+    snprintf(name, sizeof name, "gpu_esm_matmul_fp32_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_out, o_cpu, N * F, 1e-5);
+    ppd_cuda_blas_destroy(bl);
+out_arena:
+    ppd_device_arena_destroy(&a);
+out:
+    for (int b = 0; b < B; b++) free(toks[b]);
+    free(tok), free(E), free(x), free(lw), free(lb), free(qkv), free(bq), free(hh), free(b1);
+    free(W), free(inv), free(cosv), free(sinv), free(o_cpu), free(o2);
+}
+
+typedef struct {
+    float **emb;
+    int *n;
+    int d, count;
+} esm_collect;
+
+static ppd_status esm_collect_sink(void *ctx, int seq, const float *emb, int n, int d) {
+    esm_collect *c = ctx;
+    c->emb[seq] = malloc((size_t)n * d * sizeof(float));
+    if (!c->emb[seq]) return ppd_fail(PPD_ERR_NOMEM, "test sink");
+    memcpy(c->emb[seq], emb, (size_t)n * d * sizeof(float));
+    c->n[seq] = n;
+    c->count++;
+    return PPD_OK;
+}
+
+/* Whole runs, CPU engine against CUDA engine, on a random model of shape (L, d, H): every
+ * sequence's embeddings, and the device memory the plan predicted against what the arena used. */
+static void check_esm_run(const char *tag, int L, int d, int H, const int *lens, int n,
+                          int64_t max_tokens, ppd_cuda_precision prec, double tol) {
+    char name[160];
+    snprintf(name, sizeof name, "gpu_esm_run_matches_cpu_%s", tag);
+    ppd_esm_model m;
+    if (ppd_esm_random_init(&m, L, d, H, 7) != PPD_OK) {
+        report(name, 0, "model: %s", ppd_errmsg());
+        return;
+    }
+    ppd_rng r;
+    ppd_rng_seed(&r, 5);
+    uint8_t **toks = calloc((size_t)n, sizeof *toks);
+    for (int i = 0; i < n; i++) {
+        toks[i] = malloc((size_t)lens[i] + 1);
+        for (int j = 0; j < lens[i]; j++) toks[i][j] = (uint8_t)(4 + ppd_rng_below(&r, 20));
+    }
+    esm_collect cpu = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), d, 0};
+    esm_collect gpu = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), d, 0};
+    ppd_esm_plan pc, pg;
+    ppd_esm_plan_opts o = PPD_ESM_PLAN_OPTS_DEFAULT;
+    o.max_tokens = max_tokens;
+    ppd_status st = ppd_esm_plan_make(&pc, &m.cfg, lens, n, &o);
+    if (!st) st = ppd_esm_run(&m, &pc, (const uint8_t *const *)toks, -1, esm_collect_sink, &cpu);
+    o.device = 1;
+    if (!st) st = ppd_esm_plan_make(&pg, &m.cfg, lens, n, &o);
+    ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
+    co.precision = prec;
+    ppd_cuda_esm_report rep;
+    if (!st)
+        st = ppd_cuda_esm_run(&m, &pg, (const uint8_t *const *)toks, -1, esm_collect_sink, &gpu,
+                              &co, &rep);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        double md = 0, mc = 0;
+        int ok = cpu.count == n && gpu.count == n;
+        for (int i = 0; ok && i < n; i++) {
+            ok = cpu.n[i] == gpu.n[i];
+            for (int64_t k = 0; ok && k < (int64_t)lens[i] * d; k++) {
+                md = fmax(md, fabs((double)gpu.emb[i][k] - cpu.emb[i][k]));
+                mc = fmax(mc, fabs((double)cpu.emb[i][k]));
+                if (isnan(gpu.emb[i][k])) ok = 0;
+            }
+        }
+        printf("     %s: %d sequences in %d batches, max |gpu - cpu| %.3g, max |cpu| %.3g; "
+               "device memory planned %zu, used %zu (%.1f%%), pinned %zu\n",
+               name, n, pg.n_batches, md, mc, rep.planned_bytes, rep.arena_high,
+               100.0 * (double)rep.arena_high / (double)rep.planned_bytes, rep.pinned_bytes);
+        report(name, ok && md <= tol * mc, "max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e)",
+               md, mc, tol);
+        snprintf(name, sizeof name, "gpu_esm_plan_predicts_device_memory_%s", tag);
+        report(name,
+               rep.arena_high <= rep.planned_bytes &&
+                   (double)rep.arena_high >= 0.95 * (double)rep.planned_bytes,
+               "planned %zu bytes, the arena's high-water mark %zu", rep.planned_bytes,
+               rep.arena_high);
+        ppd_esm_plan_free(&pg);
+    }
+    if (!st || pc.n_batches) ppd_esm_plan_free(&pc);
+    for (int i = 0; i < n; i++) free(toks[i]), free(cpu.emb[i]), free(gpu.emb[i]);
+    free(toks), free(cpu.emb), free(cpu.n), free(gpu.emb), free(gpu.n);
+    ppd_esm_model_free(&m);
+}
+
 int main(void) {
     int count = 0;
     if (ppd_device_count(&count) != PPD_OK || count == 0) {
@@ -540,6 +793,15 @@ int main(void) {
     check_tp("layer0", 0, 3001, 57);
     check_tp("layer3", 3, emu ? 2011 : 20011, 400);
     check_tp("final", 4, 777, 300);
+
+    /* ESM layers: hd 16 (8M/TINY) and 64 (650M); sequences across several key tiles and query
+     * blocks, one of length 0 */
+    int lens_a[] = {1, 5, 0, 33, 70, 150};
+    check_esm_layers("hd16", lens_a, 6, 64, 16);
+    check_esm_layers("hd64", lens_a, 6, 128, 64);
+    int lens_run[] = {12, 140, 3, 64, 31, 90, 200, 7, 0, 45};
+    check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 1e-4);
+    check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 1e-4);
 
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;

@@ -130,4 +130,62 @@ test_usage_and_config_errors() {
     assert_rc 0 esm-embed --version
 }
 
+test_device_cuda_needs_cuda_and_a_gpu() {
+    # bin/ is either a CPU-only build (refuses cuda) or a CUDA build on a machine without a GPU
+    # here (says so); on a GPU machine it runs, and make test-gpu covers it
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then return 0; fi
+    OUT=$(emb --fasta "$ESM/sequences.fasta" -o e --device cuda 2>&1)
+    local rc=$?
+    [ "$rc" -ne 0 ] || fail "--device cuda succeeded without a GPU"
+    case "$OUT" in *"built without CUDA"* | *"no CUDA device"*) ;; *) fail "unclear refusal: $OUT" ;; esac
+    assert_rc 2 emb --fasta "$ESM/sequences.fasta" -o e --device tpu
+}
+
+# The CUDA engine, run on the CPU emulation of tests/emu (built wherever the CUDA headers are):
+# the same kernels nvcc compiles, checked against fair-esm's goldens like the CPU engine.
+EMU_ESM=""
+[ -n "${PPD_EMU_BIN:-}" ] && EMU_ESM="$ROOT/$PPD_EMU_BIN/esm-embed"
+if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
+    emu_emb() { "$EMU_ESM" -j 2 --weights "$TINY/model.safetensors" --device cuda "$@"; }
+
+    test_cuda_engine_matches_fair_esm_on_the_emulation() {
+        assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e --dtype f32 --export x --json
+        assert_contains "$OUT" '"device": "cuda"'
+        compare_goldens x last 1e-4
+        assert_rc 0 cache-check e
+        assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e1 --dtype f32 --layer 1 --export x1
+        compare_goldens x1 layer1 1e-4
+        # small device batches (many batches, one arena): the same embeddings
+        assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e2 --dtype f32 --export x2 --set device.budget_gb=0.0322 -v
+        assert_contains "$OUT" "in 5 batches"
+        local f
+        for f in x/*.npy; do
+            "$NPYDIFF" "$f" "x2/$(basename "$f")" 1e-6 >/dev/null || fail "$(basename "$f") depends on the device batch"
+        done
+    }
+
+    test_cuda_engine_window_and_truncate_match_the_goldens_on_the_emulation() {
+        awk '/^>1PXV_r/{p=1;print;next} /^>/{p=0} p' "$ESM/sequences.fasta" > long.fasta
+        assert_rc 0 emu_emb --fasta long.fasta -o w --dtype f32 --long window --max-length 64 --overlap 16 --export xw
+        "$NPYDIFF" xw/1PXV_r.npy "$TINY/1PXV_r.window64-16.last.npy" 1e-4 >/dev/null || fail "window blend differs from the golden"
+        assert_rc 0 emu_emb --fasta long.fasta -o t --dtype f32 --long truncate --max-length 50 --export xt
+        "$NPYDIFF" xt/1PXV_r.npy "$TINY/1PXV_r.trunc50.last.npy" 1e-4 >/dev/null || fail "truncation differs from the golden"
+    }
+
+    test_cuda_engine_reports_device_memory_and_refuses_a_small_budget_on_the_emulation() {
+        assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e --json
+        local planned used
+        planned=$(printf '%s' "$OUT" | grep -o '"device_planned_mb": [0-9.]*' | grep -o '[0-9.]*$')
+        used=$(printf '%s' "$OUT" | grep -o '"device_used_mb": [0-9.]*' | grep -o '[0-9.]*$')
+        awk -v p="$planned" -v u="$used" 'BEGIN { exit !(p > 0 && u <= p && u >= 0.95 * p) }' ||
+            fail "device memory planned $planned MiB, used $used MiB"
+        # 20 MiB cannot hold the cuBLAS workspace, 32.6 MiB not the longest sequence: both are
+        # refused at start-up, saying what is needed
+        assert_rc 3 emu_emb --fasta "$ESM/sequences.fasta" -o s --device-mem-gb 0.02
+        assert_contains "$OUT" "alone exceed the device memory budget"
+        assert_rc 3 emu_emb --fasta "$ESM/sequences.fasta" -o s --device-mem-gb 0.0318
+        assert_contains "$OUT" "of device memory even alone"
+    }
+fi
+
 run_tests

@@ -18,7 +18,7 @@
 
 #include "ppdock/kernels/hd.h"
 
-#ifdef __CUDACC__
+#ifdef __CUDA_ARCH__ /* nvcc's device pass; its host pass compiles the CPU form */
 #define PPD_ESM_MUL(a, b) __fmul_rn((a), (b))
 #else
 #define PPD_ESM_MUL(a, b) ((a) * (b))

@@ -1,0 +1,134 @@
+/* ppdock/esm_cuda.h — ESM-2 on a CUDA GPU: the twins of the CPU layers in lib/esm, the device
+ * model and the run loop behind `esm-embed --device cuda` (link libppdock_cuda.a, cudart and
+ * cublas).
+ *
+ *   ppd_esm_plan_opts o = PPD_ESM_PLAN_OPTS_DEFAULT;
+ *   o.device = 1; o.memory_budget = 20ull << 30;          // device bytes
+ *   ppd_esm_plan_make(&plan, &m.cfg, lens, n, &o);
+ *   ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
+ *   ppd_cuda_esm_run(&m, &plan, tokens, -1, sink, ctx, &co, &report);
+ *
+ * Memory (DESIGN.md rule 1): ppd_cuda_esm_run makes one device arena at start-up holding the
+ * weights, the RoPE tables, the cuBLAS workspace and the plan's largest batch workspace, and
+ * pinned host buffers for one batch's tokens and outputs; nothing is allocated per batch. The
+ * planned bytes are plan->peak_bytes (ppdock/esm.h with o.device = 1); the report gives the
+ * arena's high-water mark beside it.
+ *
+ * Arithmetic (DESIGN.md rules 5 and 6): the element-wise bodies are ppdock/kernels/esm_ops.h,
+ * the CPU's own; the RoPE tables are computed on the host by the CPU's code and uploaded. What
+ * differs from the CPU: the GEMMs (cuBLAS instead of OpenBLAS: another summation order), the
+ * LayerNorm statistics (the same double-precision sums in another order) and the attention,
+ * which is flash-style (keys in tiles of PPD_CUDA_ESM_KEY_TILE with an online softmax, never a
+ * T x T score matrix): per tile exp(s - running max), the running sums rescaled by
+ * exp(old max - new max) when the max grows, the output divided once at the end. With one tile
+ * (T <= 32) that is the CPU's softmax up to where 1/sum is applied.
+ *
+ * Precision: PPD_CUDA_FP32 is the parity mode (TF32 off: cuBLAS's default math, and the
+ * NVIDIA_TF32_OVERRIDE environment variable is not honoured because CUBLAS_PEDANTIC_MATH is set).
+ * PPD_CUDA_TF32 lets cuBLAS use TF32 tensor cores for the projections (10-bit mantissa inputs,
+ * fp32 accumulation); everything else stays fp32.
+ *
+ * Errors: PPD_ERR_CUDA with the CUDA or cuBLAS error and the op ("no CUDA device" when there is
+ * none), PPD_ERR_NOMEM when the plan does not fit the device's free memory (the message gives
+ * both), PPD_ERR_USAGE for a head dimension the attention kernel is not built for (4, 8, 16, 24,
+ * 32, 64, 128 are: every released ESM-2 has 16 to 128).
+ */
+#ifndef PPDOCK_ESM_CUDA_H
+#define PPDOCK_ESM_CUDA_H
+
+#include <stdint.h>
+
+#include "ppdock/device.h"
+#include "ppdock/esm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PPD_CUDA_ESM_KEY_TILE 32
+
+typedef enum { PPD_CUDA_FP32 = 0, PPD_CUDA_TF32 } ppd_cuda_precision;
+
+/* "fp32" / "tf32" to the enum; PPD_ERR_USAGE otherwise. */
+ppd_status ppd_cuda_precision_parse(const char *s, ppd_cuda_precision *p);
+const char *ppd_cuda_precision_name(ppd_cuda_precision p);
+
+/* ---- GEMM through cuBLAS -------------------------------------------------------------------- */
+
+/* A cuBLAS handle bound to a stream and a precision, its workspace given from the caller's
+ * device memory (so that it is planned, not allocated behind the arena's back). */
+typedef struct ppd_cuda_blas ppd_cuda_blas;
+
+/* workspace: device memory of ws_bytes (PPD_CUDA_BLAS_WORKSPACE recommended), or NULL/0 to let
+ * cuBLAS use its own. */
+#define PPD_CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
+ppd_status ppd_cuda_blas_create(ppd_cuda_blas **b, cudaStream_t stream, ppd_cuda_precision prec,
+                                void *workspace, size_t ws_bytes);
+void ppd_cuda_blas_destroy(ppd_cuda_blas *b);
+
+/* out: (N, M)   inp: (N, K)   W: (M, K), all row-major: out = inp W^T. The twin of
+ * ppd_esm_matmul_forward (lib/esm), with the handle in place of the thread count. */
+ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, const float *W, int64_t N,
+                                       int K, int M, ppd_cuda_blas *b);
+
+/* ---- the layers: twins of lib/esm/esm_internal.h -----------------------------------------------
+ * Same names with ppd_cuda_, same arguments in the same order; device pointers. Where the CPU
+ * takes `threads`, these take N = tok_off[B] (the packed token rows, which the launcher cannot
+ * read from device memory) where needed, and the stream. */
+
+/* x: (N, d)   tok: (N)   tok_off: (B + 1)   div: (B)   E: (33, d) */
+ppd_status ppd_cuda_esm_embed_forward(float *x, const uint8_t *tok, const int64_t *tok_off,
+                                      const float *div, int B, const float *E, int d, int64_t N,
+                                      cudaStream_t stream);
+/* out, inp: (N, d)   w, b: (d) */
+ppd_status ppd_cuda_esm_layernorm_forward(float *out, const float *inp, const float *w,
+                                          const float *b, int64_t N, int d, cudaStream_t stream);
+/* qkv: (N, 3d) in place   bqkv: (3d)   cosv, sinv: (>= T_max, hd/2) */
+ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqkv, const int64_t *tok_off,
+                                         int B, int d, int hd, float qscale, const float *cosv,
+                                         const float *sinv, int64_t N, cudaStream_t stream);
+/* out: (N, d)   qkv: (N, 3d); T_max = the longest sequence's token rows. */
+ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv, const int64_t *tok_off,
+                                          int B, int H, int hd, int T_max, cudaStream_t stream);
+/* h: (N, F) in place   b: (F) */
+ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
+                                          cudaStream_t stream);
+/* x, y: (N, d)   b: (d); x = x + (y + b) */
+ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b, int64_t N,
+                                         int d, cudaStream_t stream);
+
+/* out: (R, d)   x: (N, d)   out_off: (B + 1). The residue rows of each sequence (its <cls> and
+ * <eos> rows dropped), packed: what the CPU's forward copies out per sequence. */
+ppd_status ppd_cuda_esm_gather_residues(float *out, const float *x, const int64_t *tok_off,
+                                        const int64_t *out_off, int B, int d, int64_t R,
+                                        cudaStream_t stream);
+
+/* ---- the model on the device and the run loop ------------------------------------------------ */
+
+typedef struct {
+    ppd_cuda_precision precision;
+    int device; /* CUDA device ordinal */
+} ppd_cuda_esm_opts;
+
+#define PPD_CUDA_ESM_OPTS_DEFAULT ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0})
+
+typedef struct {
+    size_t planned_bytes;   /* what the plan predicted: the arena's capacity */
+    size_t arena_high;      /* the arena's high-water mark */
+    size_t pinned_bytes;    /* pinned host staging */
+    int64_t tokens;         /* token rows computed */
+    double gpu_seconds;     /* wall time of the batch loop, synchronised */
+    char device_name[256];
+} ppd_cuda_esm_report;
+
+/* The CUDA twin of ppd_esm_run: same plan (made with o.device = 1), tokens, layer and sink; the
+ * sink receives float32 rows in host memory, in plan order. report may be NULL. */
+ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_plan *plan,
+                            const uint8_t *const *tokens, int layer, ppd_esm_sink sink, void *ctx,
+                            const ppd_cuda_esm_opts *o, ppd_cuda_esm_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

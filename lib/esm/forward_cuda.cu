@@ -1,0 +1,295 @@
+// ESM-2 on the GPU: the weights and RoPE tables uploaded once, one device arena for everything
+// the plan needs, and the batch loop (ppdock/esm_cuda.h). The layer sequence is the CPU's
+// layer_forward (lib/esm/forward.c) with each op replaced by its CUDA twin.
+#include "ppdock/esm_cuda.h"
+
+#include "../nn/cuda/common.cuh"
+#include "esm_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+namespace {
+
+struct device_engine {
+    const ppd_esm_config *c;
+    ppd_esm_params p; // device pointers, the host model's layout
+    float *cosv, *sinv; // [L, T_cap, hd/2] each
+    int T_cap;
+    cudaStream_t stream;
+    ppd_cuda_blas *blas;
+};
+
+double now_s() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// The host model's parameter pointers, rebased from its buffer onto `dev`.
+ppd_esm_params rebase(const ppd_esm_model *m, float *dev) {
+    ppd_esm_params p = m->p;
+    float **fields[] = {&p.embed, &p.ln1_w, &p.ln1_b, &p.wqkv, &p.bqkv, &p.wo,    &p.bo,
+                        &p.ln2_w, &p.ln2_b, &p.w1,    &p.b1,   &p.w2,   &p.b2,    &p.lnf_w,
+                        &p.lnf_b, &p.inv_freq};
+    for (float **f : fields) *f = dev + (*f - m->mem);
+    return p;
+}
+
+ppd_status layer_forward(const device_engine *e, int l, const ppd_esm_layout *w, int B,
+                         int64_t N, int T_max) {
+    const ppd_esm_config *c = e->c;
+    const ppd_esm_params *p = &e->p;
+    int d = c->d, F = c->ffn, hd = c->head_dim;
+    size_t D = (size_t)d, li = (size_t)l, h2 = (size_t)hd / 2;
+    float qscale = (float)pow((double)hd, -0.5);
+    cudaStream_t s = e->stream;
+    const float *cosv = e->cosv + li * (size_t)e->T_cap * h2;
+    const float *sinv = e->sinv + li * (size_t)e->T_cap * h2;
+
+    PPD_TRY(ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln1_w + li * D, p->ln1_b + li * D, N,
+                                           d, s));
+    PPD_TRY(ppd_cuda_esm_matmul_forward(w->big, w->u, p->wqkv + li * 3 * D * D, N, d, 3 * d,
+                                        e->blas));
+    PPD_TRY(ppd_cuda_esm_qkv_rope_forward(w->big, p->bqkv + li * 3 * D, w->tok_off, B, d, hd,
+                                          qscale, cosv, sinv, N, s));
+    PPD_TRY(ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max, s));
+    PPD_TRY(ppd_cuda_esm_matmul_forward(w->big, w->u, p->wo + li * D * D, N, d, d, e->blas));
+    PPD_TRY(ppd_cuda_esm_residual_forward(w->x, w->big, p->bo + li * D, N, d, s));
+
+    PPD_TRY(ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln2_w + li * D, p->ln2_b + li * D, N,
+                                           d, s));
+    PPD_TRY(ppd_cuda_esm_matmul_forward(w->big, w->u, p->w1 + li * (size_t)F * D, N, d, F,
+                                        e->blas));
+    PPD_TRY(ppd_cuda_esm_bias_gelu_forward(w->big, p->b1 + li * (size_t)F, N, F, s));
+    PPD_TRY(ppd_cuda_esm_matmul_forward(w->u, w->big, p->w2 + li * D * (size_t)F, N, F, d,
+                                        e->blas));
+    return ppd_cuda_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, s);
+}
+
+// Pinned host staging for one batch: the packed tokens and offsets going up, the residue rows
+// coming back.
+struct staging {
+    unsigned char *mem;
+    size_t bytes;
+    uint8_t *tok;
+    int64_t *tok_off, *out_off;
+    float *div, *out;
+};
+
+size_t align256(size_t n) {
+    return (n + 255) & ~(size_t)255;
+}
+
+size_t staging_carve(int64_t N, int64_t R, int B, int d, unsigned char *base, staging *st) {
+    size_t off = 0;
+#define CARVE(field, type, count)                                                                  \
+    do {                                                                                           \
+        if (base) st->field = (type *)(base + off);                                                \
+        off += align256((size_t)(count) * sizeof(type));                                           \
+    } while (0)
+    CARVE(tok, uint8_t, N);
+    CARVE(tok_off, int64_t, B + 1);
+    CARVE(out_off, int64_t, B + 1);
+    CARVE(div, float, B);
+    CARVE(out, float, (size_t)R * (size_t)d);
+#undef CARVE
+    return off;
+}
+
+} // namespace
+
+extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_plan *plan,
+                                       const uint8_t *const *tokens, int layer, ppd_esm_sink sink,
+                                       void *ctx, const ppd_cuda_esm_opts *o,
+                                       ppd_cuda_esm_report *report) {
+    const ppd_esm_config *c = &m->cfg;
+    if (memcmp(c, &plan->cfg, sizeof *c) != 0)
+        return ppd_fail(PPD_ERR_USAGE, "ESM run: the plan was made for another model shape");
+    if (!plan->device)
+        return ppd_fail(PPD_ERR_USAGE, "ESM CUDA run: the plan was made for the CPU engine (plan "
+                                       "with opts.device = 1)");
+    int lay;
+    PPD_TRY(ppd_esm_resolve_layer(c, layer, &lay));
+    ppd_cuda_esm_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (plan->n_batches == 0) {
+        if (report) *report = rep;
+        return PPD_OK;
+    }
+    int maxb = 0;
+    int64_t maxR = 0;
+    for (int b = 0; b < plan->n_batches; b++) {
+        const ppd_esm_batch *bt = &plan->batches[b];
+        if (bt->count > maxb) maxb = bt->count;
+        if (bt->tokens - 2 * bt->count > maxR) maxR = bt->tokens - 2 * bt->count;
+    }
+
+    ppd_device_info info;
+    PPD_CUDA_CHECK(cudaSetDevice(o->device));
+    PPD_TRY(ppd_device_describe(o->device, &info));
+    snprintf(rep.device_name, sizeof rep.device_name, "%s", info.name);
+
+    // Everything on the device in one arena: weights, tables, cuBLAS workspace, the largest batch.
+    // Each piece is one aligned arena allocation; the plan counts the bytes, the arena adds at
+    // most PPD_DEVICE_ALIGN per piece.
+    enum { PIECES = 5 };
+    size_t capacity = plan->peak_bytes + PIECES * PPD_DEVICE_ALIGN;
+    rep.planned_bytes = capacity;
+    ppd_device_arena arena;
+    PPD_TRY(ppd_device_arena_create(&arena, capacity));
+
+    device_engine e;
+    memset(&e, 0, sizeof e);
+    e.c = c;
+    e.T_cap = plan->max_len + 2;
+    staging st;
+    memset(&st, 0, sizeof st);
+    size_t h2 = (size_t)c->head_dim / 2, table = (size_t)c->n_layers * (size_t)e.T_cap * h2;
+    float *host_tables = NULL, *dmem = NULL;
+    void *blas_ws = NULL, *ws = NULL;
+    ppd_esm_seq *seqs = NULL;
+    float *acc = NULL;
+    ppd_status s = PPD_OK;
+#define STEP(expr)                                                                                 \
+    do {                                                                                           \
+        if (!s) s = (expr);                                                                        \
+    } while (0)
+    STEP(ppd_device_arena_alloc_st(&arena, m->n_params * sizeof(float), (void **)&dmem));
+    STEP(ppd_device_arena_alloc_st(&arena, table * sizeof(float), (void **)&e.cosv));
+    STEP(ppd_device_arena_alloc_st(&arena, table * sizeof(float), (void **)&e.sinv));
+    STEP(ppd_device_arena_alloc_st(&arena, PPD_ESM_DEVICE_BLAS_BYTES, &blas_ws));
+    STEP(ppd_device_arena_alloc_st(&arena, plan->workspace_bytes, &ws));
+    if (!s) {
+        cudaError_t ce = cudaStreamCreateWithFlags(&e.stream, cudaStreamNonBlocking);
+        if (ce) s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaStreamCreateWithFlags");
+    }
+    STEP(ppd_cuda_blas_create(&e.blas, e.stream, o->precision, blas_ws, PPD_ESM_DEVICE_BLAS_BYTES));
+    if (s) goto done;
+
+    // weights: one copy of the host buffer; tables: the CPU's own cosf/sinf values
+    STEP(ppd_device_upload(dmem, m->mem, m->n_params * sizeof(float)));
+    e.p = rebase(m, dmem);
+    host_tables = (float *)malloc(2 * table * sizeof(float));
+    if (!host_tables) {
+        s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the RoPE tables");
+        goto done;
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        ppd_esm_rope_table(host_tables + (size_t)l * e.T_cap * h2,
+                           host_tables + table + (size_t)l * e.T_cap * h2,
+                           m->p.inv_freq + (size_t)l * h2, e.T_cap, c->head_dim);
+    STEP(ppd_device_upload(e.cosv, host_tables, table * sizeof(float)));
+    STEP(ppd_device_upload(e.sinv, host_tables + table, table * sizeof(float)));
+
+    st.bytes = staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL);
+    rep.pinned_bytes = st.bytes;
+    if (!s) {
+        cudaError_t ce = cudaMallocHost((void **)&st.mem, st.bytes);
+        if (ce) {
+            st.mem = NULL;
+            s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaMallocHost (staging)");
+        }
+    }
+    if (s) goto done;
+    staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, st.mem, &st);
+    seqs = (ppd_esm_seq *)malloc((size_t)maxb * sizeof *seqs);
+    acc = plan->max_windowed ? (float *)malloc((size_t)plan->max_windowed * (size_t)c->d *
+                                               sizeof(float))
+                             : NULL;
+    if (!seqs || (plan->max_windowed && !acc)) {
+        s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the batch list");
+        goto done;
+    }
+
+    {
+        double t0 = now_s();
+        int acc_end = 0;
+        size_t D = (size_t)c->d;
+        for (int bi = 0; bi < plan->n_batches && !s; bi++) {
+            const ppd_esm_batch *bt = &plan->batches[bi];
+            const ppd_esm_item *its = plan->items + bt->first;
+            int B = bt->count;
+            for (int j = 0; j < B; j++)
+                seqs[j] = (ppd_esm_seq){tokens[its[j].seq] + its[j].start, its[j].len};
+            int64_t N, R;
+            int maxn;
+            STEP(ppd_esm_batch_check(seqs, B, &N, &R, &maxn));
+            if (s) break;
+            ppd_esm_layout w;
+            size_t need = ppd_esm_carve(c, N, R, B, maxn + 2, 0, NULL, NULL);
+            if (need > plan->workspace_bytes) {
+                s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: batch %d needs %zu workspace bytes, "
+                                            "the plan has %zu", bi, need, plan->workspace_bytes);
+                break;
+            }
+            ppd_esm_carve(c, N, R, B, maxn + 2, 0, (unsigned char *)ws, &w);
+            ppd_esm_pack(seqs, B, st.tok, st.tok_off, st.out_off, st.div);
+            cudaStream_t sm = e.stream;
+            // the four uploads come from pinned memory, in stream order before the kernels
+            cudaError_t ce = cudaMemcpyAsync(w.tok, st.tok, (size_t)N, cudaMemcpyHostToDevice, sm);
+            if (!ce)
+                ce = cudaMemcpyAsync(w.tok_off, st.tok_off, (size_t)(B + 1) * sizeof(int64_t),
+                                     cudaMemcpyHostToDevice, sm);
+            if (!ce)
+                ce = cudaMemcpyAsync(w.out_off, st.out_off, (size_t)(B + 1) * sizeof(int64_t),
+                                     cudaMemcpyHostToDevice, sm);
+            if (!ce)
+                ce = cudaMemcpyAsync(w.div, st.div, (size_t)B * sizeof(float),
+                                     cudaMemcpyHostToDevice, sm);
+            if (ce) {
+                s = ppd_cuda_status(ce, __FILE__, __LINE__, "batch upload");
+                break;
+            }
+            STEP(ppd_cuda_esm_embed_forward(w.x, w.tok, w.tok_off, w.div, B, e.p.embed, c->d, N,
+                                            sm));
+            for (int l = 0; l < lay && !s; l++) STEP(layer_forward(&e, l, &w, B, N, maxn + 2));
+            const float *src = w.x;
+            if (lay == c->n_layers) { // rep[L] is post-LayerNorm; the norm is per row
+                STEP(ppd_cuda_esm_layernorm_forward(w.u, w.x, e.p.lnf_w, e.p.lnf_b, N, c->d, sm));
+                src = w.u;
+            }
+            STEP(ppd_cuda_esm_gather_residues(w.out, src, w.tok_off, w.out_off, B, c->d, R, sm));
+            if (!s) {
+                ce = cudaMemcpyAsync(st.out, w.out, (size_t)R * D * sizeof(float),
+                                     cudaMemcpyDeviceToHost, sm);
+                if (ce) s = ppd_cuda_status(ce, __FILE__, __LINE__, "batch download");
+            }
+            if (!s && (ce = cudaStreamSynchronize(sm)) != cudaSuccess)
+                s = ppd_cuda_status(ce, __FILE__, __LINE__, "ESM forward (kernels of this batch)");
+            if (s) {
+                s = ppd_fail_ctx(s, "ESM CUDA run: batch %d of %d (%d sequences, %lld token rows)",
+                                 bi + 1, plan->n_batches, B, (long long)N);
+                break;
+            }
+            rep.tokens += N;
+            for (int j = 0; j < B && !s; j++) {
+                const ppd_esm_item *it = &its[j];
+                const float *out = st.out + st.out_off[j] * (int64_t)D;
+                if (it->n_windows == 1) {
+                    s = sink(ctx, it->seq, out, it->len, c->d);
+                    continue;
+                }
+                if (it->window == 0) acc_end = 0;
+                ppd_esm_blend_window(acc, out, it->start, it->len, acc_end, c->d);
+                acc_end = it->start + it->len;
+                if (it->window == it->n_windows - 1) s = sink(ctx, it->seq, acc, acc_end, c->d);
+            }
+        }
+        rep.gpu_seconds = now_s() - t0;
+    }
+#undef STEP
+done:
+    rep.arena_high = arena.high_water;
+    if (report) *report = rep;
+    free(acc);
+    free(seqs);
+    free(host_tables);
+    if (st.mem) cudaFreeHost(st.mem);
+    ppd_cuda_blas_destroy(e.blas);
+    if (e.stream) cudaStreamDestroy(e.stream);
+    ppd_device_arena_destroy(&arena);
+    return s;
+}

@@ -1,0 +1,309 @@
+// ESM-2 layers on the GPU: the CUDA twins of lib/esm's embed, LayerNorm, q/k/v bias + RoPE,
+// attention, bias + GELU and residual (ppdock/esm_cuda.h). Element arithmetic is
+// ppdock/kernels/esm_ops.h, the CPU's own; only the reductions' order differs.
+#include "ppdock/esm_cuda.h"
+
+#include "common.cuh"
+#include "ppdock/kernels/esm_ops.h"
+
+#include <float.h>
+
+#define PPD_ELEM_THREADS 256
+#define PPD_ELEM_BLOCKS  (1 << 20)
+
+static inline unsigned elem_blocks(int64_t n) {
+    int64_t b = (n + PPD_ELEM_THREADS - 1) / PPD_ELEM_THREADS;
+    return (unsigned)(b < PPD_ELEM_BLOCKS ? b : PPD_ELEM_BLOCKS);
+}
+
+// The sequence that packed row r belongs to: the last b with tok_off[b] <= r.
+static __device__ int seq_of_row(const int64_t *tok_off, int B, int64_t r) {
+    int lo = 0, hi = B - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (tok_off[mid] <= r) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+static __device__ double warp_sum_double(double v) {
+    for (int o = PPD_WARP / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// ---- embedding: one warp per row -----------------------------------------------------------
+
+static __global__ void embed_kernel(float *x, const uint8_t *tok, const int64_t *tok_off,
+                                    const float *div, int B, const float *E, int d, int64_t N) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
+        float *xr = x + r * d;
+        int t = tok[r];
+        float dv = div[seq_of_row(tok_off, B, r)];
+        const float *er = E + (int64_t)t * d;
+        for (int c = threadIdx.x; c < d; c += PPD_WARP)
+            xr[c] = t == PPD_ESM_TOK_MASK ? 0.0f : ppd_esm_embed_elem(er[c], dv);
+    }
+}
+
+extern "C" ppd_status ppd_cuda_esm_embed_forward(float *x, const uint8_t *tok,
+                                                 const int64_t *tok_off, const float *div, int B,
+                                                 const float *E, int d, int64_t N,
+                                                 cudaStream_t stream) {
+    if (N < 0 || d < 1 || B < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm embed: bad size N=%lld d=%d B=%d", (long long)N, d, B);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(embed_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)(x, tok, tok_off, div, B, E, d, N);
+    PPD_CUDA_CHECK_LAUNCH("embed_kernel");
+    return PPD_OK;
+}
+
+// ---- LayerNorm: one warp per row, statistics in double as on the CPU ---------------------------
+
+static __global__ void layernorm_kernel(float *out, const float *inp, const float *w,
+                                        const float *b, int64_t N, int d) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
+        const float *xr = inp + r * d;
+        float *yr = out + r * d;
+        double s = 0.0;
+        for (int c = threadIdx.x; c < d; c += PPD_WARP) s += xr[c];
+        double mean = warp_sum_double(s) / d, v = 0.0;
+        for (int c = threadIdx.x; c < d; c += PPD_WARP) {
+            double t = xr[c] - mean;
+            v += t * t;
+        }
+        v = warp_sum_double(v);
+        float meanf = (float)mean, var = (float)(v / d);
+        float rstd = 1.0f / sqrtf(var + PPD_ESM_LN_EPS);
+        for (int c = threadIdx.x; c < d; c += PPD_WARP)
+            yr[c] = ppd_esm_layernorm_elem(xr[c], meanf, rstd, w[c], b[c]);
+    }
+}
+
+extern "C" ppd_status ppd_cuda_esm_layernorm_forward(float *out, const float *inp, const float *w,
+                                                     const float *b, int64_t N, int d,
+                                                     cudaStream_t stream) {
+    if (N < 0 || d < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm layernorm: bad size N=%lld d=%d", (long long)N, d);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(layernorm_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)(out, inp, w, b, N, d);
+    PPD_CUDA_CHECK_LAUNCH("layernorm_kernel");
+    return PPD_OK;
+}
+
+// ---- q/k/v bias, query scale and RoPE: one warp per row, a lane per channel pair ----------------
+
+static __global__ void qkv_rope_kernel(float *qkv, const float *bqkv, const int64_t *tok_off, int B,
+                                       int d, int hd, float qscale, const float *cosv,
+                                       const float *sinv, int64_t N) {
+    int h2 = hd / 2, half = d / 2;
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
+        int p = (int)(r - tok_off[seq_of_row(tok_off, B, r)]);
+        float *q = qkv + r * 3 * d, *k = q + d, *v = q + 2 * d;
+        const float *c = cosv + (int64_t)p * h2, *s = sinv + (int64_t)p * h2;
+        for (int j = threadIdx.x; j < half; j += PPD_WARP) {
+            int i = j % h2, a = (j / h2) * hd + i, e = a + h2;
+            float q1 = ppd_esm_bias_scale_elem(q[a], bqkv[a], qscale);
+            float q2 = ppd_esm_bias_scale_elem(q[e], bqkv[e], qscale);
+            float k1 = ppd_esm_bias_scale_elem(k[a], bqkv[d + a], 1.0f);
+            float k2 = ppd_esm_bias_scale_elem(k[e], bqkv[d + e], 1.0f);
+            q[a] = ppd_esm_rope_lo(q1, q2, c[i], s[i]);
+            q[e] = ppd_esm_rope_hi(q1, q2, c[i], s[i]);
+            k[a] = ppd_esm_rope_lo(k1, k2, c[i], s[i]);
+            k[e] = ppd_esm_rope_hi(k1, k2, c[i], s[i]);
+        }
+        for (int j = threadIdx.x; j < d; j += PPD_WARP)
+            v[j] = ppd_esm_bias_scale_elem(v[j], bqkv[2 * d + j], 1.0f);
+    }
+}
+
+extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqkv,
+                                                    const int64_t *tok_off, int B, int d, int hd,
+                                                    float qscale, const float *cosv,
+                                                    const float *sinv, int64_t N,
+                                                    cudaStream_t stream) {
+    if (N < 0 || B < 1 || hd < 2 || hd % 2 || d % hd)
+        return ppd_fail(PPD_ERR_USAGE, "esm qkv_rope: bad size N=%lld B=%d d=%d hd=%d",
+                        (long long)N, B, d, hd);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(qkv_rope_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)(qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
+    PPD_CUDA_CHECK_LAUNCH("qkv_rope_kernel");
+    return PPD_OK;
+}
+
+// ---- attention: flash-style, one thread per query row --------------------------------------------
+// Block (b0 + blockIdx.z, head blockIdx.y, query rows blockIdx.x * QROWS ...): the block walks the
+// sequence's keys in tiles of KT rows staged in shared memory; each thread keeps its query, its
+// running max, sum and output accumulator in registers. Memory: O(T) per sequence, no scores.
+
+#define QROWS 64
+#define KT    PPD_CUDA_ESM_KEY_TILE
+
+template <int HD>
+static __global__ void __launch_bounds__(QROWS)
+    attention_kernel(float *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
+    __shared__ float Ks[KT][HD];
+    __shared__ float Vs[KT][HD];
+    int b = b0 + (int)blockIdx.z, h = blockIdx.y;
+    int64_t r0 = tok_off[b];
+    int T = (int)(tok_off[b + 1] - r0);
+    int q0 = blockIdx.x * QROWS;
+    if (q0 >= T) return; // the whole block: shorter sequences of the batch
+    int d = H * HD, ld = 3 * d;
+    int row = q0 + threadIdx.x;
+    bool active = row < T;
+    float q[HD], acc[HD];
+    const float *qp = qkv + (r0 + (active ? row : q0)) * ld + h * HD;
+#pragma unroll
+    for (int c = 0; c < HD; c++) {
+        q[c] = qp[c];
+        acc[c] = 0.0f;
+    }
+    float m = 0.0f, l = 0.0f;
+    bool first = true;
+    for (int k0 = 0; k0 < T; k0 += KT) {
+        int nk = T - k0 < KT ? T - k0 : KT;
+        __syncthreads(); // the previous tile is consumed
+        for (int idx = threadIdx.x; idx < nk * HD; idx += QROWS) {
+            int j = idx / HD, c = idx % HD;
+            const float *kp = qkv + (r0 + k0 + j) * ld + d + h * HD;
+            Ks[j][c] = kp[c];
+            Vs[j][c] = kp[d + c];
+        }
+        __syncthreads();
+        if (!active) continue;
+        float s[KT], tmax = -FLT_MAX;
+#pragma unroll
+        for (int j = 0; j < KT; j++) {
+            if (j < nk) {
+                float dot = 0.0f;
+#pragma unroll
+                for (int c = 0; c < HD; c++) dot += q[c] * Ks[j][c];
+                s[j] = dot;
+                tmax = dot > tmax ? dot : tmax;
+            }
+        }
+        float mnew = first || tmax > m ? tmax : m;
+        if (!first && mnew > m) {
+            float corr = ppd_esm_softmax_exp(m, mnew);
+            l *= corr;
+#pragma unroll
+            for (int c = 0; c < HD; c++) acc[c] *= corr;
+        }
+        m = mnew;
+        first = false;
+#pragma unroll
+        for (int j = 0; j < KT; j++) {
+            if (j < nk) {
+                float p = ppd_esm_softmax_exp(s[j], m);
+                l += p;
+#pragma unroll
+                for (int c = 0; c < HD; c++) acc[c] += p * Vs[j][c];
+            }
+        }
+    }
+    if (!active) return;
+    float inv = 1.0f / l;
+    float *o = out + (r0 + row) * d + h * HD;
+#pragma unroll
+    for (int c = 0; c < HD; c++) o[c] = acc[c] * inv;
+}
+
+template <int HD>
+static ppd_status launch_attention(float *out, const float *qkv, const int64_t *tok_off, int B,
+                                   int H, int T_max, cudaStream_t stream) {
+    unsigned qblocks = (unsigned)((T_max + QROWS - 1) / QROWS);
+    for (int b0 = 0; b0 < B; b0 += 65535) { // grid.z is at most 65535 sequences
+        unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
+        PPD_LAUNCH(attention_kernel<HD>, dim3(qblocks, (unsigned)H, nb), QROWS, 0,
+                   stream)(out, qkv, tok_off, H, b0);
+        PPD_CUDA_CHECK_LAUNCH("attention_kernel");
+    }
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv,
+                                                     const int64_t *tok_off, int B, int H, int hd,
+                                                     int T_max, cudaStream_t stream) {
+    if (B < 1 || H < 1 || T_max < 0)
+        return ppd_fail(PPD_ERR_USAGE, "esm attention: bad size B=%d H=%d T_max=%d", B, H, T_max);
+    if (T_max == 0) return PPD_OK;
+    switch (hd) {
+    case 4: return launch_attention<4>(out, qkv, tok_off, B, H, T_max, stream);
+    case 8: return launch_attention<8>(out, qkv, tok_off, B, H, T_max, stream);
+    case 16: return launch_attention<16>(out, qkv, tok_off, B, H, T_max, stream);
+    case 24: return launch_attention<24>(out, qkv, tok_off, B, H, T_max, stream);
+    case 32: return launch_attention<32>(out, qkv, tok_off, B, H, T_max, stream);
+    case 64: return launch_attention<64>(out, qkv, tok_off, B, H, T_max, stream);
+    case 128: return launch_attention<128>(out, qkv, tok_off, B, H, T_max, stream);
+    default:
+        return ppd_fail(PPD_ERR_USAGE,
+                        "esm attention: head dimension %d has no CUDA kernel (built for 4, 8, 16, "
+                        "24, 32, 64, 128; add it in lib/nn/cuda/esm_layers.cu)",
+                        hd);
+    }
+}
+
+// ---- bias + GELU and the residual update: flat grid-stride loops --------------------------------
+
+static __global__ void bias_gelu_kernel(float *h, const float *b, int64_t n, int F) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        h[i] = ppd_esm_gelu_elem(h[i] + b[i % F]);
+}
+
+extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
+                                                     cudaStream_t stream) {
+    if (N < 0 || F < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(bias_gelu_kernel, elem_blocks(N * F), PPD_ELEM_THREADS, 0, stream)(h, b, N * F, F);
+    PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");
+    return PPD_OK;
+}
+
+static __global__ void residual_kernel(float *x, const float *y, const float *b, int64_t n, int d) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        x[i] = ppd_esm_residual_elem(x[i], y[i], b[i % d]);
+}
+
+extern "C" ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b,
+                                                    int64_t N, int d, cudaStream_t stream) {
+    if (N < 0 || d < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm residual: bad size N=%lld d=%d", (long long)N, d);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(residual_kernel, elem_blocks(N * d), PPD_ELEM_THREADS, 0, stream)(x, y, b, N * d, d);
+    PPD_CUDA_CHECK_LAUNCH("residual_kernel");
+    return PPD_OK;
+}
+
+// ---- residue rows out of the packed token rows ----------------------------------------------------
+
+static __global__ void gather_residues_kernel(float *out, const float *x, const int64_t *tok_off,
+                                              const int64_t *out_off, int B, int d, int64_t R) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; i < R; i += stride) {
+        int b = seq_of_row(out_off, B, i);
+        const float *src = x + (tok_off[b] + 1 + (i - out_off[b])) * d; // skip <cls>
+        for (int c = threadIdx.x; c < d; c += PPD_WARP) out[i * d + c] = src[c];
+    }
+}
+
+extern "C" ppd_status ppd_cuda_esm_gather_residues(float *out, const float *x,
+                                                   const int64_t *tok_off, const int64_t *out_off,
+                                                   int B, int d, int64_t R, cudaStream_t stream) {
+    if (R < 0 || B < 1 || d < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm gather: bad size R=%lld B=%d d=%d", (long long)R, B, d);
+    if (R == 0) return PPD_OK;
+    PPD_LAUNCH(gather_residues_kernel, ppd_row_blocks(R), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)(out, x, tok_off, out_off, B, d, R);
+    PPD_CUDA_CHECK_LAUNCH("gather_residues_kernel");
+    return PPD_OK;
+}

@@ -1,0 +1,88 @@
+// GEMMs through cuBLAS (ppdock/esm_cuda.h): a handle bound to a stream, a precision and a planned
+// workspace, and the row-major out = inp W^T of the CPU's ppd_esm_matmul_forward.
+#include "ppdock/esm_cuda.h"
+
+#include "common.cuh"
+
+#include <cublas_v2.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ppd_cuda_blas {
+    cublasHandle_t handle;
+    ppd_cuda_precision precision;
+};
+
+static ppd_status blas_status(cublasStatus_t st, const char *what) {
+    return ppd_fail(st == CUBLAS_STATUS_ALLOC_FAILED ? PPD_ERR_NOMEM : PPD_ERR_CUDA,
+                    "%s: cuBLAS status %d (%s)", what, (int)st,
+                    st == CUBLAS_STATUS_NOT_INITIALIZED ? "not initialised: no usable GPU?"
+                    : st == CUBLAS_STATUS_ALLOC_FAILED  ? "out of device memory"
+                    : st == CUBLAS_STATUS_INVALID_VALUE ? "invalid value"
+                    : st == CUBLAS_STATUS_EXECUTION_FAILED ? "execution failed"
+                                                           : "see cublas_api.h");
+}
+
+#define PPD_CUBLAS_CHECK(call)                                                                     \
+    do {                                                                                           \
+        cublasStatus_t ppd_blas_st_ = (call);                                                      \
+        if (ppd_blas_st_ != CUBLAS_STATUS_SUCCESS) return blas_status(ppd_blas_st_, #call);        \
+    } while (0)
+
+extern "C" ppd_status ppd_cuda_precision_parse(const char *s, ppd_cuda_precision *p) {
+    if (!strcmp(s, "fp32")) *p = PPD_CUDA_FP32;
+    else if (!strcmp(s, "tf32")) *p = PPD_CUDA_TF32;
+    else return ppd_fail(PPD_ERR_USAGE, "precision '%s': expected fp32 or tf32", s);
+    return PPD_OK;
+}
+
+extern "C" const char *ppd_cuda_precision_name(ppd_cuda_precision p) {
+    return p == PPD_CUDA_TF32 ? "tf32" : "fp32";
+}
+
+extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t stream,
+                                           ppd_cuda_precision prec, void *workspace,
+                                           size_t ws_bytes) {
+    *out = NULL;
+    ppd_cuda_blas *b = (ppd_cuda_blas *)calloc(1, sizeof *b);
+    if (!b) return ppd_fail(PPD_ERR_NOMEM, "cuBLAS handle: out of host memory");
+    cublasStatus_t st = cublasCreate(&b->handle);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(b);
+        return blas_status(st, "cublasCreate");
+    }
+    b->precision = prec;
+    // FP32: pedantic, so that neither TF32 nor NVIDIA_TF32_OVERRIDE changes the parity runs.
+    cublasMath_t math = prec == PPD_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
+    if ((st = cublasSetStream(b->handle, stream)) != CUBLAS_STATUS_SUCCESS ||
+        (st = cublasSetMathMode(b->handle, math)) != CUBLAS_STATUS_SUCCESS ||
+        (workspace && ws_bytes &&
+         (st = cublasSetWorkspace(b->handle, workspace, ws_bytes)) != CUBLAS_STATUS_SUCCESS)) {
+        cublasDestroy(b->handle);
+        free(b);
+        return blas_status(st, "cuBLAS handle set-up");
+    }
+    *out = b;
+    return PPD_OK;
+}
+
+extern "C" void ppd_cuda_blas_destroy(ppd_cuda_blas *b) {
+    if (!b) return;
+    cublasDestroy(b->handle);
+    free(b);
+}
+
+extern "C" ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, const float *W,
+                                                  int64_t N, int K, int M, ppd_cuda_blas *b) {
+    // out: (N, M)   inp: (N, K)   W: (M, K)
+    if (N < 0 || K < 0 || M < 0 || N > 2147483647)
+        return ppd_fail(PPD_ERR_USAGE, "matmul: bad size N=%lld K=%d M=%d", (long long)N, K, M);
+    if (N == 0 || M == 0) return PPD_OK;
+    // Row-major out (N, M) is column-major out^T (M, N) = W (M, K) x inp^T (K, N): W is the
+    // column-major (K, M) matrix transposed, inp the column-major (K, N) one as it is.
+    const float one = 1.0f, zero = 0.0f;
+    PPD_CUBLAS_CHECK(cublasSgemm(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W, K,
+                                 inp, K, &zero, out, M));
+    return PPD_OK;
+}

@@ -1,0 +1,109 @@
+/* tests/gpu/esm_bench.c — the CUDA ESM engine's throughput and memory plan on a FASTA file, for
+ * scripts/gpu-check.sh (built with the GPU test as build/tests/esm-bench).
+ *
+ *   esm-bench SHAPE FASTA PRECISION BUDGET_GB [MAX_TOKENS [REPEAT]]
+ *   esm-bench 33,1280,20 bench/data/db5.5-chains.fasta bf16 20 0 2
+ *
+ * Random weights of SHAPE (L,d,H); every sequence of FASTA embedded (last layer) with the plan
+ * for a device budget of BUDGET_GB (MAX_TOKENS caps the token rows per batch, 0 = only the
+ * budget), REPEAT times (the first run warms up; the best run is reported). The sink only
+ * counts, so this times the engine: uploads, kernels, downloads. One line per run, then
+ *   ESM_BENCH shape=.. precision=.. budget_gb=.. batches=.. largest_batch_tokens=..
+ *     planned_mib=.. used_mib=.. tokens=.. residues=.. seconds=.. tokens_per_s=.. residues_per_s=..
+ * Exit status: 0, 2 usage, 3 no device or a failure (message on stderr).
+ */
+#include "ppdock/esm.h"
+#include "ppdock/esm_cuda.h"
+#include "ppdock/fasta.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    uint8_t **toks;
+    int *lens;
+    int n, cap;
+} seqs;
+
+static ppd_status on_seq(void *ctx, const char *name, const char *seq, size_t len, int line) {
+    seqs *s = ctx;
+    (void)name, (void)line;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->toks = realloc(s->toks, (size_t)s->cap * sizeof *s->toks);
+        s->lens = realloc(s->lens, (size_t)s->cap * sizeof *s->lens);
+        if (!s->toks || !s->lens) return ppd_fail(PPD_ERR_NOMEM, "esm-bench: out of memory");
+    }
+    uint8_t *t = malloc(len + 1);
+    if (!t) return ppd_fail(PPD_ERR_NOMEM, "esm-bench: out of memory");
+    PPD_TRY(ppd_esm_tokenize(seq, len, PPD_ESM_UNKNOWN_AS_X, t, NULL));
+    s->toks[s->n] = t;
+    s->lens[s->n++] = (int)len;
+    return PPD_OK;
+}
+
+static ppd_status count_sink(void *ctx, int seq, const float *emb, int n, int d) {
+    (void)seq, (void)emb, (void)d;
+    *(int64_t *)ctx += n;
+    return PPD_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: esm-bench SHAPE FASTA fp32|tf32|bf16 BUDGET_GB [MAX_TOKENS [REPEAT]]\n");
+        return 2;
+    }
+    int L, d, H, repeat = argc > 6 ? atoi(argv[6]) : 2;
+    ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
+    double budget_gb = atof(argv[4]);
+    if (ppd_esm_parse_shape(argv[1], &L, &d, &H) || ppd_cuda_precision_parse(argv[3], &co.precision) ||
+        budget_gb <= 0 || repeat < 1) {
+        fprintf(stderr, "esm-bench: %s\n", ppd_errmsg());
+        return 2;
+    }
+    seqs s = {0};
+    ppd_esm_model m;
+    ppd_esm_plan plan;
+    ppd_status st = ppd_fasta_read(argv[2], on_seq, &s);
+    if (!st) st = ppd_esm_random_init(&m, L, d, H, 0);
+    ppd_esm_plan_opts o = PPD_ESM_PLAN_OPTS_DEFAULT;
+    o.device = 1;
+    o.memory_budget = (size_t)(budget_gb * (double)(1ull << 30));
+    o.max_tokens = argc > 5 ? atoll(argv[5]) : 0;
+    if (!st) st = ppd_esm_plan_make(&plan, &m.cfg, s.lens, s.n, &o);
+    if (st) {
+        fprintf(stderr, "esm-bench: %s\n", ppd_errmsg());
+        return 3;
+    }
+    ppd_cuda_esm_report best = {0};
+    int64_t residues = 0;
+    for (int r = 0; r < repeat && !st; r++) {
+        ppd_cuda_esm_report rep;
+        residues = 0;
+        st = ppd_cuda_esm_run(&m, &plan, (const uint8_t *const *)s.toks, -1, count_sink, &residues,
+                              &co, &rep);
+        if (st) break;
+        printf("run %d: %.3f s, %.0f tokens/s\n", r + 1, rep.gpu_seconds,
+               (double)rep.tokens / rep.gpu_seconds);
+        if (r == 0 || rep.gpu_seconds < best.gpu_seconds) best = rep;
+    }
+    if (st) {
+        fprintf(stderr, "esm-bench: %s\n", ppd_errmsg());
+        return 3;
+    }
+    printf("ESM_BENCH device=\"%s\" shape=%s precision=%s budget_gb=%g max_tokens=%lld sequences=%d "
+           "batches=%d largest_batch_tokens=%lld planned_mib=%.1f used_mib=%.1f tokens=%lld "
+           "residues=%lld seconds=%.3f tokens_per_s=%.0f residues_per_s=%.0f\n",
+           best.device_name, argv[1], argv[3], budget_gb, (long long)o.max_tokens, s.n,
+           plan.n_batches, (long long)plan.max_batch_tokens,
+           (double)best.planned_bytes / (1 << 20), (double)best.arena_high / (1 << 20),
+           (long long)best.tokens, (long long)residues, best.gpu_seconds,
+           (double)best.tokens / best.gpu_seconds, (double)residues / best.gpu_seconds);
+    ppd_esm_plan_free(&plan);
+    ppd_esm_model_free(&m);
+    for (int i = 0; i < s.n; i++) free(s.toks[i]);
+    free(s.toks);
+    free(s.lens);
+    return 0;
+}
