@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The one script a GPU session runs on a lent machine: shows the GPU, builds everything with CUDA,
-# runs the CPU tests (`make test`) and every CUDA op against its CPU twin (`make test-gpu`).
+# runs the CPU tests (`make test`), every CUDA op against its CPU twin (`make test-gpu`), then the
+# GPU benchmarks: the ESM-2 650M shape (random weights) on the 492 DB5.5 chains in fp32, tf32 and
+# bf16 (tokens/s, the planner's largest batch for 20 and 70 GB, device memory planned and used,
+# the error against the CPU engine on the first chains), and esm-embed end to end in bf16.
 # Each step's output goes to the terminal and to "$OUT/<step>.log"; "$OUT/summary.txt" lists
-# each step's exit status and the tests' "N passed, N failed" lines.
+# each step's exit status, the tests' "N passed, N failed" lines and the benchmark lines; the
+# short table comes last. Sized for under 8 minutes on one H100.
 #
 #   OUT=/path/to/out scripts/gpu-check.sh        (default OUT: ./gpu-out)
 #
@@ -73,6 +77,43 @@ if [ "$no_gpu" -eq 1 ]; then
 fi
 if [ "$failed" -ne 0 ]; then
     say "gpu-check: FAILED (see $OUT/*.log)"
+    exit 1
+fi
+say "gpu-check: all tests passed; benchmarks next"
+
+# ---- benchmarks -------------------------------------------------------------------------------
+BUILD_DIR=${BUILD:-build}
+BIN_DIR=${BIN:-bin}
+FASTA=bench/data/db5.5-chains.fasta
+SHAPE=33,1280,20
+bench_failed=0
+esm_bench() { # name precision budget_gb compare
+    step "esm-$1" "$BUILD_DIR/tests/esm-bench" "$SHAPE" "$FASTA" "$2" "$3" 0 2 "$4" || bench_failed=1
+    grep -E '^ESM_(BENCH|ERROR) ' "$OUT/esm-$1.log" >>"$summary"
+}
+esm_bench fp32-20g fp32 20 4
+esm_bench tf32-20g tf32 20 4
+esm_bench bf16-20g bf16 20 4
+esm_bench bf16-70g bf16 70 0
+rm -rf "$OUT/esm-cache"
+step esm-embed-bf16 "$BIN_DIR/esm-embed" --random-init "$SHAPE" --fasta "$FASTA" -o "$OUT/esm-cache" \
+    --device cuda --precision bf16 --device-mem-gb 20 -j "$JOBS" --json || bench_failed=1
+grep -E '^\{' "$OUT/esm-embed-bf16.log" >>"$summary"
+rm -rf "$OUT/esm-cache"
+
+say ""
+say "== ESM-2 650M shape, 492 DB5.5 chains (132,414 residues), one GPU"
+say "precision budget  batches largest-batch  planned-MiB used-MiB  tokens/s   error(rel to max)"
+for f in "$OUT"/esm-*-*g.log; do
+    [ -e "$f" ] || continue
+    awk '/^ESM_BENCH /{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}}
+         /^ESM_ERROR /{for(i=2;i<=NF;i++){split($i,kv,"=");e[kv[1]]=kv[2]}}
+         END{printf "%-9s %-7s %-7s %-14s %-11s %-9s %-10s %s\n", v["precision"], v["budget_gb"]"G",
+             v["batches"], v["largest_batch_tokens"], v["planned_mib"], v["used_mib"],
+             v["tokens_per_s"], (e["rel_to_max"] == "" ? "-" : e["rel_to_max"])}' "$f" | tee -a "$summary"
+done
+if [ "$bench_failed" -ne 0 ]; then
+    say "gpu-check: a benchmark FAILED (see $OUT/*.log)"
     exit 1
 fi
 say "gpu-check: all steps passed"

@@ -61,7 +61,7 @@ static void usage(FILE *f) {
         "      --device D        auto | cpu | cuda (device.engine; auto: the GPU when there is "
         "one)\n"
         "      --gpu N           CUDA device ordinal (device.index)\n"
-        "      --precision P     fp32 | tf32: GPU projections (device.precision)\n"
+        "      --precision P     fp32 | tf32 | bf16: GPU projections (device.precision)\n"
         "      --device-mem-gb X device memory budget (device.budget_gb; 0: 95% of free)\n"
         "      --export DIR      also write each input's embedding as DIR/NAME.npy (float32;\n"
         "                        NAME: the FASTA name, or ID_r / ID_l for a graph cache)\n"
@@ -568,7 +568,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         ppd_device_info info;
         st = ppd_device_describe(co.device, &info);
         double gb = ppd_config_float(cfg, "device.budget_gb");
-        po.device = 1;
+        po.device = co.precision == PPD_CUDA_BF16 ? 2 : 1;
         po.memory_budget =
             gb > 0 ? (size_t)(gb * (double)(1ull << 30)) : (size_t)(0.95 * (double)info.free_bytes);
         if (!st) snprintf(S->device_name, sizeof S->device_name, "%s", info.name);

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ppdock/kernels/adam.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,6 +31,10 @@ typedef struct {
 /* p, g, m, v: (n); step >= 1 is the number of this step (t above). */
 void ppd_adam_step(float *p, const float *g, float *m, float *v, size_t n, const ppd_adam_config *c,
                    uint64_t step);
+
+/* The float32 constants of step `step` (ppdock/kernels/adam.h), as ppd_adam_step computes them;
+ * the CUDA twin takes them ready-made. */
+void ppd_adam_consts(const ppd_adam_config *c, uint64_t step, ppd_adam_consts_t *k);
 
 /* Global L2 norm over `count` tensors given by their offsets/sizes in g (PyTorch groups the
  * sum per tensor; the result differs from one flat sum only by rounding). Returns the norm

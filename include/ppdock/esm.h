@@ -204,8 +204,14 @@ typedef struct {
 size_t ppd_esm_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len, int threads);
 
 /* The same for the CUDA engine (ppdock/esm_cuda.h): activations and outputs only; its attention
- * keeps no score tiles (memory linear in T) and its RoPE tables live beside the weights. */
-size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len);
+ * keeps no score tiles (memory linear in T) and its RoPE tables live beside the weights. bf16:
+ * plus the bf16 copy of each GEMM input (2 bytes x tokens x max(d, F)). */
+size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len,
+                                      int bf16);
+
+/* Bytes of the bf16 copies of the projection weights (q/k/v, out, fc1, fc2) that the CUDA
+ * engine's bf16 mode keeps beside the fp32 parameters. */
+size_t ppd_esm_bf16_weight_bytes(const ppd_esm_config *c);
 
 /* Allocate (and touch) `bytes` (>= the largest ppd_esm_workspace_bytes of the batches to come).
  * threads >= 1. Sets OpenBLAS to one thread. PPD_ERR_NOMEM names the size. */
@@ -288,10 +294,11 @@ typedef struct {
     ppd_esm_long_policy long_policy;
     int long_limit; /* residues (1022: the ESM-2 training crop) */
     int overlap;    /* WINDOW overlap O */
-    /* 1: plan for the CUDA engine. memory_budget is then device memory, batches are sized by
-     * ppd_esm_device_workspace_bytes, and the fixed part is the device weights, the cuBLAS
-     * workspace (PPD_ESM_DEVICE_BLAS_BYTES) and the RoPE tables
-     * (ppd_esm_device_table_bytes); host memory is not planned. */
+    /* 1: plan for the CUDA engine; 2: the CUDA engine with bf16 GEMMs. memory_budget is then
+     * device memory, batches are sized by ppd_esm_device_workspace_bytes, and the fixed part is
+     * the device weights (with bf16, ppd_esm_bf16_weight_bytes more), the cuBLAS workspace
+     * (PPD_ESM_DEVICE_BLAS_BYTES) and the RoPE tables (ppd_esm_device_table_bytes); host memory
+     * is not planned. */
     int device;
 } ppd_esm_plan_opts;
 
@@ -328,7 +335,7 @@ typedef struct {
 typedef struct {
     ppd_esm_config cfg;
     int threads;
-    int device; /* planned for the CUDA engine (opts.device) */
+    int device; /* planned for the CUDA engine: opts.device (1, or 2 with bf16 GEMMs) */
     int n_seqs;
     ppd_esm_item *items; /* in execution order */
     int n_items;

@@ -26,7 +26,11 @@
  * Precision: PPD_CUDA_FP32 is the parity mode (TF32 off: cuBLAS's default math, and the
  * NVIDIA_TF32_OVERRIDE environment variable is not honoured because CUBLAS_PEDANTIC_MATH is set).
  * PPD_CUDA_TF32 lets cuBLAS use TF32 tensor cores for the projections (10-bit mantissa inputs,
- * fp32 accumulation); everything else stays fp32.
+ * fp32 accumulation); everything else stays fp32. PPD_CUDA_BF16 runs the projections on bf16
+ * tensor cores: bf16 copies of the projection weights (made once on the device, round to
+ * nearest even) and of each GEMM's input (ppd_cuda_cast_bf16), fp32 accumulation and fp32
+ * outputs; the residual stream, LayerNorm, attention and GELU stay fp32. Plan with
+ * opts.device = 2 for it (the bf16 copies are counted).
  *
  * Errors: PPD_ERR_CUDA with the CUDA or cuBLAS error and the op ("no CUDA device" when there is
  * none), PPD_ERR_NOMEM when the plan does not fit the device's free memory (the message gives
@@ -40,6 +44,7 @@
 
 #include "ppdock/device.h"
 #include "ppdock/esm.h"
+#include "ppdock/nn_cuda.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,29 +52,13 @@ extern "C" {
 
 #define PPD_CUDA_ESM_KEY_TILE 32
 
-typedef enum { PPD_CUDA_FP32 = 0, PPD_CUDA_TF32 } ppd_cuda_precision;
-
-/* "fp32" / "tf32" to the enum; PPD_ERR_USAGE otherwise. */
-ppd_status ppd_cuda_precision_parse(const char *s, ppd_cuda_precision *p);
-const char *ppd_cuda_precision_name(ppd_cuda_precision p);
-
-/* ---- GEMM through cuBLAS -------------------------------------------------------------------- */
-
-/* A cuBLAS handle bound to a stream and a precision, its workspace given from the caller's
- * device memory (so that it is planned, not allocated behind the arena's back). */
-typedef struct ppd_cuda_blas ppd_cuda_blas;
-
-/* workspace: device memory of ws_bytes (PPD_CUDA_BLAS_WORKSPACE recommended), or NULL/0 to let
- * cuBLAS use its own. */
-#define PPD_CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
-ppd_status ppd_cuda_blas_create(ppd_cuda_blas **b, cudaStream_t stream, ppd_cuda_precision prec,
-                                void *workspace, size_t ws_bytes);
-void ppd_cuda_blas_destroy(ppd_cuda_blas *b);
-
 /* out: (N, M)   inp: (N, K)   W: (M, K), all row-major: out = inp W^T. The twin of
  * ppd_esm_matmul_forward (lib/esm), with the handle in place of the thread count. */
 ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, const float *W, int64_t N,
                                        int K, int M, ppd_cuda_blas *b);
+/* The same with bf16 inputs (uint16_t bit patterns), fp32 accumulation and fp32 out. */
+ppd_status ppd_cuda_esm_matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *W,
+                                            int64_t N, int K, int M, ppd_cuda_blas *b);
 
 /* ---- the layers: twins of lib/esm/esm_internal.h -----------------------------------------------
  * Same names with ppd_cuda_, same arguments in the same order; device pointers. Where the CPU
@@ -94,8 +83,8 @@ ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv, const in
 ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
                                           cudaStream_t stream);
 /* x, y: (N, d)   b: (d); x = x + (y + b) */
-ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b, int64_t N,
-                                         int d, cudaStream_t stream);
+ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,
+                                         cudaStream_t stream);
 
 /* out: (R, d)   x: (N, d)   out_off: (B + 1). The residue rows of each sequence (its <cls> and
  * <eos> rows dropped), packed: what the CPU's forward copies out per sequence. */
@@ -113,11 +102,11 @@ typedef struct {
 #define PPD_CUDA_ESM_OPTS_DEFAULT ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0})
 
 typedef struct {
-    size_t planned_bytes;   /* what the plan predicted: the arena's capacity */
-    size_t arena_high;      /* the arena's high-water mark */
-    size_t pinned_bytes;    /* pinned host staging */
-    int64_t tokens;         /* token rows computed */
-    double gpu_seconds;     /* wall time of the batch loop, synchronised */
+    size_t planned_bytes; /* what the plan predicted: the arena's capacity */
+    size_t arena_high;    /* the arena's high-water mark */
+    size_t pinned_bytes;  /* pinned host staging */
+    int64_t tokens;       /* token rows computed */
+    double gpu_seconds;   /* wall time of the batch loop, synchronised */
     char device_name[256];
 } ppd_cuda_esm_report;
 

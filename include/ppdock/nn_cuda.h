@@ -25,6 +25,62 @@
 extern "C" {
 #endif
 
+/* ---- GEMMs through cuBLAS and the GEMM precision ------------------------------------------- */
+
+typedef enum { PPD_CUDA_FP32 = 0, PPD_CUDA_TF32, PPD_CUDA_BF16 } ppd_cuda_precision;
+
+/* "fp32" / "tf32" / "bf16" to the enum; PPD_ERR_USAGE otherwise. */
+ppd_status ppd_cuda_precision_parse(const char *s, ppd_cuda_precision *p);
+const char *ppd_cuda_precision_name(ppd_cuda_precision p);
+
+/* ---- GEMM through cuBLAS -------------------------------------------------------------------- */
+
+/* A cuBLAS handle bound to a stream and a precision, its workspace given from the caller's
+ * device memory (so that it is planned, not allocated behind the arena's back). */
+typedef struct ppd_cuda_blas ppd_cuda_blas;
+
+/* workspace: device memory of ws_bytes (PPD_CUDA_BLAS_WORKSPACE recommended), or NULL/0 to let
+ * cuBLAS use its own. */
+#define PPD_CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
+ppd_status ppd_cuda_blas_create(ppd_cuda_blas **b, cudaStream_t stream, ppd_cuda_precision prec,
+                                void *workspace, size_t ws_bytes);
+void ppd_cuda_blas_destroy(ppd_cuda_blas *b);
+
+/* dst[i] = bf16(src[i]), round to nearest even (ppd_f32_to_bf16 of ppdock/half.h), n values. */
+ppd_status ppd_cuda_cast_bf16(uint16_t *dst, const float *src, int64_t n, cudaStream_t stream);
+
+/* ---- linear layers, ReLU, dropout (ppdock/nn.h) --------------------------------------------
+ * Same shapes as the CPU ops, a cuBLAS handle (its stream) for the GEMM ones. The element ops
+ * run ppdock/kernels/linear_ops.h's bodies (bit-identical to the CPU, dropout masks included);
+ * the GEMMs sum in cuBLAS's order. db (the bias gradient) is a column sum without atomics, in a
+ * fixed order: runs repeat bit for bit. */
+ppd_status ppd_cuda_linear_forward(float *out, const float *in, const float *W, const float *b,
+                                   int64_t N, int K, int M, ppd_cuda_blas *blas);
+ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db, const float *dout,
+                                    const float *in, const float *W, int64_t N, int K, int M,
+                                    ppd_cuda_blas *blas);
+ppd_status ppd_cuda_relu_forward(float *x, int64_t n, cudaStream_t stream);
+ppd_status ppd_cuda_bias_relu_forward(float *x, const float *b, int64_t N, int M,
+                                      cudaStream_t stream);
+ppd_status ppd_cuda_relu_backward(float *d, const float *y, int64_t n, cudaStream_t stream);
+ppd_status ppd_cuda_dropout_forward(float *y, int64_t rows, int cols, int64_t row0, uint64_t seed,
+                                    uint32_t site, float p, cudaStream_t stream);
+ppd_status ppd_cuda_dropout_relu_backward(float *dy, const float *y, int64_t n, float p,
+                                          cudaStream_t stream);
+
+/* The stream a cuBLAS handle runs on (for element ops that must follow its GEMMs). */
+cudaStream_t ppd_cuda_blas_stream(const ppd_cuda_blas *b);
+
+/* ---- scatter-add (ppdock/scatter.h) ------------------------------------------------------------
+ * acc: (T, dim)   src: (n, dim); order (E), seg (T + 1): ppd_scatter_plan of the edge list's
+ * targets, uploaded. Adds edges e0 .. e0 + n - 1 into their targets in increasing edge order:
+ * bit-identical to ppd_scatter_add_rows. */
+ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t *order,
+                                     const int64_t *seg, int64_t e0, int64_t n, int64_t T, int dim,
+                                     cudaStream_t stream);
+
+/* ---- element ops ---------------------------------------------------------------------------- */
+
 /* out: (E, G)   dist: (E)   offsets: (G). See ppd_gaussian_smearing_forward. */
 ppd_status ppd_cuda_gaussian_smearing_forward(float *out, const float *dist, const float *offsets,
                                               float gamma, int64_t E, int G, cudaStream_t stream);

@@ -15,6 +15,7 @@
 #include "ppdock/diffusion.h"
 #include "ppdock/kernels/so3.h"
 #include "ppdock/nn.h"
+#include "ppdock/scatter.h"
 #include "ppdock/score_model.h"
 #include "ppdock/so3.h"
 #include "ppdock/tp.h"
@@ -223,11 +224,7 @@ static void conv_forward(ppd_score_model *m, pass_state *s, const conv_job *j) {
             const conv_dir *cd = &j->dir[d];
             ppd_tp_forward(tp, s->msg, cd->hsend, cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt,
                            j->fc[1].b, n);
-            for (int64_t i = 0; i < n; i++) {
-                float *o = cd->acc + cd->recv[e0 + i] * dout;
-                const float *mm = s->msg + i * dout;
-                for (int k = 0; k < dout; k++) o[k] += mm[k];
-            }
+            ppd_scatter_add_rows(cd->acc, s->msg, cd->recv, e0, n, dout);
         }
     }
 }
@@ -248,11 +245,7 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
             }
             ppd_tp_backward(tp, s->dX, d == 0 ? s->dWt : s->dWt2, j->gfc[1].b, s->dmsg, cd->hsend,
                             cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt, j->fc[1].b, n);
-            for (int64_t i = 0; i < n; i++) {
-                float *g = cd->dhsend + cd->send[e0 + i] * din;
-                const float *x = s->dX + i * din;
-                for (int k = 0; k < din; k++) g[k] += x[k];
-            }
+            ppd_scatter_add_rows(cd->dhsend, s->dX, cd->send, e0, n, din);
         }
         if (j->ndir == 2)
             for (int64_t i = 0; i < n * W; i++) s->dWt[i] += s->dWt2[i];

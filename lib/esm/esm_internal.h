@@ -24,6 +24,7 @@ ppd_status ppd_esm_model_alloc(ppd_esm_model *m, const ppd_esm_config *c);
 /* One batch's buffers inside a workspace (host or device memory). */
 typedef struct {
     float *x, *u, *big, *out, *scores, *cosv, *sinv, *div;
+    uint16_t *in16; /* CUDA bf16 mode: the bf16 copy of a GEMM's input (N x max(d, F)) */
     uint8_t *tok;
     int64_t *tok_off, *out_off;
     int64_t tile_floats;
@@ -32,9 +33,9 @@ typedef struct {
 /* Lay out a batch (N token rows, R residue rows, B sequences, longest T token rows) from `base`
  * (NULL: only count), each piece 64-byte aligned. Returns the bytes used. threads = 0 is the
  * CUDA engine's layout: no score tiles (its attention keeps none) and no RoPE tables (they are
- * built once, beside the weights). */
+ * built once, beside the weights); with bf16, the bf16 GEMM-input buffer. */
 size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, int64_t T,
-                     int threads, unsigned char *base, ppd_esm_layout *lay);
+                     int threads, int bf16, unsigned char *base, ppd_esm_layout *lay);
 
 /* Validate a batch (B >= 1, n >= 0, residue tokens only) and count its token rows N, residue
  * rows R and longest sequence. */

@@ -152,7 +152,7 @@ static size_t align64(size_t n) {
 }
 
 size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, int64_t T,
-                     int threads, unsigned char *base, ppd_esm_layout *lay) {
+                     int threads, int bf16, unsigned char *base, ppd_esm_layout *lay) {
     size_t d = (size_t)c->d, wide = (size_t)(3 * c->d > c->ffn ? 3 * c->d : c->ffn);
     size_t off = 0;
 #define CARVE(field, type, count)                                                                  \
@@ -173,6 +173,7 @@ size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, i
     CARVE(tok, uint8_t, N);
     CARVE(tok_off, int64_t, B + 1);
     CARVE(out_off, int64_t, B + 1);
+    if (!threads && bf16) CARVE(in16, uint16_t, (size_t)N * (3 * c->d > c->ffn ? c->d : c->ffn));
 #undef CARVE
     if (base) lay->tile_floats = T * T;
     return off;
@@ -181,13 +182,15 @@ size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, i
 size_t ppd_esm_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len, int threads) {
     if (tokens < 2) tokens = 2;
     int64_t T = (int64_t)max_len + 2;
-    return ppd_esm_carve(c, tokens, tokens - 2, tokens / 2, T, threads < 1 ? 1 : threads, NULL,
+    return ppd_esm_carve(c, tokens, tokens - 2, tokens / 2, T, threads < 1 ? 1 : threads, 0, NULL,
                          NULL);
 }
 
-size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len) {
+size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len,
+                                      int bf16) {
     if (tokens < 2) tokens = 2;
-    return ppd_esm_carve(c, tokens, tokens - 2, tokens / 2, (int64_t)max_len + 2, 0, NULL, NULL);
+    return ppd_esm_carve(c, tokens, tokens - 2, tokens / 2, (int64_t)max_len + 2, 0, bf16, NULL,
+                         NULL);
 }
 
 ppd_status ppd_esm_workspace_init(ppd_esm_workspace *ws, const ppd_esm_config *c, size_t bytes,
@@ -285,14 +288,14 @@ ppd_status ppd_esm_forward(const ppd_esm_model *m, ppd_esm_workspace *ws, const 
     int maxn;
     PPD_TRY(ppd_esm_batch_check(seqs, B, &N, &R, &maxn));
     int threads = ws->threads;
-    size_t need = ppd_esm_carve(c, N, R, B, maxn + 2, threads, NULL, NULL);
+    size_t need = ppd_esm_carve(c, N, R, B, maxn + 2, threads, 0, NULL, NULL);
     if (need > ws->bytes)
         return ppd_fail(PPD_ERR_NOMEM,
                         "ESM batch of %d sequences (%lld token rows, longest %d residues) needs a "
                         "%zu-byte workspace; this one has %zu bytes",
                         B, (long long)N, maxn, need, ws->bytes);
     ppd_esm_layout w;
-    ppd_esm_carve(c, N, R, B, maxn + 2, threads, ws->mem, &w);
+    ppd_esm_carve(c, N, R, B, maxn + 2, threads, 0, ws->mem, &w);
 
     ppd_esm_pack(seqs, B, w.tok, w.tok_off, w.out_off, w.div);
 

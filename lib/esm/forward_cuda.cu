@@ -15,11 +15,14 @@ namespace {
 
 struct device_engine {
     const ppd_esm_config *c;
-    ppd_esm_params p; // device pointers, the host model's layout
+    ppd_esm_params p;   // device pointers, the host model's layout
     float *cosv, *sinv; // [L, T_cap, hd/2] each
     int T_cap;
     cudaStream_t stream;
     ppd_cuda_blas *blas;
+    // bf16 mode: the projection weights' bf16 copies, stacked over layers like the fp32 ones
+    int bf16;
+    uint16_t *wqkv16, *wo16, *w116, *w216;
 };
 
 double now_s() {
@@ -31,15 +34,24 @@ double now_s() {
 // The host model's parameter pointers, rebased from its buffer onto `dev`.
 ppd_esm_params rebase(const ppd_esm_model *m, float *dev) {
     ppd_esm_params p = m->p;
-    float **fields[] = {&p.embed, &p.ln1_w, &p.ln1_b, &p.wqkv, &p.bqkv, &p.wo,    &p.bo,
-                        &p.ln2_w, &p.ln2_b, &p.w1,    &p.b1,   &p.w2,   &p.b2,    &p.lnf_w,
-                        &p.lnf_b, &p.inv_freq};
+    float **fields[] = {&p.embed, &p.ln1_w, &p.ln1_b, &p.wqkv,    &p.bqkv, &p.wo,
+                        &p.bo,    &p.ln2_w, &p.ln2_b, &p.w1,      &p.b1,   &p.w2,
+                        &p.b2,    &p.lnf_w, &p.lnf_b, &p.inv_freq};
     for (float **f : fields) *f = dev + (*f - m->mem);
     return p;
 }
 
-ppd_status layer_forward(const device_engine *e, int l, const ppd_esm_layout *w, int B,
-                         int64_t N, int T_max) {
+// out (N, M) = inp (N, K) W^T: fp32 (or TF32) cuBLAS, or in bf16 mode through the bf16 copies
+// of the input (into w->in16) and of the weights.
+ppd_status project(const device_engine *e, const ppd_esm_layout *w, float *out, const float *inp,
+                   const float *W, const uint16_t *W16, int64_t N, int K, int M) {
+    if (!e->bf16) return ppd_cuda_esm_matmul_forward(out, inp, W, N, K, M, e->blas);
+    PPD_TRY(ppd_cuda_cast_bf16(w->in16, inp, N * K, e->stream));
+    return ppd_cuda_esm_matmul_bf16_forward(out, w->in16, W16, N, K, M, e->blas);
+}
+
+ppd_status layer_forward(const device_engine *e, int l, const ppd_esm_layout *w, int B, int64_t N,
+                         int T_max) {
     const ppd_esm_config *c = e->c;
     const ppd_esm_params *p = &e->p;
     int d = c->d, F = c->ffn, hd = c->head_dim;
@@ -49,23 +61,23 @@ ppd_status layer_forward(const device_engine *e, int l, const ppd_esm_layout *w,
     const float *cosv = e->cosv + li * (size_t)e->T_cap * h2;
     const float *sinv = e->sinv + li * (size_t)e->T_cap * h2;
 
-    PPD_TRY(ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln1_w + li * D, p->ln1_b + li * D, N,
-                                           d, s));
-    PPD_TRY(ppd_cuda_esm_matmul_forward(w->big, w->u, p->wqkv + li * 3 * D * D, N, d, 3 * d,
-                                        e->blas));
+    PPD_TRY(
+        ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln1_w + li * D, p->ln1_b + li * D, N, d, s));
+    PPD_TRY(project(e, w, w->big, w->u, p->wqkv + li * 3 * D * D, e->wqkv16 + li * 3 * D * D, N, d,
+                    3 * d));
     PPD_TRY(ppd_cuda_esm_qkv_rope_forward(w->big, p->bqkv + li * 3 * D, w->tok_off, B, d, hd,
                                           qscale, cosv, sinv, N, s));
     PPD_TRY(ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max, s));
-    PPD_TRY(ppd_cuda_esm_matmul_forward(w->big, w->u, p->wo + li * D * D, N, d, d, e->blas));
+    PPD_TRY(project(e, w, w->big, w->u, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
     PPD_TRY(ppd_cuda_esm_residual_forward(w->x, w->big, p->bo + li * D, N, d, s));
 
-    PPD_TRY(ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln2_w + li * D, p->ln2_b + li * D, N,
-                                           d, s));
-    PPD_TRY(ppd_cuda_esm_matmul_forward(w->big, w->u, p->w1 + li * (size_t)F * D, N, d, F,
-                                        e->blas));
+    PPD_TRY(
+        ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln2_w + li * D, p->ln2_b + li * D, N, d, s));
+    PPD_TRY(project(e, w, w->big, w->u, p->w1 + li * (size_t)F * D, e->w116 + li * (size_t)F * D, N,
+                    d, F));
     PPD_TRY(ppd_cuda_esm_bias_gelu_forward(w->big, p->b1 + li * (size_t)F, N, F, s));
-    PPD_TRY(ppd_cuda_esm_matmul_forward(w->u, w->big, p->w2 + li * D * (size_t)F, N, F, d,
-                                        e->blas));
+    PPD_TRY(project(e, w, w->u, w->big, p->w2 + li * D * (size_t)F, e->w216 + li * D * (size_t)F, N,
+                    F, d));
     return ppd_cuda_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, s);
 }
 
@@ -94,7 +106,7 @@ size_t staging_carve(int64_t N, int64_t R, int B, int d, unsigned char *base, st
     CARVE(tok_off, int64_t, B + 1);
     CARVE(out_off, int64_t, B + 1);
     CARVE(div, float, B);
-    CARVE(out, float, (size_t)R * (size_t)d);
+    CARVE(out, float, (size_t)R *(size_t)d);
 #undef CARVE
     return off;
 }
@@ -108,9 +120,15 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     const ppd_esm_config *c = &m->cfg;
     if (memcmp(c, &plan->cfg, sizeof *c) != 0)
         return ppd_fail(PPD_ERR_USAGE, "ESM run: the plan was made for another model shape");
-    if (!plan->device)
-        return ppd_fail(PPD_ERR_USAGE, "ESM CUDA run: the plan was made for the CPU engine (plan "
-                                       "with opts.device = 1)");
+    int bf16 = o->precision == PPD_CUDA_BF16;
+    if (plan->device != (bf16 ? 2 : 1))
+        return ppd_fail(PPD_ERR_USAGE,
+                        "ESM CUDA run: the plan was made for %s; %s precision needs a plan made "
+                        "with opts.device = %d",
+                        plan->device == 0   ? "the CPU engine"
+                        : plan->device == 2 ? "bf16 GEMMs"
+                                            : "fp32/tf32 GEMMs",
+                        ppd_cuda_precision_name(o->precision), bf16 ? 2 : 1);
     int lay;
     PPD_TRY(ppd_esm_resolve_layer(c, layer, &lay));
     ppd_cuda_esm_report rep;
@@ -135,7 +153,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     // Everything on the device in one arena: weights, tables, cuBLAS workspace, the largest batch.
     // Each piece is one aligned arena allocation; the plan counts the bytes, the arena adds at
     // most PPD_DEVICE_ALIGN per piece.
-    enum { PIECES = 5 };
+    enum { PIECES = 6 };
     size_t capacity = plan->peak_bytes + PIECES * PPD_DEVICE_ALIGN;
     rep.planned_bytes = capacity;
     ppd_device_arena arena;
@@ -145,6 +163,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     memset(&e, 0, sizeof e);
     e.c = c;
     e.T_cap = plan->max_len + 2;
+    e.bf16 = bf16;
     staging st;
     memset(&st, 0, sizeof st);
     size_t h2 = (size_t)c->head_dim / 2, table = (size_t)c->n_layers * (size_t)e.T_cap * h2;
@@ -158,6 +177,8 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         if (!s) s = (expr);                                                                        \
     } while (0)
     STEP(ppd_device_arena_alloc_st(&arena, m->n_params * sizeof(float), (void **)&dmem));
+    if (bf16)
+        STEP(ppd_device_arena_alloc_st(&arena, ppd_esm_bf16_weight_bytes(c), (void **)&e.wqkv16));
     STEP(ppd_device_arena_alloc_st(&arena, table * sizeof(float), (void **)&e.cosv));
     STEP(ppd_device_arena_alloc_st(&arena, table * sizeof(float), (void **)&e.sinv));
     STEP(ppd_device_arena_alloc_st(&arena, PPD_ESM_DEVICE_BLAS_BYTES, &blas_ws));
@@ -171,7 +192,20 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
 
     // weights: one copy of the host buffer; tables: the CPU's own cosf/sinf values
     STEP(ppd_device_upload(dmem, m->mem, m->n_params * sizeof(float)));
+    // a pageable upload may still be in flight when cudaMemcpy returns, and e.stream does not
+    // wait for the legacy stream: finish it before the stream reads the weights
+    STEP(ppd_device_synchronize());
     e.p = rebase(m, dmem);
+    if (bf16 && !s) { // the projection weights' bf16 copies, made once on the device
+        size_t L = (size_t)c->n_layers, D = (size_t)c->d, F = (size_t)c->ffn;
+        e.wo16 = e.wqkv16 + L * 3 * D * D;
+        e.w116 = e.wo16 + L * D * D;
+        e.w216 = e.w116 + L * F * D;
+        STEP(ppd_cuda_cast_bf16(e.wqkv16, e.p.wqkv, (int64_t)(L * 3 * D * D), e.stream));
+        STEP(ppd_cuda_cast_bf16(e.wo16, e.p.wo, (int64_t)(L * D * D), e.stream));
+        STEP(ppd_cuda_cast_bf16(e.w116, e.p.w1, (int64_t)(L * F * D), e.stream));
+        STEP(ppd_cuda_cast_bf16(e.w216, e.p.w2, (int64_t)(L * D * F), e.stream));
+    }
     host_tables = (float *)malloc(2 * table * sizeof(float));
     if (!host_tables) {
         s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the RoPE tables");
@@ -183,6 +217,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
                            m->p.inv_freq + (size_t)l * h2, e.T_cap, c->head_dim);
     STEP(ppd_device_upload(e.cosv, host_tables, table * sizeof(float)));
     STEP(ppd_device_upload(e.sinv, host_tables + table, table * sizeof(float)));
+    STEP(ppd_device_synchronize());
 
     st.bytes = staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL);
     rep.pinned_bytes = st.bytes;
@@ -196,9 +231,9 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     if (s) goto done;
     staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, st.mem, &st);
     seqs = (ppd_esm_seq *)malloc((size_t)maxb * sizeof *seqs);
-    acc = plan->max_windowed ? (float *)malloc((size_t)plan->max_windowed * (size_t)c->d *
-                                               sizeof(float))
-                             : NULL;
+    acc = plan->max_windowed
+              ? (float *)malloc((size_t)plan->max_windowed * (size_t)c->d * sizeof(float))
+              : NULL;
     if (!seqs || (plan->max_windowed && !acc)) {
         s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the batch list");
         goto done;
@@ -219,13 +254,15 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
             STEP(ppd_esm_batch_check(seqs, B, &N, &R, &maxn));
             if (s) break;
             ppd_esm_layout w;
-            size_t need = ppd_esm_carve(c, N, R, B, maxn + 2, 0, NULL, NULL);
+            size_t need = ppd_esm_carve(c, N, R, B, maxn + 2, 0, bf16, NULL, NULL);
             if (need > plan->workspace_bytes) {
-                s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: batch %d needs %zu workspace bytes, "
-                                            "the plan has %zu", bi, need, plan->workspace_bytes);
+                s = ppd_fail(PPD_ERR_NOMEM,
+                             "ESM CUDA run: batch %d needs %zu workspace bytes, "
+                             "the plan has %zu",
+                             bi, need, plan->workspace_bytes);
                 break;
             }
-            ppd_esm_carve(c, N, R, B, maxn + 2, 0, (unsigned char *)ws, &w);
+            ppd_esm_carve(c, N, R, B, maxn + 2, 0, bf16, (unsigned char *)ws, &w);
             ppd_esm_pack(seqs, B, st.tok, st.tok_off, st.out_off, st.div);
             cudaStream_t sm = e.stream;
             // the four uploads come from pinned memory, in stream order before the kernels

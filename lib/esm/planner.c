@@ -22,6 +22,11 @@ void ppd_esm_plan_free(ppd_esm_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
+size_t ppd_esm_bf16_weight_bytes(const ppd_esm_config *c) {
+    size_t d = (size_t)c->d, F = (size_t)c->ffn;
+    return (size_t)c->n_layers * (3 * d * d + d * d + F * d + d * F) * sizeof(uint16_t);
+}
+
 size_t ppd_esm_device_table_bytes(const ppd_esm_config *c, int max_len) {
     return 2 * (size_t)c->n_layers * ((size_t)max_len + 2) * (size_t)(c->head_dim / 2) *
            sizeof(float);
@@ -31,7 +36,7 @@ size_t ppd_esm_device_table_bytes(const ppd_esm_config *c, int max_len) {
  * with the longest item (items come sorted by length, so the batch's is the plan's so far). */
 static size_t batch_bytes(const ppd_esm_config *c, const ppd_esm_plan_opts *o, int64_t tokens,
                           int max_len) {
-    return o->device ? ppd_esm_device_workspace_bytes(c, tokens, max_len) +
+    return o->device ? ppd_esm_device_workspace_bytes(c, tokens, max_len, o->device == 2) +
                            ppd_esm_device_table_bytes(c, max_len)
                      : ppd_esm_workspace_bytes(c, tokens, max_len, o->threads);
 }
@@ -40,17 +45,19 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
                              const ppd_esm_plan_opts *o) {
     memset(plan, 0, sizeof *plan);
     PPD_TRY(ppd_esm_config_check(c));
-    if (n < 0 || o->threads < 1 || o->long_limit < 1 || o->max_tokens < 0 || o->max_seqs < 0)
+    if (n < 0 || o->threads < 1 || o->long_limit < 1 || o->max_tokens < 0 || o->max_seqs < 0 ||
+        o->device < 0 || o->device > 2)
         return ppd_fail(PPD_ERR_USAGE,
                         "ESM plan: bad options (n=%d threads=%d long_limit=%d max_tokens=%lld "
-                        "max_seqs=%d)",
-                        n, o->threads, o->long_limit, (long long)o->max_tokens, o->max_seqs);
+                        "max_seqs=%d device=%d)",
+                        n, o->threads, o->long_limit, (long long)o->max_tokens, o->max_seqs,
+                        o->device);
     if (o->long_policy == PPD_ESM_LONG_WINDOW && (o->overlap < 0 || o->overlap >= o->long_limit))
         return ppd_fail(PPD_ERR_USAGE, "ESM plan: window overlap %d must be in 0..%d (window %d)",
                         o->overlap, o->long_limit - 1, o->long_limit);
     plan->cfg = *c;
     plan->threads = o->threads;
-    plan->device = o->device != 0;
+    plan->device = o->device;
     plan->n_seqs = n;
 
     /* items: one per sequence, or one per window */
@@ -119,7 +126,8 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
 
     /* fixed memory, then greedy batches (sorted by length, so each batch's longest is its last) */
     int T_threads = o->threads;
-    plan->weight_bytes = ppd_esm_param_count(c) * sizeof(float);
+    plan->weight_bytes = ppd_esm_param_count(c) * sizeof(float) +
+                         (o->device == 2 ? ppd_esm_bf16_weight_bytes(c) : 0);
     /* the CUDA engine blends windows in host memory: not part of a device budget */
     plan->window_bytes = o->device ? 0 : (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
     plan->base_bytes = o->device ? PPD_ESM_DEVICE_BLAS_BYTES

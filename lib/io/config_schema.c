@@ -86,9 +86,10 @@ static const ppd_config_setting table[] = {
       "cuda = the GPU (a build with CUDA), cpu = OpenBLAS and OpenMP, auto = cuda when this "
       "build has CUDA and a GPU is visible (the --device option)"),
     I("device.index", "0", 0, 1024, 0, "CUDA device ordinal (after CUDA_VISIBLE_DEVICES)"),
-    E("device.precision", "fp32", "fp32|tf32", 0,
-      "GPU GEMMs: fp32 (parity with the CPU and PyTorch) or tf32 tensor cores (10-bit mantissa "
-      "inputs, fp32 sums; error measured in docs/esm-embed.md)"),
+    E("device.precision", "fp32", "fp32|tf32|bf16", 0,
+      "GPU GEMMs: fp32 (parity with the CPU and PyTorch), tf32 tensor cores (10-bit mantissa "
+      "inputs) or bf16 tensor cores (bf16 weights and inputs), all with fp32 sums; errors in "
+      "docs/esm-embed.md"),
     F("device.budget_gb", "0", 0, 1e6, 0,
       "device memory budget for weights, activations and cuBLAS; batches are planned to fit "
       "it; 0 = 95% of the GPU's free memory at start-up"),

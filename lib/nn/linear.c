@@ -1,6 +1,8 @@
 /* Linear layer and ReLU, CPU reference (ppdock/nn.h). */
 #include "ppdock/nn.h"
 
+#include "ppdock/kernels/linear_ops.h"
+
 #include <assert.h>
 #include <cblas.h>
 #include <string.h>
@@ -77,52 +79,37 @@ void ppd_linear_backward(float *din, float *dW, float *db, const float *dout, co
 
 void ppd_relu_forward(float *x, int64_t n) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) x[i] = ppd_relu_elem(x[i]);
 }
 
 void ppd_bias_relu_forward(float *x, const float *b, int64_t N, int M) {
     for (int64_t r = 0; r < N; r++) {
         float *row = x + r * M;
 #pragma omp simd
-        for (int m = 0; m < M; m++) {
-            float v = row[m] + b[m];
-            row[m] = v > 0.0f ? v : 0.0f;
-        }
+        for (int m = 0; m < M; m++) row[m] = ppd_bias_relu_elem(row[m], b[m]);
     }
 }
 
 void ppd_relu_backward(float *d, const float *y, int64_t n) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
-}
-
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
+    for (int64_t i = 0; i < n; i++) d[i] = ppd_relu_backward_elem(d[i], y[i]);
 }
 
 void ppd_dropout_forward(float *y, int64_t rows, int cols, int64_t row0, uint64_t seed,
                          uint32_t site, float p) {
     if (!(p > 0.0f)) return;
-    /* keep when the top 32 bits of the hash are >= p 2^32 */
-    uint64_t threshold = (uint64_t)((double)p * 4294967296.0);
+    uint64_t threshold = ppd_dropout_threshold(p), base = ppd_dropout_base(seed, site);
     float scale = 1.0f / (1.0f - p);
-    uint64_t base = splitmix64(seed ^ ((uint64_t)site << 40));
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (int64_t r = 0; r < rows; r++) {
-        uint64_t rk = splitmix64(base + (uint64_t)(row0 + r));
+        uint64_t rk = ppd_dropout_row_key(base, row0 + r);
         float *yr = y + r * cols;
-        for (int c = 0; c < cols; c++) {
-            uint64_t h = splitmix64(rk + (uint64_t)c) >> 32;
-            yr[c] = h >= threshold ? yr[c] * scale : 0.0f;
-        }
+        for (int c = 0; c < cols; c++) yr[c] = ppd_dropout_elem(yr[c], rk, c, threshold, scale);
     }
 }
 
 void ppd_dropout_relu_backward(float *dy, const float *y, int64_t n, float p) {
     float scale = 1.0f / (1.0f - p);
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] * scale : 0.0f;
+    for (int64_t i = 0; i < n; i++) dy[i] = ppd_dropout_relu_backward_elem(dy[i], y[i], scale);
 }

@@ -3,29 +3,25 @@
 
 #include <math.h>
 
+void ppd_adam_consts(const ppd_adam_config *c, uint64_t step, ppd_adam_consts_t *k) {
+    /* bias corrections in double, as Python floats; torch 1.13 then uses them as scalars */
+    const double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+    k->b1 = (float)c->beta1;
+    k->b2 = (float)c->beta2;
+    k->wd = (float)c->weight_decay;
+    k->one_b1 = (float)(1.0 - c->beta1);
+    k->one_b2 = (float)(1.0 - c->beta2);
+    k->step_size = (float)(c->lr / bc1);
+    k->bc2_sqrt = (float)sqrt(bc2);
+    k->eps = (float)c->eps;
+}
+
 void ppd_adam_step(float *p, const float *g, float *m, float *v, size_t n, const ppd_adam_config *c,
                    uint64_t step) {
-    const float b1 = (float)c->beta1, b2 = (float)c->beta2, wd = (float)c->weight_decay;
-    const double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
-    const float step_size = (float)(c->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)c->eps;
-    const float one_b1 = (float)(1.0 - c->beta1), one_b2 = (float)(1.0 - c->beta2);
+    ppd_adam_consts_t k;
+    ppd_adam_consts(c, step, &k);
 #pragma omp parallel for schedule(static) if (n >= 1 << 16)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        if (wd != 0.0f) {
-            float d = wd * p[i];
-            gi = gi + d;
-        }
-        float mb = b1 * m[i], ga = one_b1 * gi; /* torch 1.13: m.mul_(b1).add_(g, alpha=1-b1) */
-        m[i] = mb + ga;
-        float vv = b2 * v[i], gg = gi * gi, add = one_b2 * gg;
-        v[i] = vv + add;
-        float den = sqrtf(v[i]) / bc2_sqrt;
-        den = den + eps;
-        float upd = m[i] / den;
-        upd = step_size * upd;
-        p[i] = p[i] - upd;
-    }
+    for (size_t i = 0; i < n; i++) ppd_adam_elem(&p[i], g[i], &m[i], &v[i], &k);
 }
 
 double ppd_clip_grad_norm(float *g, const size_t *offset, const size_t *numel, int count,

@@ -561,4 +561,43 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// bf16 or fp32 A and B, fp32 C, fp32 accumulation: the operands widened exactly, then sgemm.
+static float *widen(const void *src, cudaDataType t, size_t n) {
+    float *f = (float *)malloc((n ? n : 1) * sizeof *f);
+    if (!f) return nullptr;
+    for (size_t i = 0; i < n; i++) {
+        if (t == CUDA_R_32F) {
+            f[i] = ((const float *)src)[i];
+        } else {
+            uint32_t b = (uint32_t)((const uint16_t *)src)[i] << 16;
+            memcpy(&f[i], &b, sizeof b);
+        }
+    }
+    return f;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType at,
+                            int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
+                            void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo) {
+    (void)algo;
+    if ((at != CUDA_R_16BF && at != CUDA_R_32F) || (bt != CUDA_R_16BF && bt != CUDA_R_32F) ||
+        ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    // column-major operands: A is lda x (ta == N ? k : m), B is ldb x (tb == N ? n : k)
+    size_t na = (size_t)lda * (size_t)(ta == CUBLAS_OP_N ? k : m);
+    size_t nb = (size_t)ldb * (size_t)(tb == CUBLAS_OP_N ? n : k);
+    float *fa = widen(A, at, na), *fb = widen(B, bt, nb);
+    cublasStatus_t st = CUBLAS_STATUS_ALLOC_FAILED;
+    if (fa && fb)
+        st = cublasSgemm_v2(h, ta, tb, m, n, k, (const float *)alpha, fa, lda, fb, ldb,
+                            (const float *)beta, (float *)C, ldc);
+    free(fa);
+    free(fb);
+    return st;
+}
+
 } // extern "C"

@@ -22,12 +22,14 @@
 
 #include "ppdock/cuda_check.h"
 #include "../../lib/esm/esm_internal.h" /* the CPU twins of the ESM layers */
+#include "ppdock/adam_cuda.h"
 #include "ppdock/device.h"
 #include "ppdock/esm.h"
 #include "ppdock/esm_cuda.h"
 #include "ppdock/nn.h"
 #include "ppdock/nn_cuda.h"
 #include "ppdock/rng.h"
+#include "ppdock/scatter.h"
 #include "ppdock/so3.h"
 #include "ppdock/tp.h"
 
@@ -679,6 +681,199 @@ out:
     free(W), free(inv), free(cosv), free(sinv), free(o_cpu), free(o2);
 }
 
+/* ---- Adam and clipping: three steps on random state, the CPU's arithmetic bit for bit ------- */
+
+static void check_adam_clip(void) {
+    const char *name = "gpu_adam_and_clip_match_cpu";
+    enum { COUNT = 7 };
+    size_t numel[COUNT] = {1, 31, 32, 1000, 257, 70001, 3}, offset[COUNT], n = 0;
+    for (int t = 0; t < COUNT; t++) offset[t] = n, n += numel[t];
+    ppd_rng r;
+    ppd_rng_seed(&r, 3);
+    float *p = rand_floats(&r, n, 1.0), *m = rand_floats(&r, n, 0.01), *v = malloc(n * 4),
+          *g = malloc(n * 4), *pg = malloc(n * 4), *mg = malloc(n * 4), *vg = malloc(n * 4),
+          *gg = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) v[i] = (float)(1e-4 * fabs(ppd_rng_normal(&r)));
+    ppd_device_arena a;
+    if (ppd_device_arena_create(&a, 6 * n * 4 + 2 * COUNT * 8 + 16 * PPD_DEVICE_ALIGN) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    float *d_p = dev_copy(&a, p, n * 4), *d_m = dev_copy(&a, m, n * 4),
+          *d_v = dev_copy(&a, v, n * 4), *d_g = dev_copy(&a, NULL, n * 4),
+          *d_s = dev_copy(&a, NULL, (COUNT + 2) * 4);
+    size_t *d_off = dev_copy(&a, offset, sizeof offset), *d_num = dev_copy(&a, numel, sizeof numel);
+    ppd_adam_config c = {
+        .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
+    int ok = d_p && d_m && d_v && d_g && d_s && d_off && d_num;
+    double max_total_rel = 0;
+    for (int step = 1; ok && step <= 3; step++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = (float)((step == 2 ? 50.0 : 0.01) * ppd_rng_normal(&r));
+        ok = ppd_device_upload(d_g, g, n * 4) == PPD_OK;
+        double total = ppd_clip_grad_norm(g, offset, numel, COUNT, 1.0); /* clips at step 2 */
+        ppd_adam_step(p, g, m, v, n, &c, (uint64_t)step);
+        float tc[2];
+        ok = ok && ppd_cuda_clip_grad_norm(d_g, n, d_off, d_num, COUNT, 1.0, d_s, NULL) == PPD_OK &&
+             ppd_cuda_adam_step(d_p, d_g, d_m, d_v, n, &c, (uint64_t)step, NULL) == PPD_OK &&
+             ppd_device_synchronize() == PPD_OK && ppd_device_download(tc, d_s, 8) == PPD_OK;
+        if (ok) max_total_rel = fmax(max_total_rel, fabs(tc[0] - total) / total);
+    }
+    ok = ok && ppd_device_download(pg, d_p, n * 4) == PPD_OK &&
+         ppd_device_download(mg, d_m, n * 4) == PPD_OK &&
+         ppd_device_download(vg, d_v, n * 4) == PPD_OK &&
+         ppd_device_download(gg, d_g, n * 4) == PPD_OK;
+    if (!ok) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        /* the clipping norm may differ in the last bit (another summation order); through the
+         * factor that is an ulp or two of the update, so allow the elementwise tolerance */
+        cmp_result rp = compare(pg, p, (int64_t)n), rm = compare(mg, m, (int64_t)n),
+                   rv = compare(vg, v, (int64_t)n), rg = compare(gg, g, (int64_t)n);
+        printf("     %s: %zu parameters in %d tensors, 3 steps (one clipped): total norm rel diff "
+               "%.2g; max ulp p %lld m %lld v %lld g %lld\n",
+               name, n, COUNT, max_total_rel, (long long)rp.max_ulps, (long long)rm.max_ulps,
+               (long long)rv.max_ulps, (long long)rg.max_ulps);
+        report(name, !rp.bad && !rm.bad && !rv.bad && !rg.bad && max_total_rel < 1e-6,
+               "p %lld m %lld v %lld g %lld values off by more than %d ulp, norm rel diff %.2g",
+               (long long)rp.bad, (long long)rm.bad, (long long)rv.bad, (long long)rg.bad, TOL_ULPS,
+               max_total_rel);
+    }
+    ppd_device_arena_destroy(&a);
+out:
+    free(p), free(m), free(v), free(g), free(pg), free(mg), free(vg), free(gg);
+}
+
+/* ---- linear layers, ReLU, dropout --------------------------------------------------------- */
+
+static void check_linear(const char *tag, int64_t N, int K, int M) {
+    char name[160];
+    ppd_rng r;
+    ppd_rng_seed(&r, 11);
+    size_t nin = (size_t)N * K, nout = (size_t)N * M, nw = (size_t)M * K;
+    float *in = rand_floats(&r, nin, 1.0), *W = rand_floats(&r, nw, 0.3),
+          *b = rand_floats(&r, (size_t)M, 0.5), *dout = rand_floats(&r, nout, 1.0),
+          *dW = rand_floats(&r, nw, 0.1), *db = rand_floats(&r, (size_t)M, 0.1),
+          *out = malloc(nout * 4), *din = malloc(nin * 4), *y = malloc(nout * 4),
+          *dy = malloc(nout * 4);
+    ppd_device_arena a;
+    snprintf(name, sizeof name, "gpu_linear_%s", tag);
+    if (ppd_device_arena_create(&a, (3 * nin + 4 * nout + 2 * nw + 2 * (size_t)M) * 4 +
+                                        PPD_CUDA_BLAS_WORKSPACE + 32 * PPD_DEVICE_ALIGN) !=
+        PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    float *d_in = dev_copy(&a, in, nin * 4), *d_W = dev_copy(&a, W, nw * 4),
+          *d_b = dev_copy(&a, b, (size_t)M * 4), *d_dout = dev_copy(&a, dout, nout * 4),
+          *d_dW = dev_copy(&a, dW, nw * 4), *d_db = dev_copy(&a, db, (size_t)M * 4),
+          *d_out = dev_copy(&a, NULL, nout * 4), *d_din = dev_copy(&a, NULL, nin * 4),
+          *d_y = dev_copy(&a, NULL, nout * 4);
+    void *ws = ppd_device_arena_alloc(&a, PPD_CUDA_BLAS_WORKSPACE);
+    ppd_cuda_blas *bl = NULL;
+    if (!d_in || !d_W || !d_b || !d_dout || !d_dW || !d_db || !d_out || !d_din || !d_y || !ws ||
+        ppd_cuda_blas_create(&bl, NULL, PPD_CUDA_FP32, ws, PPD_CUDA_BLAS_WORKSPACE) != PPD_OK) {
+        report(name, 0, "device buffers: %s", ppd_errmsg());
+        goto out_arena;
+    }
+    ppd_linear_forward(out, in, W, b, N, K, M);
+    snprintf(name, sizeof name, "gpu_linear_forward_matches_cpu_%s", tag);
+    if (ppd_cuda_linear_forward(d_out, d_in, d_W, d_b, N, K, M, bl))
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_out, out, (int64_t)nout, 1e-5);
+
+    ppd_linear_backward(din, dW, db, dout, in, W, N, K, M);
+    ppd_status st = ppd_cuda_linear_backward(d_din, d_dW, d_db, d_dout, d_in, d_W, N, K, M, bl);
+    snprintf(name, sizeof name, "gpu_linear_backward_din_matches_cpu_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        fetch_close(name, d_din, din, (int64_t)nin, 1e-5);
+    snprintf(name, sizeof name, "gpu_linear_backward_dW_accumulates_like_cpu_%s", tag);
+    if (!st) fetch_close(name, d_dW, dW, (int64_t)nw, 1e-5);
+    snprintf(name, sizeof name, "gpu_linear_backward_db_accumulates_like_cpu_%s", tag);
+    if (!st) fetch_close(name, d_db, db, M, 1e-5);
+
+    /* bias + ReLU, dropout (p 0.3, rows offset by row0 = 1000), their backward: bit-identical */
+    memcpy(y, dout, nout * 4);
+    ppd_bias_relu_forward(y, b, N, M);
+    ppd_dropout_forward(y, N, M, 1000, 42, 7, 0.3f);
+    st = ppd_device_upload(d_y, dout, nout * 4);
+    if (!st) st = ppd_cuda_bias_relu_forward(d_y, d_b, N, M, NULL);
+    if (!st) st = ppd_cuda_dropout_forward(d_y, N, M, 1000, 42, 7, 0.3f, NULL);
+    snprintf(name, sizeof name, "gpu_bias_relu_dropout_match_cpu_bit_for_bit_%s", tag);
+    float *g = malloc(nout * 4);
+    if (!st) st = ppd_device_synchronize();
+    if (!st) st = ppd_device_download(g, d_y, nout * 4);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        report(name, memcmp(g, y, nout * 4) == 0, "the outputs differ");
+    memcpy(dy, dout, nout * 4);
+    ppd_dropout_relu_backward(dy, y, (int64_t)nout, 0.3f);
+    st = ppd_device_upload(d_out, dout, nout * 4);
+    if (!st) st = ppd_cuda_dropout_relu_backward(d_out, d_y, (int64_t)nout, 0.3f, NULL);
+    if (!st) st = ppd_device_synchronize();
+    if (!st) st = ppd_device_download(g, d_out, nout * 4);
+    snprintf(name, sizeof name, "gpu_dropout_relu_backward_matches_cpu_bit_for_bit_%s", tag);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        report(name, memcmp(g, dy, nout * 4) == 0, "the gradients differ");
+    free(g);
+    ppd_cuda_blas_destroy(bl);
+out_arena:
+    ppd_device_arena_destroy(&a);
+out:
+    free(in), free(W), free(b), free(dout), free(dW), free(db), free(out), free(din), free(y);
+    free(dy);
+}
+
+/* ---- scatter-add: chunk by chunk, receivers in random order, some with no edges ------------- */
+
+static void check_scatter(const char *tag, int64_t E, int64_t T, int dim, int64_t chunk) {
+    char name[160];
+    snprintf(name, sizeof name, "gpu_scatter_add_rows_matches_cpu_bit_for_bit_%s", tag);
+    ppd_rng r;
+    ppd_rng_seed(&r, 23);
+    int64_t *idx = malloc((size_t)E * 8), *order = malloc((size_t)E * 8),
+            *seg = malloc((size_t)(T + 1) * 8);
+    for (int64_t e = 0; e < E; e++) idx[e] = (int64_t)ppd_rng_below(&r, (uint64_t)(T - T / 4));
+    float *src = rand_floats(&r, (size_t)E * dim, 1.0),
+          *acc = rand_floats(&r, (size_t)T * dim, 1.0), *g = malloc((size_t)T * dim * 4);
+    ppd_device_arena a;
+    ppd_status st = ppd_scatter_plan(order, seg, idx, E, T);
+    if (!st)
+        st = ppd_device_arena_create(&a, ((size_t)E * dim + (size_t)T * dim) * 4 +
+                                             ((size_t)2 * E + T + 1) * 8 + 8 * PPD_DEVICE_ALIGN);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out;
+    }
+    float *d_src = dev_copy(&a, src, (size_t)E * dim * 4),
+          *d_acc = dev_copy(&a, acc, (size_t)T * dim * 4);
+    int64_t *d_order = dev_copy(&a, order, (size_t)E * 8),
+            *d_seg = dev_copy(&a, seg, (size_t)(T + 1) * 8);
+    int ok = d_src && d_acc && d_order && d_seg;
+    for (int64_t e0 = 0; ok && e0 < E; e0 += chunk) {
+        int64_t n = E - e0 < chunk ? E - e0 : chunk;
+        /* the chunk's rows as the score model has them: src of the chunk starts at row 0 */
+        ppd_scatter_add_rows(acc, src + e0 * dim, idx, e0, n, dim);
+        ok = ppd_cuda_scatter_add_rows(d_acc, d_src + e0 * dim, d_order, d_seg, e0, n, T, dim,
+                                       NULL) == PPD_OK;
+    }
+    ok = ok && ppd_device_synchronize() == PPD_OK &&
+         ppd_device_download(g, d_acc, (size_t)T * dim * 4) == PPD_OK;
+    if (!ok)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        report(name, memcmp(g, acc, (size_t)T * dim * 4) == 0, "the sums differ");
+    ppd_device_arena_destroy(&a);
+out:
+    free(idx), free(order), free(seg), free(src), free(acc), free(g);
+}
+
 typedef struct {
     float **emb;
     int *n;
@@ -720,7 +915,7 @@ static void check_esm_run(const char *tag, int L, int d, int H, const int *lens,
     o.max_tokens = max_tokens;
     ppd_status st = ppd_esm_plan_make(&pc, &m.cfg, lens, n, &o);
     if (!st) st = ppd_esm_run(&m, &pc, (const uint8_t *const *)toks, -1, esm_collect_sink, &cpu);
-    o.device = 1;
+    o.device = prec == PPD_CUDA_BF16 ? 2 : 1;
     if (!st) st = ppd_esm_plan_make(&pg, &m.cfg, lens, n, &o);
     ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
     co.precision = prec;
@@ -794,6 +989,13 @@ int main(void) {
     check_tp("layer3", 3, emu ? 2011 : 20011, 400);
     check_tp("final", 4, 777, 300);
 
+    check_adam_clip();
+    check_scatter("intra", 20000, 400, 40, 3000);
+    check_scatter("wide_rows", 5000, 1000, 100, 5000);
+    /* the score model's shapes: edge MLP layers (E x 2ns+32 -> 32), odd sizes */
+    check_linear("odd", 1001, 77, 33);
+    check_linear("edge_mlp", emu ? 5000 : 200000, 96, 32);
+
     /* ESM layers: hd 16 (8M/TINY) and 64 (650M); sequences across several key tiles and query
      * blocks, one of length 0 */
     int lens_a[] = {1, 5, 0, 33, 70, 150};
@@ -802,6 +1004,11 @@ int main(void) {
     int lens_run[] = {12, 140, 3, 64, 31, 90, 200, 7, 0, 45};
     check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 1e-4);
     check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 1e-4);
+    /* tf32 and bf16 tensor cores: the error against the fp32 CPU engine, bounded as documented
+     * (docs/esm-embed.md); on the emulation tf32 is fp32, bf16 rounds the operands exactly as
+     * the GPU does and sums in fp32 */
+    check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3);
+    check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
 
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;

@@ -6,9 +6,11 @@
 #include "ppdock/device.h"
 #include "ppdock/nn.h"
 #include "ppdock/rng.h"
+#include "ppdock/scatter.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint32_t bits(float f) {
     uint32_t u;
@@ -218,4 +220,22 @@ TEST(nn_device_arena_without_memory_is_a_usage_error) {
     ppd_device_arena_wrap(&a, NULL, 100);
     CHECK_EQ(a.capacity, 0);
     CHECK(ppd_device_arena_alloc(&a, 0) == NULL);
+}
+
+TEST(nn_scatter_plan_groups_edges_by_target_in_edge_order) {
+    /* targets of 7 edges; node 1 gets none, node 3 three */
+    const int64_t idx[7] = {3, 0, 3, 2, 0, 3, 2};
+    int64_t order[7], seg[5];
+    CHECK_OK(ppd_scatter_plan(order, seg, idx, 7, 4));
+    const int64_t want_order[7] = {1, 4, 3, 6, 0, 2, 5}, want_seg[5] = {0, 2, 2, 4, 7};
+    for (int i = 0; i < 7; i++) CHECK_EQ(order[i], want_order[i]);
+    for (int i = 0; i < 5; i++) CHECK_EQ(seg[i], want_seg[i]);
+    /* the scatter itself: rows added to their targets */
+    float src[7], acc[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 7; i++) src[i] = (float)(i + 1);
+    ppd_scatter_add_rows(acc, src + 2, idx, 2, 5, 1); /* edges 2..6 only */
+    CHECK(acc[0] == 5.0f && acc[1] == 0.0f && acc[2] == 4.0f + 7.0f && acc[3] == 3.0f + 6.0f);
+    const int64_t bad[2] = {0, 4};
+    CHECK_EQ(ppd_scatter_plan(order, seg, bad, 2, 4), PPD_ERR_FORMAT);
+    CHECK(strstr(ppd_errmsg(), "edge 1 targets node 4 of 4") != NULL);
 }

@@ -22,6 +22,15 @@
 #define PPD_HD
 #endif
 
+/* A product that must stay a rounded product: nvcc contracts a * b + c into an FMA by default
+ * (--fmad=true), even across statements; __fmul_rn is never contracted. On the CPU (gcc with
+ * -ffp-contract=off) a plain multiply. Bodies that use it give bit-identical results on both. */
+#ifdef __CUDA_ARCH__
+#define PPD_MUL(a, b) __fmul_rn((a), (b))
+#else
+#define PPD_MUL(a, b) ((a) * (b))
+#endif
+
 /* Force inlining of a body into its caller, so that a caller compiled for a wider vector unit
  * (PPD_SIMD_CLONES below) compiles the body for it too. */
 #if defined(__GNUC__) && !defined(__CUDACC__)

@@ -33,6 +33,13 @@ static inline unsigned ppd_row_blocks(int64_t rows) {
 #define PPD_EXTERN_SHARED(type, name)                 extern __shared__ type name[]
 #endif
 
+// Column-major C = op(A) op(B) + beta C on the handle's stream (lib/nn/cuda/gemm.cu); ta/tb 1 =
+// transposed. The row-major callers' layouts are spelled out where they call it.
+struct ppd_cuda_blas;
+extern "C" ppd_status ppd_cuda_sgemm(ppd_cuda_blas *b, int ta, int tb, int m, int n, int k,
+                                     const float *A, int lda, const float *B, int ldb, float beta,
+                                     float *C, int ldc);
+
 // After a launch: launch-configuration errors, and sticky errors from earlier work.
 #define PPD_CUDA_CHECK_LAUNCH(opname)                                                              \
     do {                                                                                           \

@@ -21,8 +21,10 @@ static __device__ int seq_of_row(const int64_t *tok_off, int B, int64_t r) {
     int lo = 0, hi = B - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (tok_off[mid] <= r) lo = mid;
-        else hi = mid - 1;
+        if (tok_off[mid] <= r)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     return lo;
 }
@@ -54,8 +56,8 @@ extern "C" ppd_status ppd_cuda_esm_embed_forward(float *x, const uint8_t *tok,
     if (N < 0 || d < 1 || B < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm embed: bad size N=%lld d=%d B=%d", (long long)N, d, B);
     if (N == 0) return PPD_OK;
-    PPD_LAUNCH(embed_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)(x, tok, tok_off, div, B, E, d, N);
+    PPD_LAUNCH(embed_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
+    (x, tok, tok_off, div, B, E, d, N);
     PPD_CUDA_CHECK_LAUNCH("embed_kernel");
     return PPD_OK;
 }
@@ -89,8 +91,8 @@ extern "C" ppd_status ppd_cuda_esm_layernorm_forward(float *out, const float *in
     if (N < 0 || d < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm layernorm: bad size N=%lld d=%d", (long long)N, d);
     if (N == 0) return PPD_OK;
-    PPD_LAUNCH(layernorm_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)(out, inp, w, b, N, d);
+    PPD_LAUNCH(layernorm_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
+    (out, inp, w, b, N, d);
     PPD_CUDA_CHECK_LAUNCH("layernorm_kernel");
     return PPD_OK;
 }
@@ -131,16 +133,17 @@ extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqk
         return ppd_fail(PPD_ERR_USAGE, "esm qkv_rope: bad size N=%lld B=%d d=%d hd=%d",
                         (long long)N, B, d, hd);
     if (N == 0) return PPD_OK;
-    PPD_LAUNCH(qkv_rope_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)(qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
+    PPD_LAUNCH(qkv_rope_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
+    (qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
     PPD_CUDA_CHECK_LAUNCH("qkv_rope_kernel");
     return PPD_OK;
 }
 
-// ---- attention: flash-style, one thread per query row --------------------------------------------
-// Block (b0 + blockIdx.z, head blockIdx.y, query rows blockIdx.x * QROWS ...): the block walks the
-// sequence's keys in tiles of KT rows staged in shared memory; each thread keeps its query, its
-// running max, sum and output accumulator in registers. Memory: O(T) per sequence, no scores.
+// ---- attention: flash-style, one thread per query row
+// -------------------------------------------- Block (b0 + blockIdx.z, head blockIdx.y, query rows
+// blockIdx.x * QROWS ...): the block walks the sequence's keys in tiles of KT rows staged in shared
+// memory; each thread keeps its query, its running max, sum and output accumulator in registers.
+// Memory: O(T) per sequence, no scores.
 
 #define QROWS 64
 #define KT    PPD_CUDA_ESM_KEY_TILE
@@ -221,8 +224,8 @@ static ppd_status launch_attention(float *out, const float *qkv, const int64_t *
     unsigned qblocks = (unsigned)((T_max + QROWS - 1) / QROWS);
     for (int b0 = 0; b0 < B; b0 += 65535) { // grid.z is at most 65535 sequences
         unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
-        PPD_LAUNCH(attention_kernel<HD>, dim3(qblocks, (unsigned)H, nb), QROWS, 0,
-                   stream)(out, qkv, tok_off, H, b0);
+        PPD_LAUNCH(attention_kernel<HD>, dim3(qblocks, (unsigned)H, nb), QROWS, 0, stream)
+        (out, qkv, tok_off, H, b0);
         PPD_CUDA_CHECK_LAUNCH("attention_kernel");
     }
     return PPD_OK;
@@ -235,13 +238,20 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
         return ppd_fail(PPD_ERR_USAGE, "esm attention: bad size B=%d H=%d T_max=%d", B, H, T_max);
     if (T_max == 0) return PPD_OK;
     switch (hd) {
-    case 4: return launch_attention<4>(out, qkv, tok_off, B, H, T_max, stream);
-    case 8: return launch_attention<8>(out, qkv, tok_off, B, H, T_max, stream);
-    case 16: return launch_attention<16>(out, qkv, tok_off, B, H, T_max, stream);
-    case 24: return launch_attention<24>(out, qkv, tok_off, B, H, T_max, stream);
-    case 32: return launch_attention<32>(out, qkv, tok_off, B, H, T_max, stream);
-    case 64: return launch_attention<64>(out, qkv, tok_off, B, H, T_max, stream);
-    case 128: return launch_attention<128>(out, qkv, tok_off, B, H, T_max, stream);
+    case 4:
+        return launch_attention<4>(out, qkv, tok_off, B, H, T_max, stream);
+    case 8:
+        return launch_attention<8>(out, qkv, tok_off, B, H, T_max, stream);
+    case 16:
+        return launch_attention<16>(out, qkv, tok_off, B, H, T_max, stream);
+    case 24:
+        return launch_attention<24>(out, qkv, tok_off, B, H, T_max, stream);
+    case 32:
+        return launch_attention<32>(out, qkv, tok_off, B, H, T_max, stream);
+    case 64:
+        return launch_attention<64>(out, qkv, tok_off, B, H, T_max, stream);
+    case 128:
+        return launch_attention<128>(out, qkv, tok_off, B, H, T_max, stream);
     default:
         return ppd_fail(PPD_ERR_USAGE,
                         "esm attention: head dimension %d has no CUDA kernel (built for 4, 8, 16, "
@@ -284,7 +294,8 @@ extern "C" ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, co
     return PPD_OK;
 }
 
-// ---- residue rows out of the packed token rows ----------------------------------------------------
+// ---- residue rows out of the packed token rows
+// ----------------------------------------------------
 
 static __global__ void gather_residues_kernel(float *out, const float *x, const int64_t *tok_off,
                                               const int64_t *out_off, int B, int d, int64_t R) {
@@ -303,7 +314,8 @@ extern "C" ppd_status ppd_cuda_esm_gather_residues(float *out, const float *x,
         return ppd_fail(PPD_ERR_USAGE, "esm gather: bad size R=%lld B=%d d=%d", (long long)R, B, d);
     if (R == 0) return PPD_OK;
     PPD_LAUNCH(gather_residues_kernel, ppd_row_blocks(R), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)(out, x, tok_off, out_off, B, d, R);
+               stream)
+    (out, x, tok_off, out_off, B, d, R);
     PPD_CUDA_CHECK_LAUNCH("gather_residues_kernel");
     return PPD_OK;
 }

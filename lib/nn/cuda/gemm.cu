@@ -3,6 +3,7 @@
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
+#include "ppdock/half.h"
 
 #include <cublas_v2.h>
 
@@ -12,14 +13,15 @@
 struct ppd_cuda_blas {
     cublasHandle_t handle;
     ppd_cuda_precision precision;
+    cudaStream_t stream;
 };
 
 static ppd_status blas_status(cublasStatus_t st, const char *what) {
     return ppd_fail(st == CUBLAS_STATUS_ALLOC_FAILED ? PPD_ERR_NOMEM : PPD_ERR_CUDA,
                     "%s: cuBLAS status %d (%s)", what, (int)st,
-                    st == CUBLAS_STATUS_NOT_INITIALIZED ? "not initialised: no usable GPU?"
-                    : st == CUBLAS_STATUS_ALLOC_FAILED  ? "out of device memory"
-                    : st == CUBLAS_STATUS_INVALID_VALUE ? "invalid value"
+                    st == CUBLAS_STATUS_NOT_INITIALIZED    ? "not initialised: no usable GPU?"
+                    : st == CUBLAS_STATUS_ALLOC_FAILED     ? "out of device memory"
+                    : st == CUBLAS_STATUS_INVALID_VALUE    ? "invalid value"
                     : st == CUBLAS_STATUS_EXECUTION_FAILED ? "execution failed"
                                                            : "see cublas_api.h");
 }
@@ -31,14 +33,19 @@ static ppd_status blas_status(cublasStatus_t st, const char *what) {
     } while (0)
 
 extern "C" ppd_status ppd_cuda_precision_parse(const char *s, ppd_cuda_precision *p) {
-    if (!strcmp(s, "fp32")) *p = PPD_CUDA_FP32;
-    else if (!strcmp(s, "tf32")) *p = PPD_CUDA_TF32;
-    else return ppd_fail(PPD_ERR_USAGE, "precision '%s': expected fp32 or tf32", s);
+    if (!strcmp(s, "fp32"))
+        *p = PPD_CUDA_FP32;
+    else if (!strcmp(s, "tf32"))
+        *p = PPD_CUDA_TF32;
+    else if (!strcmp(s, "bf16"))
+        *p = PPD_CUDA_BF16;
+    else
+        return ppd_fail(PPD_ERR_USAGE, "precision '%s': expected fp32, tf32 or bf16", s);
     return PPD_OK;
 }
 
 extern "C" const char *ppd_cuda_precision_name(ppd_cuda_precision p) {
-    return p == PPD_CUDA_TF32 ? "tf32" : "fp32";
+    return p == PPD_CUDA_TF32 ? "tf32" : p == PPD_CUDA_BF16 ? "bf16" : "fp32";
 }
 
 extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t stream,
@@ -53,8 +60,12 @@ extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t str
         return blas_status(st, "cublasCreate");
     }
     b->precision = prec;
+    b->stream = stream;
     // FP32: pedantic, so that neither TF32 nor NVIDIA_TF32_OVERRIDE changes the parity runs.
-    cublasMath_t math = prec == PPD_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
+    // BF16 GEMMs use tensor cores whatever the mode; their fp32 GEMMs (none in ESM) stay exact.
+    cublasMath_t math = prec == PPD_CUDA_TF32   ? CUBLAS_TF32_TENSOR_OP_MATH
+                        : prec == PPD_CUDA_BF16 ? CUBLAS_DEFAULT_MATH
+                                                : CUBLAS_PEDANTIC_MATH;
     if ((st = cublasSetStream(b->handle, stream)) != CUBLAS_STATUS_SUCCESS ||
         (st = cublasSetMathMode(b->handle, math)) != CUBLAS_STATUS_SUCCESS ||
         (workspace && ws_bytes &&
@@ -64,6 +75,20 @@ extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t str
         return blas_status(st, "cuBLAS handle set-up");
     }
     *out = b;
+    return PPD_OK;
+}
+
+extern "C" cudaStream_t ppd_cuda_blas_stream(const ppd_cuda_blas *b) {
+    return b->stream;
+}
+
+extern "C" ppd_status ppd_cuda_sgemm(ppd_cuda_blas *b, int ta, int tb, int m, int n, int k,
+                                     const float *A, int lda, const float *B, int ldb, float beta,
+                                     float *C, int ldc) {
+    const float one = 1.0f;
+    PPD_CUBLAS_CHECK(cublasSgemm(b->handle, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                 tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb,
+                                 &beta, C, ldc));
     return PPD_OK;
 }
 
@@ -82,7 +107,40 @@ extern "C" ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, 
     // Row-major out (N, M) is column-major out^T (M, N) = W (M, K) x inp^T (K, N): W is the
     // column-major (K, M) matrix transposed, inp the column-major (K, N) one as it is.
     const float one = 1.0f, zero = 0.0f;
-    PPD_CUBLAS_CHECK(cublasSgemm(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W, K,
-                                 inp, K, &zero, out, M));
+    PPD_CUBLAS_CHECK(cublasSgemm(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W, K, inp,
+                                 K, &zero, out, M));
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_esm_matmul_bf16_forward(float *out, const uint16_t *inp,
+                                                       const uint16_t *W, int64_t N, int K, int M,
+                                                       ppd_cuda_blas *b) {
+    // out: (N, M) fp32   inp: (N, K) bf16   W: (M, K) bf16; layout as ppd_cuda_esm_matmul_forward
+    if (N < 0 || K < 0 || M < 0 || N > 2147483647)
+        return ppd_fail(PPD_ERR_USAGE, "matmul bf16: bad size N=%lld K=%d M=%d", (long long)N, K,
+                        M);
+    if (N == 0 || M == 0) return PPD_OK;
+    const float one = 1.0f, zero = 0.0f;
+    PPD_CUBLAS_CHECK(cublasGemmEx(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W,
+                                  CUDA_R_16BF, K, inp, CUDA_R_16BF, K, &zero, out, CUDA_R_32F, M,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return PPD_OK;
+}
+
+static __global__ void cast_bf16_kernel(uint16_t *dst, const float *src, int64_t n) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        dst[i] = ppd_f32_to_bf16(src[i]);
+}
+
+extern "C" ppd_status ppd_cuda_cast_bf16(uint16_t *dst, const float *src, int64_t n,
+                                         cudaStream_t stream) {
+    if (n < 0) return ppd_fail(PPD_ERR_USAGE, "cast bf16: negative size %lld", (long long)n);
+    if (n == 0) return PPD_OK;
+    int64_t blocks = (n + 255) / 256;
+    PPD_LAUNCH(cast_bf16_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0,
+               stream)
+    (dst, src, n);
+    PPD_CUDA_CHECK_LAUNCH("cast_bf16_kernel");
     return PPD_OK;
 }

@@ -1,0 +1,37 @@
+/* ppdock/scatter.h — scatter-add of per-edge rows into per-node rows, CPU reference, and the
+ * plan that lets the CUDA twin (ppdock/nn_cuda.h) do the same sums in the same order.
+ *
+ *   acc[idx[e]] += src[e - e0]   for e = e0 .. e0 + n - 1, in increasing e
+ *
+ * (a convolution's messages into their receivers, or per-edge gradients into their senders; the
+ * score model calls it per chunk of edges). The CPU loop adds in edge order. The CUDA twin gives
+ * every target row to one thread per column, which walks the target's edges in increasing e,
+ * found through a plan made once per edge list: `order` lists the edges grouped by target
+ * (a stable counting sort, so each group is in increasing e) and seg[t] .. seg[t + 1] is target
+ * t's group. Same additions in the same order: the GPU's sums are bit-identical to the CPU's,
+ * with no atomics.
+ */
+#ifndef PPDOCK_SCATTER_H
+#define PPDOCK_SCATTER_H
+
+#include <stdint.h>
+
+#include "ppdock/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* acc: (T, dim)   src: (n, dim)   idx: (E) with 0 <= idx[e] < T */
+void ppd_scatter_add_rows(float *acc, const float *src, const int64_t *idx, int64_t e0, int64_t n,
+                          int dim);
+
+/* order: (E)   seg: (T + 1). PPD_ERR_FORMAT naming the edge when an idx is outside [0, T). */
+ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, int64_t E,
+                            int64_t T);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,178 @@
+// Linear layers, ReLU and dropout on the GPU: the CUDA twins of lib/nn/linear.c
+// (ppdock/nn_cuda.h). GEMMs through cuBLAS; element bodies from ppdock/kernels/linear_ops.h.
+#include "ppdock/nn_cuda.h"
+
+#include "common.cuh"
+#include "ppdock/kernels/linear_ops.h"
+
+#define ELEM_THREADS 256
+
+static inline unsigned elem_blocks(int64_t n) {
+    int64_t b = (n + ELEM_THREADS - 1) / ELEM_THREADS;
+    return (unsigned)(b < (1 << 20) ? b : (1 << 20));
+}
+
+// out: (N, M); every row = b (or 0 when b is NULL)
+static __global__ void fill_rows_kernel(float *out, const float *b, int64_t n, int M) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        out[i] = b ? b[i % M] : 0.0f;
+}
+
+extern "C" ppd_status ppd_cuda_linear_forward(float *out, const float *in, const float *W,
+                                              const float *b, int64_t N, int K, int M,
+                                              ppd_cuda_blas *blas) {
+    // out: (N, M)   in: (N, K)   W: (M, K)   b: (M)
+    if (N < 0 || K < 0 || M < 0 || N > 2147483647)
+        return ppd_fail(PPD_ERR_USAGE, "linear forward: bad size N=%lld K=%d M=%d", (long long)N,
+                        K, M);
+    if (N == 0 || M == 0) return PPD_OK;
+    cudaStream_t s = ppd_cuda_blas_stream(blas);
+    if (b || K == 0) { // rows start as the bias; the GEMM adds in W^T (beta = 1), as the CPU
+        PPD_LAUNCH(fill_rows_kernel, elem_blocks(N * M), ELEM_THREADS, 0, s)(out, b, N * M, M);
+        PPD_CUDA_CHECK_LAUNCH("fill_rows_kernel");
+    }
+    if (K == 0) return PPD_OK;
+    // row-major out (N, M) = column-major out^T (M, N) = W (M, K) [W^T col-major] x in^T
+    return ppd_cuda_sgemm(blas, 1, 0, M, (int)N, K, W, K, in, K, b ? 1.0f : 0.0f, out, M);
+}
+
+// db[c] += Σ_n dout[n][c]: block (32, 32) per 32 columns; lane x a column, lane y a row stride,
+// then the 32 partials of a column summed in a fixed order. No atomics: deterministic.
+static __global__ void column_sum_kernel(float *db, const float *dout, int64_t N, int M) {
+    __shared__ float part[32][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    if (c < M)
+        for (int64_t n = threadIdx.y; n < N; n += 32) s += dout[n * M + c];
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < M) {
+        float t = 0.0f;
+        for (int y = 0; y < 32; y++) t += part[y][threadIdx.x];
+        db[c] += t;
+    }
+}
+
+static __global__ void zero_kernel(float *x, int64_t n) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = 0;
+}
+
+extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db, const float *dout,
+                                               const float *in, const float *W, int64_t N, int K,
+                                               int M, ppd_cuda_blas *blas) {
+    // din: (N, K)   dW: (M, K)   db: (M)   dout: (N, M)
+    if (N < 0 || K < 0 || M < 0 || N > 2147483647)
+        return ppd_fail(PPD_ERR_USAGE, "linear backward: bad size N=%lld K=%d M=%d",
+                        (long long)N, K, M);
+    if (N == 0) return PPD_OK;
+    cudaStream_t s = ppd_cuda_blas_stream(blas);
+    // dW (M, K) row-major = dW^T (K, M) column-major += in^T (K, N) x dout (N, M)
+    if (dW && K > 0 && M > 0)
+        PPD_TRY(ppd_cuda_sgemm(blas, 0, 1, K, M, (int)N, in, K, dout, M, 1.0f, dW, K));
+    if (db && M > 0) {
+        PPD_LAUNCH(column_sum_kernel, (unsigned)((M + 31) / 32), dim3(32, 32), 0, s)(db, dout, N,
+                                                                                     M);
+        PPD_CUDA_CHECK_LAUNCH("column_sum_kernel");
+    }
+    if (din && K > 0) {
+        if (M == 0) {
+            PPD_LAUNCH(zero_kernel, elem_blocks(N * K), ELEM_THREADS, 0, s)(din, N * K);
+            PPD_CUDA_CHECK_LAUNCH("zero_kernel");
+            return PPD_OK;
+        }
+        // din (N, K) row-major = din^T (K, N) column-major = W^T (K, M) x dout^T (M, N)
+        PPD_TRY(ppd_cuda_sgemm(blas, 0, 0, K, (int)N, M, W, K, dout, M, 0.0f, din, K));
+    }
+    return PPD_OK;
+}
+
+static __global__ void relu_kernel(float *x, int64_t n) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        x[i] = ppd_relu_elem(x[i]);
+}
+
+static __global__ void bias_relu_kernel(float *x, const float *b, int64_t n, int M) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        x[i] = ppd_bias_relu_elem(x[i], b[i % M]);
+}
+
+static __global__ void relu_backward_kernel(float *d, const float *y, int64_t n) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        d[i] = ppd_relu_backward_elem(d[i], y[i]);
+}
+
+// one warp per row: the row key once, lanes over the columns
+static __global__ void dropout_kernel(float *y, int64_t rows, int cols, int64_t row0,
+                                      uint64_t base, uint64_t threshold, float scale) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < rows; r += stride) {
+        uint64_t rk = ppd_dropout_row_key(base, row0 + r);
+        float *yr = y + r * cols;
+        for (int c = threadIdx.x; c < cols; c += PPD_WARP)
+            yr[c] = ppd_dropout_elem(yr[c], rk, c, threshold, scale);
+    }
+}
+
+static __global__ void dropout_relu_backward_kernel(float *dy, const float *y, int64_t n,
+                                                    float scale) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        dy[i] = ppd_dropout_relu_backward_elem(dy[i], y[i], scale);
+}
+
+#define CHECK_N(op, n)                                                                             \
+    do {                                                                                           \
+        if ((n) < 0) return ppd_fail(PPD_ERR_USAGE, op ": negative size %lld", (long long)(n));   \
+        if ((n) == 0) return PPD_OK;                                                               \
+    } while (0)
+
+extern "C" ppd_status ppd_cuda_relu_forward(float *x, int64_t n, cudaStream_t stream) {
+    CHECK_N("relu", n);
+    PPD_LAUNCH(relu_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)(x, n);
+    PPD_CUDA_CHECK_LAUNCH("relu_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_bias_relu_forward(float *x, const float *b, int64_t N, int M,
+                                                 cudaStream_t stream) {
+    if (M < 1) return ppd_fail(PPD_ERR_USAGE, "bias_relu: M=%d", M);
+    CHECK_N("bias_relu", N);
+    PPD_LAUNCH(bias_relu_kernel, elem_blocks(N * M), ELEM_THREADS, 0, stream)(x, b, N * M, M);
+    PPD_CUDA_CHECK_LAUNCH("bias_relu_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_relu_backward(float *d, const float *y, int64_t n,
+                                             cudaStream_t stream) {
+    CHECK_N("relu_backward", n);
+    PPD_LAUNCH(relu_backward_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)(d, y, n);
+    PPD_CUDA_CHECK_LAUNCH("relu_backward_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_dropout_forward(float *y, int64_t rows, int cols, int64_t row0,
+                                               uint64_t seed, uint32_t site, float p,
+                                               cudaStream_t stream) {
+    if (cols < 0) return ppd_fail(PPD_ERR_USAGE, "dropout: cols=%d", cols);
+    CHECK_N("dropout", rows);
+    if (!(p > 0.0f) || cols == 0) return PPD_OK;
+    PPD_LAUNCH(dropout_kernel, ppd_row_blocks(rows), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)(y, rows, cols, row0, ppd_dropout_base(seed, site),
+                       ppd_dropout_threshold(p), 1.0f / (1.0f - p));
+    PPD_CUDA_CHECK_LAUNCH("dropout_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_dropout_relu_backward(float *dy, const float *y, int64_t n, float p,
+                                                     cudaStream_t stream) {
+    CHECK_N("dropout_relu_backward", n);
+    PPD_LAUNCH(dropout_relu_backward_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)(
+        dy, y, n, 1.0f / (1.0f - p));
+    PPD_CUDA_CHECK_LAUNCH("dropout_relu_backward_kernel");
+    return PPD_OK;
+}
