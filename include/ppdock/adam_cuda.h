@@ -28,8 +28,7 @@ ppd_status ppd_cuda_adam_step(float *p, const float *g, float *m, float *v, size
                               const ppd_adam_config *c, uint64_t step, cudaStream_t stream);
 
 ppd_status ppd_cuda_clip_grad_norm(float *g, size_t n, const size_t *offset, const size_t *numel,
-                                   int count, double max_norm, float *scratch,
-                                   cudaStream_t stream);
+                                   int count, double max_norm, float *scratch, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,12 @@
  *
  * Memory (DESIGN.md rule 1): ppd_cuda_esm_run makes one device arena at start-up holding the
  * weights, the RoPE tables, the cuBLAS workspace and the plan's largest batch workspace, and
- * pinned host buffers for one batch's tokens and outputs; nothing is allocated per batch. The
+ * pinned host buffers for two batches' tokens and outputs; nothing is allocated per batch.
+ *
+ * Overlap: each batch's uploads, kernels and download are queued on one stream and marked by an
+ * event; the host then packs the next batch into the other pinned slot and queues it, and only
+ * then waits for the previous batch's event and hands its rows to the sink. The sink (fp16
+ * conversion, LMDB writes) thus runs while the GPU computes the next batch. The
  * planned bytes are plan->peak_bytes (ppdock/esm.h with o.device = 1); the report gives the
  * arena's high-water mark beside it.
  *

@@ -27,8 +27,7 @@ void ppd_scatter_add_rows(float *acc, const float *src, const int64_t *idx, int6
                           int dim);
 
 /* order: (E)   seg: (T + 1). PPD_ERR_FORMAT naming the edge when an idx is outside [0, T). */
-ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, int64_t E,
-                            int64_t T);
+ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, int64_t E, int64_t T);
 
 #ifdef __cplusplus
 }

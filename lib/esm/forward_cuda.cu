@@ -111,6 +111,38 @@ size_t staging_carve(int64_t N, int64_t R, int B, int d, unsigned char *base, st
     return off;
 }
 
+// A batch queued on the device whose rows have not reached the sink yet.
+struct batch_out {
+    int bi, B;
+    int64_t N;
+    const ppd_esm_item *its;
+};
+
+// Wait for batch p's download, then hand its sequences to the sink (windows blended into acc).
+ppd_status finish_batch(const ppd_esm_plan *plan, const batch_out *p, const staging *sg,
+                        cudaEvent_t downloaded, int d, float *acc, int *acc_end, ppd_esm_sink sink,
+                        void *ctx, ppd_cuda_esm_report *rep) {
+    cudaError_t ce = cudaEventSynchronize(downloaded);
+    if (ce)
+        return ppd_fail_ctx(ppd_cuda_status(ce, __FILE__, __LINE__, "ESM forward"),
+                            "ESM CUDA run: batch %d of %d (%d sequences, %lld token rows)",
+                            p->bi + 1, plan->n_batches, p->B, (long long)p->N);
+    rep->tokens += p->N;
+    for (int j = 0; j < p->B; j++) {
+        const ppd_esm_item *it = &p->its[j];
+        const float *out = sg->out + sg->out_off[j] * (int64_t)d;
+        if (it->n_windows == 1) {
+            PPD_TRY(sink(ctx, it->seq, out, it->len, d));
+            continue;
+        }
+        if (it->window == 0) *acc_end = 0;
+        ppd_esm_blend_window(acc, out, it->start, it->len, *acc_end, d);
+        *acc_end = it->start + it->len;
+        if (it->window == it->n_windows - 1) PPD_TRY(sink(ctx, it->seq, acc, *acc_end, d));
+    }
+    return PPD_OK;
+}
+
 } // namespace
 
 extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_plan *plan,
@@ -164,8 +196,11 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     e.c = c;
     e.T_cap = plan->max_len + 2;
     e.bf16 = bf16;
-    staging st;
-    memset(&st, 0, sizeof st);
+    // two pinned staging slots: the host packs batch b + 1 and sinks batch b - 1 while the GPU
+    // works on batch b (its uploads, kernels and download are queued on e.stream)
+    staging st[2];
+    memset(st, 0, sizeof st);
+    cudaEvent_t downloaded[2] = {NULL, NULL};
     size_t h2 = (size_t)c->head_dim / 2, table = (size_t)c->n_layers * (size_t)e.T_cap * h2;
     float *host_tables = NULL, *dmem = NULL;
     void *blas_ws = NULL, *ws = NULL;
@@ -219,17 +254,20 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     STEP(ppd_device_upload(e.sinv, host_tables + table, table * sizeof(float)));
     STEP(ppd_device_synchronize());
 
-    st.bytes = staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL);
-    rep.pinned_bytes = st.bytes;
-    if (!s) {
-        cudaError_t ce = cudaMallocHost((void **)&st.mem, st.bytes);
+    for (int k = 0; k < 2 && !s; k++) {
+        st[k].bytes = staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL);
+        rep.pinned_bytes += st[k].bytes;
+        cudaError_t ce = cudaMallocHost((void **)&st[k].mem, st[k].bytes);
+        if (!ce) ce = cudaEventCreateWithFlags(&downloaded[k], cudaEventDisableTiming);
         if (ce) {
-            st.mem = NULL;
-            s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaMallocHost (staging)");
+            if (st[k].mem && !downloaded[k]) cudaFreeHost(st[k].mem);
+            st[k].mem = NULL;
+            s = ppd_cuda_status(ce, __FILE__, __LINE__, "pinned staging and its event");
+            break;
         }
+        staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, st[k].mem, &st[k]);
     }
     if (s) goto done;
-    staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, st.mem, &st);
     seqs = (ppd_esm_seq *)malloc((size_t)maxb * sizeof *seqs);
     acc = plan->max_windowed
               ? (float *)malloc((size_t)plan->max_windowed * (size_t)c->d * sizeof(float))
@@ -242,11 +280,12 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     {
         double t0 = now_s();
         int acc_end = 0;
-        size_t D = (size_t)c->d;
+        batch_out pending = {-1, 0, 0, NULL};
         for (int bi = 0; bi < plan->n_batches && !s; bi++) {
             const ppd_esm_batch *bt = &plan->batches[bi];
             const ppd_esm_item *its = plan->items + bt->first;
             int B = bt->count;
+            staging *sg = &st[bi % 2];
             for (int j = 0; j < B; j++)
                 seqs[j] = (ppd_esm_seq){tokens[its[j].seq] + its[j].start, its[j].len};
             int64_t N, R;
@@ -263,18 +302,18 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
                 break;
             }
             ppd_esm_carve(c, N, R, B, maxn + 2, 0, bf16, (unsigned char *)ws, &w);
-            ppd_esm_pack(seqs, B, st.tok, st.tok_off, st.out_off, st.div);
+            ppd_esm_pack(seqs, B, sg->tok, sg->tok_off, sg->out_off, sg->div);
             cudaStream_t sm = e.stream;
             // the four uploads come from pinned memory, in stream order before the kernels
-            cudaError_t ce = cudaMemcpyAsync(w.tok, st.tok, (size_t)N, cudaMemcpyHostToDevice, sm);
+            cudaError_t ce = cudaMemcpyAsync(w.tok, sg->tok, (size_t)N, cudaMemcpyHostToDevice, sm);
             if (!ce)
-                ce = cudaMemcpyAsync(w.tok_off, st.tok_off, (size_t)(B + 1) * sizeof(int64_t),
+                ce = cudaMemcpyAsync(w.tok_off, sg->tok_off, (size_t)(B + 1) * sizeof(int64_t),
                                      cudaMemcpyHostToDevice, sm);
             if (!ce)
-                ce = cudaMemcpyAsync(w.out_off, st.out_off, (size_t)(B + 1) * sizeof(int64_t),
+                ce = cudaMemcpyAsync(w.out_off, sg->out_off, (size_t)(B + 1) * sizeof(int64_t),
                                      cudaMemcpyHostToDevice, sm);
             if (!ce)
-                ce = cudaMemcpyAsync(w.div, st.div, (size_t)B * sizeof(float),
+                ce = cudaMemcpyAsync(w.div, sg->div, (size_t)B * sizeof(float),
                                      cudaMemcpyHostToDevice, sm);
             if (ce) {
                 s = ppd_cuda_status(ce, __FILE__, __LINE__, "batch upload");
@@ -290,31 +329,25 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
             }
             STEP(ppd_cuda_esm_gather_residues(w.out, src, w.tok_off, w.out_off, B, c->d, R, sm));
             if (!s) {
-                ce = cudaMemcpyAsync(st.out, w.out, (size_t)R * D * sizeof(float),
+                ce = cudaMemcpyAsync(sg->out, w.out, (size_t)R * (size_t)c->d * sizeof(float),
                                      cudaMemcpyDeviceToHost, sm);
+                if (!ce) ce = cudaEventRecord(downloaded[bi % 2], sm);
                 if (ce) s = ppd_cuda_status(ce, __FILE__, __LINE__, "batch download");
             }
-            if (!s && (ce = cudaStreamSynchronize(sm)) != cudaSuccess)
-                s = ppd_cuda_status(ce, __FILE__, __LINE__, "ESM forward (kernels of this batch)");
             if (s) {
                 s = ppd_fail_ctx(s, "ESM CUDA run: batch %d of %d (%d sequences, %lld token rows)",
                                  bi + 1, plan->n_batches, B, (long long)N);
                 break;
             }
-            rep.tokens += N;
-            for (int j = 0; j < B && !s; j++) {
-                const ppd_esm_item *it = &its[j];
-                const float *out = st.out + st.out_off[j] * (int64_t)D;
-                if (it->n_windows == 1) {
-                    s = sink(ctx, it->seq, out, it->len, c->d);
-                    continue;
-                }
-                if (it->window == 0) acc_end = 0;
-                ppd_esm_blend_window(acc, out, it->start, it->len, acc_end, c->d);
-                acc_end = it->start + it->len;
-                if (it->window == it->n_windows - 1) s = sink(ctx, it->seq, acc, acc_end, c->d);
-            }
+            // while this batch runs, the previous one goes to the sink
+            if (pending.bi >= 0)
+                STEP(finish_batch(plan, &pending, &st[pending.bi % 2], downloaded[pending.bi % 2],
+                                  c->d, acc, &acc_end, sink, ctx, &rep));
+            pending = (batch_out){bi, B, N, its};
         }
+        if (pending.bi >= 0)
+            STEP(finish_batch(plan, &pending, &st[pending.bi % 2], downloaded[pending.bi % 2], c->d,
+                              acc, &acc_end, sink, ctx, &rep));
         rep.gpu_seconds = now_s() - t0;
     }
 #undef STEP
@@ -324,7 +357,11 @@ done:
     free(acc);
     free(seqs);
     free(host_tables);
-    if (st.mem) cudaFreeHost(st.mem);
+    if (e.stream) cudaStreamSynchronize(e.stream); // no copy may still use the staging
+    for (int k = 0; k < 2; k++) {
+        if (st[k].mem) cudaFreeHost(st[k].mem);
+        if (downloaded[k]) cudaEventDestroy(downloaded[k]);
+    }
     ppd_cuda_blas_destroy(e.blas);
     if (e.stream) cudaStreamDestroy(e.stream);
     ppd_device_arena_destroy(&arena);

@@ -19,14 +19,16 @@ static __global__ void adam_kernel(float *p, const float *g, float *m, float *v,
 extern "C" ppd_status ppd_cuda_adam_step(float *p, const float *g, float *m, float *v, size_t n,
                                          const ppd_adam_config *c, uint64_t step,
                                          cudaStream_t stream) {
-    if (step < 1) return ppd_fail(PPD_ERR_USAGE, "adam: step must be >= 1 (got %llu)",
-                                  (unsigned long long)step);
+    if (step < 1)
+        return ppd_fail(PPD_ERR_USAGE, "adam: step must be >= 1 (got %llu)",
+                        (unsigned long long)step);
     if (n == 0) return PPD_OK;
     ppd_adam_consts_t k;
     ppd_adam_consts(c, step, &k);
     int64_t blocks = ((int64_t)n + ADAM_THREADS - 1) / ADAM_THREADS;
     PPD_LAUNCH(adam_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), ADAM_THREADS, 0,
-               stream)(p, g, m, v, (int64_t)n, k);
+               stream)
+    (p, g, m, v, (int64_t)n, k);
     PPD_CUDA_CHECK_LAUNCH("adam_kernel");
     return PPD_OK;
 }
@@ -73,15 +75,16 @@ extern "C" ppd_status ppd_cuda_clip_grad_norm(float *g, size_t n, const size_t *
     if (count < 1 || count > 2147483647)
         return ppd_fail(PPD_ERR_USAGE, "clip_grad_norm: %d tensors", count);
     float *norms = scratch + 2;
-    PPD_LAUNCH(tensor_norms_kernel, (unsigned)count, NORM_THREADS, 0, stream)(norms, g, offset,
-                                                                            numel);
+    PPD_LAUNCH(tensor_norms_kernel, (unsigned)count, NORM_THREADS, 0, stream)
+    (norms, g, offset, numel);
     PPD_CUDA_CHECK_LAUNCH("tensor_norms_kernel");
     PPD_LAUNCH(total_norm_kernel, 1, 1, 0, stream)(scratch, norms, count, (float)max_norm);
     PPD_CUDA_CHECK_LAUNCH("total_norm_kernel");
     if (n == 0) return PPD_OK;
     int64_t blocks = ((int64_t)n + ADAM_THREADS - 1) / ADAM_THREADS;
-    PPD_LAUNCH(clip_scale_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)),
-               ADAM_THREADS, 0, stream)(g, (int64_t)n, scratch);
+    PPD_LAUNCH(clip_scale_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), ADAM_THREADS,
+               0, stream)
+    (g, (int64_t)n, scratch);
     PPD_CUDA_CHECK_LAUNCH("clip_scale_kernel");
     return PPD_OK;
 }

@@ -24,8 +24,8 @@ extern "C" ppd_status ppd_cuda_linear_forward(float *out, const float *in, const
                                               ppd_cuda_blas *blas) {
     // out: (N, M)   in: (N, K)   W: (M, K)   b: (M)
     if (N < 0 || K < 0 || M < 0 || N > 2147483647)
-        return ppd_fail(PPD_ERR_USAGE, "linear forward: bad size N=%lld K=%d M=%d", (long long)N,
-                        K, M);
+        return ppd_fail(PPD_ERR_USAGE, "linear forward: bad size N=%lld K=%d M=%d", (long long)N, K,
+                        M);
     if (N == 0 || M == 0) return PPD_OK;
     cudaStream_t s = ppd_cuda_blas_stream(blas);
     if (b || K == 0) { // rows start as the bias; the GEMM adds in W^T (beta = 1), as the CPU
@@ -64,16 +64,16 @@ extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db,
                                                int M, ppd_cuda_blas *blas) {
     // din: (N, K)   dW: (M, K)   db: (M)   dout: (N, M)
     if (N < 0 || K < 0 || M < 0 || N > 2147483647)
-        return ppd_fail(PPD_ERR_USAGE, "linear backward: bad size N=%lld K=%d M=%d",
-                        (long long)N, K, M);
+        return ppd_fail(PPD_ERR_USAGE, "linear backward: bad size N=%lld K=%d M=%d", (long long)N,
+                        K, M);
     if (N == 0) return PPD_OK;
     cudaStream_t s = ppd_cuda_blas_stream(blas);
     // dW (M, K) row-major = dW^T (K, M) column-major += in^T (K, N) x dout (N, M)
     if (dW && K > 0 && M > 0)
         PPD_TRY(ppd_cuda_sgemm(blas, 0, 1, K, M, (int)N, in, K, dout, M, 1.0f, dW, K));
     if (db && M > 0) {
-        PPD_LAUNCH(column_sum_kernel, (unsigned)((M + 31) / 32), dim3(32, 32), 0, s)(db, dout, N,
-                                                                                     M);
+        PPD_LAUNCH(column_sum_kernel, (unsigned)((M + 31) / 32), dim3(32, 32), 0, s)
+        (db, dout, N, M);
         PPD_CUDA_CHECK_LAUNCH("column_sum_kernel");
     }
     if (din && K > 0) {
@@ -107,8 +107,8 @@ static __global__ void relu_backward_kernel(float *d, const float *y, int64_t n)
 }
 
 // one warp per row: the row key once, lanes over the columns
-static __global__ void dropout_kernel(float *y, int64_t rows, int cols, int64_t row0,
-                                      uint64_t base, uint64_t threshold, float scale) {
+static __global__ void dropout_kernel(float *y, int64_t rows, int cols, int64_t row0, uint64_t base,
+                                      uint64_t threshold, float scale) {
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < rows; r += stride) {
         uint64_t rk = ppd_dropout_row_key(base, row0 + r);
@@ -127,7 +127,7 @@ static __global__ void dropout_relu_backward_kernel(float *dy, const float *y, i
 
 #define CHECK_N(op, n)                                                                             \
     do {                                                                                           \
-        if ((n) < 0) return ppd_fail(PPD_ERR_USAGE, op ": negative size %lld", (long long)(n));   \
+        if ((n) < 0) return ppd_fail(PPD_ERR_USAGE, op ": negative size %lld", (long long)(n));    \
         if ((n) == 0) return PPD_OK;                                                               \
     } while (0)
 
@@ -161,9 +161,9 @@ extern "C" ppd_status ppd_cuda_dropout_forward(float *y, int64_t rows, int cols,
     if (cols < 0) return ppd_fail(PPD_ERR_USAGE, "dropout: cols=%d", cols);
     CHECK_N("dropout", rows);
     if (!(p > 0.0f) || cols == 0) return PPD_OK;
-    PPD_LAUNCH(dropout_kernel, ppd_row_blocks(rows), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)(y, rows, cols, row0, ppd_dropout_base(seed, site),
-                       ppd_dropout_threshold(p), 1.0f / (1.0f - p));
+    PPD_LAUNCH(dropout_kernel, ppd_row_blocks(rows), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
+    (y, rows, cols, row0, ppd_dropout_base(seed, site), ppd_dropout_threshold(p),
+     1.0f / (1.0f - p));
     PPD_CUDA_CHECK_LAUNCH("dropout_kernel");
     return PPD_OK;
 }
@@ -171,8 +171,8 @@ extern "C" ppd_status ppd_cuda_dropout_forward(float *y, int64_t rows, int cols,
 extern "C" ppd_status ppd_cuda_dropout_relu_backward(float *dy, const float *y, int64_t n, float p,
                                                      cudaStream_t stream) {
     CHECK_N("dropout_relu_backward", n);
-    PPD_LAUNCH(dropout_relu_backward_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)(
-        dy, y, n, 1.0f / (1.0f - p));
+    PPD_LAUNCH(dropout_relu_backward_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)
+    (dy, y, n, 1.0f / (1.0f - p));
     PPD_CUDA_CHECK_LAUNCH("dropout_relu_backward_kernel");
     return PPD_OK;
 }

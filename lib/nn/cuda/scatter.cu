@@ -10,15 +10,17 @@
 static __device__ int64_t lower_bound(const int64_t *order, int64_t lo, int64_t hi, int64_t e) {
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
-        if (order[mid] < e) lo = mid + 1;
-        else hi = mid;
+        if (order[mid] < e)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
 
 static __global__ void scatter_add_rows_kernel(float *acc, const float *src, const int64_t *order,
-                                               const int64_t *seg, int64_t e0, int64_t n,
-                                               int64_t T, int dim) {
+                                               const int64_t *seg, int64_t e0, int64_t n, int64_t T,
+                                               int dim) {
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; t < T; t += stride) {
         int64_t lo = lower_bound(order, seg[t], seg[t + 1], e0);
@@ -32,16 +34,16 @@ static __global__ void scatter_add_rows_kernel(float *acc, const float *src, con
     }
 }
 
-extern "C" ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src,
-                                                const int64_t *order, const int64_t *seg,
-                                                int64_t e0, int64_t n, int64_t T, int dim,
-                                                cudaStream_t stream) {
+extern "C" ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t *order,
+                                                const int64_t *seg, int64_t e0, int64_t n,
+                                                int64_t T, int dim, cudaStream_t stream) {
     if (e0 < 0 || n < 0 || T < 0 || dim < 0)
         return ppd_fail(PPD_ERR_USAGE, "scatter_add_rows: bad size e0=%lld n=%lld T=%lld dim=%d",
                         (long long)e0, (long long)n, (long long)T, dim);
     if (n == 0 || T == 0 || dim == 0) return PPD_OK;
     PPD_LAUNCH(scatter_add_rows_kernel, ppd_row_blocks(T), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)(acc, src, order, seg, e0, n, T, dim);
+               stream)
+    (acc, src, order, seg, e0, n, T, dim);
     PPD_CUDA_CHECK_LAUNCH("scatter_add_rows_kernel");
     return PPD_OK;
 }
