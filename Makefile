@@ -256,7 +256,7 @@ fuzz:
 	$(BUILD)/fuzz/fuzz_pdb -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	  -artifact_prefix=tests/fuzz/findings/ $(BUILD)/fuzz/corpus-work tests/fuzz/corpus
 
-FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' '*.cpp' 2>/dev/null)
+FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cu' '*.cuh' '*.cpp' 2>/dev/null)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

@@ -79,6 +79,26 @@ ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t
                                      const int64_t *seg, int64_t e0, int64_t n, int64_t T, int dim,
                                      cudaStream_t stream);
 
+/* ---- batch norm (e3nn 0.5.1 BatchNorm; kernels/bn_body.h) ------------------------------------
+ * The fields of an irreps (one per channel of each block): column, width d = 2l + 1, and the
+ * index among the 0e fields (their mean and bias), -1 for the others. ppd_bn_fields fills out
+ * (may be NULL) and returns the count; upload the table for the kernels. */
+typedef struct {
+    int col, d, ib;
+} ppd_bn_field;
+int ppd_bn_fields(const ppd_irreps *ir, ppd_bn_field *out);
+
+/* x, y: (N, D); the arguments of bn_forward / bn_backward with the irreps as a field table.
+ * One block per field, double sums in a fixed order (no atomics). */
+ppd_status ppd_cuda_bn_forward(const ppd_bn_field *fields, int nfields, int D, const float *x,
+                               float *y, int64_t N, const float *w, const float *bias, float *rmean,
+                               float *rvar, int training, float *mu, float *sf,
+                               cudaStream_t stream);
+ppd_status ppd_cuda_bn_backward(const ppd_bn_field *fields, int nfields, int D, const float *x,
+                                const float *dy, float *dx, int64_t N, const float *w, float *dw,
+                                float *db, int training, const float *mu, const float *sf,
+                                cudaStream_t stream);
+
 /* ---- element ops ---------------------------------------------------------------------------- */
 
 /* out: (E, G)   dist: (E)   offsets: (G). See ppd_gaussian_smearing_forward. */

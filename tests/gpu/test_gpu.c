@@ -874,6 +874,83 @@ out:
     free(idx), free(order), free(seg), free(src), free(acc), free(g);
 }
 
+/* ---- batch norm: the CPU body instantiated in float, as the score model does ----------------- */
+#define PPD_BN_REAL     float
+#define PPD_BN_FN(name) cpu_##name
+#include "ppdock/kernels/bn_body.h"
+#undef PPD_BN_REAL
+#undef PPD_BN_FN
+
+static void check_bn(const char *tag, const char *irreps, int64_t N, int training) {
+    char name[160];
+    snprintf(name, sizeof name, "gpu_batch_norm_%s", tag);
+    ppd_irreps ir;
+    if (ppd_irreps_parse(&ir, irreps) != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+        return;
+    }
+    int D = ir.dim, nf = ppd_bn_fields(&ir, NULL), ns = 0;
+    ppd_bn_field *fields = malloc((size_t)nf * sizeof *fields);
+    ppd_bn_fields(&ir, fields);
+    for (int i = 0; i < nf; i++) ns += fields[i].ib >= 0;
+    ppd_rng r;
+    ppd_rng_seed(&r, 31);
+    size_t nx = (size_t)N * D;
+    float *x = rand_floats(&r, nx, 2.0), *dy = rand_floats(&r, nx, 1.0),
+          *w = rand_floats(&r, (size_t)nf, 1.0), *b = rand_floats(&r, (size_t)ns + 1, 1.0),
+          *rm = rand_floats(&r, (size_t)ns + 1, 0.1), *rv = malloc((size_t)nf * 4),
+          *dw = rand_floats(&r, (size_t)nf, 0.1), *db = rand_floats(&r, (size_t)ns + 1, 0.1),
+          *y = malloc(nx * 4), *dx = malloc(nx * 4), *mu = malloc(((size_t)ns + 1) * 4),
+          *sf = malloc((size_t)nf * 4);
+    for (int i = 0; i < nf; i++) rv[i] = (float)(0.5 + fabs(ppd_rng_normal(&r)));
+    ppd_device_arena a;
+    if (ppd_device_arena_create(&a, 6 * nx * 4 + ((size_t)8 * nf + 8) * 4 + (size_t)nf * 12 +
+                                        24 * PPD_DEVICE_ALIGN) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    size_t ss = ((size_t)ns + 1) * 4, sw = (size_t)nf * 4;
+    ppd_bn_field *d_f = dev_copy(&a, fields, (size_t)nf * sizeof *fields);
+    float *d_x = dev_copy(&a, x, nx * 4), *d_dy = dev_copy(&a, dy, nx * 4),
+          *d_w = dev_copy(&a, w, sw), *d_b = dev_copy(&a, b, ss), *d_rm = dev_copy(&a, rm, ss),
+          *d_rv = dev_copy(&a, rv, sw), *d_dw = dev_copy(&a, dw, sw), *d_db = dev_copy(&a, db, ss),
+          *d_y = dev_copy(&a, NULL, nx * 4), *d_dx = dev_copy(&a, NULL, nx * 4),
+          *d_mu = dev_copy(&a, NULL, ss), *d_sf = dev_copy(&a, NULL, sw);
+    if (!d_f || !d_x || !d_dy || !d_w || !d_b || !d_rm || !d_rv || !d_dw || !d_db || !d_y ||
+        !d_dx || !d_mu || !d_sf) {
+        report(name, 0, "device buffers: %s", ppd_errmsg());
+        goto out_arena;
+    }
+    cpu_bn_forward(&ir, x, y, N, w, b, rm, rv, training, mu, sf);
+    cpu_bn_backward(&ir, x, dy, dx, N, w, dw, db, training, mu, sf);
+    ppd_status st = ppd_cuda_bn_forward(d_f, nf, D, d_x, d_y, N, d_w, d_b, d_rm, d_rv, training,
+                                        d_mu, d_sf, NULL);
+    if (!st)
+        st = ppd_cuda_bn_backward(d_f, nf, D, d_x, d_dy, d_dx, N, d_w, d_dw, d_db, training, d_mu,
+                                  d_sf, NULL);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out_arena;
+    }
+    snprintf(name, sizeof name, "gpu_batch_norm_forward_matches_cpu_%s", tag);
+    fetch_close(name, d_y, y, (int64_t)nx, 1e-5);
+    snprintf(name, sizeof name, "gpu_batch_norm_running_var_matches_cpu_%s", tag);
+    fetch_close(name, d_rv, rv, nf, 1e-5);
+    snprintf(name, sizeof name, "gpu_batch_norm_running_mean_matches_cpu_%s", tag);
+    fetch_close(name, d_rm, rm, ns, 1e-5);
+    snprintf(name, sizeof name, "gpu_batch_norm_backward_dx_matches_cpu_%s", tag);
+    fetch_close(name, d_dx, dx, (int64_t)nx, 1e-5);
+    snprintf(name, sizeof name, "gpu_batch_norm_backward_dw_matches_cpu_%s", tag);
+    fetch_close(name, d_dw, dw, nf, 1e-5);
+    snprintf(name, sizeof name, "gpu_batch_norm_backward_db_matches_cpu_%s", tag);
+    fetch_close(name, d_db, db, ns, 1e-5);
+out_arena:
+    ppd_device_arena_destroy(&a);
+out:
+    free(fields), free(x), free(dy), free(w), free(b), free(rm), free(rv), free(dw), free(db);
+    free(y), free(dx), free(mu), free(sf);
+}
+
 typedef struct {
     float **emb;
     int *n;
@@ -990,6 +1067,9 @@ int main(void) {
     check_tp("final", 4, 777, 300);
 
     check_adam_clip();
+    /* the score model's layer irreps (ns 16, nv 4), training and evaluation */
+    check_bn("training", "16x0e+4x1o+4x1e+16x0o", 333, 1);
+    check_bn("evaluation", "16x0e+4x1o+4x2e", 101, 0);
     check_scatter("intra", 20000, 400, 40, 3000);
     check_scatter("wide_rows", 5000, 1000, 100, 5000);
     /* the score model's shapes: edge MLP layers (E x 2ns+32 -> 32), odd sizes */
