@@ -38,7 +38,7 @@ json_field() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -1 | awk '{print $2}'; }
 
 ours() { # shape fasta label -> "residues/s peakMB predictedMB"
     rm -rf "$OUT/cache-$3"
-    /usr/bin/time -v "$BIN/esm-embed" --random-init "$1" --fasta "$2" -o "$OUT/cache-$3" -j 2 --dtype f32 \
+    /usr/bin/time -v "$BIN/esm-embed" --device cpu --random-init "$1" --fasta "$2" -o "$OUT/cache-$3" -j 2 --dtype f32 \
         --mem-gb 12 --json -q > "$OUT/$3.json" 2> "$OUT/$3.time"
     local rss
     rss=$(awk '/Maximum resident set size/ {print $NF / 1024}' "$OUT/$3.time")

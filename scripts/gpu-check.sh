@@ -66,6 +66,11 @@ if step build make -j"$JOBS" "${make_vars[@]}" all tests; then
         failed=1
         grep -q 'no CUDA device' "$OUT/test-gpu.log" && no_gpu=1
     fi
+    # esm-embed's CUDA engine on the GPU against fair-esm's goldens (the suite's cuda_engine tests,
+    # which make test runs on the CPU emulation)
+    step esm-embed-gpu env PPD_BIN="${BIN:-bin}" PPD_TESTBIN="${BUILD:-build}/tests" \
+        PPD_EMU_BIN="${BIN:-bin}" PPD_TEST_FILTER=cuda_engine bash tests/tools/test_esm_embed.sh || failed=1
+    grep -q '^FAIL ' "$OUT/esm-embed-gpu.log" && failed=1
 else
     failed=1
     say "build failed: tests not run"

@@ -8,7 +8,8 @@ source "$(dirname "$0")/lib.sh"
 ESM="$DATA/esm"
 TINY="$ESM/tiny"
 NPYDIFF="$TESTBIN/npy-diff"
-emb() { esm-embed -j 2 --weights "$TINY/model.safetensors" "$@"; }
+# the CPU engine here (a CUDA build on a GPU machine would pick the GPU); the CUDA engine below
+emb() { esm-embed -j 2 --device cpu --weights "$TINY/model.safetensors" "$@"; }
 
 # every exported NAME.npy that has a golden PREFIX/NAME.SUFFIX.npy agrees within TOL
 compare_goldens() { # dir suffix tol
@@ -34,7 +35,7 @@ test_fasta_embeddings_match_fair_esm() {
 
 test_both_weight_formats_give_identical_records() {
     assert_rc 0 emb --fasta "$ESM/sequences.fasta" -o a --export xa
-    assert_rc 0 esm-embed -j 2 --weights "$TINY/model.pt" --fasta "$ESM/sequences.fasta" -o b --export xb
+    assert_rc 0 esm-embed -j 2 --device cpu --weights "$TINY/model.pt" --fasta "$ESM/sequences.fasta" -o b --export xb
     local f
     for f in xa/*.npy; do cmp -s "$f" "xb/$(basename "$f")" || fail "$(basename "$f") differs between .safetensors and .pt"; done
     assert_eq "$(cache-check --json a | grep -o '"records": [0-9]*')" "$(cache-check --json b | grep -o '"records": [0-9]*')" "record count"
@@ -141,14 +142,16 @@ test_device_cuda_needs_cuda_and_a_gpu() {
     assert_rc 2 emb --fasta "$ESM/sequences.fasta" -o e --device tpu
 }
 
-# The CUDA engine, run on the CPU emulation of tests/emu (built wherever the CUDA headers are):
-# the same kernels nvcc compiles, checked against fair-esm's goldens like the CPU engine.
+# The CUDA engine: PPD_EMU_BIN names a directory with a CUDA esm-embed. `make test` gives it the
+# CPU emulation's (tests/emu, built wherever the CUDA headers are: the same kernels nvcc
+# compiles); scripts/gpu-check.sh gives it the real CUDA build on a GPU. Checked against
+# fair-esm's goldens like the CPU engine.
 EMU_ESM=""
 [ -n "${PPD_EMU_BIN:-}" ] && EMU_ESM="$ROOT/$PPD_EMU_BIN/esm-embed"
 if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
     emu_emb() { "$EMU_ESM" -j 2 --weights "$TINY/model.safetensors" --device cuda "$@"; }
 
-    test_cuda_engine_matches_fair_esm_on_the_emulation() {
+    test_cuda_engine_matches_fair_esm() {
         assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e --dtype f32 --export x --json
         assert_contains "$OUT" '"device": "cuda"'
         compare_goldens x last 1e-4
@@ -164,7 +167,7 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
         done
     }
 
-    test_cuda_engine_window_and_truncate_match_the_goldens_on_the_emulation() {
+    test_cuda_engine_window_and_truncate_match_the_goldens() {
         awk '/^>1PXV_r/{p=1;print;next} /^>/{p=0} p' "$ESM/sequences.fasta" > long.fasta
         assert_rc 0 emu_emb --fasta long.fasta -o w --dtype f32 --long window --max-length 64 --overlap 16 --export xw
         "$NPYDIFF" xw/1PXV_r.npy "$TINY/1PXV_r.window64-16.last.npy" 1e-4 >/dev/null || fail "window blend differs from the golden"
@@ -172,7 +175,7 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
         "$NPYDIFF" xt/1PXV_r.npy "$TINY/1PXV_r.trunc50.last.npy" 1e-4 >/dev/null || fail "truncation differs from the golden"
     }
 
-    test_cuda_engine_reports_device_memory_and_refuses_a_small_budget_on_the_emulation() {
+    test_cuda_engine_reports_device_memory_and_refuses_a_small_budget() {
         assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e --json
         local planned used
         planned=$(printf '%s' "$OUT" | grep -o '"device_planned_mb": [0-9.]*' | grep -o '[0-9.]*$')

@@ -108,8 +108,8 @@ test_init_from_the_original_checkpoint_layout() {
     # complexes are skipped with a warning (exit 1).
     tiny d "train train val val"
     assert_rc 0 gb -o g
-    assert_rc 0 esm-embed -j 2 --random-init 2,16,4 --seed 3 -g g -o e -q
-    assert_rc 0 esm-embed -j 2 --random-init 2,16,4 --seed 0 -g g -o e0 -q
+    assert_rc 0 esm-embed -j 2 --device cpu --random-init 2,16,4 --seed 3 -g g -o e -q
+    assert_rc 0 esm-embed -j 2 --device cpu --random-init 2,16,4 --seed 0 -g g -o e0 -q
     local set=(--set model.ns=8 --set model.nv=3 --set model.num_conv_layers=4 --set model.lm_embed_dim=16
         --set model.dist_embed_dim=32 --set model.cross_dist_embed_dim=32)
     assert_rc 0 train -c "$CFG" -j 2 "${set[@]}" -g g -e e --eval-only \
@@ -135,7 +135,7 @@ test_refuses_caches_that_do_not_match_the_config() {
     assert_rc 2 trn -g g10 -o run --max-steps 1
     assert_contains "$OUT" "data.knn_size"
     assert_rc 0 gb -o g
-    assert_rc 0 esm-embed -j 2 --random-init 2,16,4 -g g -o e -q
+    assert_rc 0 esm-embed -j 2 --device cpu --random-init 2,16,4 -g g -o e -q
     assert_rc 2 trn -g g -e e -o run --max-steps 1 --set model.lm_embed_dim=32
     assert_contains "$OUT" "lm_embed_dim"
     assert_rc 2 trn -g g -o run --max-steps 1 --set model.lm_embed_dim=16
