@@ -11,8 +11,11 @@
  * sequences are also embedded by the CPU engine (fp32, all host threads) and compared:
  *   ESM_ERROR precision=.. sequences=.. values=.. max_abs=.. max_abs_cpu=.. rel_to_max=.. rms=..
  * One line per run, then
- *   ESM_BENCH shape=.. precision=.. budget_gb=.. batches=.. largest_batch_tokens=..
+ *   ESM_BENCH shape=.. precision=.. budget_gb=.. batches=.. largest_batch_tokens=.. fit_tokens=..
  *     planned_mib=.. used_mib=.. tokens=.. residues=.. seconds=.. tokens_per_s=.. residues_per_s=..
+ * fit_tokens: the most token rows one batch of sequences as long as the longest here could hold
+ * within the budget (the planner's own formula; with max_tokens 0 the data set may all fit in
+ * one batch, and this says how much more would).
  * Exit status: 0, 2 usage, 3 no device or a failure (message on stderr).
  */
 #include "ppdock/esm.h"
@@ -130,6 +133,18 @@ int main(int argc, char **argv) {
         return 3;
     }
     if (compare > s.n) compare = s.n;
+    /* the largest batch (token rows) that fits: fixed part + workspace(tokens) <= budget */
+    int64_t lo = 0, hi = (int64_t)1 << 40;
+    size_t fixed = plan.weight_bytes + plan.base_bytes;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo + 1) / 2;
+        size_t ws = ppd_esm_device_workspace_bytes(&m.cfg, mid, plan.max_len, o.device == 2);
+        if (fixed + ws <= o.memory_budget)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    int64_t fit_tokens = lo;
     ppd_cuda_esm_report best = {0};
     int64_t residues = 0;
     sink_ctx sc = {0, compare, compare ? calloc((size_t)compare, sizeof(float *)) : NULL};
@@ -150,13 +165,14 @@ int main(int argc, char **argv) {
     }
     printf(
         "ESM_BENCH device=\"%s\" shape=%s precision=%s budget_gb=%g max_tokens=%lld sequences=%d "
-        "batches=%d largest_batch_tokens=%lld planned_mib=%.1f used_mib=%.1f tokens=%lld "
+        "batches=%d largest_batch_tokens=%lld fit_tokens=%lld planned_mib=%.1f used_mib=%.1f "
+        "tokens=%lld "
         "residues=%lld seconds=%.3f tokens_per_s=%.0f residues_per_s=%.0f\n",
         best.device_name, argv[1], argv[3], budget_gb, (long long)o.max_tokens, s.n, plan.n_batches,
-        (long long)plan.max_batch_tokens, (double)best.planned_bytes / (1 << 20),
-        (double)best.arena_high / (1 << 20), (long long)best.tokens, (long long)residues,
-        best.gpu_seconds, (double)best.tokens / best.gpu_seconds,
-        (double)residues / best.gpu_seconds);
+        (long long)plan.max_batch_tokens, (long long)fit_tokens,
+        (double)best.planned_bytes / (1 << 20), (double)best.arena_high / (1 << 20),
+        (long long)best.tokens, (long long)residues, best.gpu_seconds,
+        (double)best.tokens / best.gpu_seconds, (double)residues / best.gpu_seconds);
     if (compare && sc.rows && compare_cpu(&m, &s, compare, sc.rows, argv[3]) != PPD_OK) {
         fprintf(stderr, "esm-bench: CPU comparison: %s\n", ppd_errmsg());
         return 3;
