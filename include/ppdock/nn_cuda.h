@@ -79,6 +79,21 @@ ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t
                                      const int64_t *seg, int64_t e0, int64_t n, int64_t T, int dim,
                                      cudaStream_t stream);
 
+/* ---- the convolutions' gather/scatter glue (ppdock/graph_ops.h) -----------------------------
+ * Same shapes and arguments as the CPU ops, plus the stream; bit-identical results. The degrees
+ * twin counts from the receivers' scatter plan (ppd_scatter_plan's seg, uploaded) instead of
+ * walking the edges: the same integers. */
+ppd_status ppd_cuda_gather_concat3_forward(float *A, const float *emb, const float *hA,
+                                           const int64_t *first, int dA, const float *hB,
+                                           const int64_t *second, int dB, int64_t e0, int64_t n,
+                                           int ns, cudaStream_t stream);
+ppd_status ppd_cuda_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt,
+                                      const int64_t *recv, int64_t e0, int64_t n, int dout,
+                                      cudaStream_t stream);
+ppd_status ppd_cuda_update_nodes_forward(float *hn, const float *h, int64_t N, int din, int dout,
+                                         const float *yi, const float *yc, cudaStream_t stream);
+ppd_status ppd_cuda_degrees_forward(float *cnt, const int64_t *seg, int64_t N, cudaStream_t stream);
+
 /* ---- batch norm (e3nn 0.5.1 BatchNorm; kernels/bn_body.h) ------------------------------------
  * The fields of an irreps (one per channel of each block): column, width d = 2l + 1, and the
  * index among the 0e fields (their mean and bias), -1 for the others. ppd_bn_fields fills out

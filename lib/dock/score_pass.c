@@ -14,6 +14,7 @@
  */
 #include "ppdock/diffusion.h"
 #include "ppdock/kernels/so3.h"
+#include "ppdock/graph_ops.h"
 #include "ppdock/nn.h"
 #include "ppdock/scatter.h"
 #include "ppdock/score_model.h"
@@ -163,10 +164,7 @@ static ppd_status degrees(ppd_score_model *m, float **out, int64_t N, const int6
                           int64_t E) {
     float *cnt;
     ALLOC(cnt, N);
-    for (int64_t n = 0; n < N; n++) cnt[n] = 0.0f;
-    for (int64_t e = 0; e < E; e++) cnt[recv[e]] += 1.0f;
-    for (int64_t n = 0; n < N; n++)
-        if (cnt[n] < 1.0f) cnt[n] = 1.0f;
+    ppd_degrees_forward(cnt, recv, E, N);
     *out = cnt;
     return PPD_OK;
 }
@@ -200,13 +198,8 @@ typedef struct {
 static void conv_chunk_fc(ppd_score_model *m, pass_state *s, const conv_job *j, int64_t e0,
                           int64_t n) {
     int ns = m->cfg.ns, F = 3 * ns, W = j->tp->wnum;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t e = e0 + i;
-        float *a = s->A + i * F;
-        memcpy(a, j->emb + e * ns, sizeof(float) * (size_t)ns);
-        memcpy(a + ns, j->hA + j->first[e] * j->dA, sizeof(float) * (size_t)ns);
-        memcpy(a + 2 * ns, j->hB + j->second[e] * j->dB, sizeof(float) * (size_t)ns);
-    }
+    ppd_gather_concat3_forward(s->A, j->emb, j->hA, j->first, j->dA, j->hB, j->second, j->dB, e0, n,
+                               ns);
     ppd_linear_forward(s->H1, s->A, j->fc[0].w, NULL, n, F, F);
     ppd_bias_relu_forward(s->H1, j->fc[0].b, n, F);
     ppd_dropout_forward(s->H1, n, F, e0, s->seed, j->site, s->p);
@@ -238,11 +231,7 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
         conv_chunk_fc(m, s, j, e0, n);
         for (int d = 0; d < j->ndir; d++) {
             const conv_dir *cd = &j->dir[d];
-            for (int64_t i = 0; i < n; i++) {
-                int64_t r = cd->recv[e0 + i];
-                float cnt = cd->cnt[r];
-                for (int k = 0; k < dout; k++) s->dmsg[i * dout + k] = cd->dU[r * dout + k] / cnt;
-            }
+            ppd_scatter_mean_grad(s->dmsg, cd->dU, cd->cnt, cd->recv, e0, n, dout);
             ppd_tp_backward(tp, s->dX, d == 0 ? s->dWt : s->dWt2, j->gfc[1].b, s->dmsg, cd->hsend,
                             cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt, j->fc[1].b, n);
             ppd_scatter_add_rows(cd->dhsend, s->dX, cd->send, e0, n, din);
@@ -454,17 +443,6 @@ static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3
         jobs[i].fc[0] = fc[0], jobs[i].fc[1] = fc[1];
         jobs[i].gfc[0] = gfc[0], jobs[i].gfc[1] = gfc[1];
     }
-}
-
-/* h_next = pad(h) + Y_intra + Y_cross (the convs' outputs after their batch norms, if any) */
-static void update_nodes(float *hn, const float *h, int64_t N, int din, int dout, const float *yi,
-                         const float *yc) {
-    for (int64_t n = 0; n < N; n++)
-        for (int k = 0; k < dout; k++) {
-            float base = k < din ? h[n * din + k] : 0.0f;
-            float v = base + yi[n * dout + k];
-            hn[n * dout + k] = v + yc[n * dout + k];
-        }
 }
 
 /* ---- batch norm: kernels/bn_body.h (float here; the tests instantiate it in double) ---------- */
@@ -687,8 +665,10 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
                        m->bn_mean[conv][k], m->bn_var[conv][k], s->bn_training, s->bn_mu[k][call],
                        s->bn_sf[k][call]);
         }
-        update_nodes(s->h_l[k + 1], s->h_l[k], b->Nl, din, dout, Y[0], Y[1]);
-        if (k < L - 1) update_nodes(s->h_r[k + 1], s->h_r[k], b->Nr, din, dout, Y[2], Y[3]);
+        /* h_next = pad(h) + Y_intra + Y_cross (the convs' outputs after their batch norms) */
+        ppd_update_nodes_forward(s->h_l[k + 1], s->h_l[k], b->Nl, din, dout, Y[0], Y[1]);
+        if (k < L - 1)
+            ppd_update_nodes_forward(s->h_r[k + 1], s->h_r[k], b->Nr, din, dout, Y[2], Y[3]);
     }
     PPD_TRY(heads_forward(m, s, tr_pred, rot_pred));
     m->saved = s;

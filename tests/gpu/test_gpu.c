@@ -25,6 +25,7 @@
 #include "ppdock/adam_cuda.h"
 #include "ppdock/device.h"
 #include "ppdock/esm.h"
+#include "ppdock/graph_ops.h"
 #include "ppdock/esm_cuda.h"
 #include "ppdock/nn.h"
 #include "ppdock/nn_cuda.h"
@@ -874,6 +875,91 @@ out:
     free(idx), free(order), free(seg), free(src), free(acc), free(g);
 }
 
+/* ---- the convolutions' glue: gather/concat, mean gradient, node update, degrees -------------- */
+
+static void check_graph_ops(void) {
+    const char *name = "gpu_graph_glue_matches_cpu_bit_for_bit";
+    enum { NS = 16, DA = 40, DB = 64, DOUT = 48 };
+    int64_t NA = 300, NB = 500, E = 4000, e0 = 1234, n = 2000;
+    ppd_rng r;
+    ppd_rng_seed(&r, 41);
+    int64_t *first = malloc((size_t)E * 8), *second = malloc((size_t)E * 8),
+            *order = malloc((size_t)E * 8), *seg = malloc((size_t)(NA + 1) * 8);
+    for (int64_t e = 0; e < E; e++) {
+        first[e] = (int64_t)ppd_rng_below(&r, (uint64_t)(NA - 7)); /* the last 7 get no edge */
+        second[e] = (int64_t)ppd_rng_below(&r, (uint64_t)NB);
+    }
+    float *emb = rand_floats(&r, (size_t)E * NS, 1.0), *hA = rand_floats(&r, (size_t)NA * DA, 1.0),
+          *hB = rand_floats(&r, (size_t)NB * DB, 1.0),
+          *dU = rand_floats(&r, (size_t)NA * DOUT, 1.0),
+          *yi = rand_floats(&r, (size_t)NA * DOUT, 1.0),
+          *yc = rand_floats(&r, (size_t)NA * DOUT, 1.0), *A = malloc((size_t)n * 3 * NS * 4),
+          *dmsg = malloc((size_t)n * DOUT * 4), *hn = malloc((size_t)NA * DOUT * 4),
+          *cnt = malloc((size_t)NA * 4),
+          *g = malloc((size_t)NA * DOUT * 4 > (size_t)n * DOUT * 4 ? (size_t)NA * DOUT * 4
+                                                                   : (size_t)n * DOUT * 4);
+    ppd_scatter_plan(order, seg, first, E, NA);
+    ppd_degrees_forward(cnt, first, E, NA);
+    ppd_gather_concat3_forward(A, emb, hA, first, DA, hB, second, DB, e0, n, NS);
+    ppd_scatter_mean_grad(dmsg, dU, cnt, first, e0, n, DOUT);
+    ppd_update_nodes_forward(hn, hA, NA, DA, DOUT, yi, yc);
+    ppd_device_arena a;
+    if (ppd_device_arena_create(&a, ((size_t)E * NS + (size_t)NA * DA + (size_t)NB * DB +
+                                     (size_t)4 * NA * DOUT + (size_t)n * (3 * NS + DOUT) + NA) *
+                                            4 +
+                                        ((size_t)2 * E + NA + 1) * 8 + 24 * PPD_DEVICE_ALIGN) !=
+        PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    int64_t *d_first = dev_copy(&a, first, (size_t)E * 8),
+            *d_second = dev_copy(&a, second, (size_t)E * 8),
+            *d_seg = dev_copy(&a, seg, (size_t)(NA + 1) * 8);
+    float *d_emb = dev_copy(&a, emb, (size_t)E * NS * 4),
+          *d_hA = dev_copy(&a, hA, (size_t)NA * DA * 4),
+          *d_hB = dev_copy(&a, hB, (size_t)NB * DB * 4),
+          *d_dU = dev_copy(&a, dU, (size_t)NA * DOUT * 4),
+          *d_yi = dev_copy(&a, yi, (size_t)NA * DOUT * 4),
+          *d_yc = dev_copy(&a, yc, (size_t)NA * DOUT * 4),
+          *d_A = dev_copy(&a, NULL, (size_t)n * 3 * NS * 4),
+          *d_dmsg = dev_copy(&a, NULL, (size_t)n * DOUT * 4),
+          *d_hn = dev_copy(&a, NULL, (size_t)NA * DOUT * 4),
+          *d_cnt = dev_copy(&a, NULL, (size_t)NA * 4);
+    ppd_status st = !d_first || !d_second || !d_seg || !d_emb || !d_hA || !d_hB || !d_dU || !d_yi ||
+                            !d_yc || !d_A || !d_dmsg || !d_hn || !d_cnt
+                        ? ppd_fail(PPD_ERR_NOMEM, "device buffers")
+                        : PPD_OK;
+    if (!st) st = ppd_cuda_degrees_forward(d_cnt, d_seg, NA, NULL);
+    if (!st)
+        st = ppd_cuda_gather_concat3_forward(d_A, d_emb, d_hA, d_first, DA, d_hB, d_second, DB, e0,
+                                             n, NS, NULL);
+    if (!st) st = ppd_cuda_scatter_mean_grad(d_dmsg, d_dU, d_cnt, d_first, e0, n, DOUT, NULL);
+    if (!st) st = ppd_cuda_update_nodes_forward(d_hn, d_hA, NA, DA, DOUT, d_yi, d_yc, NULL);
+    if (!st) st = ppd_device_synchronize();
+    int same = 1;
+    const char *which = "";
+    if (!st && (st = ppd_device_download(g, d_cnt, (size_t)NA * 4)) == PPD_OK &&
+        memcmp(g, cnt, (size_t)NA * 4))
+        same = 0, which = "degrees";
+    if (!st && same && (st = ppd_device_download(g, d_A, (size_t)n * 3 * NS * 4)) == PPD_OK &&
+        memcmp(g, A, (size_t)n * 3 * NS * 4))
+        same = 0, which = "gather_concat3";
+    if (!st && same && (st = ppd_device_download(g, d_dmsg, (size_t)n * DOUT * 4)) == PPD_OK &&
+        memcmp(g, dmsg, (size_t)n * DOUT * 4))
+        same = 0, which = "scatter_mean_grad";
+    if (!st && same && (st = ppd_device_download(g, d_hn, (size_t)NA * DOUT * 4)) == PPD_OK &&
+        memcmp(g, hn, (size_t)NA * DOUT * 4))
+        same = 0, which = "update_nodes";
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        report(name, same, "%s differs", which);
+    ppd_device_arena_destroy(&a);
+out:
+    free(first), free(second), free(order), free(seg), free(emb), free(hA), free(hB), free(dU);
+    free(yi), free(yc), free(A), free(dmsg), free(hn), free(cnt), free(g);
+}
+
 /* ---- batch norm: the CPU body instantiated in float, as the score model does ----------------- */
 #define PPD_BN_REAL     float
 #define PPD_BN_FN(name) cpu_##name
@@ -1067,6 +1153,7 @@ int main(void) {
     check_tp("final", 4, 777, 300);
 
     check_adam_clip();
+    check_graph_ops();
     /* the score model's layer irreps (ns 16, nv 4), training and evaluation */
     check_bn("training", "16x0e+4x1o+4x1e+16x0o", 333, 1);
     check_bn("evaluation", "16x0e+4x1o+4x2e", 101, 0);

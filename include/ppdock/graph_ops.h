@@ -1,0 +1,41 @@
+/* ppdock/graph_ops.h — the score model's gather/scatter glue around its convolutions, CPU
+ * reference (lib/nn/graph_ops.c); the CUDA twins are in ppdock/nn_cuda.h and give bit-identical
+ * results (copies, one division or two additions per element, integer counts).
+ *
+ * Shapes: n edges of a chunk starting at edge e0; ns scalar channels; node rows of dA / dB /
+ * din / dout floats.
+ */
+#ifndef PPDOCK_GRAPH_OPS_H
+#define PPDOCK_GRAPH_OPS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A: (n, 3 ns). A[i] = [emb[e], hA[first[e]][:ns], hB[second[e]][:ns]] for e = e0 + i: the input
+ * of a convolution's fc (spec §3.5: edge embedding, then the scalar channels of both ends). */
+void ppd_gather_concat3_forward(float *A, const float *emb, const float *hA, const int64_t *first,
+                                int dA, const float *hB, const int64_t *second, int dB, int64_t e0,
+                                int64_t n, int ns);
+
+/* dmsg: (n, dout). dmsg[i] = dU[recv[e]] / cnt[recv[e]]: the gradient of a scatter-mean's
+ * messages from the gradient of its node means. */
+void ppd_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt, const int64_t *recv,
+                           int64_t e0, int64_t n, int dout);
+
+/* hn: (N, dout). hn = (pad(h) + yi) + yc, pad(h) = h in the first din columns and 0 after: a
+ * layer's node update from its intra and cross convolutions. */
+void ppd_update_nodes_forward(float *hn, const float *h, int64_t N, int din, int dout,
+                              const float *yi, const float *yc);
+
+/* cnt: (N). In-degrees of the E receivers recv (0 <= recv[e] < N), clamped at 1 (the
+ * scatter-mean of an empty set is 0, and dividing by 1 keeps it so). */
+void ppd_degrees_forward(float *cnt, const int64_t *recv, int64_t E, int64_t N);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

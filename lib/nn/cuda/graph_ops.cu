@@ -1,0 +1,106 @@
+// The score model's gather/scatter glue on the GPU: the CUDA twins of ppdock/graph_ops.h
+// (declared in ppdock/nn_cuda.h). Copies and the bodies of ppdock/kernels/graph_ops.h:
+// bit-identical to the CPU.
+#include "ppdock/nn_cuda.h"
+
+#include "common.cuh"
+#include "ppdock/kernels/graph_ops.h"
+
+// one warp per edge row, lanes over its 3 ns columns
+static __global__ void gather_concat3_kernel(float *A, const float *emb, const float *hA,
+                                             const int64_t *first, int dA, const float *hB,
+                                             const int64_t *second, int dB, int64_t e0, int64_t n,
+                                             int ns) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; i < n; i += stride) {
+        int64_t e = e0 + i;
+        const float *src[3] = {emb + e * ns, hA + first[e] * dA, hB + second[e] * dB};
+        float *a = A + i * 3 * ns;
+        for (int c = threadIdx.x; c < 3 * ns; c += PPD_WARP) a[c] = src[c / ns][c % ns];
+    }
+}
+
+extern "C" ppd_status ppd_cuda_gather_concat3_forward(float *A, const float *emb, const float *hA,
+                                                      const int64_t *first, int dA, const float *hB,
+                                                      const int64_t *second, int dB, int64_t e0,
+                                                      int64_t n, int ns, cudaStream_t stream) {
+    if (e0 < 0 || n < 0 || ns < 1 || dA < ns || dB < ns)
+        return ppd_fail(PPD_ERR_USAGE, "gather_concat3: bad size e0=%lld n=%lld ns=%d dA=%d dB=%d",
+                        (long long)e0, (long long)n, ns, dA, dB);
+    if (n == 0) return PPD_OK;
+    PPD_LAUNCH(gather_concat3_kernel, ppd_row_blocks(n), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)
+    (A, emb, hA, first, dA, hB, second, dB, e0, n, ns);
+    PPD_CUDA_CHECK_LAUNCH("gather_concat3_kernel");
+    return PPD_OK;
+}
+
+static __global__ void scatter_mean_grad_kernel(float *dmsg, const float *dU, const float *cnt,
+                                                const int64_t *recv, int64_t e0, int64_t n,
+                                                int dout) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; i < n; i += stride) {
+        int64_t r = recv[e0 + i];
+        for (int k = threadIdx.x; k < dout; k += PPD_WARP)
+            dmsg[i * dout + k] = ppd_scatter_mean_grad_elem(dU[r * dout + k], cnt[r]);
+    }
+}
+
+extern "C" ppd_status ppd_cuda_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt,
+                                                 const int64_t *recv, int64_t e0, int64_t n,
+                                                 int dout, cudaStream_t stream) {
+    if (e0 < 0 || n < 0 || dout < 1)
+        return ppd_fail(PPD_ERR_USAGE, "scatter_mean_grad: bad size e0=%lld n=%lld dout=%d",
+                        (long long)e0, (long long)n, dout);
+    if (n == 0) return PPD_OK;
+    PPD_LAUNCH(scatter_mean_grad_kernel, ppd_row_blocks(n), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)
+    (dmsg, dU, cnt, recv, e0, n, dout);
+    PPD_CUDA_CHECK_LAUNCH("scatter_mean_grad_kernel");
+    return PPD_OK;
+}
+
+static __global__ void update_nodes_kernel(float *hn, const float *h, int64_t total, int din,
+                                           int dout, const float *yi, const float *yc) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        int64_t nrow = i / dout;
+        int k = (int)(i % dout);
+        float base = k < din ? h[nrow * din + k] : 0.0f;
+        hn[i] = ppd_update_node_elem(base, yi[i], yc[i]);
+    }
+}
+
+extern "C" ppd_status ppd_cuda_update_nodes_forward(float *hn, const float *h, int64_t N, int din,
+                                                    int dout, const float *yi, const float *yc,
+                                                    cudaStream_t stream) {
+    if (N < 0 || din < 0 || dout < 1)
+        return ppd_fail(PPD_ERR_USAGE, "update_nodes: bad size N=%lld din=%d dout=%d", (long long)N,
+                        din, dout);
+    if (N == 0) return PPD_OK;
+    int64_t total = N * dout, blocks = (total + 255) / 256;
+    PPD_LAUNCH(update_nodes_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0,
+               stream)
+    (hn, h, total, din, dout, yi, yc);
+    PPD_CUDA_CHECK_LAUNCH("update_nodes_kernel");
+    return PPD_OK;
+}
+
+static __global__ void degrees_kernel(float *cnt, const int64_t *seg, int64_t N) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < N; t += stride) {
+        int64_t c = seg[t + 1] - seg[t];
+        cnt[t] = c > 1 ? (float)c : 1.0f; // exact below 2^24 edges per node, as the CPU's sum
+    }
+}
+
+extern "C" ppd_status ppd_cuda_degrees_forward(float *cnt, const int64_t *seg, int64_t N,
+                                               cudaStream_t stream) {
+    if (N < 0) return ppd_fail(PPD_ERR_USAGE, "degrees: N=%lld", (long long)N);
+    if (N == 0) return PPD_OK;
+    int64_t blocks = (N + 255) / 256;
+    PPD_LAUNCH(degrees_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, stream)
+    (cnt, seg, N);
+    PPD_CUDA_CHECK_LAUNCH("degrees_kernel");
+    return PPD_OK;
+}

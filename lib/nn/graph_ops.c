@@ -1,0 +1,46 @@
+/* The score model's gather/scatter glue, CPU reference (ppdock/graph_ops.h). */
+#include "ppdock/graph_ops.h"
+
+#include "ppdock/kernels/graph_ops.h"
+
+#include <string.h>
+
+void ppd_gather_concat3_forward(float *A, const float *emb, const float *hA, const int64_t *first,
+                                int dA, const float *hB, const int64_t *second, int dB, int64_t e0,
+                                int64_t n, int ns) {
+    // A: (n, 3 ns)   emb: (E, ns)   hA: (NA, dA)   hB: (NB, dB)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t e = e0 + i;
+        float *a = A + i * 3 * ns;
+        memcpy(a, emb + e * ns, sizeof(float) * (size_t)ns);
+        memcpy(a + ns, hA + first[e] * dA, sizeof(float) * (size_t)ns);
+        memcpy(a + 2 * ns, hB + second[e] * dB, sizeof(float) * (size_t)ns);
+    }
+}
+
+void ppd_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt, const int64_t *recv,
+                           int64_t e0, int64_t n, int dout) {
+    // dmsg: (n, dout)   dU: (N, dout)   cnt: (N)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = recv[e0 + i];
+        for (int k = 0; k < dout; k++)
+            dmsg[i * dout + k] = ppd_scatter_mean_grad_elem(dU[r * dout + k], cnt[r]);
+    }
+}
+
+void ppd_update_nodes_forward(float *hn, const float *h, int64_t N, int din, int dout,
+                              const float *yi, const float *yc) {
+    // hn, yi, yc: (N, dout)   h: (N, din)
+    for (int64_t n = 0; n < N; n++)
+        for (int k = 0; k < dout; k++) {
+            float base = k < din ? h[n * din + k] : 0.0f;
+            hn[n * dout + k] = ppd_update_node_elem(base, yi[n * dout + k], yc[n * dout + k]);
+        }
+}
+
+void ppd_degrees_forward(float *cnt, const int64_t *recv, int64_t E, int64_t N) {
+    for (int64_t n = 0; n < N; n++) cnt[n] = 0.0f;
+    for (int64_t e = 0; e < E; e++) cnt[recv[e]] += 1.0f;
+    for (int64_t n = 0; n < N; n++)
+        if (cnt[n] < 1.0f) cnt[n] = 1.0f;
+}
