@@ -30,6 +30,16 @@ void ppd_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt, const
 void ppd_update_nodes_forward(float *hn, const float *h, int64_t N, int din, int dout,
                               const float *yi, const float *yc);
 
+/* x: (N, d) in place. x[n] = table[idx[n]] + x[n]: a lookup table's rows added (the score
+ * model's atom-type embedding onto its sigma embedding). */
+void ppd_add_table_rows(float *x, const float *table, const int64_t *idx, int64_t N, int d);
+
+/* raw: (E, 32 + D). The edge MLP's input of spec §3.3: [temb[tnode[e]], G(|vec[e]|)], or
+ * [G, temb] when gauss_first; |v| = sqrt((x² + y²) + z²) in float32, G the Gaussian smearing
+ * (ppd_gaussian_smearing_forward) with offsets off (D) and gamma. */
+void ppd_edge_raw_forward(float *raw, const float *vec, const float *temb, const int64_t *tnode,
+                          const float *off, float gamma, int D, int gauss_first, int64_t E);
+
 /* cnt: (N). In-degrees of the E receivers recv (0 <= recv[e] < N), clamped at 1 (the
  * scatter-mean of an empty set is 0, and dividing by 1 keeps it so). */
 void ppd_degrees_forward(float *cnt, const int64_t *recv, int64_t E, int64_t N);

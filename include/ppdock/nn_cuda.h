@@ -80,7 +80,8 @@ ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t
                                      cudaStream_t stream);
 
 /* ---- the convolutions' gather/scatter glue (ppdock/graph_ops.h) -----------------------------
- * Same shapes and arguments as the CPU ops, plus the stream; bit-identical results. The degrees
+ * Same shapes and arguments as the CPU ops, plus the stream; bit-identical results (but for
+ * expf in the edge features' Gaussians). The degrees
  * twin counts from the receivers' scatter plan (ppd_scatter_plan's seg, uploaded) instead of
  * walking the edges: the same integers. */
 ppd_status ppd_cuda_gather_concat3_forward(float *A, const float *emb, const float *hA,
@@ -93,6 +94,12 @@ ppd_status ppd_cuda_scatter_mean_grad(float *dmsg, const float *dU, const float 
 ppd_status ppd_cuda_update_nodes_forward(float *hn, const float *h, int64_t N, int din, int dout,
                                          const float *yi, const float *yc, cudaStream_t stream);
 ppd_status ppd_cuda_degrees_forward(float *cnt, const int64_t *seg, int64_t N, cudaStream_t stream);
+ppd_status ppd_cuda_add_table_rows(float *x, const float *table, const int64_t *idx, int64_t N,
+                                   int d, cudaStream_t stream);
+/* the Gaussians within the smearing's tolerance (expf: glibc vs CUDA), the rest bit-identical */
+ppd_status ppd_cuda_edge_raw_forward(float *raw, const float *vec, const float *temb,
+                                     const int64_t *tnode, const float *off, float gamma, int D,
+                                     int gauss_first, int64_t E, cudaStream_t stream);
 
 /* ---- batch norm (e3nn 0.5.1 BatchNorm; kernels/bn_body.h) ------------------------------------
  * The fields of an irreps (one per channel of each block): column, width d = 2l + 1, and the

@@ -93,11 +93,7 @@ static ppd_status embed_nodes(ppd_score_model *m, int64_t N, const float *x, con
         idx[n] = (int64_t)v;
     }
     ppd_linear_forward(emb, temb, m->p.sigma_ebd.w, m->p.sigma_ebd.b, N, TD, ns);
-    for (int64_t n = 0; n < N; n++)
-        for (int j = 0; j < ns; j++) {
-            float a = m->p.atom_ebd[idx[n] * ns + j];
-            emb[n * ns + j] = a + emb[n * ns + j];
-        }
+    ppd_add_table_rows(emb, m->p.atom_ebd, idx, N, ns);
     *idx_out = idx;
     *emb_out = emb;
     *lm_in_out = NULL;
@@ -131,17 +127,7 @@ static ppd_status edge_features(ppd_score_model *m, pass_state *s, edge_set *es,
     ALLOC(es->hid, E * ns);
     ALLOC(es->emb, E * ns);
     ALLOC(es->Y, E * PPD_SH_DIM);
-    for (int64_t e = 0; e < E; e++) {
-        const float *v = vec + 3 * e;
-        float xx = v[0] * v[0], yy = v[1] * v[1], zz = v[2] * v[2];
-        float ss = xx + yy;
-        ss = ss + zz;
-        float d = sqrtf(ss);
-        float *row = es->raw + e * R;
-        float *g = row + (gauss_first ? 0 : TD), *t = row + (gauss_first ? D : 0);
-        ppd_gaussian_smearing_forward(g, &d, off, gamma, 1, D);
-        memcpy(t, temb + tnode[e] * TD, sizeof(float) * TD);
-    }
+    ppd_edge_raw_forward(es->raw, vec, temb, tnode, off, gamma, D, gauss_first, E);
     ppd_sh_forward(es->Y, vec, E);
     ppd_linear_forward(es->hid, es->raw, mlp[0].w, mlp[0].b, E, R, ns);
     ppd_relu_forward(es->hid, E * ns);

@@ -1,6 +1,7 @@
 /* The score model's gather/scatter glue, CPU reference (ppdock/graph_ops.h). */
 #include "ppdock/graph_ops.h"
 
+#include "ppdock/kernels/gaussian_smearing.h"
 #include "ppdock/kernels/graph_ops.h"
 
 #include <string.h>
@@ -43,4 +44,24 @@ void ppd_degrees_forward(float *cnt, const int64_t *recv, int64_t E, int64_t N) 
     for (int64_t e = 0; e < E; e++) cnt[recv[e]] += 1.0f;
     for (int64_t n = 0; n < N; n++)
         if (cnt[n] < 1.0f) cnt[n] = 1.0f;
+}
+
+void ppd_add_table_rows(float *x, const float *table, const int64_t *idx, int64_t N, int d) {
+    // x: (N, d)   table: (rows, d)
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < d; j++) x[n * d + j] = table[idx[n] * d + j] + x[n * d + j];
+}
+
+void ppd_edge_raw_forward(float *raw, const float *vec, const float *temb, const int64_t *tnode,
+                          const float *off, float gamma, int D, int gauss_first, int64_t E) {
+    // raw: (E, 32 + D)   vec: (E, 3)   temb: (nodes, 32)   off: (D)
+    enum { TD = 32 };
+    int R = TD + D;
+    for (int64_t e = 0; e < E; e++) {
+        float d = ppd_edge_length(vec + 3 * e);
+        float *row = raw + e * R;
+        float *g = row + (gauss_first ? 0 : TD), *t = row + (gauss_first ? D : 0);
+        for (int k = 0; k < D; k++) g[k] = ppd_gaussian_smearing_elem(d, off[k], gamma);
+        memcpy(t, temb + tnode[e] * TD, sizeof(float) * TD);
+    }
 }

@@ -960,6 +960,64 @@ out:
     free(yi), free(yc), free(A), free(dmsg), free(hn), free(cnt), free(g);
 }
 
+/* node embedding rows and the edge MLP's raw input, against the CPU */
+static void check_embed_ops(int gauss_first) {
+    char name[160];
+    snprintf(name, sizeof name, "gpu_node_and_edge_inputs_match_cpu_%s",
+             gauss_first ? "gauss_first" : "temb_first");
+    enum { D = 32, NS = 16, ROWS = 21 };
+    int64_t N = 700, E = 5000;
+    ppd_rng r;
+    ppd_rng_seed(&r, 43);
+    int64_t *idx = malloc((size_t)N * 8), *tnode = malloc((size_t)E * 8);
+    for (int64_t n = 0; n < N; n++) idx[n] = (int64_t)ppd_rng_below(&r, ROWS);
+    for (int64_t e = 0; e < E; e++) tnode[e] = (int64_t)ppd_rng_below(&r, (uint64_t)N);
+    float off[D],
+        *vec = rand_floats(&r, (size_t)E * 3, 8.0), *temb = rand_floats(&r, (size_t)N * 32, 1.0),
+        *table = rand_floats(&r, (size_t)ROWS * NS, 1.0), *x = rand_floats(&r, (size_t)N * NS, 1.0),
+        *raw = malloc((size_t)E * (32 + D) * 4), *gx = malloc((size_t)N * NS * 4),
+        *graw = malloc((size_t)E * (32 + D) * 4);
+    ppd_gaussian_smearing_offsets(off, 0.0f, 30.0f, D);
+    float gamma = ppd_gaussian_smearing_gamma(off);
+    ppd_device_arena a;
+    if (ppd_device_arena_create(
+            &a, ((size_t)E * (35 + D) + (size_t)N * (32 + 2 * NS) + (size_t)ROWS * NS + D) * 4 +
+                    ((size_t)N + E) * 8 + 16 * PPD_DEVICE_ALIGN) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    int64_t *d_idx = dev_copy(&a, idx, (size_t)N * 8), *d_tn = dev_copy(&a, tnode, (size_t)E * 8);
+    float *d_vec = dev_copy(&a, vec, (size_t)E * 12), *d_temb = dev_copy(&a, temb, (size_t)N * 128),
+          *d_tab = dev_copy(&a, table, (size_t)ROWS * NS * 4),
+          *d_x = dev_copy(&a, x, (size_t)N * NS * 4), *d_off = dev_copy(&a, off, sizeof off),
+          *d_raw = dev_copy(&a, NULL, (size_t)E * (32 + D) * 4);
+    ppd_status st = !d_idx || !d_tn || !d_vec || !d_temb || !d_tab || !d_x || !d_off || !d_raw
+                        ? ppd_fail(PPD_ERR_NOMEM, "device buffers")
+                        : PPD_OK;
+    ppd_add_table_rows(x, table, idx, N, NS);
+    ppd_edge_raw_forward(raw, vec, temb, tnode, off, gamma, D, gauss_first, E);
+    if (!st) st = ppd_cuda_add_table_rows(d_x, d_tab, d_idx, N, NS, NULL);
+    if (!st)
+        st = ppd_cuda_edge_raw_forward(d_raw, d_vec, d_temb, d_tn, d_off, gamma, D, gauss_first, E,
+                                       NULL);
+    if (!st) st = ppd_device_synchronize();
+    if (!st) st = ppd_device_download(gx, d_x, (size_t)N * NS * 4);
+    if (!st) st = ppd_device_download(graw, d_raw, (size_t)E * (32 + D) * 4);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        cmp_result cr = compare(graw, raw, E * (32 + D));
+        int rows_same = memcmp(gx, x, (size_t)N * NS * 4) == 0;
+        report(name, rows_same && cr.bad == 0,
+               "embedding rows %s; raw: %lld values off by more than %d ulp",
+               rows_same ? "agree" : "differ", (long long)cr.bad, TOL_ULPS);
+    }
+    ppd_device_arena_destroy(&a);
+out:
+    free(idx), free(tnode), free(vec), free(temb), free(table), free(x), free(raw), free(gx);
+    free(graw);
+}
+
 /* ---- batch norm: the CPU body instantiated in float, as the score model does ----------------- */
 #define PPD_BN_REAL     float
 #define PPD_BN_FN(name) cpu_##name
@@ -1154,6 +1212,8 @@ int main(void) {
 
     check_adam_clip();
     check_graph_ops();
+    check_embed_ops(0);
+    check_embed_ops(1);
     /* the score model's layer irreps (ns 16, nv 4), training and evaluation */
     check_bn("training", "16x0e+4x1o+4x1e+16x0o", 333, 1);
     check_bn("evaluation", "16x0e+4x1o+4x2e", 101, 0);

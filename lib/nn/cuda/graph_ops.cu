@@ -4,6 +4,7 @@
 #include "ppdock/nn_cuda.h"
 
 #include "common.cuh"
+#include "ppdock/kernels/gaussian_smearing.h"
 #include "ppdock/kernels/graph_ops.h"
 
 // one warp per edge row, lanes over its 3 ns columns
@@ -102,5 +103,55 @@ extern "C" ppd_status ppd_cuda_degrees_forward(float *cnt, const int64_t *seg, i
     PPD_LAUNCH(degrees_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, stream)
     (cnt, seg, N);
     PPD_CUDA_CHECK_LAUNCH("degrees_kernel");
+    return PPD_OK;
+}
+
+static __global__ void add_table_rows_kernel(float *x, const float *table, const int64_t *idx,
+                                             int64_t N, int d) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t n = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; n < N; n += stride) {
+        const float *t = table + idx[n] * d;
+        for (int j = threadIdx.x; j < d; j += PPD_WARP) x[n * d + j] = t[j] + x[n * d + j];
+    }
+}
+
+extern "C" ppd_status ppd_cuda_add_table_rows(float *x, const float *table, const int64_t *idx,
+                                              int64_t N, int d, cudaStream_t stream) {
+    if (N < 0 || d < 1)
+        return ppd_fail(PPD_ERR_USAGE, "add_table_rows: bad size N=%lld d=%d", (long long)N, d);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(add_table_rows_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)
+    (x, table, idx, N, d);
+    PPD_CUDA_CHECK_LAUNCH("add_table_rows_kernel");
+    return PPD_OK;
+}
+
+// one warp per edge: the length once, lanes over the row's 32 + D columns
+static __global__ void edge_raw_kernel(float *raw, const float *vec, const float *temb,
+                                       const int64_t *tnode, const float *off, float gamma, int D,
+                                       int gauss_first, int64_t E) {
+    const int TD = 32, R = TD + D;
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
+        float d = ppd_edge_length(vec + 3 * e);
+        float *row = raw + e * R;
+        int g0 = gauss_first ? 0 : TD, t0 = gauss_first ? D : 0;
+        for (int k = threadIdx.x; k < D; k += PPD_WARP)
+            row[g0 + k] = ppd_gaussian_smearing_elem(d, off[k], gamma);
+        row[t0 + threadIdx.x] = temb[tnode[e] * TD + threadIdx.x]; // 32 lanes, 32 columns
+    }
+}
+
+extern "C" ppd_status ppd_cuda_edge_raw_forward(float *raw, const float *vec, const float *temb,
+                                                const int64_t *tnode, const float *off, float gamma,
+                                                int D, int gauss_first, int64_t E,
+                                                cudaStream_t stream) {
+    if (E < 0 || D < 1)
+        return ppd_fail(PPD_ERR_USAGE, "edge_raw: bad size E=%lld D=%d", (long long)E, D);
+    if (E == 0) return PPD_OK;
+    PPD_LAUNCH(edge_raw_kernel, ppd_row_blocks(E), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
+    (raw, vec, temb, tnode, off, gamma, D, gauss_first, E);
+    PPD_CUDA_CHECK_LAUNCH("edge_raw_kernel");
     return PPD_OK;
 }
