@@ -1,13 +1,13 @@
 /* ppdock/kernels/esm_ops.h — per-element bodies of the ESM-2 forward pass (spec esm2.md §2),
- * shared by the CPU loops in lib/esm/ and a later CUDA twin (DESIGN.md rule 5).
+ * shared by the CPU loops in lib/esm/ and the CUDA twins in lib/nn/cuda/esm_layers.cu (DESIGN.md
+ * rule 5).
  *
  * Every body evaluates float32 in the order PyTorch fp32 does; the comment above each says which.
- * Products that feed an addition go through PPD_ESM_MUL so that nvcc cannot contract them into
- * an FMA (it does by default, --fmad=true; gcc here uses -ffp-contract=off): on the GPU the macro
- * is __fmul_rn, which is never contracted, on the CPU a plain multiply. The CPU and GPU results
- * then differ only through sinf/cosf of the RoPE table: within 1 ulp (glibc) and 2 ulp (CUDA,
- * without --use_fast_math) of the true value. exp and erf are written out here (ppd_esm_expf,
- * ppd_esm_erff) so that the CPU loops vectorise.
+ * Products that feed an addition go through PPD_MUL (kernels/hd.h) so that nvcc cannot contract
+ * them into an FMA (it does by default, --fmad=true; gcc here uses -ffp-contract=off): on the GPU
+ * the macro is __fmul_rn, which is never contracted, on the CPU a plain multiply. The RoPE tables
+ * are computed on the host for both engines, so the bodies give the same bits on both. exp and
+ * erf are written out here (ppd_esm_expf, ppd_esm_erff) so that the CPU loops vectorise.
  */
 #ifndef PPDOCK_KERNELS_ESM_OPS_H
 #define PPDOCK_KERNELS_ESM_OPS_H
@@ -17,12 +17,6 @@
 #include <string.h>
 
 #include "ppdock/kernels/hd.h"
-
-#ifdef __CUDA_ARCH__ /* nvcc's device pass; its host pass compiles the CPU form */
-#define PPD_ESM_MUL(a, b) __fmul_rn((a), (b))
-#else
-#define PPD_ESM_MUL(a, b) ((a) * (b))
-#endif
 
 /* c ? x : y without a branch. A plain ?: between two computed values leaves a branch in the
  * loop under gcc's default -ftrapping-math (it will not speculate the arms), which stops
@@ -59,8 +53,8 @@ static inline PPD_HD float ppd_esm_embed_elem(float e, float div) {
 static inline PPD_HD float ppd_esm_layernorm_elem(float x, float mean, float rstd, float w,
                                                   float b) {
     float c = x - mean;
-    float n = PPD_ESM_MUL(c, rstd);
-    float y = PPD_ESM_MUL(n, w);
+    float n = PPD_MUL(c, rstd);
+    float y = PPD_MUL(n, w);
     return y + b;
 }
 
@@ -71,20 +65,20 @@ static inline PPD_HD float ppd_esm_layernorm_elem(float x, float mean, float rst
  * on 4e6 points). Below -87.3 the exponent is held at 2^-126, giving at most 1.7e-38 instead of a
  * smaller number: far below one ulp of a softmax sum (>= 1). (The clamp acts on the exponent
  * after the polynomial: gcc 12 then if-converts and vectorises the loop, which it does not for a
- * clamp of x.) No libm, so the CPU and GPU results agree up to the PPD_ESM_MUL guarantees. */
+ * clamp of x.) No libm, so the CPU and GPU results agree up to the PPD_MUL guarantees. */
 static inline PPD_HD float ppd_esm_expf(float x) {
     float t = x * 1.44269504088896341f;
     float n = (t + 12582912.0f) - 12582912.0f;
-    float r = x - PPD_ESM_MUL(n, 0.693359375f);
-    r = r - PPD_ESM_MUL(n, -2.12194440e-4f);
+    float r = x - PPD_MUL(n, 0.693359375f);
+    r = r - PPD_MUL(n, -2.12194440e-4f);
     float p = 1.9875691500e-4f;
-    p = PPD_ESM_MUL(p, r) + 1.3981999507e-3f;
-    p = PPD_ESM_MUL(p, r) + 8.3334519073e-3f;
-    p = PPD_ESM_MUL(p, r) + 4.1665795894e-2f;
-    p = PPD_ESM_MUL(p, r) + 1.6666665459e-1f;
-    p = PPD_ESM_MUL(p, r) + 5.0000001201e-1f;
+    p = PPD_MUL(p, r) + 1.3981999507e-3f;
+    p = PPD_MUL(p, r) + 8.3334519073e-3f;
+    p = PPD_MUL(p, r) + 4.1665795894e-2f;
+    p = PPD_MUL(p, r) + 1.6666665459e-1f;
+    p = PPD_MUL(p, r) + 5.0000001201e-1f;
     float z = r * r;
-    float y = (PPD_ESM_MUL(p, z) + r) + 1.0f;
+    float y = (PPD_MUL(p, z) + r) + 1.0f;
     n = n > -126.0f ? n : -126.0f;
     uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
@@ -106,26 +100,26 @@ static inline PPD_HD float ppd_esm_erff(float x) {
     float a = fabsf(x);
     float u = a * a;
     float q = 7.889118569437414e-05f;
-    q = PPD_ESM_MUL(q, u) + -0.0008020841050893068f;
-    q = PPD_ESM_MUL(q, u) + 0.005189535208046436f;
-    q = PPD_ESM_MUL(q, u) + -0.026854444295167923f;
-    q = PPD_ESM_MUL(q, u) + 0.11283600330352783f;
-    q = PPD_ESM_MUL(q, u) + -0.3761262595653534f;
-    q = PPD_ESM_MUL(q, u) + 0.12837916612625122f;
-    float small = a + PPD_ESM_MUL(a, q);
+    q = PPD_MUL(q, u) + -0.0008020841050893068f;
+    q = PPD_MUL(q, u) + 0.005189535208046436f;
+    q = PPD_MUL(q, u) + -0.026854444295167923f;
+    q = PPD_MUL(q, u) + 0.11283600330352783f;
+    q = PPD_MUL(q, u) + -0.3761262595653534f;
+    q = PPD_MUL(q, u) + 0.12837916612625122f;
+    float small = a + PPD_MUL(a, q);
     float t = 1.0f / a;
     float r = -0.03380413353443146f;
-    r = PPD_ESM_MUL(r, t) + 0.2372840791940689f;
-    r = PPD_ESM_MUL(r, t) + -0.7357312440872192f;
-    r = PPD_ESM_MUL(r, t) + 1.305285096168518f;
-    r = PPD_ESM_MUL(r, t) + -1.403335452079773f;
-    r = PPD_ESM_MUL(r, t) + 0.8173331022262573f;
-    r = PPD_ESM_MUL(r, t) + -0.03141818568110466f;
-    r = PPD_ESM_MUL(r, t) + -0.2968325912952423f;
-    r = PPD_ESM_MUL(r, t) + 0.005303992889821529f;
-    r = PPD_ESM_MUL(r, t) + 0.5634600520133972f;
-    r = PPD_ESM_MUL(r, t) + 3.880750227835961e-05f;
-    float big = 1.0f - PPD_ESM_MUL(ppd_esm_expf(-u), r);
+    r = PPD_MUL(r, t) + 0.2372840791940689f;
+    r = PPD_MUL(r, t) + -0.7357312440872192f;
+    r = PPD_MUL(r, t) + 1.305285096168518f;
+    r = PPD_MUL(r, t) + -1.403335452079773f;
+    r = PPD_MUL(r, t) + 0.8173331022262573f;
+    r = PPD_MUL(r, t) + -0.03141818568110466f;
+    r = PPD_MUL(r, t) + -0.2968325912952423f;
+    r = PPD_MUL(r, t) + 0.005303992889821529f;
+    r = PPD_MUL(r, t) + 0.5634600520133972f;
+    r = PPD_MUL(r, t) + 3.880750227835961e-05f;
+    float big = 1.0f - PPD_MUL(ppd_esm_expf(-u), r);
     float res = ppd_esm_select(a < 1.0f, small, big);
     res = ppd_esm_select(a < 4.0f, res, 1.0f);
     return copysignf(res, x);
@@ -156,13 +150,13 @@ static inline PPD_HD float ppd_esm_rope_angle(int p, float inv_freq) {
  * x * cos + rotate_half(x) * sin with each product rounded before the sum:
  *   y1 = x1*c - x2*s,   y2 = x2*c + x1*s. */
 static inline PPD_HD float ppd_esm_rope_lo(float x1, float x2, float c, float s) {
-    float a = PPD_ESM_MUL(x1, c);
-    float b = PPD_ESM_MUL(x2, s);
+    float a = PPD_MUL(x1, c);
+    float b = PPD_MUL(x2, s);
     return a - b;
 }
 static inline PPD_HD float ppd_esm_rope_hi(float x1, float x2, float c, float s) {
-    float a = PPD_ESM_MUL(x2, c);
-    float b = PPD_ESM_MUL(x1, s);
+    float a = PPD_MUL(x2, c);
+    float b = PPD_MUL(x1, s);
     return a + b;
 }
 
@@ -181,8 +175,8 @@ static inline PPD_HD float ppd_esm_residual_elem(float x, float y, float bias) {
 /* Window blending in an overlap (long-sequence policy "window", ppdock/esm.h): wa * a + wb * b
  * with wb = t = float32(k + 1) / float32(ov + 1) and wa = 1 - t, all in float32. */
 static inline PPD_HD float ppd_esm_blend_elem(float a, float b, float wa, float wb) {
-    float x = PPD_ESM_MUL(wa, a);
-    float y = PPD_ESM_MUL(wb, b);
+    float x = PPD_MUL(wa, a);
+    float y = PPD_MUL(wb, b);
     return x + y;
 }
 
