@@ -6,7 +6,6 @@
 
 #include "common.cuh"
 
-#define ADAM_THREADS 256
 #define NORM_THREADS 256
 
 static __global__ void adam_kernel(float *p, const float *g, float *m, float *v, int64_t n,
@@ -25,9 +24,7 @@ extern "C" ppd_status ppd_cuda_adam_step(float *p, const float *g, float *m, flo
     if (n == 0) return PPD_OK;
     ppd_adam_consts_t k;
     ppd_adam_consts(c, step, &k);
-    int64_t blocks = ((int64_t)n + ADAM_THREADS - 1) / ADAM_THREADS;
-    PPD_LAUNCH(adam_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), ADAM_THREADS, 0,
-               stream)
+    PPD_LAUNCH(adam_kernel, ppd_elem_blocks((int64_t)n), PPD_ELEM_THREADS, 0, stream)
     (p, g, m, v, (int64_t)n, k);
     PPD_CUDA_CHECK_LAUNCH("adam_kernel");
     return PPD_OK;
@@ -81,9 +78,7 @@ extern "C" ppd_status ppd_cuda_clip_grad_norm(float *g, size_t n, const size_t *
     PPD_LAUNCH(total_norm_kernel, 1, 1, 0, stream)(scratch, norms, count, (float)max_norm);
     PPD_CUDA_CHECK_LAUNCH("total_norm_kernel");
     if (n == 0) return PPD_OK;
-    int64_t blocks = ((int64_t)n + ADAM_THREADS - 1) / ADAM_THREADS;
-    PPD_LAUNCH(clip_scale_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), ADAM_THREADS,
-               0, stream)
+    PPD_LAUNCH(clip_scale_kernel, ppd_elem_blocks((int64_t)n), PPD_ELEM_THREADS, 0, stream)
     (g, (int64_t)n, scratch);
     PPD_CUDA_CHECK_LAUNCH("clip_scale_kernel");
     return PPD_OK;

@@ -21,6 +21,16 @@ static inline unsigned ppd_row_blocks(int64_t rows) {
     return (unsigned)(b < PPD_MAX_ROW_BLOCKS ? b : PPD_MAX_ROW_BLOCKS);
 }
 
+// Flat element-wise kernels: PPD_ELEM_THREADS threads per block, one element per thread up to
+// PPD_MAX_ELEM_BLOCKS blocks, then the kernels' grid-stride loops take over.
+#define PPD_ELEM_THREADS    256
+#define PPD_MAX_ELEM_BLOCKS (1 << 20)
+
+static inline unsigned ppd_elem_blocks(int64_t n) {
+    int64_t b = (n + PPD_ELEM_THREADS - 1) / PPD_ELEM_THREADS;
+    return (unsigned)(b < PPD_MAX_ELEM_BLOCKS ? b : PPD_MAX_ELEM_BLOCKS);
+}
+
 // Launch a kernel: PPD_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...). Under nvcc it
 // is the <<<...>>> launch; in the CPU emulation of the tests (tests/emu/cuda_emu.h, g++) it runs
 // the grid on fibers. The sources stay one text for both.

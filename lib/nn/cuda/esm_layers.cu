@@ -8,14 +8,6 @@
 
 #include <float.h>
 
-#define PPD_ELEM_THREADS 256
-#define PPD_ELEM_BLOCKS  (1 << 20)
-
-static inline unsigned elem_blocks(int64_t n) {
-    int64_t b = (n + PPD_ELEM_THREADS - 1) / PPD_ELEM_THREADS;
-    return (unsigned)(b < PPD_ELEM_BLOCKS ? b : PPD_ELEM_BLOCKS);
-}
-
 // The sequence that packed row r belongs to: the last b with tok_off[b] <= r.
 static __device__ int seq_of_row(const int64_t *tok_off, int B, int64_t r) {
     int lo = 0, hi = B - 1;
@@ -273,7 +265,8 @@ extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, i
     if (N < 0 || F < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
     if (N == 0) return PPD_OK;
-    PPD_LAUNCH(bias_gelu_kernel, elem_blocks(N * F), PPD_ELEM_THREADS, 0, stream)(h, b, N * F, F);
+    PPD_LAUNCH(bias_gelu_kernel, ppd_elem_blocks(N * F), PPD_ELEM_THREADS, 0, stream)
+    (h, b, N * F, F);
     PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");
     return PPD_OK;
 }
@@ -289,7 +282,8 @@ extern "C" ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, co
     if (N < 0 || d < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm residual: bad size N=%lld d=%d", (long long)N, d);
     if (N == 0) return PPD_OK;
-    PPD_LAUNCH(residual_kernel, elem_blocks(N * d), PPD_ELEM_THREADS, 0, stream)(x, y, b, N * d, d);
+    PPD_LAUNCH(residual_kernel, ppd_elem_blocks(N * d), PPD_ELEM_THREADS, 0, stream)
+    (x, y, b, N * d, d);
     PPD_CUDA_CHECK_LAUNCH("residual_kernel");
     return PPD_OK;
 }

@@ -137,9 +137,7 @@ extern "C" ppd_status ppd_cuda_cast_bf16(uint16_t *dst, const float *src, int64_
                                          cudaStream_t stream) {
     if (n < 0) return ppd_fail(PPD_ERR_USAGE, "cast bf16: negative size %lld", (long long)n);
     if (n == 0) return PPD_OK;
-    int64_t blocks = (n + 255) / 256;
-    PPD_LAUNCH(cast_bf16_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0,
-               stream)
+    PPD_LAUNCH(cast_bf16_kernel, ppd_elem_blocks(n), PPD_ELEM_THREADS, 0, stream)
     (dst, src, n);
     PPD_CUDA_CHECK_LAUNCH("cast_bf16_kernel");
     return PPD_OK;

@@ -79,9 +79,8 @@ extern "C" ppd_status ppd_cuda_update_nodes_forward(float *hn, const float *h, i
         return ppd_fail(PPD_ERR_USAGE, "update_nodes: bad size N=%lld din=%d dout=%d", (long long)N,
                         din, dout);
     if (N == 0) return PPD_OK;
-    int64_t total = N * dout, blocks = (total + 255) / 256;
-    PPD_LAUNCH(update_nodes_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0,
-               stream)
+    int64_t total = N * dout;
+    PPD_LAUNCH(update_nodes_kernel, ppd_elem_blocks(total), PPD_ELEM_THREADS, 0, stream)
     (hn, h, total, din, dout, yi, yc);
     PPD_CUDA_CHECK_LAUNCH("update_nodes_kernel");
     return PPD_OK;
@@ -99,8 +98,7 @@ extern "C" ppd_status ppd_cuda_degrees_forward(float *cnt, const int64_t *seg, i
                                                cudaStream_t stream) {
     if (N < 0) return ppd_fail(PPD_ERR_USAGE, "degrees: N=%lld", (long long)N);
     if (N == 0) return PPD_OK;
-    int64_t blocks = (N + 255) / 256;
-    PPD_LAUNCH(degrees_kernel, (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, stream)
+    PPD_LAUNCH(degrees_kernel, ppd_elem_blocks(N), PPD_ELEM_THREADS, 0, stream)
     (cnt, seg, N);
     PPD_CUDA_CHECK_LAUNCH("degrees_kernel");
     return PPD_OK;

@@ -5,13 +5,6 @@
 #include "common.cuh"
 #include "ppdock/kernels/linear_ops.h"
 
-#define ELEM_THREADS 256
-
-static inline unsigned elem_blocks(int64_t n) {
-    int64_t b = (n + ELEM_THREADS - 1) / ELEM_THREADS;
-    return (unsigned)(b < (1 << 20) ? b : (1 << 20));
-}
-
 // out: (N, M); every row = b (or 0 when b is NULL)
 static __global__ void fill_rows_kernel(float *out, const float *b, int64_t n, int M) {
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -29,7 +22,8 @@ extern "C" ppd_status ppd_cuda_linear_forward(float *out, const float *in, const
     if (N == 0 || M == 0) return PPD_OK;
     cudaStream_t s = ppd_cuda_blas_stream(blas);
     if (b || K == 0) { // rows start as the bias; the GEMM adds in W^T (beta = 1), as the CPU
-        PPD_LAUNCH(fill_rows_kernel, elem_blocks(N * M), ELEM_THREADS, 0, s)(out, b, N * M, M);
+        PPD_LAUNCH(fill_rows_kernel, ppd_elem_blocks(N * M), PPD_ELEM_THREADS, 0, s)
+        (out, b, N * M, M);
         PPD_CUDA_CHECK_LAUNCH("fill_rows_kernel");
     }
     if (K == 0) return PPD_OK;
@@ -78,7 +72,7 @@ extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db,
     }
     if (din && K > 0) {
         if (M == 0) {
-            PPD_LAUNCH(zero_kernel, elem_blocks(N * K), ELEM_THREADS, 0, s)(din, N * K);
+            PPD_LAUNCH(zero_kernel, ppd_elem_blocks(N * K), PPD_ELEM_THREADS, 0, s)(din, N * K);
             PPD_CUDA_CHECK_LAUNCH("zero_kernel");
             return PPD_OK;
         }
@@ -133,7 +127,7 @@ static __global__ void dropout_relu_backward_kernel(float *dy, const float *y, i
 
 extern "C" ppd_status ppd_cuda_relu_forward(float *x, int64_t n, cudaStream_t stream) {
     CHECK_N("relu", n);
-    PPD_LAUNCH(relu_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)(x, n);
+    PPD_LAUNCH(relu_kernel, ppd_elem_blocks(n), PPD_ELEM_THREADS, 0, stream)(x, n);
     PPD_CUDA_CHECK_LAUNCH("relu_kernel");
     return PPD_OK;
 }
@@ -142,7 +136,8 @@ extern "C" ppd_status ppd_cuda_bias_relu_forward(float *x, const float *b, int64
                                                  cudaStream_t stream) {
     if (M < 1) return ppd_fail(PPD_ERR_USAGE, "bias_relu: M=%d", M);
     CHECK_N("bias_relu", N);
-    PPD_LAUNCH(bias_relu_kernel, elem_blocks(N * M), ELEM_THREADS, 0, stream)(x, b, N * M, M);
+    PPD_LAUNCH(bias_relu_kernel, ppd_elem_blocks(N * M), PPD_ELEM_THREADS, 0, stream)
+    (x, b, N * M, M);
     PPD_CUDA_CHECK_LAUNCH("bias_relu_kernel");
     return PPD_OK;
 }
@@ -150,7 +145,7 @@ extern "C" ppd_status ppd_cuda_bias_relu_forward(float *x, const float *b, int64
 extern "C" ppd_status ppd_cuda_relu_backward(float *d, const float *y, int64_t n,
                                              cudaStream_t stream) {
     CHECK_N("relu_backward", n);
-    PPD_LAUNCH(relu_backward_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)(d, y, n);
+    PPD_LAUNCH(relu_backward_kernel, ppd_elem_blocks(n), PPD_ELEM_THREADS, 0, stream)(d, y, n);
     PPD_CUDA_CHECK_LAUNCH("relu_backward_kernel");
     return PPD_OK;
 }
@@ -171,7 +166,7 @@ extern "C" ppd_status ppd_cuda_dropout_forward(float *y, int64_t rows, int cols,
 extern "C" ppd_status ppd_cuda_dropout_relu_backward(float *dy, const float *y, int64_t n, float p,
                                                      cudaStream_t stream) {
     CHECK_N("dropout_relu_backward", n);
-    PPD_LAUNCH(dropout_relu_backward_kernel, elem_blocks(n), ELEM_THREADS, 0, stream)
+    PPD_LAUNCH(dropout_relu_backward_kernel, ppd_elem_blocks(n), PPD_ELEM_THREADS, 0, stream)
     (dy, y, n, 1.0f / (1.0f - p));
     PPD_CUDA_CHECK_LAUNCH("dropout_relu_backward_kernel");
     return PPD_OK;
