@@ -20,6 +20,13 @@ void ppd_gather_concat3_forward(float *A, const float *emb, const float *hA, con
                                 int dA, const float *hB, const int64_t *second, int dB, int64_t e0,
                                 int64_t n, int ns);
 
+/* The gradient of ppd_gather_concat3_forward, accumulated: for e = e0 + i in increasing order and
+ * each column k, demb[e][k] += g[i][k], dhA[first[e]][k] += g[i][ns + k], then
+ * dhB[second[e]][k] += g[i][2 ns + k]. dhA and dhB may be the same array (an intra conv). */
+void ppd_gather_concat3_backward(float *demb, float *dhA, int dA, float *dhB, int dB,
+                                 const float *g, const int64_t *first, const int64_t *second,
+                                 int64_t e0, int64_t n, int ns);
+
 /* dmsg: (n, dout). dmsg[i] = dU[recv[e]] / cnt[recv[e]]: the gradient of a scatter-mean's
  * messages from the gradient of its node means. */
 void ppd_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt, const int64_t *recv,

@@ -88,6 +88,15 @@ ppd_status ppd_cuda_gather_concat3_forward(float *A, const float *emb, const flo
                                            const int64_t *first, int dA, const float *hB,
                                            const int64_t *second, int dB, int64_t e0, int64_t n,
                                            int ns, cudaStream_t stream);
+/* The twin of ppd_gather_concat3_backward, bit-identical. Node rows go through scatter plans:
+ * with dhA != dhB, (orderA, segA) = ppd_scatter_plan(first, E, NA) and (orderB, segB) =
+ * ppd_scatter_plan(second, E, NB); with dhA == dhB (an intra conv), (orderA, segA) =
+ * ppd_scatter_plan_pairs(first, second, E, NA) and orderB/segB are unused. */
+ppd_status ppd_cuda_gather_concat3_backward(float *demb, float *dhA, int dA, float *dhB, int dB,
+                                            const float *g, const int64_t *orderA,
+                                            const int64_t *segA, int64_t NA, const int64_t *orderB,
+                                            const int64_t *segB, int64_t NB, int64_t e0, int64_t n,
+                                            int ns, cudaStream_t stream);
 ppd_status ppd_cuda_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt,
                                       const int64_t *recv, int64_t e0, int64_t n, int dout,
                                       cudaStream_t stream);

@@ -29,6 +29,13 @@ void ppd_scatter_add_rows(float *acc, const float *src, const int64_t *idx, int6
 /* order: (E)   seg: (T + 1). PPD_ERR_FORMAT naming the edge when an idx is outside [0, T). */
 ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, int64_t E, int64_t T);
 
+/* The plan of 2E "half edges" v = 2e + p with targets a[e] (p = 0) and b[e] (p = 1) into one
+ * array of T rows: each target's group lists v in increasing order, i.e. by edge and, within an
+ * edge, a before b. For a loop that adds an edge's two parts to the same array in that order
+ * (ppd_gather_concat3_backward of an intra conv). order: (2E)   seg: (T + 1). */
+ppd_status ppd_scatter_plan_pairs(int64_t *order, int64_t *seg, const int64_t *a, const int64_t *b,
+                                  int64_t E, int64_t T);
+
 #ifdef __cplusplus
 }
 #endif

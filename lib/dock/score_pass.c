@@ -229,17 +229,8 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
         ppd_linear_backward(dH1, j->gfc[1].w, NULL, s->dWt, s->H1, j->fc[1].w, n, F, W);
         ppd_dropout_relu_backward(dH1, s->H1, n * F, s->p);
         ppd_linear_backward(dA, j->gfc[0].w, j->gfc[0].b, dH1, s->A, j->fc[0].w, n, F, F);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t e = e0 + i;
-            const float *g = dA + i * F;
-            float *de = j->demb + e * ns, *ga = j->dhA + j->first[e] * j->dA,
-                  *gb = j->dhB + j->second[e] * j->dB;
-            for (int k = 0; k < ns; k++) {
-                de[k] += g[k];
-                ga[k] += g[ns + k];
-                gb[k] += g[2 * ns + k];
-            }
-        }
+        ppd_gather_concat3_backward(j->demb, j->dhA, j->dA, j->dhB, j->dB, dA, j->first, j->second,
+                                    e0, n, ns);
     }
 }
 

@@ -19,6 +19,22 @@ void ppd_gather_concat3_forward(float *A, const float *emb, const float *hA, con
     }
 }
 
+void ppd_gather_concat3_backward(float *demb, float *dhA, int dA, float *dhB, int dB,
+                                 const float *g, const int64_t *first, const int64_t *second,
+                                 int64_t e0, int64_t n, int ns) {
+    // g: (n, 3 ns)   demb: (E, ns)   dhA: (NA, dA)   dhB: (NB, dB)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t e = e0 + i;
+        const float *gi = g + i * 3 * ns;
+        float *de = demb + e * ns, *ga = dhA + first[e] * dA, *gb = dhB + second[e] * dB;
+        for (int k = 0; k < ns; k++) {
+            de[k] += gi[k];
+            ga[k] += gi[ns + k];
+            gb[k] += gi[2 * ns + k];
+        }
+    }
+}
+
 void ppd_scatter_mean_grad(float *dmsg, const float *dU, const float *cnt, const int64_t *recv,
                            int64_t e0, int64_t n, int dout) {
     // dmsg: (n, dout)   dU: (N, dout)   cnt: (N)

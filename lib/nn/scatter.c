@@ -29,3 +29,21 @@ ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, in
     seg[0] = 0;
     return PPD_OK;
 }
+
+ppd_status ppd_scatter_plan_pairs(int64_t *order, int64_t *seg, const int64_t *a, const int64_t *b,
+                                  int64_t E, int64_t T) {
+    memset(seg, 0, sizeof *seg * (size_t)(T + 1));
+    for (int64_t v = 0; v < 2 * E; v++) {
+        int64_t t = v % 2 ? b[v / 2] : a[v / 2];
+        if (t < 0 || t >= T)
+            return ppd_fail(PPD_ERR_FORMAT,
+                            "scatter plan: edge %lld end %d targets node %lld of %lld",
+                            (long long)(v / 2), (int)(v % 2), (long long)t, (long long)T);
+        seg[t + 1]++;
+    }
+    for (int64_t t = 0; t < T; t++) seg[t + 1] += seg[t];
+    for (int64_t v = 0; v < 2 * E; v++) order[seg[v % 2 ? b[v / 2] : a[v / 2]]++] = v;
+    for (int64_t t = T; t > 0; t--) seg[t] = seg[t - 1];
+    seg[0] = 0;
+    return PPD_OK;
+}

@@ -960,6 +960,78 @@ out:
     free(yi), free(yc), free(A), free(dmsg), free(hn), free(cnt), free(g);
 }
 
+/* the fc input's gradient back to the edges and both ends, chunk by chunk: an intra conv (one
+ * node array for both ends, a pair plan) and a cross conv (two arrays, two plans) */
+static void check_concat3_backward(int intra) {
+    char name[160];
+    snprintf(name, sizeof name, "gpu_concat3_backward_matches_cpu_bit_for_bit_%s",
+             intra ? "intra" : "cross");
+    enum { NS = 16, DA = 40, DB = 24 };
+    int64_t NA = 300, NB = intra ? 300 : 450, E = 3000, C = 700;
+    int dB = intra ? DA : DB;
+    ppd_rng r;
+    ppd_rng_seed(&r, 47);
+    int64_t *first = malloc((size_t)E * 8), *second = malloc((size_t)E * 8),
+            *oA = malloc((size_t)2 * E * 8), *sA = malloc((size_t)(NA + 1) * 8),
+            *oB = malloc((size_t)E * 8), *sB = malloc((size_t)(NB + 1) * 8);
+    for (int64_t e = 0; e < E; e++) {
+        first[e] = (int64_t)ppd_rng_below(&r, (uint64_t)NA);
+        second[e] = (int64_t)ppd_rng_below(&r, (uint64_t)NB);
+    }
+    float *g = rand_floats(&r, (size_t)E * 3 * NS, 1.0),
+          *demb = rand_floats(&r, (size_t)E * NS, 1.0), *hA = rand_floats(&r, (size_t)NA * DA, 1.0),
+          *hB = rand_floats(&r, (size_t)NB * dB, 1.0),
+          *gbuf = malloc((size_t)(E * NS > NB * dB ? (E * NS > NA * DA ? E * NS : NA * DA)
+                                                   : (NB * dB > NA * DA ? NB * dB : NA * DA)) *
+                         4);
+    ppd_status st = intra ? ppd_scatter_plan_pairs(oA, sA, first, second, E, NA)
+                          : ppd_scatter_plan(oA, sA, first, E, NA);
+    if (!st && !intra) st = ppd_scatter_plan(oB, sB, second, E, NB);
+    ppd_device_arena a;
+    if (!st)
+        st = ppd_device_arena_create(&a,
+                                     ((size_t)E * 4 * NS + (size_t)NA * DA + (size_t)NB * dB) * 4 +
+                                         ((size_t)3 * E + NA + NB + 2) * 8 + 16 * PPD_DEVICE_ALIGN);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out;
+    }
+    float *d_g = dev_copy(&a, g, (size_t)E * 3 * NS * 4),
+          *d_demb = dev_copy(&a, demb, (size_t)E * NS * 4),
+          *d_hA = dev_copy(&a, hA, (size_t)NA * DA * 4),
+          *d_hB = intra ? d_hA : dev_copy(&a, hB, (size_t)NB * dB * 4);
+    int64_t *d_oA = dev_copy(&a, oA, (size_t)(intra ? 2 : 1) * E * 8),
+            *d_sA = dev_copy(&a, sA, (size_t)(NA + 1) * 8),
+            *d_oB = intra ? NULL : dev_copy(&a, oB, (size_t)E * 8),
+            *d_sB = intra ? NULL : dev_copy(&a, sB, (size_t)(NB + 1) * 8);
+    if (!d_g || !d_demb || !d_hA || !d_hB || !d_oA || !d_sA || (!intra && (!d_oB || !d_sB)))
+        st = ppd_fail(PPD_ERR_NOMEM, "device buffers");
+    float *cB = intra ? hA : hB;
+    for (int64_t e0 = 0; !st && e0 < E; e0 += C) {
+        int64_t n = E - e0 < C ? E - e0 : C;
+        ppd_gather_concat3_backward(demb, hA, DA, cB, dB, g + e0 * 3 * NS, first, second, e0, n,
+                                    NS);
+        st = ppd_cuda_gather_concat3_backward(d_demb, d_hA, DA, d_hB, dB, d_g + e0 * 3 * NS, d_oA,
+                                              d_sA, NA, d_oB, d_sB, NB, e0, n, NS, NULL);
+    }
+    if (!st) st = ppd_device_synchronize();
+    int same = 1;
+    if (!st && !(st = ppd_device_download(gbuf, d_demb, (size_t)E * NS * 4)))
+        same &= memcmp(gbuf, demb, (size_t)E * NS * 4) == 0;
+    if (!st && !(st = ppd_device_download(gbuf, d_hA, (size_t)NA * DA * 4)))
+        same &= memcmp(gbuf, hA, (size_t)NA * DA * 4) == 0;
+    if (!st && !intra && !(st = ppd_device_download(gbuf, d_hB, (size_t)NB * dB * 4)))
+        same &= memcmp(gbuf, hB, (size_t)NB * dB * 4) == 0;
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        report(name, same, "the accumulated gradients differ");
+    ppd_device_arena_destroy(&a);
+out:
+    free(first), free(second), free(oA), free(sA), free(oB), free(sB), free(g), free(demb);
+    free(hA), free(hB), free(gbuf);
+}
+
 /* node embedding rows and the edge MLP's raw input, against the CPU */
 static void check_embed_ops(int gauss_first) {
     char name[160];
@@ -1214,6 +1286,8 @@ int main(void) {
     check_graph_ops();
     check_embed_ops(0);
     check_embed_ops(1);
+    check_concat3_backward(1);
+    check_concat3_backward(0);
     /* the score model's layer irreps (ns 16, nv 4), training and evaluation */
     check_bn("training", "16x0e+4x1o+4x1e+16x0o", 333, 1);
     check_bn("evaluation", "16x0e+4x1o+4x2e", 101, 0);
