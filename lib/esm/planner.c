@@ -32,12 +32,10 @@ size_t ppd_esm_device_table_bytes(const ppd_esm_config *c, int max_len) {
            sizeof(float);
 }
 
-/* Workspace of a batch on the planned engine; on the device with the RoPE tables, which grow
- * with the longest item (items come sorted by length, so the batch's is the plan's so far). */
+/* Workspace of a batch on the planned engine. */
 static size_t batch_bytes(const ppd_esm_config *c, const ppd_esm_plan_opts *o, int64_t tokens,
                           int max_len) {
-    return o->device ? ppd_esm_device_workspace_bytes(c, tokens, max_len, o->device == 2) +
-                           ppd_esm_device_table_bytes(c, max_len)
+    return o->device ? ppd_esm_device_workspace_bytes(c, tokens, max_len, o->device == 2)
                      : ppd_esm_workspace_bytes(c, tokens, max_len, o->threads);
 }
 
@@ -130,7 +128,10 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
                          (o->device == 2 ? ppd_esm_bf16_weight_bytes(c) : 0);
     /* the CUDA engine blends windows in host memory: not part of a device budget */
     plan->window_bytes = o->device ? 0 : (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
-    plan->base_bytes = o->device ? PPD_ESM_DEVICE_BLAS_BYTES
+    /* on the device: the cuBLAS workspace and the RoPE tables of the longest item (items are
+     * sorted by length, so it is the last) */
+    plan->base_bytes = o->device ? PPD_ESM_DEVICE_BLAS_BYTES +
+                                       ppd_esm_device_table_bytes(c, k ? plan->items[k - 1].len : 0)
                                  : PPD_ESM_BASE_BYTES + (size_t)T_threads * PPD_ESM_THREAD_BYTES;
     size_t fixed = plan->weight_bytes + plan->window_bytes + plan->base_bytes;
     size_t budget = o->memory_budget;
@@ -138,8 +139,8 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
         ppd_status st =
             o->device
                 ? ppd_fail(PPD_ERR_NOMEM,
-                           "ESM plan: the weights (%.1f MiB) and the cuBLAS workspace (%.1f MiB) "
-                           "alone exceed the device memory budget (%.1f MiB)",
+                           "ESM plan: the weights (%.1f MiB), the cuBLAS workspace and RoPE "
+                           "tables (%.1f MiB) alone exceed the device memory budget (%.1f MiB)",
                            mib(plan->weight_bytes), mib(plan->base_bytes), mib(budget))
                 : ppd_fail(PPD_ERR_NOMEM,
                            "ESM plan: the weights (%.1f MiB), window buffer (%.1f MiB) and base "
@@ -209,17 +210,6 @@ ppd_status ppd_esm_plan_make(ppd_esm_plan *plan, const ppd_esm_config *c, const 
         if (bt->tokens > plan->max_batch_tokens) plan->max_batch_tokens = bt->tokens;
         if (bt->max_len > plan->max_len) plan->max_len = bt->max_len;
         if (bt->bytes > plan->workspace_bytes) plan->workspace_bytes = bt->bytes;
-    }
-    if (o->device) { /* the tables of the longest item go to the fixed part */
-        size_t tables = ppd_esm_device_table_bytes(c, plan->max_len);
-        plan->workspace_bytes = 0;
-        for (int b = 0; b < nb; b++) {
-            plan->batches[b].bytes -= ppd_esm_device_table_bytes(c, plan->batches[b].max_len);
-            if (plan->batches[b].bytes > plan->workspace_bytes)
-                plan->workspace_bytes = plan->batches[b].bytes;
-        }
-        plan->base_bytes += tables;
-        fixed += tables;
     }
     plan->peak_bytes = fixed + plan->workspace_bytes;
     return PPD_OK;

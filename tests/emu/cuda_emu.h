@@ -155,39 +155,10 @@ static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 3
     return ppd_emu::from_bits<T>(ppd_emu::warp_exchange(mask, ppd_emu::to_bits(v), s));
 }
 
-// Blocks run one at a time on one OS thread, so read-modify-write is atomic already.
-template <class T> static inline T atomicAdd(T *p, T v) {
-    T old = *p;
-    *p = old + v;
-    return old;
-}
-template <class T> static inline T atomicMax(T *p, T v) {
-    T old = *p;
-    if (v > old) *p = v;
-    return old;
-}
-
+// Only the device functions ppdock's kernels use. No atomics: the kernels do without them, so
+// that every reduction has a fixed order (a kernel that used one would not compile here).
 static inline float __fmul_rn(float a, float b) {
     return a * b;
-}
-static inline float __fadd_rn(float a, float b) {
-    return a + b;
-}
-static inline float __fmaf_rn(float a, float b, float c) {
-    return fmaf(a, b, c);
-}
-static inline double __dmul_rn(double a, double b) {
-    return a * b;
-}
-static inline double __dadd_rn(double a, double b) {
-    return a + b;
-}
-static inline float rsqrtf(float x) {
-    return 1.0f / sqrtf(x);
-}
-// __expf: glibc declares one (it is expf), which stands in for CUDA's fast exponential.
-template <class T> static inline T __ldg(const T *p) {
-    return *p;
 }
 
 #endif

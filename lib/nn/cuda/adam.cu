@@ -39,13 +39,8 @@ static __global__ void tensor_norms_kernel(float *norms, const float *g, const s
     const float *x = g + offset[t];
     double s = 0.0;
     for (size_t i = threadIdx.x; i < numel[t]; i += NORM_THREADS) s += (double)x[i] * x[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int half = NORM_THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) norms[t] = (float)sqrt(part[0]);
+    s = ppd_block_sum_double(s, part);
+    if (threadIdx.x == 0) norms[t] = (float)sqrt(s);
 }
 
 // One thread: total = sqrt(Σ_t norms[t]²) in float32, in tensor order as the CPU; coef.

@@ -11,19 +11,6 @@
 
 #define BN_THREADS 256
 
-// The block's double sum of v (all threads return it).
-static __device__ double block_sum(double v, double *part) {
-    part[threadIdx.x] = v;
-    __syncthreads();
-    for (int half = BN_THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
-    double s = part[0];
-    __syncthreads(); // part is reused by the next sum
-    return s;
-}
-
 static __global__ void bn_forward_kernel(const ppd_bn_field *fields, int D, const float *x,
                                          float *y, int64_t N, const float *w, const float *bias,
                                          float *rmean, float *rvar, int training, float *mu,
@@ -38,7 +25,7 @@ static __global__ void bn_forward_kernel(const ppd_bn_field *fields, int D, cons
         if (training) {
             double acc = 0;
             for (int64_t n = threadIdx.x; n < N; n += BN_THREADS) acc += x[n * D + col];
-            m = (float)(block_sum(acc, part) / (double)N);
+            m = (float)(ppd_block_sum_double(acc, part) / (double)N);
             if (threadIdx.x == 0) {
                 float a = PPD_MUL(keep, rmean[ib]), b = PPD_MUL(mom, m);
                 rmean[ib] = a + b;
@@ -55,7 +42,7 @@ static __global__ void bn_forward_kernel(const ppd_bn_field *fields, int D, cons
             float xc = x[(i / d) * D + col + i % d] - m;
             acc += (double)xc * xc;
         }
-        v = (float)(block_sum(acc, part) / ((double)N * d));
+        v = (float)(ppd_block_sum_double(acc, part) / ((double)N * d));
         if (threadIdx.x == 0) {
             float a = PPD_MUL(keep, rvar[iw]), b = PPD_MUL(mom, v);
             rvar[iw] = a + b;
@@ -90,8 +77,8 @@ static __global__ void bn_backward_kernel(const ppd_bn_field *fields, int D, con
         gx += (double)g * (x[at] - m);
         gs += g;
     }
-    gx = block_sum(gx, part);
-    gs = block_sum(gs, part);
+    gx = ppd_block_sum_double(gx, part);
+    gs = ppd_block_sum_double(gs, part);
     if (threadIdx.x == 0) {
         dw[iw] += (float)(gx * f);
         if (ib >= 0) db[ib] += (float)gs;
@@ -106,7 +93,7 @@ static __global__ void bn_backward_kernel(const ppd_bn_field *fields, int D, con
         mean_dxc += v;
     }
     if (ib >= 0 && training) { // the centring: subtract the mean of dxc (d = 1 for 0e)
-        float sub = (float)(block_sum(mean_dxc, part) / (double)N);
+        float sub = (float)(ppd_block_sum_double(mean_dxc, part) / (double)N);
         for (int64_t n = threadIdx.x; n < N; n += BN_THREADS) dx[n * D + col] -= sub;
     }
 }

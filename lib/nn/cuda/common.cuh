@@ -50,6 +50,44 @@ extern "C" ppd_status ppd_cuda_sgemm(ppd_cuda_blas *b, int ta, int tb, int m, in
                                      const float *A, int lda, const float *B, int ldb, float beta,
                                      float *C, int ldc);
 
+// First j in [lo, hi) with order[j] >= v, for the sorted groups of a scatter plan
+// (ppdock/scatter.h).
+static inline __device__ int64_t ppd_first_at_or_after(const int64_t *order, int64_t lo, int64_t hi,
+                                                       int64_t v) {
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (order[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+// The block's sum of every thread's v, in a fixed tree order (deterministic, no atomics); all
+// threads get it. part: blockDim.x doubles of shared memory, blockDim.x a power of two; every
+// thread of the block must call it.
+static inline __device__ double ppd_block_sum_double(double v, double *part) {
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = (int)blockDim.x / 2; half > 0; half /= 2) {
+        if ((int)threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    double s = part[0];
+    __syncthreads(); // part is free for the next sum
+    return s;
+}
+
+// acc[t][k] += src[e - e0][col0 + part * width + k] (k < width) over the scatter plan's entries v
+// of each target t with v0 <= v < v1, in increasing v, where e = v >> shift and part = v's low
+// `shift` bits: shift 0 for a plain plan (ppd_scatter_plan), 1 for a pair plan
+// (ppd_scatter_plan_pairs). acc rows have dacc floats, src rows src_stride. lib/nn/cuda/scatter.cu.
+ppd_status ppd_cuda_scatter_parts(float *acc, int dacc, const float *src, int src_stride, int width,
+                                  int col0, int shift, const int64_t *order, const int64_t *seg,
+                                  int64_t v0, int64_t v1, int64_t e0, int64_t T,
+                                  cudaStream_t stream);
+
 // After a launch: launch-configuration errors, and sticky errors from earlier work.
 #define PPD_CUDA_CHECK_LAUNCH(opname)                                                              \
     do {                                                                                           \

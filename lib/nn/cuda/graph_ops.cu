@@ -154,42 +154,6 @@ extern "C" ppd_status ppd_cuda_edge_raw_forward(float *raw, const float *vec, co
     return PPD_OK;
 }
 
-// first j in [lo, hi) with order[j] >= v (increasing within a group)
-static __device__ int64_t first_at_or_after(const int64_t *order, int64_t lo, int64_t hi,
-                                            int64_t v) {
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (order[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-// acc[t][k] += g[e - e0][col0 + part * ns + k] over the plan's entries v of target t in
-// [v0, v1), e = v >> shift, part = v & (2^shift - 1): a plain plan (shift 0, one part) or a
-// pair plan (shift 1, parts 0 and 1 = the first and second end). One warp per target row.
-static __global__ void scatter_parts_kernel(float *acc, int dacc, const float *g, int ns, int col0,
-                                            int shift, const int64_t *order, const int64_t *seg,
-                                            int64_t v0, int64_t v1, int64_t e0, int64_t T) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.y;
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; t < T; t += stride) {
-        int64_t lo = first_at_or_after(order, seg[t], seg[t + 1], v0);
-        int64_t hi = first_at_or_after(order, lo, seg[t + 1], v1);
-        if (lo == hi) continue;
-        for (int k = threadIdx.x; k < ns; k += PPD_WARP) {
-            float a = acc[t * dacc + k];
-            for (int64_t j = lo; j < hi; j++) {
-                int64_t v = order[j], e = v >> shift;
-                int part = (int)(v & ((1 << shift) - 1));
-                a += g[(e - e0) * 3 * ns + col0 + part * ns + k];
-            }
-            acc[t * dacc + k] = a;
-        }
-    }
-}
-
 static __global__ void add_rows_kernel(float *demb, const float *g, int64_t e0, int64_t n, int ns) {
     int64_t stride = (int64_t)gridDim.x * blockDim.x, total = n * ns;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
@@ -212,20 +176,16 @@ extern "C" ppd_status ppd_cuda_gather_concat3_backward(float *demb, float *dhA, 
     PPD_LAUNCH(add_rows_kernel, ppd_elem_blocks(n * ns), PPD_ELEM_THREADS, 0, stream)
     (demb, g, e0, n, ns);
     PPD_CUDA_CHECK_LAUNCH("add_rows_kernel");
-    dim3 block(PPD_WARP, PPD_ROWS_PER_BLOCK);
+    // node rows: g's columns ns.. (first end) and 2 ns.. (second end), through the plans
     if (dhA == dhB) { // one pair plan over both ends, the CPU's order within each row
         if (dA != dB)
             return ppd_fail(PPD_ERR_USAGE, "gather_concat3 backward: one array, two widths");
-        PPD_LAUNCH(scatter_parts_kernel, ppd_row_blocks(NA), block, 0, stream)
-        (dhA, dA, g, ns, ns, 1, orderA, segA, 2 * e0, 2 * (e0 + n), e0, NA);
-        PPD_CUDA_CHECK_LAUNCH("scatter_parts_kernel");
-        return PPD_OK;
+        return ppd_cuda_scatter_parts(dhA, dA, g, 3 * ns, ns, ns, 1, orderA, segA, 2 * e0,
+                                      2 * (e0 + n), e0, NA, stream);
     }
-    PPD_LAUNCH(scatter_parts_kernel, ppd_row_blocks(NA), block, 0, stream)
-    (dhA, dA, g, ns, ns, 0, orderA, segA, e0, e0 + n, e0, NA);
-    PPD_CUDA_CHECK_LAUNCH("scatter_parts_kernel");
-    PPD_LAUNCH(scatter_parts_kernel, ppd_row_blocks(NB), block, 0, stream)
-    (dhB, dB, g, ns, 2 * ns, 0, orderB, segB, e0, e0 + n, e0, NB);
-    PPD_CUDA_CHECK_LAUNCH("scatter_parts_kernel");
+    PPD_TRY(ppd_cuda_scatter_parts(dhA, dA, g, 3 * ns, ns, ns, 0, orderA, segA, e0, e0 + n, e0, NA,
+                                   stream));
+    PPD_TRY(ppd_cuda_scatter_parts(dhB, dB, g, 3 * ns, ns, 2 * ns, 0, orderB, segB, e0, e0 + n, e0,
+                                   NB, stream));
     return PPD_OK;
 }

@@ -48,11 +48,6 @@ static __global__ void column_sum_kernel(float *db, const float *dout, int64_t N
     }
 }
 
-static __global__ void zero_kernel(float *x, int64_t n) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = 0;
-}
-
 extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db, const float *dout,
                                                const float *in, const float *W, int64_t N, int K,
                                                int M, ppd_cuda_blas *blas) {
@@ -72,8 +67,9 @@ extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db,
     }
     if (din && K > 0) {
         if (M == 0) {
-            PPD_LAUNCH(zero_kernel, ppd_elem_blocks(N * K), PPD_ELEM_THREADS, 0, s)(din, N * K);
-            PPD_CUDA_CHECK_LAUNCH("zero_kernel");
+            PPD_LAUNCH(fill_rows_kernel, ppd_elem_blocks(N * K), PPD_ELEM_THREADS, 0, s)
+            (din, (const float *)NULL, N * K, K);
+            PPD_CUDA_CHECK_LAUNCH("fill_rows_kernel");
             return PPD_OK;
         }
         // din (N, K) row-major = din^T (K, N) column-major = W^T (K, M) x dout^T (M, N)

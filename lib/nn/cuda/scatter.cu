@@ -6,32 +6,38 @@
 
 #include "common.cuh"
 
-// first j in [lo, hi) with order[j] >= e (order is increasing within a group)
-static __device__ int64_t lower_bound(const int64_t *order, int64_t lo, int64_t hi, int64_t e) {
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (order[mid] < e)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static __global__ void scatter_add_rows_kernel(float *acc, const float *src, const int64_t *order,
-                                               const int64_t *seg, int64_t e0, int64_t n, int64_t T,
-                                               int dim) {
+// One warp per target row, lanes over its columns, the target's entries in increasing order.
+static __global__ void scatter_parts_kernel(float *acc, int dacc, const float *src, int src_stride,
+                                            int width, int col0, int shift, const int64_t *order,
+                                            const int64_t *seg, int64_t v0, int64_t v1, int64_t e0,
+                                            int64_t T) {
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; t < T; t += stride) {
-        int64_t lo = lower_bound(order, seg[t], seg[t + 1], e0);
-        int64_t hi = lower_bound(order, lo, seg[t + 1], e0 + n);
+        int64_t lo = ppd_first_at_or_after(order, seg[t], seg[t + 1], v0);
+        int64_t hi = ppd_first_at_or_after(order, lo, seg[t + 1], v1);
         if (lo == hi) continue;
-        for (int k = threadIdx.x; k < dim; k += PPD_WARP) {
-            float a = acc[t * dim + k];
-            for (int64_t j = lo; j < hi; j++) a += src[(order[j] - e0) * dim + k];
-            acc[t * dim + k] = a;
+        for (int k = threadIdx.x; k < width; k += PPD_WARP) {
+            float a = acc[t * dacc + k];
+            for (int64_t j = lo; j < hi; j++) {
+                int64_t v = order[j], e = v >> shift;
+                int part = (int)(v & ((1 << shift) - 1));
+                a += src[(e - e0) * src_stride + col0 + part * width + k];
+            }
+            acc[t * dacc + k] = a;
         }
     }
+}
+
+ppd_status ppd_cuda_scatter_parts(float *acc, int dacc, const float *src, int src_stride, int width,
+                                  int col0, int shift, const int64_t *order, const int64_t *seg,
+                                  int64_t v0, int64_t v1, int64_t e0, int64_t T,
+                                  cudaStream_t stream) {
+    if (v1 <= v0 || T == 0 || width == 0) return PPD_OK;
+    PPD_LAUNCH(scatter_parts_kernel, ppd_row_blocks(T), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)
+    (acc, dacc, src, src_stride, width, col0, shift, order, seg, v0, v1, e0, T);
+    PPD_CUDA_CHECK_LAUNCH("scatter_parts_kernel");
+    return PPD_OK;
 }
 
 extern "C" ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t *order,
@@ -40,10 +46,6 @@ extern "C" ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, co
     if (e0 < 0 || n < 0 || T < 0 || dim < 0)
         return ppd_fail(PPD_ERR_USAGE, "scatter_add_rows: bad size e0=%lld n=%lld T=%lld dim=%d",
                         (long long)e0, (long long)n, (long long)T, dim);
-    if (n == 0 || T == 0 || dim == 0) return PPD_OK;
-    PPD_LAUNCH(scatter_add_rows_kernel, ppd_row_blocks(T), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)
-    (acc, src, order, seg, e0, n, T, dim);
-    PPD_CUDA_CHECK_LAUNCH("scatter_add_rows_kernel");
-    return PPD_OK;
+    return ppd_cuda_scatter_parts(acc, dim, src, dim, dim, 0, 0, order, seg, e0, e0 + n, e0, T,
+                                  stream);
 }
