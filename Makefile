@@ -110,7 +110,7 @@ endif
 LIB_SRC  := $(sort $(wildcard lib/core/*.c lib/io/*.c lib/cache/*.c lib/dock/*.c lib/nn/*.c lib/esm/*.c lib/train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libppdock.a
-CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu lib/esm/*.cu))
+CU_SRC   := $(sort $(wildcard lib/nn/cuda/*.cu lib/esm/*.cu lib/dock/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CULIB    := $(BUILD)/libppdock_cuda.a
 
@@ -124,6 +124,8 @@ EMU_TOOL_BIN := $(CUDA_TOOLS:%=$(BUILD)/emu/bin/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(BUILD)/tests/unit-tests
+# test code shared by the unit tests and the GPU tests (golden cases)
+TEST_COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/common/*.c)))
 HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 GPU_BIN  := $(BUILD)/tests/gpu
@@ -172,9 +174,9 @@ $(BUILD)/emu/bin/%: $(BUILD)/emu/tools/%.o $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
 
-$(UNIT_BIN): $(UNIT_OBJ) $(LIB)
+$(UNIT_BIN): $(UNIT_OBJ) $(TEST_COMMON_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(UNIT_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $(UNIT_OBJ) $(TEST_COMMON_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -182,13 +184,14 @@ $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(LIB)
 
 # The object is not under $(BUILD)/tests/gpu/: that path is the program. It sees the CUDA headers
 # (events, PPD_CUDA_CHECK); the library's C files do not.
-$(BUILD)/tests/test_gpu.o: tests/gpu/test_gpu.c
+GPU_TEST_OBJ := $(BUILD)/tests/test_gpu.o $(BUILD)/tests/test_score_gpu.o $(TEST_COMMON_OBJ)
+$(filter-out $(TEST_COMMON_OBJ),$(GPU_TEST_OBJ)): $(BUILD)/tests/%.o: tests/gpu/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(CUDA_HOME)/include $(CFLAGS) -c $< -o $@
 
-$(GPU_BIN): $(BUILD)/tests/test_gpu.o $(CULIB) $(LIB)
+$(GPU_BIN): $(GPU_TEST_OBJ) $(CULIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
+	$(CC) $(LDFLAGS) $(GPU_TEST_OBJ) $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
 
 # The GPU benchmark programs (scripts/gpu-check.sh)
 $(BUILD)/tests/esm_bench.o: tests/gpu/esm_bench.c
@@ -202,7 +205,7 @@ $(BUILD)/tests/esm-bench: $(BUILD)/tests/esm_bench.o $(CULIB) $(LIB)
 $(BUILD)/emu/tests/esm-bench: $(BUILD)/tests/esm_bench.o $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
--include $(CU_OBJ:.o=.d) $(BUILD)/tests/test_gpu.d $(BUILD)/tests/esm_bench.d
+-include $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(BUILD)/tests/esm_bench.d
 
 # The GPU test program again, on the CPU emulation (tests/emu/cuda_emu.h force-included).
 $(BUILD)/emu/%.o: %.cu tests/emu/cuda_emu.h
@@ -213,9 +216,9 @@ $(BUILD)/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/tests/gpu-emu: $(BUILD)/tests/test_gpu.o $(EMU_OBJ) $(LIB)
+$(BUILD)/tests/gpu-emu: $(GPU_TEST_OBJ) $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CXX) $(LDFLAGS) $(GPU_TEST_OBJ) $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/emu-selftest: tests/emu/test_emu.cpp $(BUILD)/emu/cuda_emu.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -271,4 +274,4 @@ deps:
 clean:
 	rm -rf build bin demo-out bench-out
 
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/tools/*.d $(BUILD)/tests/helpers/*.d
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(TEST_COMMON_OBJ:.o=.d) $(BUILD)/tools/*.d $(BUILD)/tests/helpers/*.d

@@ -51,6 +51,39 @@ void ppd_edge_raw_forward(float *raw, const float *vec, const float *temb, const
  * scatter-mean of an empty set is 0, and dividing by 1 keeps it so). */
 void ppd_degrees_forward(float *cnt, const int64_t *recv, int64_t E, int64_t N);
 
+/* dst: rows of ldd floats, src: rows of lds. dst[i][j] = src[r][j] for i < n, j < w, with
+ * r = idx[e0 + i], or e0 + i when idx is NULL: rows gathered into the leading (or any, by
+ * offsetting dst) columns of a wider array (the lm_ebd input, the final conv's fc input). */
+void ppd_gather_rows(float *dst, int ldd, const float *src, int lds, const int64_t *idx, int64_t e0,
+                     int64_t n, int w);
+
+/* dst[i][j] += src[i][j] for i < n, j < w; rows of ldd and lds floats (a gradient's slice added
+ * onto another, e.g. through the zero padding of a layer's node update). */
+void ppd_add_rows(float *dst, int ldd, const float *src, int lds, int64_t n, int w);
+
+/* acc: (N, d) in place. acc[n] /= cnt[n]: a scatter-mean's sums into means (cnt from
+ * ppd_degrees_forward). */
+void ppd_scatter_mean_forward(float *acc, const float *cnt, int64_t N, int d);
+
+/* ---- the magnitude heads (spec §3.7; bodies in ppdock/kernels/score_heads.h) ------------------
+ * B complexes, head w (0 translation, 1 rotation). z: (B, 12) pooled final-conv outputs,
+ * temb: (B, 32), vec: (B, 3), rho: (B), head_in: (B, 33) the MLP input [ρ, temb], mag: (B)
+ * its output; sig, norm: (B) σ_tr(t) and N(σ_rot(t)) per complex (read only when by_sigma /
+ * by_norm); pred: (B, 3), scale: (B). */
+void ppd_head_input_forward(float *vec, float *rho, float *head_in, const float *z,
+                            const float *temb, int B, int w);
+void ppd_head_pred_forward(float *pred, float *scale, const float *vec, const float *rho,
+                           const float *mag, const float *sig, const float *norm, int B,
+                           int by_sigma, int by_norm);
+/* dmag: (B) from dpred (B, 3) */
+void ppd_head_mag_backward(float *dmag, const float *dpred, const float *vec, const float *rho,
+                           const float *scale, int B);
+/* dz: (B, 12): writes head w's columns (3w.., 6 + 3w..) from dpred and dhead_in (B, 33), the
+ * gradient of the MLP input (its column 0 is dL/dρ) */
+void ppd_head_input_backward(float *dz, const float *dpred, const float *vec, const float *rho,
+                             const float *scale, const float *mag, const float *dhead_in, int B,
+                             int w);
+
 #ifdef __cplusplus
 }
 #endif

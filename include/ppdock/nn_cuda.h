@@ -79,6 +79,11 @@ ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, const int64_t
                                      const int64_t *seg, int64_t e0, int64_t n, int64_t T, int dim,
                                      cudaStream_t stream);
 
+/* ppd_scatter_add_cols's twin: acc rows of ldacc, src rows of lds, w columns; plan as above. */
+ppd_status ppd_cuda_scatter_add_cols(float *acc, int ldacc, const float *src, int lds,
+                                     const int64_t *order, const int64_t *seg, int64_t e0,
+                                     int64_t n, int64_t T, int w, cudaStream_t stream);
+
 /* ---- the convolutions' gather/scatter glue (ppdock/graph_ops.h) -----------------------------
  * Same shapes and arguments as the CPU ops, plus the stream; bit-identical results (but for
  * expf in the edge features' Gaussians). The degrees
@@ -109,6 +114,25 @@ ppd_status ppd_cuda_add_table_rows(float *x, const float *table, const int64_t *
 ppd_status ppd_cuda_edge_raw_forward(float *raw, const float *vec, const float *temb,
                                      const int64_t *tnode, const float *off, float gamma, int D,
                                      int gauss_first, int64_t E, cudaStream_t stream);
+
+ppd_status ppd_cuda_gather_rows(float *dst, int ldd, const float *src, int lds, const int64_t *idx,
+                                int64_t e0, int64_t n, int w, cudaStream_t stream);
+ppd_status ppd_cuda_add_rows(float *dst, int ldd, const float *src, int lds, int64_t n, int w,
+                             cudaStream_t stream);
+ppd_status ppd_cuda_scatter_mean_forward(float *acc, const float *cnt, int64_t N, int d,
+                                         cudaStream_t stream);
+/* the magnitude heads (ppdock/graph_ops.h): one thread per complex, the shared bodies */
+ppd_status ppd_cuda_head_input_forward(float *vec, float *rho, float *head_in, const float *z,
+                                       const float *temb, int B, int w, cudaStream_t stream);
+ppd_status ppd_cuda_head_pred_forward(float *pred, float *scale, const float *vec, const float *rho,
+                                      const float *mag, const float *sig, const float *norm, int B,
+                                      int by_sigma, int by_norm, cudaStream_t stream);
+ppd_status ppd_cuda_head_mag_backward(float *dmag, const float *dpred, const float *vec,
+                                      const float *rho, const float *scale, int B,
+                                      cudaStream_t stream);
+ppd_status ppd_cuda_head_input_backward(float *dz, const float *dpred, const float *vec,
+                                        const float *rho, const float *scale, const float *mag,
+                                        const float *dhead_in, int B, int w, cudaStream_t stream);
 
 /* ---- batch norm (e3nn 0.5.1 BatchNorm; kernels/bn_body.h) ------------------------------------
  * The fields of an irreps (one per channel of each block): column, width d = 2l + 1, and the

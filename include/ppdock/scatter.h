@@ -26,6 +26,11 @@ extern "C" {
 void ppd_scatter_add_rows(float *acc, const float *src, const int64_t *idx, int64_t e0, int64_t n,
                           int dim);
 
+/* The same with strides: acc rows of ldacc floats, src rows of lds, the first w columns of each
+ * (src may point into a wider row, e.g. one part of a concatenated gradient). */
+void ppd_scatter_add_cols(float *acc, int ldacc, const float *src, int lds, const int64_t *idx,
+                          int64_t e0, int64_t n, int w);
+
 /* order: (E)   seg: (T + 1). PPD_ERR_FORMAT naming the edge when an idx is outside [0, T). */
 ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, int64_t E, int64_t T);
 

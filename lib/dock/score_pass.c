@@ -21,11 +21,11 @@
 #include "ppdock/so3.h"
 #include "ppdock/tp.h"
 
+#include "score_internal.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { TD = 32 }; /* time embedding width */
 
 typedef struct {
     int64_t E;
@@ -47,7 +47,7 @@ typedef struct {
     edge_set li, ri, cr, ce; /* ligand intra, receptor intra, cross, centre */
     float *cnt_li, *cnt_ri, *cnt_lc, *cnt_rc, *cnt_ce; /* receivers' in-degrees, >= 1 */
     int64_t *ce_graph, *ce_node;                       /* centre edges (g, n) */
-    float *z;                                          /* (B, 12) */
+    float *z, *sig;                                    /* (B, 12) pooled final conv, (B) σ_tr(t) */
     float *vec[2], *rho[2], *head_in[2], *head_hid[2], *mag[2], *scale[2]; /* tr, rot */
     /* chunk scratch */
     float *A, *H1, *Wt, *dWt, *dWt2, *msg, *dmsg, *dX, *dA;
@@ -66,12 +66,6 @@ typedef struct {
         (ptr) = ppd_p_;                                                                            \
     } while (0)
 
-/* σ_tr(t) in float32 as the model computes it (ppdock/diffusion.h). */
-static float sigma_tr(const ppd_score_config *c, float t) {
-    ppd_diffusion_cfg d = {.tr_s_min = c->tr_s_min, .tr_s_max = c->tr_s_max};
-    return ppd_sigma_tr_f32(t, &d);
-}
-
 /* ---- node embedding (spec §3.2) ------------------------------------------------------------- */
 
 static ppd_status embed_nodes(ppd_score_model *m, int64_t N, const float *x, const float *temb,
@@ -83,15 +77,7 @@ static ppd_status embed_nodes(ppd_score_model *m, int64_t N, const float *x, con
     float *emb;
     ALLOC(idx, N);
     ALLOC(emb, N * ns);
-    for (int64_t n = 0; n < N; n++) {
-        float v = x[n * X];
-        if (!(v > -1.0f && v < (float)c->num_atom_types)) /* trunc toward zero must be a row */
-            return ppd_fail(PPD_ERR_USAGE,
-                            "score model: %s node %lld: x[0] = %g truncates outside the %d-row "
-                            "embedding table",
-                            who, (long long)n, (double)v, c->num_atom_types);
-        idx[n] = (int64_t)v;
-    }
+    PPD_TRY(ppd_score_atom_rows(c, N, x, idx, who));
     ppd_linear_forward(emb, temb, m->p.sigma_ebd.w, m->p.sigma_ebd.b, N, TD, ns);
     ppd_add_table_rows(emb, m->p.atom_ebd, idx, N, ns);
     *idx_out = idx;
@@ -103,10 +89,8 @@ static ppd_status embed_nodes(ppd_score_model *m, int64_t N, const float *x, con
     }
     float *in;
     ALLOC(in, N * (ns + lm));
-    for (int64_t n = 0; n < N; n++) {
-        memcpy(in + n * (ns + lm), emb + n * ns, sizeof(float) * (size_t)ns);
-        memcpy(in + n * (ns + lm) + ns, x + n * X + 1, sizeof(float) * (size_t)lm);
-    }
+    ppd_gather_rows(in, ns + lm, emb, ns, NULL, 0, N, ns);
+    ppd_gather_rows(in + ns, ns + lm, x + 1, X, NULL, 0, N, lm);
     ppd_linear_forward(h0, in, m->p.lm_ebd.w, m->p.lm_ebd.b, N, ns + lm, ns);
     *lm_in_out = in;
     return PPD_OK;
@@ -222,8 +206,7 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
                             cd->send + e0, j->Y + e0 * PPD_SH_DIM, s->Wt, j->fc[1].b, n);
             ppd_scatter_add_rows(cd->dhsend, s->dX, cd->send, e0, n, din);
         }
-        if (j->ndir == 2)
-            for (int64_t i = 0; i < n * W; i++) s->dWt[i] += s->dWt2[i];
+        if (j->ndir == 2) ppd_add_rows(s->dWt, W, s->dWt2, W, n, W);
         /* dH1 goes into dA's buffer, then dA into H1's (H1 is not needed after the relu mask) */
         float *dH1 = s->dA, *dA = s->H1;
         ppd_linear_backward(dH1, j->gfc[1].w, NULL, s->dWt, s->H1, j->fc[1].w, n, F, W);
@@ -236,97 +219,23 @@ static void conv_backward(ppd_score_model *m, pass_state *s, const conv_job *j) 
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
-static ppd_status check_batch(const ppd_score_batch *b) {
-    if (b->B < 1) return ppd_fail(PPD_ERR_USAGE, "score model: empty batch");
-    const int64_t *bt[2] = {b->rec_batch, b->lig_batch};
-    int64_t N[2] = {b->Nr, b->Nl};
-    const char *who[2] = {"receptor", "ligand"};
-    for (int p = 0; p < 2; p++) {
-        if (N[p] < 1) return ppd_fail(PPD_ERR_USAGE, "score model: no %s nodes", who[p]);
-        for (int64_t n = 0; n < N[p]; n++)
-            if (bt[p][n] < 0 || bt[p][n] >= b->B || (n && bt[p][n] < bt[p][n - 1]))
-                return ppd_fail(PPD_ERR_USAGE,
-                                "score model: %s node %lld: batch id %lld out of order or range",
-                                who[p], (long long)n, (long long)bt[p][n]);
-    }
-    const int64_t *src[2] = {b->rec_src, b->lig_src}, *dst[2] = {b->rec_dst, b->lig_dst};
-    int64_t E[2] = {b->Er, b->El};
-    for (int p = 0; p < 2; p++)
-        for (int64_t e = 0; e < E[p]; e++)
-            if (src[p][e] < 0 || src[p][e] >= N[p] || dst[p][e] < 0 || dst[p][e] >= N[p])
-                return ppd_fail(PPD_ERR_USAGE, "score model: %s edge %lld points outside the nodes",
-                                who[p], (long long)e);
-    return PPD_OK;
-}
-
-/* The cutoff of each complex (spec §3.3): R_c = σ_tr(t)·w + b, or cross_max_dist if not dynamic. */
-static float cross_cutoff(const ppd_score_config *c, float t) {
-    float sig = sigma_tr(c, t);
-    float w = sig * c->cross_cutoff_weight;
-    return c->dynamic_max_cross ? w + c->cross_cutoff_bias : c->cross_max_dist;
-}
-
-/* Walks the pairs (ligand a, receptor b) of each complex with |p_r/R - p_l/R|^2 < 1 in
- * (a, b) order; stores them when la/lr are given. Returns the count. Batch ids are
- * non-decreasing (check_batch), so each complex's nodes are one run: no index arrays needed. */
-static int64_t cross_pairs(const ppd_score_config *c, const ppd_score_batch *b, int64_t *la,
-                           int64_t *lr) {
-    int64_t E = 0, r0 = 0, l0 = 0;
-    for (int g = 0; g < b->B; g++) {
-        int64_t r1 = r0, l1 = l0;
-        while (r1 < b->Nr && b->rec_batch[r1] == g) r1++;
-        while (l1 < b->Nl && b->lig_batch[l1] == g) l1++;
-        float R = cross_cutoff(c, b->t[g]);
-        for (int64_t a = l0; a < l1; a++) {
-            float pa[3];
-            for (int k = 0; k < 3; k++) pa[k] = b->lig_pos[3 * a + k] / R;
-            for (int64_t r = r0; r < r1; r++) {
-                float d2 = 0.0f;
-                for (int k = 0; k < 3; k++) {
-                    float q = b->rec_pos[3 * r + k] / R - pa[k];
-                    float qq = q * q;
-                    d2 = d2 + qq;
-                }
-                if (d2 < 1.0f) {
-                    if (la) la[E] = a, lr[E] = r;
-                    E++;
-                }
-            }
-        }
-        r0 = r1, l0 = l1;
-    }
-    return E;
-}
-
 static ppd_status cross_edges(ppd_score_model *m, pass_state *s) {
-    s->Ec = cross_pairs(&m->cfg, &s->b, NULL, NULL);
+    s->Ec = ppd_score_cross_pairs(&m->cfg, &s->b, NULL, NULL);
     ALLOC(s->cross_l, s->Ec);
     ALLOC(s->cross_r, s->Ec);
-    cross_pairs(&m->cfg, &s->b, s->cross_l, s->cross_r);
+    ppd_score_cross_pairs(&m->cfg, &s->b, s->cross_l, s->cross_r);
     return PPD_OK;
 }
 
 int64_t ppd_score_count_cross_edges(const ppd_score_model *m, const ppd_score_batch *b) {
-    return cross_pairs(&m->cfg, b, NULL, NULL);
-}
-
-/* The widest per-edge weights (W) and feature rows (D) of the model's tensor products: they
- * size the chunk buffers. */
-static void widest(const ppd_score_model *m, int *W, int *D) {
-    *W = m->tp_final.wnum;
-    *D = m->tp_final.out.dim > m->tp_final.in.dim ? m->tp_final.out.dim : m->tp_final.in.dim;
-    for (int k = 0; k < m->cfg.layers; k++) {
-        if (m->tp[k].wnum > *W) *W = m->tp[k].wnum;
-        if (m->tp[k].out.dim > *D) *D = m->tp[k].out.dim;
-        if (m->tp[k].in.dim > *D) *D = m->tp[k].in.dim;
-    }
+    return ppd_score_cross_pairs(&m->cfg, b, NULL, NULL);
 }
 
 size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
                             int64_t El, int64_t Ec, int B) {
     const ppd_score_config *c = &m->cfg;
     int ns = c->ns, L = c->layers, W, D;
-    widest(m, &W, &D);
+    ppd_score_widest(m, &W, &D);
     int64_t C = c->chunk_edges, hl = 0, hr = 0, acc = 0;
     for (int k = 0; k <= L; k++) {
         int d = k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
@@ -344,18 +253,6 @@ size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, in
     /* arena blocks are 64-byte aligned: ~64 allocations per pass */
     return (size_t)floats * sizeof(float) + 64 * 128;
 }
-
-/* Dropout sites: each place a mask is drawn has its own id (the mask is a function of the id,
- * the row and the column; ppdock/nn.h). */
-enum {
-    SITE_LIG_EDGES = 1,
-    SITE_REC_EDGES,
-    SITE_CROSS_EDGES,
-    SITE_CENTRE_EDGES,
-    SITE_CONV = 16, /* + 4 k + job (0 ligand intra, 1 cross, 2 receptor intra) */
-    SITE_FINAL = 64,
-    SITE_HEADS, /* + 0 tr, + 1 rot */
-};
 
 static ppd_status intra_edge_set(ppd_score_model *m, pass_state *s, edge_set *es, int64_t E,
                                  const int64_t *src, const int64_t *dst, const float *pos,
@@ -431,7 +328,7 @@ static void layer_jobs(ppd_score_model *m, pass_state *s, int k, conv_job jobs[3
 
 static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
     int ns = m->cfg.ns, F = 3 * ns, W, D;
-    widest(m, &W, &D);
+    ppd_score_widest(m, &W, &D);
     int64_t C = m->cfg.chunk_edges;
     ALLOC(s->A, C * F);
     ALLOC(s->H1, C * F);
@@ -451,11 +348,8 @@ static ppd_status alloc_scratch(ppd_score_model *m, pass_state *s) {
 static void final_chunk_fc(ppd_score_model *m, pass_state *s, int64_t e0, int64_t n) {
     int ns = m->cfg.ns, F2 = 2 * ns, W = m->tp_final.wnum, din = m->tp_final.in.dim;
     const float *h = s->h_l[m->cfg.layers];
-    for (int64_t i = 0; i < n; i++) {
-        int64_t e = e0 + i;
-        memcpy(s->A + i * F2, s->ce.emb + e * ns, sizeof(float) * (size_t)ns);
-        memcpy(s->A + i * F2 + ns, h + s->ce_graph[e] * din, sizeof(float) * (size_t)ns);
-    }
+    ppd_gather_rows(s->A, F2, s->ce.emb, ns, NULL, e0, n, ns);
+    ppd_gather_rows(s->A + ns, F2, h, din, s->ce_graph, e0, n, ns);
     ppd_linear_forward(s->H1, s->A, m->p.final_fc[0].w, NULL, n, F2, F2);
     ppd_bias_relu_forward(s->H1, m->p.final_fc[0].b, n, F2);
     ppd_dropout_forward(s->H1, n, F2, e0, s->seed, SITE_FINAL, s->p);
@@ -495,17 +389,17 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
      * quirk), message TP(h_l[n], Y, fc(eattr)) into graph g. Chunked like the others. */
     ALLOC(s->z, B * 12);
     for (int i = 0; i < B * 12; i++) s->z[i] = 0.0f;
+    ALLOC(s->sig, B);
+    for (int g = 0; g < B; g++) s->sig[g] = ppd_score_sigma_tr(c, b->t[g]);
     int64_t C = c->chunk_edges;
     for (int64_t e0 = 0; e0 < Nl; e0 += C) {
         int64_t n = Nl - e0 < C ? Nl - e0 : C;
         final_chunk_fc(m, s, e0, n);
         ppd_tp_forward(tp, s->msg, h, s->ce_node + e0, s->ce.Y + e0 * PPD_SH_DIM, s->Wt,
                        m->p.final_fc[1].b, n);
-        for (int64_t i = 0; i < n; i++)
-            for (int k = 0; k < 12; k++) s->z[s->ce_graph[e0 + i] * 12 + k] += s->msg[i * 12 + k];
+        ppd_scatter_add_rows(s->z, s->msg, s->ce_graph, e0, n, 12);
     }
-    for (int g = 0; g < B; g++)
-        for (int k = 0; k < 12; k++) s->z[g * 12 + k] /= s->cnt_ce[g];
+    ppd_scatter_mean_forward(s->z, s->cnt_ce, B, 12);
     /* heads: v = z[0:3] + z[6:9] (tr), z[3:6] + z[9:12] (rot); v/|v| · H([|v|, emb(t)]) · scale */
     const ppd_linear_params *head[2] = {m->p.tr_head, m->p.rot_head};
     float *pred[2] = {tr_pred, rot_pred};
@@ -516,41 +410,23 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
         ALLOC(s->head_hid[h2], B * ns);
         ALLOC(s->mag[h2], B);
         ALLOC(s->scale[h2], B);
-        for (int g = 0; g < B; g++) {
-            float *v = s->vec[h2] + 3 * g;
-            for (int k = 0; k < 3; k++)
-                v[k] = s->z[g * 12 + 3 * h2 + k] + s->z[g * 12 + 6 + 3 * h2 + k];
-            float ss = v[0] * v[0] + v[1] * v[1];
-            ss = ss + v[2] * v[2];
-            s->rho[h2][g] = sqrtf(ss);
-            s->head_in[h2][g * (1 + TD)] = s->rho[h2][g];
-            memcpy(s->head_in[h2] + g * (1 + TD) + 1, s->gemb + g * TD, sizeof(float) * TD);
-        }
+        ppd_head_input_forward(s->vec[h2], s->rho[h2], s->head_in[h2], s->z, s->gemb, B, h2);
         ppd_linear_forward(s->head_hid[h2], s->head_in[h2], head[h2][0].w, head[h2][0].b, B, 1 + TD,
                            ns);
         ppd_relu_forward(s->head_hid[h2], B * ns);
         ppd_dropout_forward(s->head_hid[h2], B, ns, 0, s->seed, SITE_HEADS + (uint32_t)h2, s->p);
         ppd_linear_forward(s->mag[h2], s->head_hid[h2], head[h2][1].w, head[h2][1].b, B, ns, 1);
-        for (int g = 0; g < B; g++) {
-            /* tr is divided by σ_tr (as the original: a division), rot multiplied by N(σ_rot) */
-            int by_sigma = c->scale_by_sigma && h2 == 0, by_norm = c->scale_by_sigma && h2 == 1;
-            float sig = by_sigma ? sigma_tr(c, b->t[g]) : 1.0f;
-            s->scale[h2][g] = by_sigma ? 1.0f / sig : by_norm ? b->rot_norm[g] : 1.0f;
-            for (int k = 0; k < 3; k++) {
-                float u = s->vec[h2][3 * g + k] / s->rho[h2][g];
-                float p = u * s->mag[h2][g];
-                if (by_sigma) p = p / sig;
-                if (by_norm) p = p * b->rot_norm[g];
-                pred[h2][3 * g + k] = p;
-            }
-        }
+        /* tr is divided by σ_tr (as the original: a division), rot multiplied by N(σ_rot) */
+        ppd_head_pred_forward(pred[h2], s->scale[h2], s->vec[h2], s->rho[h2], s->mag[h2], s->sig,
+                              b->rot_norm, B, c->scale_by_sigma && h2 == 0,
+                              c->scale_by_sigma && h2 == 1);
     }
     return PPD_OK;
 }
 
 ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, float *tr_pred,
                              float *rot_pred, int64_t *n_cross) {
-    PPD_TRY(check_batch(bt));
+    PPD_TRY(ppd_score_check_batch(bt));
     ppd_arena_reset(&m->act);
     m->saved = NULL;
     pass_state *s;
@@ -625,8 +501,7 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
         float *Y[4] = {acc[0], acc[1], acc[2], acc[3]};
         for (int call = 0; call < (k < L - 1 ? 4 : 2); call++) {
             int64_t N = call < 2 ? b->Nl : b->Nr;
-            for (int64_t n = 0; n < N; n++)
-                for (int j = 0; j < dout; j++) acc[call][n * dout + j] /= cnt[call][n];
+            ppd_scatter_mean_forward(acc[call], cnt[call], N, dout);
             s->U[k][call] = acc[call];
             if (!m->cfg.batch_norm) continue;
             int conv = call & 1, fields = 0, scalars = 0;
@@ -679,35 +554,14 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
     ALLOC(dhid, B * ns);
     ALLOC(din_h, B * (1 + TD));
     for (int h2 = 0; h2 < 2; h2++) {
-        /* p = u · mag · scale with u = v/ρ */
-        for (int g = 0; g < B; g++) {
-            float rho = s->rho[h2][g], sc = s->scale[h2][g];
-            double dm = 0;
-            for (int k = 0; k < 3; k++)
-                dm += (double)dpred[h2][3 * g + k] * (s->vec[h2][3 * g + k] / rho) * sc;
-            dmag[g] = (float)dm;
-        }
+        ppd_head_mag_backward(dmag, dpred[h2], s->vec[h2], s->rho[h2], s->scale[h2], B);
         ppd_linear_backward(dhid, ghead[h2][1].w, ghead[h2][1].b, dmag, s->head_hid[h2],
                             head[h2][1].w, B, ns, 1);
         ppd_dropout_relu_backward(dhid, s->head_hid[h2], B * ns, s->p);
         ppd_linear_backward(din_h, ghead[h2][0].w, ghead[h2][0].b, dhid, s->head_in[h2],
                             head[h2][0].w, B, 1 + TD, ns);
-        for (int g = 0; g < B; g++) {
-            float rho = s->rho[h2][g], sc = s->scale[h2][g], mg = s->mag[h2][g];
-            const float *v = s->vec[h2] + 3 * g;
-            double u[3], du[3], udu = 0;
-            for (int k = 0; k < 3; k++) {
-                u[k] = v[k] / rho;
-                du[k] = (double)dpred[h2][3 * g + k] * mg * sc;
-                udu += u[k] * du[k];
-            }
-            double drho = din_h[g * (1 + TD)];
-            for (int k = 0; k < 3; k++) {
-                double dvk = du[k] / rho - u[k] * udu / rho + u[k] * drho;
-                dz[g * 12 + 3 * h2 + k] = (float)dvk;
-                dz[g * 12 + 6 + 3 * h2 + k] = (float)dvk;
-            }
-        }
+        ppd_head_input_backward(dz, dpred[h2], s->vec[h2], s->rho[h2], s->scale[h2], s->mag[h2],
+                                din_h, B, h2);
     }
     /* final conv backward, chunked; dh gets the sender and the quirk's graph-id rows */
     float *dce_emb;
@@ -717,30 +571,18 @@ static ppd_status heads_backward(ppd_score_model *m, pass_state *s, const float 
     for (int64_t e0 = 0; e0 < Nl; e0 += C) {
         int64_t n = Nl - e0 < C ? Nl - e0 : C;
         final_chunk_fc(m, s, e0, n);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t g = s->ce_graph[e0 + i];
-            for (int k = 0; k < 12; k++) s->dmsg[i * 12 + k] = dz[g * 12 + k] / s->cnt_ce[g];
-        }
+        ppd_scatter_mean_grad(s->dmsg, dz, s->cnt_ce, s->ce_graph, e0, n, 12);
         ppd_tp_backward(tp, s->dX, s->dWt, m->g.final_fc[1].b, s->dmsg, h, s->ce_node + e0,
                         s->ce.Y + e0 * PPD_SH_DIM, s->Wt, m->p.final_fc[1].b, n);
-        for (int64_t i = 0; i < n; i++) {
-            float *g = dh + s->ce_node[e0 + i] * din;
-            for (int k = 0; k < din; k++) g[k] += s->dX[i * din + k];
-        }
+        ppd_scatter_add_rows(dh, s->dX, s->ce_node, e0, n, din);
         ppd_linear_backward(s->dA, m->g.final_fc[1].w, NULL, s->dWt, s->H1, m->p.final_fc[1].w, n,
                             F2, W);
         ppd_dropout_relu_backward(s->dA, s->H1, n * F2, s->p);
         memcpy(s->H1, s->dA, sizeof(float) * (size_t)(n * F2));
         ppd_linear_backward(s->dA, m->g.final_fc[0].w, m->g.final_fc[0].b, s->H1, s->A,
                             m->p.final_fc[0].w, n, F2, F2);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t e = e0 + i;
-            float *gg = dh + s->ce_graph[e] * din;
-            for (int k = 0; k < ns; k++) {
-                dce_emb[e * ns + k] += s->dA[i * F2 + k];
-                gg[k] += s->dA[i * F2 + ns + k];
-            }
-        }
+        ppd_add_rows(dce_emb + e0 * ns, ns, s->dA, F2, n, ns);
+        ppd_scatter_add_cols(dh, din, s->dA + ns, F2, s->ce_graph, e0, n, ns);
     }
     float *tmp;
     ALLOC(tmp, Nl * ns);
@@ -761,11 +603,9 @@ static ppd_status embed_backward(ppd_score_model *m, int64_t N, const float *dh0
         ALLOC(din, N * (ns + lm));
         ppd_linear_backward(din, m->g.lm_ebd.w, m->g.lm_ebd.b, dh0, lm_in, m->p.lm_ebd.w, N,
                             ns + lm, ns);
-        for (int64_t n = 0; n < N; n++)
-            memcpy(de + n * ns, din + n * (ns + lm), sizeof(float) * (size_t)ns);
+        ppd_gather_rows(de, ns, din, ns + lm, NULL, 0, N, ns);
     }
-    for (int64_t n = 0; n < N; n++)
-        for (int j = 0; j < ns; j++) m->g.atom_ebd[idx[n] * ns + j] += de[n * ns + j];
+    ppd_scatter_add_rows(m->g.atom_ebd, de, idx, 0, N, ns);
     ppd_linear_backward(NULL, m->g.sigma_ebd.w, m->g.sigma_ebd.b, de, temb, m->p.sigma_ebd.w, N, TD,
                         ns);
     return PPD_OK;
@@ -798,13 +638,10 @@ ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float 
     for (int k = L - 1; k >= 0; k--) {
         int din = m->tp[k].in.dim, dout = m->tp[k].out.dim;
         /* h_next = pad(h) + U_i + U_c: the pad passes the first din columns straight through */
-        for (int64_t n = 0; n < b->Nl; n++)
-            for (int j = 0; j < din; j++) dl[k][n * din + j] += dl[k + 1][n * dout + j];
+        ppd_add_rows(dl[k], din, dl[k + 1], dout, b->Nl, din);
         /* receptor: in the last layer h_r is not updated, so only the convs read h_r[L-1] */
         float *dr_next = k < L - 1 ? dr[k + 1] : NULL;
-        if (dr_next)
-            for (int64_t n = 0; n < b->Nr; n++)
-                for (int j = 0; j < din; j++) dr[k][n * din + j] += dr_next[n * dout + j];
+        if (dr_next) ppd_add_rows(dr[k], din, dr_next, dout, b->Nr, din);
         float *acc_dummy[4] = {NULL, NULL, NULL, NULL};
         conv_job jobs[3];
         layer_jobs(m, s, k, jobs, acc_dummy);

@@ -3,6 +3,7 @@
 
 #include "ppdock/kernels/gaussian_smearing.h"
 #include "ppdock/kernels/graph_ops.h"
+#include "ppdock/kernels/score_heads.h"
 
 #include <string.h>
 
@@ -79,5 +80,54 @@ void ppd_edge_raw_forward(float *raw, const float *vec, const float *temb, const
         float *g = row + (gauss_first ? 0 : TD), *t = row + (gauss_first ? D : 0);
         for (int k = 0; k < D; k++) g[k] = ppd_gaussian_smearing_elem(d, off[k], gamma);
         memcpy(t, temb + tnode[e] * TD, sizeof(float) * TD);
+    }
+}
+
+void ppd_gather_rows(float *dst, int ldd, const float *src, int lds, const int64_t *idx, int64_t e0,
+                     int64_t n, int w) {
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = idx ? idx[e0 + i] : e0 + i;
+        memcpy(dst + i * ldd, src + r * lds, sizeof(float) * (size_t)w);
+    }
+}
+
+void ppd_add_rows(float *dst, int ldd, const float *src, int lds, int64_t n, int w) {
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < w; j++) dst[i * ldd + j] += src[i * lds + j];
+}
+
+void ppd_scatter_mean_forward(float *acc, const float *cnt, int64_t N, int d) {
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < d; j++) acc[n * d + j] /= cnt[n];
+}
+
+void ppd_head_input_forward(float *vec, float *rho, float *head_in, const float *z,
+                            const float *temb, int B, int w) {
+    for (int g = 0; g < B; g++)
+        ppd_head_input_elem(z + 12 * g, temb + 32 * g, w, vec + 3 * g, rho + g, head_in + 33 * g);
+}
+
+void ppd_head_pred_forward(float *pred, float *scale, const float *vec, const float *rho,
+                           const float *mag, const float *sig, const float *norm, int B,
+                           int by_sigma, int by_norm) {
+    for (int g = 0; g < B; g++)
+        ppd_head_pred_elem(vec + 3 * g, rho[g], mag[g], by_sigma ? sig[g] : 1.0f,
+                           by_norm ? norm[g] : 1.0f, by_sigma, by_norm, pred + 3 * g, scale + g);
+}
+
+void ppd_head_mag_backward(float *dmag, const float *dpred, const float *vec, const float *rho,
+                           const float *scale, int B) {
+    for (int g = 0; g < B; g++)
+        dmag[g] = ppd_head_mag_grad_elem(dpred + 3 * g, vec + 3 * g, rho[g], scale[g]);
+}
+
+void ppd_head_input_backward(float *dz, const float *dpred, const float *vec, const float *rho,
+                             const float *scale, const float *mag, const float *dhead_in, int B,
+                             int w) {
+    for (int g = 0; g < B; g++) {
+        float dv[3];
+        ppd_head_vec_grad_elem(dpred + 3 * g, vec + 3 * g, rho[g], scale[g], mag[g],
+                               dhead_in[33 * g], dv);
+        for (int k = 0; k < 3; k++) dz[12 * g + 3 * w + k] = dz[12 * g + 6 + 3 * w + k] = dv[k];
     }
 }

@@ -13,6 +13,15 @@ void ppd_scatter_add_rows(float *acc, const float *src, const int64_t *idx, int6
     }
 }
 
+void ppd_scatter_add_cols(float *acc, int ldacc, const float *src, int lds, const int64_t *idx,
+                          int64_t e0, int64_t n, int w) {
+    for (int64_t i = 0; i < n; i++) {
+        float *o = acc + idx[e0 + i] * ldacc;
+        const float *x = src + i * lds;
+        for (int k = 0; k < w; k++) o[k] += x[k];
+    }
+}
+
 ppd_status ppd_scatter_plan(int64_t *order, int64_t *seg, const int64_t *idx, int64_t E,
                             int64_t T) {
     memset(seg, 0, sizeof *seg * (size_t)(T + 1));

@@ -34,6 +34,8 @@
 #include "ppdock/so3.h"
 #include "ppdock/tp.h"
 
+#include "gpu_test.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -50,9 +52,9 @@ enum { TOL_ULPS = 4 };
 
 enum { E_EDGES = 1000000, G_GAUSS = 32, N_TIMES = 100000, LOOP_REPS = 100 };
 
-static int npass, nfail;
+int npass, nfail, gpu_emulated;
 
-static void report(const char *name, int ok, const char *why_fmt, ...) {
+void report(const char *name, int ok, const char *why_fmt, ...) {
     if (ok) {
         printf("PASS %s\n", name);
         npass++;
@@ -392,7 +394,7 @@ out:
 
 /* max |gpu - cpu| <= tol max |cpu| over the array (sums of products: the GPU contracts them into
  * FMAs, so a relative tolerance on the array's scale, not ulps) */
-static int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, double tol) {
+int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, double tol) {
     double md = 0, mc = 0;
     int64_t nan = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -516,21 +518,21 @@ out:
 
 /* ---- ESM-2: each layer against its CPU twin, then whole runs ------------------------------- */
 
-static float *rand_floats(ppd_rng *r, size_t n, double scale) {
+float *rand_floats(ppd_rng *r, size_t n, double scale) {
     float *x = malloc(n * sizeof *x);
     for (size_t i = 0; x && i < n; i++) x[i] = (float)(scale * ppd_rng_normal(r));
     return x;
 }
 
 /* Device copies: upload n bytes of host memory into the arena; NULL on failure. */
-static void *dev_copy(ppd_device_arena *a, const void *host, size_t bytes) {
+void *dev_copy(ppd_device_arena *a, const void *host, size_t bytes) {
     void *d = ppd_device_arena_alloc(a, bytes);
     if (d && host && ppd_device_upload(d, host, bytes) != PPD_OK) return NULL;
     if (d && !host && cudaMemset(d, 0xff, bytes) != cudaSuccess) return NULL; /* poison */
     return d;
 }
 
-static int fetch_close(const char *name, const void *dev, const float *cpu, int64_t n, double tol) {
+int fetch_close(const char *name, const void *dev, const float *cpu, int64_t n, double tol) {
     float *g = malloc((size_t)n * sizeof *g);
     int ok = g && ppd_device_synchronize() == PPD_OK &&
              ppd_device_download(g, dev, (size_t)n * sizeof *g) == PPD_OK;
@@ -1267,7 +1269,7 @@ int main(void) {
            (double)info.total_bytes / (1 << 30), (double)info.free_bytes / (1 << 30), info.peak_gbs,
            info.driver_version, info.runtime_version);
     report("gpu_device_describe", info.total_bytes > 0 && info.name[0], "empty description");
-    int emu = strstr(info.name, "ppdock CUDA emulator") != NULL;
+    int emu = gpu_emulated = strstr(info.name, "ppdock CUDA emulator") != NULL;
 
     check_arena_basics((size_t)64 << 20);
     check_over_budget(&info);
@@ -1310,6 +1312,10 @@ int main(void) {
      * the GPU does and sums in fp32 */
     check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3);
     check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
+
+    /* the score model: its remaining glue ops, then whole passes on the golden cases */
+    check_score_glue();
+    check_score_device();
 
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;

@@ -4,6 +4,7 @@
  * every parameter's gradient within 1e-3 relative; the backward against directional finite
  * differences; rotation equivariance; batch invariance (up to the original's centre-edge quirk). */
 #include "../test.h"
+#include "../common/golden.h"
 
 #include "ppdock/nn.h"
 #include "ppdock/rng.h"
@@ -17,47 +18,28 @@
  * or its batch-norm variant tests/data/diffdock-golden-bn (PPD_DIFFDOCK_GOLDEN_BN). */
 static int golden_bn;
 
+static const char *gdir(void) {
+    const char *dir = getenv(golden_bn ? "PPD_DIFFDOCK_GOLDEN_BN" : "PPD_DIFFDOCK_GOLDEN");
+    return dir ? dir : ppt_data(golden_bn ? "diffdock-golden-bn" : "diffdock-golden");
+}
+
 static const char *gpath(const char *file) {
     static char buf[4][4096];
     static int slot;
     char *s = buf[slot++ & 3];
-    const char *dir = getenv(golden_bn ? "PPD_DIFFDOCK_GOLDEN_BN" : "PPD_DIFFDOCK_GOLDEN");
-    snprintf(s, 4096, "%s/%s",
-             dir ? dir : ppt_data(golden_bn ? "diffdock-golden-bn" : "diffdock-golden"), file);
+    snprintf(s, 4096, "%s/%s", gdir(), file);
     return s;
 }
 
-/* The golden model: ns 8, nv 3, 4 layers, lm 16 (config.json). */
-static void golden_config(ppd_score_config *c) {
-    ppd_score_config_default(c);
-    c->ns = 8;
-    c->nv = 3;
-    c->layers = 4;
-    c->lm_dim = 16;
-    c->chunk_edges = 1000; /* several chunks per conv at these sizes */
-}
-
 static float *tensor_f32(const ppd_tensor_file *f, const char *name, int64_t *numel) {
-    const ppd_tensor *t = ppd_tensor_file_find(f, name);
-    if (!t) {
-        ppt_fail(__FILE__, __LINE__, "golden tensor %s missing", name);
-        return NULL;
-    }
-    float *d = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    if (ppd_tensor_to_f32(t, d) != PPD_OK) ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
-    if (numel) *numel = t->numel;
+    float *d = ppt_tensor_f32(f, name, numel);
+    if (!d) ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
     return d;
 }
 
 static int64_t *tensor_i64(const ppd_tensor_file *f, const char *name, int64_t *numel) {
-    const ppd_tensor *t = ppd_tensor_file_find(f, name);
-    if (!t || t->dtype != PPD_TF_I64 || !t->contiguous) {
-        ppt_fail(__FILE__, __LINE__, "golden tensor %s missing or not contiguous int64", name);
-        return NULL;
-    }
-    int64_t *d = malloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
-    memcpy(d, t->data, sizeof(int64_t) * (size_t)t->numel);
-    if (numel) *numel = t->numel;
+    int64_t *d = ppt_tensor_i64(f, name, numel);
+    if (!d) ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
     return d;
 }
 
@@ -69,30 +51,9 @@ static int load_golden_weights(ppd_score_model *m) {
         return 0;
     }
     int ok = 1;
-    for (int i = 0; i < m->ntensors; i++) {
-        const ppd_param_entry *e = &m->tab[i];
-        char name[128];
-        snprintf(name, sizeof name, "model.%s", e->name);
-        const ppd_tensor *t = ppd_tensor_file_find(f, name);
-        if (!t || t->ndim != e->ndim || t->shape[0] != e->shape[0] ||
-            (e->ndim == 2 && t->shape[1] != e->shape[1])) {
-            ppt_fail(__FILE__, __LINE__, "%s: missing or shape differs", name);
-            ok = 0;
-            continue;
-        }
-        ppd_tensor_to_f32(t, m->params + e->offset);
-    }
-    /* the batch norms' running statistics (buffers) */
-    for (int i = 0; i < m->nbuffers; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "model.%s", m->btab[i].name);
-        const ppd_tensor *t = ppd_tensor_file_find(f, name);
-        if (!t || t->numel != (int64_t)m->btab[i].numel) {
-            ppt_fail(__FILE__, __LINE__, "%s: missing or shape differs", name);
-            ok = 0;
-            continue;
-        }
-        ppd_tensor_to_f32(t, m->buffers + m->btab[i].offset);
+    if (ppt_golden_weights_load(m, gdir()) != PPD_OK) {
+        ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
+        ok = 0;
     }
     /* every trainable tensor of the file is one of ours (buffers: offsets, masks, 3j, empty) */
     size_t n = ppd_tensor_file_count(f);
@@ -121,96 +82,16 @@ static int load_golden_weights(ppd_score_model *m) {
     return ok;
 }
 
-typedef struct {
-    ppd_tensor_file *f;
-    ppd_score_batch b;
-    float *rec_pos, *lig_pos, *rec_x, *lig_x, *t, *rot_norm;
-    int64_t *rec_batch, *lig_batch, *rec_ei, *lig_ei;
-} golden_case;
+typedef ppt_golden_case golden_case;
 
 static int load_case(golden_case *gc, const char *name) {
-    memset(gc, 0, sizeof *gc);
-    char file[256];
-    snprintf(file, sizeof file, "case_%s.pt", name);
-    if (ppd_tensor_file_open(gpath(file), &gc->f) != PPD_OK) {
-        ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
-        return 0;
-    }
-    int64_t nr, nl, er, el, B;
-    gc->rec_pos = tensor_f32(gc->f, "rec_pos", &nr);
-    gc->lig_pos = tensor_f32(gc->f, "lig_pos", &nl);
-    gc->rec_x = tensor_f32(gc->f, "rec_x", NULL);
-    gc->lig_x = tensor_f32(gc->f, "lig_x", NULL);
-    gc->t = tensor_f32(gc->f, "t", &B);
-    gc->rot_norm = tensor_f32(gc->f, "rot_norm", NULL);
-    gc->rec_batch = tensor_i64(gc->f, "rec_batch", NULL);
-    gc->lig_batch = tensor_i64(gc->f, "lig_batch", NULL);
-    gc->rec_ei = tensor_i64(gc->f, "rec_edge_index", &er);
-    gc->lig_ei = tensor_i64(gc->f, "lig_edge_index", &el);
-    if (ppt_failed_now()) return 0;
-    er /= 2;
-    el /= 2;
-    gc->b = (ppd_score_batch){.B = (int)B,
-                              .Nr = nr / 3,
-                              .Nl = nl / 3,
-                              .Er = er,
-                              .El = el,
-                              .rec_pos = gc->rec_pos,
-                              .lig_pos = gc->lig_pos,
-                              .rec_x = gc->rec_x,
-                              .lig_x = gc->lig_x,
-                              .rec_batch = gc->rec_batch,
-                              .lig_batch = gc->lig_batch,
-                              .rec_src = gc->rec_ei,
-                              .rec_dst = gc->rec_ei + er,
-                              .lig_src = gc->lig_ei,
-                              .lig_dst = gc->lig_ei + el,
-                              .t = gc->t,
-                              .rot_norm = gc->rot_norm};
-    return 1;
+    if (ppt_golden_case_load(gc, gdir(), name) == PPD_OK) return 1;
+    ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
+    return 0;
 }
 
-static void free_case(golden_case *gc) {
-    free(gc->rec_pos), free(gc->lig_pos), free(gc->rec_x), free(gc->lig_x), free(gc->t);
-    free(gc->rot_norm), free(gc->rec_batch), free(gc->lig_batch), free(gc->rec_ei);
-    free(gc->lig_ei);
-    if (gc->f) ppd_tensor_file_close(gc->f);
-}
-
-/* max |a - b| / max(max |b|, floor) over n values */
-static double rel_err(const float *a, const float *b, int64_t n, double floor) {
-    double d = 0, s = floor;
-    for (int64_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        s = fmax(s, fabs((double)b[i]));
-    }
-    return d / s;
-}
-
-/* Spec §5.3 in double from float32 inputs: returns L and fills dL/dtr, dL/drot. */
-static double loss_and_grad(const golden_case *gc, const float *tr, const float *rot, float *dtr,
-                            float *drot, double *ltr_out, double *lrot_out) {
-    int B = gc->b.B;
-    float *ts = tensor_f32(gc->f, "tr_score", NULL), *rs = tensor_f32(gc->f, "rot_score", NULL);
-    double ltr = 0, lrot = 0;
-    for (int g = 0; g < B; g++) {
-        float t = gc->t[g];
-        float a = powf(0.01f, 1.0f - t), bb = powf(30.0f, t), sig = a * bb;
-        double s2 = (double)sig * sig, den = (double)gc->rot_norm[g] + 1e-5;
-        for (int k = 0; k < 3; k++) {
-            double et = (double)tr[3 * g + k] - ts[3 * g + k];
-            double er = ((double)rot[3 * g + k] - rs[3 * g + k]) / den;
-            ltr += et * et * s2;
-            lrot += er * er;
-            dtr[3 * g + k] = (float)(0.5 * 2 * et * s2 / (3.0 * B));
-            drot[3 * g + k] = (float)(0.5 * 2 * er / den / (3.0 * B));
-        }
-    }
-    free(ts), free(rs);
-    *ltr_out = ltr / (3.0 * B);
-    *lrot_out = lrot / (3.0 * B);
-    return 0.5 * *ltr_out + 0.5 * *lrot_out;
-}
+#define free_case ppt_golden_case_free
+#define rel_err   ppt_rel_err
 
 static void check_case(ppd_score_model *m, const char *name) {
     golden_case gc;
@@ -248,7 +129,7 @@ static void check_case(ppd_score_model *m, const char *name) {
         ppt_fail(__FILE__, __LINE__, "%s: tr_pred rel err %.3g, rot_pred %.3g (tol 1e-4)", name,
                  etr, erot);
     /* loss, then gradients */
-    double ltr, lrot, L = loss_and_grad(&gc, tr, rot, dtr, drot, &ltr, &lrot);
+    double ltr, lrot, L = ppt_golden_loss(&gc, tr, rot, dtr, drot, &ltr, &lrot);
     float *wl = tensor_f32(gc.f, "loss", NULL);
     if (wl && fabs(L - wl[0]) > 1e-4 * fabs(wl[0]))
         ppt_fail(__FILE__, __LINE__, "%s: loss %.9g vs %.9g", name, L, (double)wl[0]);
@@ -286,7 +167,7 @@ static void check_case(ppd_score_model *m, const char *name) {
 
 TEST(score_model_matches_diffdock_pp_golden) {
     ppd_score_config c;
-    golden_config(&c);
+    ppt_golden_config(&c);
     ppd_score_model m;
     REQUIRE(ppd_score_model_init(&m, &c) == PPD_OK);
     if (load_golden_weights(&m)) {
@@ -303,7 +184,7 @@ TEST(score_model_batch_norm_matches_diffdock_pp_golden) {
      * running statistics after the forward), then evaluation mode (running statistics). */
     golden_bn = 1;
     ppd_score_config c;
-    golden_config(&c);
+    ppt_golden_config(&c);
     c.batch_norm = 1;
     ppd_score_model m;
     REQUIRE(ppd_score_model_init(&m, &c) == PPD_OK);
@@ -605,7 +486,7 @@ TEST(score_model_pass_bytes_bounds_the_arena) {
     /* The planner's estimate against what a forward + backward pass really took from the
      * activation arena, on the golden cases (one and two complexes, several chunks). */
     ppd_score_config c;
-    golden_config(&c);
+    ppt_golden_config(&c);
     ppd_score_model m;
     REQUIRE(ppd_score_model_init(&m, &c) == PPD_OK);
     static const char *cases[] = {"A_t0.85", "AB_t0.60"};

@@ -6,6 +6,7 @@
 #include "common.cuh"
 #include "ppdock/kernels/gaussian_smearing.h"
 #include "ppdock/kernels/graph_ops.h"
+#include "ppdock/kernels/score_heads.h"
 
 // one warp per edge row, lanes over its 3 ns columns
 static __global__ void gather_concat3_kernel(float *A, const float *emb, const float *hA,
@@ -154,15 +155,6 @@ extern "C" ppd_status ppd_cuda_edge_raw_forward(float *raw, const float *vec, co
     return PPD_OK;
 }
 
-static __global__ void add_rows_kernel(float *demb, const float *g, int64_t e0, int64_t n, int ns) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = n * ns;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        int64_t r = i / ns;
-        int k = (int)(i % ns);
-        demb[(e0 + r) * ns + k] += g[r * 3 * ns + k];
-    }
-}
-
 extern "C" ppd_status ppd_cuda_gather_concat3_backward(float *demb, float *dhA, int dA, float *dhB,
                                                        int dB, const float *g,
                                                        const int64_t *orderA, const int64_t *segA,
@@ -173,9 +165,7 @@ extern "C" ppd_status ppd_cuda_gather_concat3_backward(float *demb, float *dhA, 
         return ppd_fail(PPD_ERR_USAGE, "gather_concat3 backward: bad size e0=%lld n=%lld ns=%d",
                         (long long)e0, (long long)n, ns);
     if (n == 0) return PPD_OK;
-    PPD_LAUNCH(add_rows_kernel, ppd_elem_blocks(n * ns), PPD_ELEM_THREADS, 0, stream)
-    (demb, g, e0, n, ns);
-    PPD_CUDA_CHECK_LAUNCH("add_rows_kernel");
+    PPD_TRY(ppd_cuda_add_rows(demb + e0 * ns, ns, g, 3 * ns, n, ns, stream));
     // node rows: g's columns ns.. (first end) and 2 ns.. (second end), through the plans
     if (dhA == dhB) { // one pair plan over both ends, the CPU's order within each row
         if (dA != dB)
@@ -187,5 +177,154 @@ extern "C" ppd_status ppd_cuda_gather_concat3_backward(float *demb, float *dhA, 
                                    stream));
     PPD_TRY(ppd_cuda_scatter_parts(dhB, dB, g, 3 * ns, ns, 2 * ns, 0, orderB, segB, e0, e0 + n, e0,
                                    NB, stream));
+    return PPD_OK;
+}
+
+// flat over the n x w block; idx NULL = the rows e0 .. e0 + n - 1
+static __global__ void gather_rows_kernel(float *dst, int ldd, const float *src, int lds,
+                                          const int64_t *idx, int64_t e0, int64_t n, int w) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = n * w;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        int64_t r = i / w, j = i % w, from = idx ? idx[e0 + r] : e0 + r;
+        dst[r * ldd + j] = src[from * lds + j];
+    }
+}
+
+extern "C" ppd_status ppd_cuda_gather_rows(float *dst, int ldd, const float *src, int lds,
+                                           const int64_t *idx, int64_t e0, int64_t n, int w,
+                                           cudaStream_t stream) {
+    if (e0 < 0 || n < 0 || w < 0 || ldd < w || lds < w)
+        return ppd_fail(PPD_ERR_USAGE, "gather_rows: bad size e0=%lld n=%lld w=%d ldd=%d lds=%d",
+                        (long long)e0, (long long)n, w, ldd, lds);
+    if (n == 0 || w == 0) return PPD_OK;
+    PPD_LAUNCH(gather_rows_kernel, ppd_elem_blocks(n * w), PPD_ELEM_THREADS, 0, stream)
+    (dst, ldd, src, lds, idx, e0, n, w);
+    PPD_CUDA_CHECK_LAUNCH("gather_rows_kernel");
+    return PPD_OK;
+}
+
+static __global__ void add_rows_kernel(float *dst, int ldd, const float *src, int lds, int64_t n,
+                                       int w) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = n * w;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        int64_t r = i / w, j = i % w;
+        dst[r * ldd + j] += src[r * lds + j];
+    }
+}
+
+extern "C" ppd_status ppd_cuda_add_rows(float *dst, int ldd, const float *src, int lds, int64_t n,
+                                        int w, cudaStream_t stream) {
+    if (n < 0 || w < 0 || ldd < w || lds < w)
+        return ppd_fail(PPD_ERR_USAGE, "add_rows: bad size n=%lld w=%d ldd=%d lds=%d", (long long)n,
+                        w, ldd, lds);
+    if (n == 0 || w == 0) return PPD_OK;
+    PPD_LAUNCH(add_rows_kernel, ppd_elem_blocks(n * w), PPD_ELEM_THREADS, 0, stream)
+    (dst, ldd, src, lds, n, w);
+    PPD_CUDA_CHECK_LAUNCH("add_rows_kernel");
+    return PPD_OK;
+}
+
+static __global__ void scatter_mean_kernel(float *acc, const float *cnt, int64_t N, int d) {
+    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = N * d;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
+        acc[i] /= cnt[i / d];
+}
+
+extern "C" ppd_status ppd_cuda_scatter_mean_forward(float *acc, const float *cnt, int64_t N, int d,
+                                                    cudaStream_t stream) {
+    if (N < 0 || d < 0)
+        return ppd_fail(PPD_ERR_USAGE, "scatter_mean: bad size N=%lld d=%d", (long long)N, d);
+    if (N == 0 || d == 0) return PPD_OK;
+    PPD_LAUNCH(scatter_mean_kernel, ppd_elem_blocks(N * d), PPD_ELEM_THREADS, 0, stream)
+    (acc, cnt, N, d);
+    PPD_CUDA_CHECK_LAUNCH("scatter_mean_kernel");
+    return PPD_OK;
+}
+
+// ---- the magnitude heads: one thread per complex (B is the batch size: a few dozen at most)
+
+static __global__ void head_input_kernel(float *vec, float *rho, float *head_in, const float *z,
+                                         const float *temb, int B, int w) {
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g < B)
+        ppd_head_input_elem(z + 12 * g, temb + 32 * g, w, vec + 3 * g, rho + g, head_in + 33 * g);
+}
+
+static __global__ void head_pred_kernel(float *pred, float *scale, const float *vec,
+                                        const float *rho, const float *mag, const float *sig,
+                                        const float *norm, int B, int by_sigma, int by_norm) {
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g < B)
+        ppd_head_pred_elem(vec + 3 * g, rho[g], mag[g], by_sigma ? sig[g] : 1.0f,
+                           by_norm ? norm[g] : 1.0f, by_sigma, by_norm, pred + 3 * g, scale + g);
+}
+
+static __global__ void head_mag_backward_kernel(float *dmag, const float *dpred, const float *vec,
+                                                const float *rho, const float *scale, int B) {
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g < B) dmag[g] = ppd_head_mag_grad_elem(dpred + 3 * g, vec + 3 * g, rho[g], scale[g]);
+}
+
+static __global__ void head_input_backward_kernel(float *dz, const float *dpred, const float *vec,
+                                                  const float *rho, const float *scale,
+                                                  const float *mag, const float *dhead_in, int B,
+                                                  int w) {
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= B) return;
+    float dv[3];
+    ppd_head_vec_grad_elem(dpred + 3 * g, vec + 3 * g, rho[g], scale[g], mag[g], dhead_in[33 * g],
+                           dv);
+    for (int k = 0; k < 3; k++) dz[12 * g + 3 * w + k] = dz[12 * g + 6 + 3 * w + k] = dv[k];
+}
+
+static ppd_status head_check(int B, int w, const char *op) {
+    if (B < 0 || w < 0 || w > 1)
+        return ppd_fail(PPD_ERR_USAGE, "%s: bad size B=%d head=%d", op, B, w);
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_head_input_forward(float *vec, float *rho, float *head_in,
+                                                  const float *z, const float *temb, int B, int w,
+                                                  cudaStream_t stream) {
+    PPD_TRY(head_check(B, w, "head_input"));
+    if (B == 0) return PPD_OK;
+    PPD_LAUNCH(head_input_kernel, ppd_elem_blocks(B), PPD_ELEM_THREADS, 0, stream)
+    (vec, rho, head_in, z, temb, B, w);
+    PPD_CUDA_CHECK_LAUNCH("head_input_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_head_pred_forward(float *pred, float *scale, const float *vec,
+                                                 const float *rho, const float *mag,
+                                                 const float *sig, const float *norm, int B,
+                                                 int by_sigma, int by_norm, cudaStream_t stream) {
+    PPD_TRY(head_check(B, 0, "head_pred"));
+    if (B == 0) return PPD_OK;
+    PPD_LAUNCH(head_pred_kernel, ppd_elem_blocks(B), PPD_ELEM_THREADS, 0, stream)
+    (pred, scale, vec, rho, mag, sig, norm, B, by_sigma, by_norm);
+    PPD_CUDA_CHECK_LAUNCH("head_pred_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_head_mag_backward(float *dmag, const float *dpred, const float *vec,
+                                                 const float *rho, const float *scale, int B,
+                                                 cudaStream_t stream) {
+    PPD_TRY(head_check(B, 0, "head_mag backward"));
+    if (B == 0) return PPD_OK;
+    PPD_LAUNCH(head_mag_backward_kernel, ppd_elem_blocks(B), PPD_ELEM_THREADS, 0, stream)
+    (dmag, dpred, vec, rho, scale, B);
+    PPD_CUDA_CHECK_LAUNCH("head_mag_backward_kernel");
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_head_input_backward(float *dz, const float *dpred, const float *vec,
+                                                   const float *rho, const float *scale,
+                                                   const float *mag, const float *dhead_in, int B,
+                                                   int w, cudaStream_t stream) {
+    PPD_TRY(head_check(B, w, "head_input backward"));
+    if (B == 0) return PPD_OK;
+    PPD_LAUNCH(head_input_backward_kernel, ppd_elem_blocks(B), PPD_ELEM_THREADS, 0, stream)
+    (dz, dpred, vec, rho, scale, mag, dhead_in, B, w);
+    PPD_CUDA_CHECK_LAUNCH("head_input_backward_kernel");
     return PPD_OK;
 }

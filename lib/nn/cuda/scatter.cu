@@ -49,3 +49,15 @@ extern "C" ppd_status ppd_cuda_scatter_add_rows(float *acc, const float *src, co
     return ppd_cuda_scatter_parts(acc, dim, src, dim, dim, 0, 0, order, seg, e0, e0 + n, e0, T,
                                   stream);
 }
+
+extern "C" ppd_status ppd_cuda_scatter_add_cols(float *acc, int ldacc, const float *src, int lds,
+                                                const int64_t *order, const int64_t *seg,
+                                                int64_t e0, int64_t n, int64_t T, int w,
+                                                cudaStream_t stream) {
+    if (e0 < 0 || n < 0 || T < 0 || w < 0 || ldacc < w || lds < w)
+        return ppd_fail(PPD_ERR_USAGE,
+                        "scatter_add_cols: bad size e0=%lld n=%lld T=%lld w=%d ldacc=%d lds=%d",
+                        (long long)e0, (long long)n, (long long)T, w, ldacc, lds);
+    return ppd_cuda_scatter_parts(acc, ldacc, src, lds, w, 0, 0, order, seg, e0, e0 + n, e0, T,
+                                  stream);
+}

@@ -1,0 +1,101 @@
+/* ppdock/score_cuda.h — the score model's training pass on a CUDA GPU (link libppdock_cuda.a,
+ * cuBLAS and cudart): forward, backward, gradient clipping and Adam, the same sequence of ops as
+ * the CPU reference (lib/dock/score_pass.c, ppdock/score_model.h) with each op replaced by its
+ * CUDA twin (ppdock/nn_cuda.h, ppdock/adam_cuda.h).
+ *
+ * Memory (DESIGN.md rule 1): two device allocations, made by create and never again:
+ *   fixed  parameters, gradients, Adam moments, running statistics, the tensor-product and batch
+ *          norm tables, the cuBLAS workspace: ppd_score_device_fixed_bytes;
+ *   pass   one arena for everything a forward + backward pass of one batch holds: the CPU
+ *          pass's activations (ppd_score_pass_bytes) plus what the device needs besides: the
+ *          uploaded inputs (edge lists, edge vectors, time per node, the lm_ebd input) and the
+ *          scatter plans of every edge list. ppd_score_device_pass_bytes gives it for a batch's
+ *          sizes; the trainer packs complexes into passes against that number, so a pass that
+ *          would not fit is split before it runs, never discovered by a failed allocation.
+ * The host side keeps one pinned staging buffer for the uploads (grown when a larger batch
+ * comes, then reused).
+ *
+ * Determinism: every reduction runs in a fixed order without atomics (scatter plans, column
+ * sums, block sums in a fixed tree), so two runs of the same batches give bit-identical
+ * parameters; the element-wise ops give the CPU's bits; the GEMMs differ from OpenBLAS's in
+ * summation order, so the device pass matches the CPU within float32 rounding, not bit for bit.
+ *
+ * The model (config, tensor-product tables, Gaussian offsets, training flag, dropout seed) is the
+ * host ppd_score_model `m`, borrowed for the device's life; its parameter and gradient buffers
+ * are not used by the device pass: upload them (ppd_score_device_upload) and read them back
+ * (ppd_score_device_download) around a run, e.g. for checkpoints.
+ *
+ * Errors: PPD_ERR_CUDA (a launch or copy failed, or no device), PPD_ERR_NOMEM naming the bytes
+ * asked for and free when the device cannot hold the fixed part or the pass arena, or when a
+ * batch needs more pass memory than the arena has (the message gives both: raise the budget or
+ * lower the batch); the batch errors of ppd_score_forward.
+ */
+#ifndef PPDOCK_SCORE_CUDA_H
+#define PPDOCK_SCORE_CUDA_H
+
+#include "ppdock/adam.h"
+#include "ppdock/device.h"
+#include "ppdock/nn_cuda.h"
+#include "ppdock/score_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ppd_score_device ppd_score_device;
+
+/* Device bytes of the fixed part (parameters, gradients, two Adam moments, buffers, tables,
+ * cuBLAS workspace), alignment included. */
+size_t ppd_score_device_fixed_bytes(const ppd_score_model *m);
+
+/* Device bytes one forward + backward pass of a batch of these sizes takes from the pass arena:
+ * an upper bound within a few percent of the arena's high-water mark (tested). */
+size_t ppd_score_device_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
+                                   int64_t El, int64_t Ec, int B);
+
+/* Allocates the fixed part and a pass arena of pass_bytes on the current device, a stream and a
+ * cuBLAS handle of precision prec (PPD_CUDA_FP32 for parity runs), and uploads m's parameters
+ * and running statistics. Gradients start at zero, Adam moments at zero. */
+ppd_status ppd_score_device_create(ppd_score_device **d, const ppd_score_model *m,
+                                   size_t pass_bytes, ppd_cuda_precision prec);
+void ppd_score_device_destroy(ppd_score_device *d);
+
+/* Parameters and running statistics from the host model (e.g. after loading a checkpoint), and
+ * optionally the Adam moments (adam_m/adam_v: nparams floats each, or NULL to leave them). */
+ppd_status ppd_score_device_upload(ppd_score_device *d, const ppd_score_model *m,
+                                   const float *adam_m, const float *adam_v);
+/* Parameters and running statistics into the host model; moments into adam_m/adam_v when not
+ * NULL; gradients into grads when not NULL (nparams floats). Synchronises. */
+ppd_status ppd_score_device_download(ppd_score_device *d, ppd_score_model *m, float *adam_m,
+                                     float *adam_v, float *grads);
+
+/* Forward of one batch (host arrays, as ppd_score_forward); tr_pred/rot_pred (B, 3) are host
+ * arrays, filled when this returns (it waits for the device). Uses m->training and
+ * m->dropout_seed. n_cross may be NULL. */
+ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_score_batch *b, float *tr_pred,
+                                    float *rot_pred, int64_t *n_cross);
+/* Backward of the last forward from host dL/dpred (B, 3 each); ACCUMULATES into the device
+ * gradients. Queued: returns before the device is done. */
+ppd_status ppd_score_device_backward(ppd_score_device *d, const float *dtr, const float *drot);
+ppd_status ppd_score_device_zero_grad(ppd_score_device *d);
+
+/* Clip the gradients to max_norm (the total norm over all tensors, as ppd_clip_grad_norm) and
+ * take Adam step `step` on the device; *grad_norm (may be NULL) receives the norm before
+ * clipping (reading it waits for the device). */
+ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c, uint64_t step,
+                                 double max_norm, double *grad_norm);
+
+typedef struct {
+    size_t fixed_bytes;     /* the fixed allocation */
+    size_t pass_capacity;   /* the pass arena's size */
+    size_t pass_high_water; /* the most of it any pass used so far */
+    size_t last_pass_bytes; /* what the last forward + backward used */
+    size_t staging_bytes;   /* pinned host staging */
+} ppd_score_device_usage;
+void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

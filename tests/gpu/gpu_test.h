@@ -1,0 +1,30 @@
+/* tests/gpu/gpu_test.h — what the GPU test files share (tests/gpu/test_gpu.c holds main and
+ * these helpers; tests/gpu/test_score_gpu.c the score model's checks). */
+#ifndef PPDOCK_TESTS_GPU_TEST_H
+#define PPDOCK_TESTS_GPU_TEST_H
+
+#include "ppdock/device.h"
+#include "ppdock/rng.h"
+
+#include <stdint.h>
+
+extern int npass, nfail;
+/* 1 on the CPU emulation of CUDA (tests/emu): smaller sizes, no timings */
+extern int gpu_emulated;
+
+/* one PASS/FAIL line */
+void report(const char *name, int ok, const char *why_fmt, ...);
+/* max |gpu - cpu| <= tol · max |cpu| and no NaN; reports under name */
+int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, double tol);
+/* n normal floats times scale (malloc) */
+float *rand_floats(ppd_rng *r, size_t n, double scale);
+/* bytes from the arena, filled from host (or poisoned with 0xff when host is NULL) */
+void *dev_copy(ppd_device_arena *a, const void *host, size_t bytes);
+/* download n floats of dev and close_rel them against cpu */
+int fetch_close(const char *name, const void *dev, const float *cpu, int64_t n, double tol);
+
+/* tests/gpu/test_score_gpu.c */
+void check_score_glue(void);
+void check_score_device(void);
+
+#endif

@@ -1,0 +1,405 @@
+/* tests/gpu/test_score_gpu.c — the score model on the GPU against the CPU reference: the last
+ * glue ops (bit for bit), then whole training passes (ppdock/score_cuda.h) on the golden cases of
+ * the ORIGINAL DiffDock-PP (tests/data/diffdock-golden[-bn], PPD_DIFFDOCK_GOLDEN[_BN] override):
+ * predictions, every gradient, the batch norms' running statistics, dropout masks, determinism,
+ * the pass memory plan, no cudaMalloc per pass, and the optimizer step.
+ *
+ * Tolerances: predictions within 1e-5 of the CPU (the GEMMs sum in another order) and 1e-4 of
+ * the original (the CPU's own tolerance); each gradient tensor within 1e-4 of the CPU's,
+ * relative to its largest entry, and 1e-3 of the original's (the CPU's own tolerance).
+ */
+#include "ppdock/adam.h"
+#include "ppdock/graph_ops.h"
+#include "ppdock/nn_cuda.h"
+#include "ppdock/scatter.h"
+#include "ppdock/score_cuda.h"
+
+#include "../common/golden.h"
+#include "gpu_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- glue ops, bit for bit ------------------------------------------------------------------ */
+
+static int same_as_cpu(const char *what, const void *dev, const float *cpu, int64_t n,
+                       const char **which) {
+    float *g = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    int ok = g && ppd_device_synchronize() == PPD_OK &&
+             ppd_device_download(g, dev, sizeof(float) * (size_t)n) == PPD_OK &&
+             memcmp(g, cpu, sizeof(float) * (size_t)n) == 0;
+    if (!ok && !*which) *which = what;
+    free(g);
+    return ok;
+}
+
+void check_score_glue(void) {
+    const char *name = "gpu_score_glue_and_heads_match_cpu_bit_for_bit";
+    enum { N = 300, T = 41, LD = 40, W = 24, LS = 56, B = 37 };
+    ppd_rng r;
+    ppd_rng_seed(&r, 77);
+    int64_t idx[N], order[N], seg[T + 1];
+    for (int i = 0; i < N; i++) idx[i] = (int64_t)ppd_rng_below(&r, T - 3);
+    ppd_scatter_plan(order, seg, idx, N, T);
+    float *src = rand_floats(&r, (size_t)N * LS, 1.0), *dst0 = rand_floats(&r, (size_t)N * LD, 1.0),
+          *acc0 = rand_floats(&r, (size_t)T * LD, 1.0), *cnt = malloc(sizeof(float) * T),
+          *z = rand_floats(&r, (size_t)B * 12, 1.0), *temb = rand_floats(&r, (size_t)B * 32, 1.0),
+          *mag = rand_floats(&r, B, 1.0), *sig = malloc(sizeof(float) * B),
+          *norm = malloc(sizeof(float) * B), *dpred = rand_floats(&r, (size_t)B * 3, 1.0),
+          *dhin = rand_floats(&r, (size_t)B * 33, 1.0);
+    for (int i = 0; i < T; i++) cnt[i] = (float)(1 + ppd_rng_below(&r, 9));
+    for (int g = 0; g < B; g++)
+        sig[g] = (float)(0.01 + 30 * ppd_rng_uniform(&r)), norm[g] = (float)ppd_rng_uniform(&r);
+    /* CPU */
+    float *gat = malloc(sizeof(float) * N * LD), *gat2 = malloc(sizeof(float) * N * LD),
+          *add = malloc(sizeof(float) * N * LD), *mean = malloc(sizeof(float) * T * LD),
+          *sc = malloc(sizeof(float) * T * LD);
+    memcpy(gat, dst0, sizeof(float) * N * LD), memcpy(gat2, dst0, sizeof(float) * N * LD);
+    memcpy(add, dst0, sizeof(float) * N * LD), memcpy(mean, acc0, sizeof(float) * T * LD);
+    memcpy(sc, acc0, sizeof(float) * T * LD);
+    ppd_gather_rows(gat + 3, LD, src, LS, idx, 17, N - 40, W);
+    ppd_gather_rows(gat2, LD, src + 5, LS, NULL, 9, N - 9, W);
+    ppd_add_rows(add, LD, src + 7, LS, N, W);
+    ppd_scatter_mean_forward(mean, cnt, T, LD);
+    ppd_scatter_add_cols(sc, LD, src + 2, LS, idx, 30, 200, W);
+    float vec[2][B * 3], rho[2][B], hin[2][B * 33], pred[2][B * 3], scale[2][B], dmag[2][B],
+        dz[B * 12];
+    memset(dz, 0, sizeof dz);
+    for (int w = 0; w < 2; w++) {
+        ppd_head_input_forward(vec[w], rho[w], hin[w], z, temb, B, w);
+        ppd_head_pred_forward(pred[w], scale[w], vec[w], rho[w], mag, sig, norm, B, w == 0, w == 1);
+        ppd_head_mag_backward(dmag[w], dpred, vec[w], rho[w], scale[w], B);
+        ppd_head_input_backward(dz, dpred, vec[w], rho[w], scale[w], mag, dhin, B, w);
+    }
+    /* GPU */
+    ppd_device_arena a;
+    if (ppd_device_arena_create(&a, (size_t)1 << 22) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    const char *which = NULL;
+    int64_t *d_idx = dev_copy(&a, idx, sizeof idx), *d_order = dev_copy(&a, order, sizeof order),
+            *d_seg = dev_copy(&a, seg, sizeof seg);
+    float *d_src = dev_copy(&a, src, sizeof(float) * N * LS),
+          *d_gat = dev_copy(&a, dst0, sizeof(float) * N * LD),
+          *d_gat2 = dev_copy(&a, dst0, sizeof(float) * N * LD),
+          *d_add = dev_copy(&a, dst0, sizeof(float) * N * LD),
+          *d_mean = dev_copy(&a, acc0, sizeof(float) * T * LD),
+          *d_sc = dev_copy(&a, acc0, sizeof(float) * T * LD),
+          *d_cnt = dev_copy(&a, cnt, sizeof(float) * T),
+          *d_z = dev_copy(&a, z, sizeof(float) * B * 12),
+          *d_temb = dev_copy(&a, temb, sizeof(float) * B * 32),
+          *d_mag = dev_copy(&a, mag, sizeof(float) * B),
+          *d_sig = dev_copy(&a, sig, sizeof(float) * B),
+          *d_norm = dev_copy(&a, norm, sizeof(float) * B),
+          *d_dpred = dev_copy(&a, dpred, sizeof(float) * B * 3),
+          *d_dhin = dev_copy(&a, dhin, sizeof(float) * B * 33),
+          *d_vec = dev_copy(&a, NULL, sizeof(float) * B * 3),
+          *d_rho = dev_copy(&a, NULL, sizeof(float) * B),
+          *d_hin = dev_copy(&a, NULL, sizeof(float) * B * 33),
+          *d_pred = dev_copy(&a, NULL, sizeof(float) * B * 3),
+          *d_scale = dev_copy(&a, NULL, sizeof(float) * B),
+          *d_dmag = dev_copy(&a, NULL, sizeof(float) * B),
+          *d_dz = dev_copy(&a, dz, sizeof(float) * B * 12);
+    ppd_status st = !d_dz ? ppd_fail(PPD_ERR_NOMEM, "device buffers") : PPD_OK;
+    if (!st) st = ppd_cuda_gather_rows(d_gat + 3, LD, d_src, LS, d_idx, 17, N - 40, W, NULL);
+    if (!st) st = ppd_cuda_gather_rows(d_gat2, LD, d_src + 5, LS, NULL, 9, N - 9, W, NULL);
+    if (!st) st = ppd_cuda_add_rows(d_add, LD, d_src + 7, LS, N, W, NULL);
+    if (!st) st = ppd_cuda_scatter_mean_forward(d_mean, d_cnt, T, LD, NULL);
+    if (!st)
+        st =
+            ppd_cuda_scatter_add_cols(d_sc, LD, d_src + 2, LS, d_order, d_seg, 30, 200, T, W, NULL);
+    int ok = !st;
+    ok = ok && same_as_cpu("gather_rows", d_gat, gat, N * LD, &which) &&
+         same_as_cpu("gather_rows (no index)", d_gat2, gat2, N * LD, &which) &&
+         same_as_cpu("add_rows", d_add, add, N * LD, &which) &&
+         same_as_cpu("scatter_mean", d_mean, mean, T * LD, &which) &&
+         same_as_cpu("scatter_add_cols", d_sc, sc, T * LD, &which);
+    for (int w = 0; ok && w < 2; w++) {
+        st = ppd_cuda_head_input_forward(d_vec, d_rho, d_hin, d_z, d_temb, B, w, NULL);
+        if (!st)
+            st = ppd_cuda_head_pred_forward(d_pred, d_scale, d_vec, d_rho, d_mag, d_sig, d_norm, B,
+                                            w == 0, w == 1, NULL);
+        if (!st) st = ppd_cuda_head_mag_backward(d_dmag, d_dpred, d_vec, d_rho, d_scale, B, NULL);
+        if (!st)
+            st = ppd_cuda_head_input_backward(d_dz, d_dpred, d_vec, d_rho, d_scale, d_mag, d_dhin,
+                                              B, w, NULL);
+        ok = !st && same_as_cpu("head_input (vec)", d_vec, vec[w], B * 3, &which) &&
+             same_as_cpu("head_input (rho)", d_rho, rho[w], B, &which) &&
+             same_as_cpu("head_input (mlp input)", d_hin, hin[w], B * 33, &which) &&
+             same_as_cpu("head_pred", d_pred, pred[w], B * 3, &which) &&
+             same_as_cpu("head_pred (scale)", d_scale, scale[w], B, &which) &&
+             same_as_cpu("head_mag_backward", d_dmag, dmag[w], B, &which);
+    }
+    ok = ok && same_as_cpu("head_input_backward", d_dz, dz, B * 12, &which);
+    if (st)
+        report(name, 0, "%s", ppd_errmsg());
+    else
+        report(name, ok, "%s differs", which ? which : "?");
+    ppd_device_arena_destroy(&a);
+out:
+    free(src), free(dst0), free(acc0), free(cnt), free(z), free(temb), free(mag), free(sig);
+    free(norm), free(dpred), free(dhin), free(gat), free(gat2), free(add), free(mean), free(sc);
+}
+
+/* ---- whole passes on the golden cases ------------------------------------------------------- */
+
+static const char *golden_dir(int bn) {
+    const char *env = getenv(bn ? "PPD_DIFFDOCK_GOLDEN_BN" : "PPD_DIFFDOCK_GOLDEN");
+    return env ? env : bn ? "tests/data/diffdock-golden-bn" : "tests/data/diffdock-golden";
+}
+
+/* The worst gradient tensor of `got` against `want` (each relative to want's largest entry). */
+static double worst_grad(const ppd_score_model *m, const float *got, const float *want,
+                         const char **worst_name) {
+    double worst = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        const ppd_param_entry *e = &m->tab[i];
+        double r = ppt_rel_err(got + e->offset, want + e->offset, (int64_t)e->numel, 1e-8);
+        if (!(r <= worst)) worst = r, *worst_name = e->name;
+    }
+    return worst;
+}
+
+/* The original's gradients from the case file into g (nparams); 0 if one is missing. */
+static int golden_grads(const ppd_score_model *m, const ppt_golden_case *gc, float *g) {
+    for (int i = 0; i < m->ntensors; i++) {
+        char n[128];
+        snprintf(n, sizeof n, "grad.%s", m->tab[i].name);
+        int64_t cnt;
+        float *w = ppt_tensor_f32(gc->f, n, &cnt);
+        if (!w || cnt != (int64_t)m->tab[i].numel) {
+            free(w);
+            return 0;
+        }
+        memcpy(g + m->tab[i].offset, w, sizeof(float) * (size_t)cnt);
+        free(w);
+    }
+    return 1;
+}
+
+typedef struct {
+    const char *tag, *case_name;
+    int bn, training;
+    float dropout;
+    int golden; /* compare with the original's numbers too (not with dropout: other masks) */
+} pass_variant;
+
+static void check_pass(const pass_variant *v) {
+    char name[160];
+    snprintf(name, sizeof name, "gpu_score_pass_matches_cpu_%s", v->tag);
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    c.batch_norm = v->bn;
+    c.dropout = v->dropout;
+    c.chunk_edges = 700; /* several chunks of every conv, a partial last one */
+    ppd_score_model m, m2;
+    ppt_golden_case gc;
+    ppd_score_device *d = NULL;
+    memset(&gc, 0, sizeof gc);
+    if (ppd_score_model_init(&m, &c) != PPD_OK || ppd_score_model_init(&m2, &c) != PPD_OK) {
+        report(name, 0, "model: %s", ppd_errmsg());
+        return;
+    }
+    size_t P = m.nparams;
+    float *cpu_g = malloc(sizeof(float) * P), *dev_g = malloc(sizeof(float) * P),
+          *dev_g2 = malloc(sizeof(float) * P), *gold_g = malloc(sizeof(float) * P),
+          *buf0 = malloc(sizeof(float) * (m.nbuffer_floats + 1)),
+          *cpu_buf = malloc(sizeof(float) * (m.nbuffer_floats + 1));
+    ppd_status st = ppt_golden_weights_load(&m, golden_dir(v->bn));
+    if (!st) st = ppt_golden_case_load(&gc, golden_dir(v->bn), v->case_name);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out;
+    }
+    const ppd_score_batch *b = &gc.b;
+    int B = b->B;
+    int64_t Ec = ppd_score_count_cross_edges(&m, b);
+    size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, Ec, B);
+    memcpy(buf0, m.buffers, sizeof(float) * m.nbuffer_floats);
+    m.training = v->training;
+    m.dropout_seed = 12345;
+    /* the device first (it uploads the initial running statistics), then the CPU pass */
+    st = ppd_score_device_create(&d, &m, need + need / 8, PPD_CUDA_FP32);
+    float tr[12], rot[12], dtr[12], drot[12];
+    double ltr, lrot;
+    if (!st) st = ppd_score_forward(&m, b, tr, rot, NULL);
+    ppt_golden_loss(&gc, tr, rot, dtr, drot, &ltr, &lrot);
+    ppd_score_zero_grad(&m);
+    if (!st) st = ppd_score_backward(&m, dtr, drot);
+    if (st) {
+        report(name, 0, "set-up or CPU pass: %s", ppd_errmsg());
+        goto out;
+    }
+    memcpy(cpu_g, m.grads, sizeof(float) * P);
+    memcpy(cpu_buf, m.buffers, sizeof(float) * m.nbuffer_floats);
+    /* the device pass, twice from the same start: determinism and no allocation per pass */
+    float gtr[12], grot[12];
+    uint64_t mallocs = ppd_device_malloc_count();
+    /* on the emulation (sequential, so deterministic by construction) once, but in one variant */
+    int runs = gpu_emulated && strcmp(v->tag, "dropout_training") != 0 ? 1 : 2;
+    for (int run = 0; run < runs && !st; run++) {
+        memcpy(m.buffers, buf0, sizeof(float) * m.nbuffer_floats);
+        st = ppd_score_device_upload(d, &m, NULL, NULL);
+        if (!st) st = ppd_score_device_zero_grad(d);
+        if (!st) st = ppd_score_device_forward(d, b, gtr, grot, NULL);
+        if (!st) st = ppd_score_device_backward(d, dtr, drot); /* the CPU's dL/dpred */
+        if (!st) st = ppd_score_device_download(d, &m2, NULL, NULL, run ? dev_g2 : dev_g);
+    }
+    if (st) {
+        report(name, 0, "device pass: %s", ppd_errmsg());
+        goto out;
+    }
+    /* predictions, gradients, running statistics */
+    double ep = fmax(ppt_rel_err(gtr, tr, 3 * B, 1e-6), ppt_rel_err(grot, rot, 3 * B, 1e-6));
+    const char *wn = "";
+    double eg = worst_grad(&m, dev_g, cpu_g, &wn);
+    double eb =
+        m.nbuffer_floats ? ppt_rel_err(m2.buffers, cpu_buf, (int64_t)m.nbuffer_floats, 1e-6) : 0;
+    char why[512];
+    snprintf(why, sizeof why,
+             "pred %.2g (tol 1e-5), worst gradient %s %.2g (tol 1e-4), running "
+             "statistics %.2g (tol 1e-5)",
+             ep, wn, eg, eb);
+    report(name, ep <= 1e-5 && eg <= 1e-4 && eb <= 1e-5, "%s", why);
+    if (getenv("PPD_TEST_VERBOSE")) printf("    %s: %s\n", v->tag, why);
+    if (runs == 2) {
+        snprintf(name, sizeof name, "gpu_score_pass_deterministic_%s", v->tag);
+        report(name, memcmp(dev_g, dev_g2, sizeof(float) * P) == 0, "two runs' gradients differ");
+    }
+    snprintf(name, sizeof name, "gpu_score_pass_no_cudamalloc_and_planned_memory_%s", v->tag);
+    ppd_score_device_usage u;
+    ppd_score_device_usage_get(d, &u);
+    report(name,
+           ppd_device_malloc_count() == mallocs && u.last_pass_bytes == need &&
+               u.pass_high_water <= u.pass_capacity,
+           "%llu cudaMalloc in the loop, pass used %zu bytes, planned %zu",
+           (unsigned long long)(ppd_device_malloc_count() - mallocs), u.last_pass_bytes, need);
+    if (v->golden) {
+        snprintf(name, sizeof name, "gpu_score_pass_matches_diffdock_pp_golden_%s", v->tag);
+        float *wt = ppt_tensor_f32(gc.f, "tr_pred", NULL),
+              *wr = ppt_tensor_f32(gc.f, "rot_pred", NULL);
+        double eo =
+            wt && wr ? fmax(ppt_rel_err(gtr, wt, 3 * B, 1e-6), ppt_rel_err(grot, wr, 3 * B, 1e-6))
+                     : 1;
+        const char *wg = "";
+        double ego = golden_grads(&m, &gc, gold_g) ? worst_grad(&m, dev_g, gold_g, &wg) : 1;
+        report(name, eo <= 1e-4 && ego <= 1e-3,
+               "pred %.2g (tol 1e-4), worst gradient %s %.2g (tol 1e-3)", eo, wg, ego);
+        free(wt), free(wr);
+    }
+out:
+    ppd_score_device_destroy(d);
+    ppt_golden_case_free(&gc);
+    ppd_score_model_free(&m), ppd_score_model_free(&m2);
+    free(cpu_g), free(dev_g), free(dev_g2), free(gold_g), free(buf0), free(cpu_buf);
+}
+
+/* A batch over the pass arena is refused before it runs, naming what it needs. */
+static void check_pass_over_budget(void) {
+    const char *name = "gpu_score_pass_over_budget_fails_with_the_bytes_needed";
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    ppd_score_model m;
+    ppt_golden_case gc;
+    ppd_score_device *d = NULL;
+    memset(&gc, 0, sizeof gc);
+    if (ppd_score_model_init(&m, &c) != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+        return;
+    }
+    ppd_status st = ppt_golden_case_load(&gc, golden_dir(0), "AB_t0.60");
+    if (!st) {
+        const ppd_score_batch *b = &gc.b;
+        size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El,
+                                                  ppd_score_count_cross_edges(&m, b), b->B);
+        st = ppd_score_device_create(&d, &m, need - 1, PPD_CUDA_FP32);
+        float p[12];
+        ppd_status f = st ? st : ppd_score_device_forward(d, b, p, p + 6, NULL);
+        report(name, !st && f == PPD_ERR_NOMEM && strstr(ppd_errmsg(), "needs"), "status %d: %s",
+               (int)f, ppd_errmsg());
+    } else {
+        report(name, 0, "%s", ppd_errmsg());
+    }
+    ppd_score_device_destroy(d);
+    ppt_golden_case_free(&gc);
+    ppd_score_model_free(&m);
+}
+
+/* Clipping and Adam on the device against the CPU's, from the gradients of a device pass. */
+static void check_device_step(void) {
+    const char *name = "gpu_score_step_matches_cpu_clip_and_adam";
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    ppd_score_model m, m2;
+    ppt_golden_case gc;
+    ppd_score_device *d = NULL;
+    memset(&gc, 0, sizeof gc);
+    if (ppd_score_model_init(&m, &c) != PPD_OK || ppd_score_model_init(&m2, &c) != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+        return;
+    }
+    size_t P = m.nparams;
+    int nt = m.ntensors;
+    float *g = malloc(sizeof(float) * P), *g2 = malloc(sizeof(float) * P),
+          *p = malloc(sizeof(float) * P), *am = calloc(P, sizeof(float)),
+          *av = calloc(P, sizeof(float));
+    size_t *off = malloc(sizeof(size_t) * (size_t)nt), *num = malloc(sizeof(size_t) * (size_t)nt);
+    for (int i = 0; i < nt; i++) off[i] = m.tab[i].offset, num[i] = m.tab[i].numel;
+    ppd_status st = ppt_golden_weights_load(&m, golden_dir(0));
+    if (!st) st = ppt_golden_case_load(&gc, golden_dir(0), "AB_t0.60");
+    const ppd_score_batch *b = &gc.b;
+    if (!st)
+        st = ppd_score_device_create(&d, &m,
+                                     ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El,
+                                                                 ppd_score_count_cross_edges(&m, b),
+                                                                 b->B),
+                                     PPD_CUDA_FP32);
+    float tr[6], rot[6], dtr[6], drot[6];
+    double ltr, lrot, gn_dev = 0;
+    if (!st) st = ppd_score_device_forward(d, b, tr, rot, NULL);
+    ppt_golden_loss(&gc, tr, rot, dtr, drot, &ltr, &lrot);
+    if (!st) st = ppd_score_device_backward(d, dtr, drot);
+    if (!st) st = ppd_score_device_download(d, &m2, NULL, NULL, g);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out;
+    }
+    /* the CPU's step on the same gradients, with a max norm that makes the clipping act */
+    memcpy(g2, g, sizeof(float) * P);
+    double gn = ppd_clip_grad_norm(g2, off, num, nt, 1e30), max_norm = gn / 2;
+    memcpy(g2, g, sizeof(float) * P);
+    memcpy(p, m.params, sizeof(float) * P);
+    ppd_adam_config ac = {1e-3, 0.9, 0.999, 1e-8, 0};
+    double gn_cpu = ppd_clip_grad_norm(g2, off, num, nt, max_norm);
+    ppd_adam_step(p, g2, am, av, P, &ac, 1);
+    st = ppd_score_device_step(d, &ac, 1, max_norm, &gn_dev);
+    if (!st) st = ppd_score_device_download(d, &m2, am, av, NULL);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out;
+    }
+    double ep = ppt_rel_err(m2.params, p, (int64_t)P, 1e-8);
+    report(name, fabs(gn_dev - gn_cpu) <= 1e-5 * gn_cpu && ep <= 1e-6,
+           "norm %.9g vs the CPU's %.9g, parameters rel err %.2g (tol 1e-6)", gn_dev, gn_cpu, ep);
+out:
+    ppd_score_device_destroy(d);
+    ppt_golden_case_free(&gc);
+    ppd_score_model_free(&m), ppd_score_model_free(&m2);
+    free(g), free(g2), free(p), free(am), free(av), free(off), free(num);
+}
+
+void check_score_device(void) {
+    static const pass_variant v[] = {
+        {"A_t0.30", "A_t0.30", 0, 0, 0.0f, 1},
+        {"AB_t0.60_two_complexes", "AB_t0.60", 0, 0, 0.0f, 1},
+        {"batch_norm_training", "A_t0.85", 1, 1, 0.0f, 1},
+        {"batch_norm_eval", "AB_t0.60", 1, 0, 0.0f, 0},
+        {"dropout_training", "AB_t0.60", 0, 1, 0.2f, 0},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) check_pass(&v[i]);
+    check_pass_over_budget();
+    check_device_step();
+}
