@@ -118,7 +118,7 @@ TOOLS    := graph-build cache-check esm-embed train
 TOOL_BIN := $(TOOLS:%=$(BIN)/%)
 # tools with a CUDA engine: built with -DPPD_HAVE_CUDA and linked with libppdock_cuda.a when nvcc
 # is found, and again on the CPU emulation for the tests ($(BUILD)/emu/bin)
-CUDA_TOOLS := esm-embed
+CUDA_TOOLS := esm-embed train
 EMU_TOOL_BIN := $(CUDA_TOOLS:%=$(BUILD)/emu/bin/%)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))

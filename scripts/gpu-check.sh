@@ -3,7 +3,8 @@
 # runs the CPU tests (`make test`), every CUDA op against its CPU twin (`make test-gpu`), then the
 # GPU benchmarks: the ESM-2 650M shape (random weights) on the 492 DB5.5 chains in fp32, tf32 and
 # bf16 (tokens/s, the planner's largest batch for 20 and 70 GB, device memory planned and used,
-# the error against the CPU engine on the first chains), and esm-embed end to end in bf16.
+# the error against the CPU engine on the first chains), esm-embed end to end in bf16, and score
+# model training at the released size (batch 8 and 16, an epoch of 10,000 synthetic complexes).
 # Each step's output goes to the terminal and to "$OUT/<step>.log"; "$OUT/summary.txt" lists
 # each step's exit status, the tests' "N passed, N failed" lines and the benchmark lines; the
 # short table comes last. Sized for under 8 minutes on one H100.
@@ -71,6 +72,11 @@ if step build make -j"$JOBS" "${make_vars[@]}" all tests; then
     step esm-embed-gpu env PPD_BIN="${BIN:-bin}" PPD_TESTBIN="${BUILD:-build}/tests" \
         PPD_EMU_BIN="${BIN:-bin}" PPD_TEST_FILTER=cuda_engine bash tests/tools/test_esm_embed.sh || failed=1
     grep -q '^FAIL ' "$OUT/esm-embed-gpu.log" && failed=1
+    # train's GPU pass: the 50-step loss curve against the CPU, resume, memory reports (the
+    # suite's cuda_ tests, which make test runs on the CPU emulation)
+    step train-gpu env PPD_BIN="${BIN:-bin}" PPD_TESTBIN="${BUILD:-build}/tests" \
+        PPD_EMU_BIN="${BIN:-bin}" PPD_TEST_FILTER=cuda_ bash tests/tools/test_train.sh || failed=1
+    grep -q '^FAIL ' "$OUT/train-gpu.log" && failed=1
 else
     failed=1
     say "build failed: tests not run"
@@ -106,6 +112,12 @@ step esm-embed-bf16 "$BIN_DIR/esm-embed" --random-init "$SHAPE" --fasta "$FASTA"
 grep -E '^\{' "$OUT/esm-embed-bf16.log" >>"$summary"
 rm -rf "$OUT/esm-cache"
 
+# training at the released size: batch 8 and 16, and an epoch of 10,000 synthetic complexes
+# (EPOCH_STEPS=150: a sample of 1,200 complexes and the epoch time it gives; 0: the whole epoch)
+step train-bench env OUT="$OUT" PPD_BIN="$BIN_DIR" PPD_TESTBIN="$BUILD_DIR/tests" JOBS="$JOBS" \
+    N=10000 STEPS=20 EPOCH_STEPS="${EPOCH_STEPS:-150}" bash bench/train-gpu.sh || bench_failed=1
+grep -E '^TRAIN_BENCH ' "$OUT/train-bench.log" >>"$summary"
+
 say ""
 say "== ESM-2 650M shape, 492 DB5.5 chains (132,414 residues), one GPU"
 say "precision budget  batches largest-batch  fits      planned-MiB used-MiB  tokens/s   error(rel to max)"
@@ -117,6 +129,9 @@ for f in "$OUT"/esm-*-*g.log; do
              v["batches"], v["largest_batch_tokens"], v["fit_tokens"], v["planned_mib"], v["used_mib"],
              v["tokens_per_s"], (e["rel_to_max"] == "" ? "-" : e["rel_to_max"])}' "$f" | tee -a "$summary"
 done
+say ""
+say "== score model training, released size (ns 32, nv 6, 4 layers, lm 1280), one GPU"
+[ -e "$OUT/train-gpu/summary.txt" ] && tee -a "$summary" <"$OUT/train-gpu/summary.txt"
 if [ "$bench_failed" -ne 0 ]; then
     say "gpu-check: a benchmark FAILED (see $OUT/*.log)"
     exit 1

@@ -680,15 +680,13 @@ int main(int argc, char **argv) {
                                              {"device-mem-gb", required_argument, 0, OPT_DEVMEM},
                                              {0, 0, 0, 0}};
     /* the spellings of esm.* settings, in option order */
-    static const struct {
-        int opt;
-        const char *key;
-    } as_set[] = {{OPT_LAYER, "esm.layer"},        {OPT_DTYPE, "esm.dtype"},
-                  {OPT_LONG, "esm.long_policy"},   {OPT_MAXLEN, "esm.max_length"},
-                  {OPT_OVERLAP, "esm.overlap"},    {OPT_UNKNOWN, "esm.unknown"},
-                  {OPT_MEM, "esm.mem_gb"},         {OPT_DEVICE, "device.engine"},
-                  {OPT_GPU, "device.index"},       {OPT_PRECISION, "device.precision"},
-                  {OPT_DEVMEM, "device.budget_gb"}};
+    static const ppd_tool_setting_opt as_set[] = {
+        {OPT_LAYER, "esm.layer"},        {OPT_DTYPE, "esm.dtype"},
+        {OPT_LONG, "esm.long_policy"},   {OPT_MAXLEN, "esm.max_length"},
+        {OPT_OVERLAP, "esm.overlap"},    {OPT_UNKNOWN, "esm.unknown"},
+        {OPT_MEM, "esm.mem_gb"},         {OPT_DEVICE, "device.engine"},
+        {OPT_GPU, "device.index"},       {OPT_PRECISION, "device.precision"},
+        {OPT_DEVMEM, "device.budget_gb"}};
     ppd_tool t;
     if (ppd_tool_init(&t, "esm-embed", argc)) return PPD_EXIT_IO;
     options o = {.out_dir = "esm"};
@@ -697,13 +695,8 @@ int main(int argc, char **argv) {
     int opt;
     while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "g:o:", longopts, NULL)) != -1) {
         if (ppd_tool_option(&t, opt, optarg)) continue;
-        int spelled = 0;
-        for (size_t k = 0; k < sizeof as_set / sizeof as_set[0]; k++)
-            if (as_set[k].opt == opt) {
-                if (ppd_tool_add_set(&t, as_set[k].key, optarg)) t.usage_error = 1;
-                spelled = 1;
-            }
-        if (spelled) continue;
+        if (ppd_tool_setting_option(&t, opt, optarg, as_set, sizeof as_set / sizeof as_set[0]))
+            continue;
         switch (opt) {
         case 'g':
             o.graphs[o.n_graphs++] = optarg;

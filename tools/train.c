@@ -7,6 +7,9 @@
 #include "ppdock/cli.h"
 #include "ppdock/config.h"
 #include "ppdock/log.h"
+#ifdef PPD_HAVE_CUDA
+#include "ppdock/score_cuda.h"
+#endif
 #include "ppdock/train.h"
 #include "ppdock/tool.h"
 
@@ -37,6 +40,13 @@ static void usage(FILE *f) {
         "      --dump-predictions F  with --eval-only: one JSON line per complex (id, t, sigmas,\n"
         "                          applied updates, predictions, targets, losses)\n"
         "      --seed N            seed (default train.seed)\n"
+        "      --device D          auto | cpu | cuda (device.engine; auto: the GPU when there is\n"
+        "                          one and this build has CUDA)\n"
+        "      --gpu N             CUDA device ordinal (device.index)\n"
+        "      --precision P       fp32 | tf32: the GPU's GEMMs (device.precision)\n"
+        "      --device-mem-gb X   device memory budget (device.budget_gb; 0: 95% of free)\n"
+        "      --deterministic     fp32 GEMMs on the GPU whatever --precision says, so that runs\n"
+        "                          repeat bit for bit (train.deterministic)\n"
         "  -c, --config FILE       YAML config (DiffDock-PP's own load as they are); repeatable\n"
         "      --set KEY=VALUE     override a setting; repeatable\n"
         "  -j, --jobs N            threads (default: all CPUs)\n"
@@ -50,7 +60,20 @@ static void usage(FILE *f) {
         f);
 }
 
-enum { OPT_RESUME = 0x2000, OPT_INIT, OPT_MAX_STEPS, OPT_EVAL, OPT_SPLIT, OPT_DUMP, OPT_SEED };
+enum {
+    OPT_RESUME = 0x2000,
+    OPT_INIT,
+    OPT_MAX_STEPS,
+    OPT_EVAL,
+    OPT_SPLIT,
+    OPT_DUMP,
+    OPT_SEED,
+    OPT_DEVICE,
+    OPT_GPU,
+    OPT_PRECISION,
+    OPT_DEVMEM,
+    OPT_DETERMINISTIC
+};
 
 int main(int argc, char **argv) {
     ppd_blas_reexec(argv);
@@ -68,10 +91,22 @@ int main(int argc, char **argv) {
                                 {"split", required_argument, 0, OPT_SPLIT},
                                 {"dump-predictions", required_argument, 0, OPT_DUMP},
                                 {"seed", required_argument, 0, OPT_SEED},
+                                {"device", required_argument, 0, OPT_DEVICE},
+                                {"gpu", required_argument, 0, OPT_GPU},
+                                {"precision", required_argument, 0, OPT_PRECISION},
+                                {"device-mem-gb", required_argument, 0, OPT_DEVMEM},
+                                {"deterministic", no_argument, 0, OPT_DETERMINISTIC},
                                 {0, 0, 0, 0}};
+    /* options that are settings: --set KEY=VALUE under their own names */
+    static const ppd_tool_setting_opt as_set[] = {{OPT_DEVICE, "device.engine"},
+                                                  {OPT_GPU, "device.index"},
+                                                  {OPT_PRECISION, "device.precision"},
+                                                  {OPT_DEVMEM, "device.budget_gb"}};
     int opt;
     while ((opt = getopt_long(argc, argv, PPD_TOOL_SHORTOPTS "g:e:o:", longopts, NULL)) != -1) {
         if (ppd_tool_option(&t, opt, optarg)) continue;
+        if (ppd_tool_setting_option(&t, opt, optarg, as_set, sizeof as_set / sizeof as_set[0]))
+            continue;
         char *end;
         switch (opt) {
         case 'g':
@@ -91,6 +126,9 @@ int main(int argc, char **argv) {
             break;
         case OPT_EVAL:
             o.eval_only = 1;
+            break;
+        case OPT_DETERMINISTIC:
+            if (ppd_tool_add_set(&t, "train.deterministic", "true")) t.usage_error = 1;
             break;
         case OPT_SPLIT:
             o.split = optarg;
@@ -138,6 +176,9 @@ int main(int argc, char **argv) {
     if (rc < 0) {
         o.threads = t.jobs > 0 ? t.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
         o.quiet = t.verbosity <= PPD_LOG_WARN;
+#ifdef PPD_HAVE_CUDA
+        o.device_ops = &ppd_score_device_cuda;
+#endif
         ppd_train_report r;
         ppd_status st = ppd_train_run(&o, cfg, &r);
         if (st) {
@@ -157,10 +198,16 @@ int main(int argc, char **argv) {
                 printf(
                     "{\"steps\": %lld, \"epochs\": %lld, \"complexes\": %lld, \"skipped\": %lld, "
                     "\"last_loss\": %.9g, \"best_val_loss\": %.9g, \"seconds\": %.3f, "
-                    "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\"}\n",
+                    "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
+                    "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
+                    "\"device_planned_peak_mb\": %.1f, \"device_peak_mb\": %.1f}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
-                    r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir);
+                    r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
+                    r.device[0] ? r.device : "cpu", r.device_fixed / 1048576.0,
+                    r.device_reserved / 1048576.0,
+                    (r.device_fixed + r.device_planned_peak) / 1048576.0,
+                    (r.device_fixed + r.device_used_peak) / 1048576.0);
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",
@@ -172,6 +219,13 @@ int main(int argc, char **argv) {
                         "val loss %.6g, peak RSS %.0f MB -> %s\n",
                         (long long)r.steps, (long long)r.epochs, r.complexes_per_s, r.last_loss,
                         r.best_val_loss, (double)r.peak_rss / 1048576.0, o.run_dir);
+            if (r.device[0])
+                fprintf(stderr,
+                        "train: GPU %s: device memory planned %.1f MB, used %.1f MB (of %.1f MB "
+                        "reserved)\n",
+                        r.device, (r.device_fixed + r.device_planned_peak) / 1048576.0,
+                        (r.device_fixed + r.device_used_peak) / 1048576.0,
+                        r.device_reserved / 1048576.0);
         }
     }
     ppd_config_free(cfg);

@@ -80,10 +80,14 @@ ppd_status ppd_score_device_backward(ppd_score_device *d, const float *dtr, cons
 ppd_status ppd_score_device_zero_grad(ppd_score_device *d);
 
 /* Clip the gradients to max_norm (the total norm over all tensors, as ppd_clip_grad_norm) and
- * take Adam step `step` on the device; *grad_norm (may be NULL) receives the norm before
- * clipping (reading it waits for the device). */
+ * take Adam step `step` on the device. Queued: returns before the device is done. */
 ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c, uint64_t step,
-                                 double max_norm, double *grad_norm);
+                                 double max_norm);
+/* The total gradient norm (before clipping) of the last step; waits for the device. */
+ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *grad_norm);
+
+/* Make device `index` current for this thread and describe it (ppd_device_describe). */
+ppd_status ppd_score_device_select(int index, ppd_device_info *info);
 
 typedef struct {
     size_t fixed_bytes;     /* the fixed allocation */
@@ -93,6 +97,33 @@ typedef struct {
     size_t staging_bytes;   /* pinned host staging */
 } ppd_score_device_usage;
 void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
+
+/* The functions above as a table, for code in libppdock.a (the trainer) that must link without
+ * the CUDA library: a tool built with CUDA hands it &ppd_score_device_cuda (defined in
+ * libppdock_cuda.a); a CPU-only build hands NULL. */
+typedef struct ppd_score_device_ops_s {
+    ppd_status (*select)(int index, ppd_device_info *info);
+    size_t (*fixed_bytes)(const ppd_score_model *m);
+    size_t (*pass_bytes)(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er, int64_t El,
+                         int64_t Ec, int B);
+    ppd_status (*create)(ppd_score_device **d, const ppd_score_model *m, size_t pass_bytes,
+                         ppd_cuda_precision prec);
+    void (*destroy)(ppd_score_device *d);
+    ppd_status (*upload)(ppd_score_device *d, const ppd_score_model *m, const float *adam_m,
+                         const float *adam_v);
+    ppd_status (*download)(ppd_score_device *d, ppd_score_model *m, float *adam_m, float *adam_v,
+                           float *grads);
+    ppd_status (*forward)(ppd_score_device *d, const ppd_score_batch *b, float *tr_pred,
+                          float *rot_pred, int64_t *n_cross);
+    ppd_status (*backward)(ppd_score_device *d, const float *dtr, const float *drot);
+    ppd_status (*zero_grad)(ppd_score_device *d);
+    ppd_status (*step)(ppd_score_device *d, const ppd_adam_config *c, uint64_t step,
+                       double max_norm);
+    ppd_status (*grad_norm)(ppd_score_device *d, double *grad_norm);
+    void (*usage)(const ppd_score_device *d, ppd_score_device_usage *u);
+} ppd_score_device_ops;
+
+extern const ppd_score_device_ops ppd_score_device_cuda;
 
 #ifdef __cplusplus
 }

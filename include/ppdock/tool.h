@@ -54,6 +54,14 @@ ppd_status ppd_tool_init(ppd_tool *t, const char *prog, int argc);
 int ppd_tool_option(ppd_tool *t, int opt, const char *arg);
 /* Queue "key=value" as if given with --set (for tool-specific spellings of settings). */
 ppd_status ppd_tool_add_set(ppd_tool *t, const char *key, const char *value);
+/* A tool's options that spell a setting (--gpu N for device.index=N): when `opt` is one of
+ * the n entries of map, queue its setting and return 1; else 0. */
+typedef struct {
+    int opt;
+    const char *key;
+} ppd_tool_setting_opt;
+int ppd_tool_setting_option(ppd_tool *t, int opt, const char *arg, const ppd_tool_setting_opt *map,
+                            size_t n);
 /* After the getopt loop: set the log level, refuse stray arguments, and answer --help,
  * --version and usage errors. Returns -1 to go on, else the exit status to return. */
 int ppd_tool_options_done(ppd_tool *t, int argc, char **argv, int optind_, void (*usage)(FILE *f));

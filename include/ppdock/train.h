@@ -47,6 +47,9 @@ typedef struct {
     int64_t seed;             /* < 0: train.seed */
     int threads;
     int quiet;
+    /* The GPU pass (ppdock/score_cuda.h): &ppd_score_device_cuda in a tool built with CUDA, NULL
+     * otherwise. Which one runs follows device.engine (auto: the GPU when there is one). */
+    const struct ppd_score_device_ops_s *device_ops;
 } ppd_train_opts;
 
 typedef struct {
@@ -55,6 +58,11 @@ typedef struct {
     uint64_t peak_rss;
     int64_t eval_complexes;
     double eval_loss, eval_tr_loss, eval_rot_loss;
+    /* the GPU run (device[0] == 0 on the CPU): its name, the fixed device memory (parameters,
+     * gradients, moments, tables), the pass arena reserved, and the largest pass planned and
+     * used (bytes) */
+    char device[256];
+    size_t device_fixed, device_reserved, device_planned_peak, device_used_peak;
 } ppd_train_report;
 
 /* Map the config onto the model / diffusion / optimizer settings; PPD_ERR_USAGE naming the key

@@ -927,18 +927,35 @@ extern "C" ppd_status ppd_score_device_backward(ppd_score_device *d, const float
 }
 
 extern "C" ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c,
-                                            uint64_t step, double max_norm, double *grad_norm) {
+                                            uint64_t step, double max_norm) {
     const ppd_score_model *m = d->m;
     PPD_TRY(ppd_cuda_clip_grad_norm(d->f.grads, m->nparams, d->f.tens_off, d->f.tens_num,
                                     m->ntensors, max_norm, d->f.clip_scratch, d->stream));
-    PPD_TRY(ppd_cuda_adam_step(d->f.params, d->f.grads, d->f.adam_m, d->f.adam_v, m->nparams, c,
-                               step, d->stream));
-    if (grad_norm) {
-        float g;
-        PPD_CUDA_CHECK(
-            cudaMemcpyAsync(&g, d->f.clip_scratch, sizeof g, cudaMemcpyDeviceToHost, d->stream));
-        PPD_TRY(sync_stream(d));
-        *grad_norm = g;
-    }
+    return ppd_cuda_adam_step(d->f.params, d->f.grads, d->f.adam_m, d->f.adam_v, m->nparams, c,
+                              step, d->stream);
+}
+
+extern "C" ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *grad_norm) {
+    float g;
+    PPD_CUDA_CHECK(
+        cudaMemcpyAsync(&g, d->f.clip_scratch, sizeof g, cudaMemcpyDeviceToHost, d->stream));
+    PPD_TRY(sync_stream(d));
+    *grad_norm = g;
     return PPD_OK;
 }
+
+extern "C" ppd_status ppd_score_device_select(int index, ppd_device_info *info) {
+    int n = 0;
+    PPD_TRY(ppd_device_count(&n));
+    if (index < 0 || index >= n)
+        return ppd_fail(PPD_ERR_USAGE, "device.index = %d: there are %d CUDA devices", index, n);
+    PPD_CUDA_CHECK(cudaSetDevice(index));
+    return ppd_device_describe(index, info);
+}
+
+extern "C" const ppd_score_device_ops ppd_score_device_cuda = {
+    ppd_score_device_select,    ppd_score_device_fixed_bytes, ppd_score_device_pass_bytes,
+    ppd_score_device_create,    ppd_score_device_destroy,     ppd_score_device_upload,
+    ppd_score_device_download,  ppd_score_device_forward,     ppd_score_device_backward,
+    ppd_score_device_zero_grad, ppd_score_device_step,        ppd_score_device_grad_norm,
+    ppd_score_device_usage_get};

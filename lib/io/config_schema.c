@@ -81,18 +81,18 @@ static const ppd_config_setting table[] = {
     I("cache.batch_mb", "32", 1, 4096, 0, "MB of records per LMDB write transaction"),
     I("cache.map_mb", "1024", 1, 16777216, 0, "initial LMDB map size in MB (grown as needed)"),
 
-    /* ---- device: where esm-embed (and later train) compute; ppdock's own ---- */
+    /* ---- device: where esm-embed and train compute; ppdock's own ---- */
     E("device.engine", "auto", "auto|cpu|cuda", 0,
       "cuda = the GPU (a build with CUDA), cpu = OpenBLAS and OpenMP, auto = cuda when this "
       "build has CUDA and a GPU is visible (the --device option)"),
     I("device.index", "0", 0, 1024, 0, "CUDA device ordinal (after CUDA_VISIBLE_DEVICES)"),
     E("device.precision", "fp32", "fp32|tf32|bf16", 0,
       "GPU GEMMs: fp32 (parity with the CPU and PyTorch), tf32 tensor cores (10-bit mantissa "
-      "inputs) or bf16 tensor cores (bf16 weights and inputs), all with fp32 sums; errors in "
-      "docs/esm-embed.md"),
+      "inputs) or bf16 tensor cores (bf16 weights and inputs; esm-embed only), all with fp32 "
+      "sums; errors in docs/esm-embed.md"),
     F("device.budget_gb", "0", 0, 1e6, 0,
-      "device memory budget for weights, activations and cuBLAS; batches are planned to fit "
-      "it; 0 = 95% of the GPU's free memory at start-up"),
+      "device memory budget for weights, activations and cuBLAS (train: also gradients and Adam "
+      "moments); batches are planned to fit it; 0 = 95% of the GPU's free memory at start-up"),
 
     /* ---- esm: esm-embed (ESM-2 per-residue embeddings); ppdock's own ---- */
     S("esm.weights", NUL, 0,
@@ -179,6 +179,10 @@ static const ppd_config_setting table[] = {
     F("train.max_mem_gb", "16", 0.01, 1e6, 0,
       "ppdock: host memory budget of train; batches are split into passes whose planned "
       "activation memory fits it (their gradients add up), a complex never skipped"),
+    B("train.deterministic", "false", 0,
+      "ppdock: on the GPU, fp32 GEMMs even when device.precision is tf32, so that a run repeats "
+      "bit for bit (the GPU pass never sums with atomics; this pins the one thing that could "
+      "vary: TF32 tensor-core results across GPUs); the --deterministic option"),
     B("train.fixed_noise", "false", 0,
       "ppdock: give each training complex the same noise (t, translation, rotation) every "
       "epoch, as validation does: an overfitting check of a pipeline, not for real training"),

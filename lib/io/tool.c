@@ -32,6 +32,16 @@ ppd_status ppd_tool_add_set(ppd_tool *t, const char *key, const char *value) {
     return push(t, t->sets, &t->n_sets, buf);
 }
 
+int ppd_tool_setting_option(ppd_tool *t, int opt, const char *arg, const ppd_tool_setting_opt *map,
+                            size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (map[k].opt == opt) {
+            if (ppd_tool_add_set(t, map[k].key, arg)) t->usage_error = 1;
+            return 1;
+        }
+    return 0;
+}
+
 int ppd_tool_option(ppd_tool *t, int opt, const char *arg) {
     switch (opt) {
     case 'c':

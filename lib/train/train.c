@@ -12,6 +12,7 @@
 #include "ppdock/log.h"
 #include "ppdock/progress.h"
 #include "ppdock/rng.h"
+#include "ppdock/score_cuda.h"
 #include "ppdock/score_model.h"
 
 #include <cblas.h>
@@ -30,11 +31,17 @@ typedef struct {
     const ppd_train_opts *o;
     const ppd_config *cfg;
     ppd_score_model m;
+    /* the GPU pass when device.engine picks it (NULL: the CPU reference runs) */
+    const ppd_score_device_ops *ops;
+    ppd_score_device *dev;
+    size_t dev_used_peak;
     ppd_diffusion_cfg dc;
     ppd_adam_config adam;
     ppd_igso3 T;
     ppd_loader *loader;
-    ppd_arena batch_arena;
+    /* the loaded batch's arena (batch_arena points to one of two: on the GPU the next batch is
+     * read into the other while the device runs the step) */
+    ppd_arena arenas[2], *batch_arena;
     float *adam_m, *adam_v;
     size_t *tens_off, *tens_num;
     ppd_train_state st;
@@ -140,7 +147,15 @@ typedef struct {
     int B, passes;
     int64_t cross_edges;
     size_t planned_bytes; /* the largest pass's planned activation memory */
+    size_t used_bytes;    /* on the GPU: the largest pass's use of the pass arena */
 } batch_result;
+
+/* The activation memory of one pass: the CPU arena's, or the GPU pass arena's. */
+static size_t pass_bytes(const trainer *t, int64_t Nr, int64_t Nl, int64_t Er, int64_t El,
+                         int64_t Ec, int B) {
+    return t->dev ? t->ops->pass_bytes(&t->m, Nr, Nl, Er, El, Ec, B)
+                  : ppd_score_pass_bytes(&t->m, Nr, Nl, Er, El, Ec, B);
+}
 
 /* The end of the pass that starts at complex b0: as many complexes as fit the activation
  * budget (ppd_score_pass_bytes with each complex's cross edges counted from its noised pose),
@@ -152,15 +167,16 @@ static int next_pass(trainer *t, const ppd_train_batch *tb, const batch_io *io, 
     int b = b0;
     for (; b < tb->B && b - b0 < cap; b++) {
         ppd_score_batch one;
-        if (sub_batch(&t->batch_arena, tb, b, b + 1, io, &one)) break;
+        if (sub_batch(t->batch_arena, tb, b, b + 1, io, &one)) break;
         int64_t ec = ppd_score_count_cross_edges(&t->m, &one);
-        size_t need = ppd_score_pass_bytes(&t->m, Nr + one.Nr, Nl + one.Nl, Er + one.Er,
-                                           El + one.El, Ec + ec, b - b0 + 1);
+        size_t need =
+            pass_bytes(t, Nr + one.Nr, Nl + one.Nl, Er + one.Er, El + one.El, Ec + ec, b - b0 + 1);
         if (need > t->act_budget && b > b0) break;
         if (need > t->act_budget)
             ppd_warn("complex %s needs %.0f MB of activations, over the budget of %.0f MB "
-                     "(train.max_mem_gb): it runs alone",
-                     tb->ids[b], need / 1048576.0, t->act_budget / 1048576.0);
+                     "(%s): it runs alone",
+                     tb->ids[b], need / 1048576.0, t->act_budget / 1048576.0,
+                     t->dev ? "device.budget_gb" : "train.max_mem_gb");
         if (need > res->planned_bytes) res->planned_bytes = need;
         Nr += one.Nr, Nl += one.Nl, Er += one.Er, El += one.El, Ec += ec;
     }
@@ -176,7 +192,7 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
     memset(res, 0, sizeof *res);
     res->B = B;
     if (B == 0) return PPD_OK;
-    ppd_arena *a = &t->batch_arena;
+    ppd_arena *a = t->batch_arena;
     void *p;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 18, 64, &p));
     float *f = p;
@@ -216,7 +232,15 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         t->m.training = train;
         t->m.dropout_seed =
             t->seed * 0x9E3779B97F4A7C15ull + t->st.step * 1000003ull + (uint64_t)b0;
-        PPD_TRY(ppd_score_forward(&t->m, &sb, io->tr_pred + 3 * b0, io->rot_pred + 3 * b0, &nc));
+        if (t->dev) {
+            PPD_TRY(t->ops->forward(t->dev, &sb, io->tr_pred + 3 * b0, io->rot_pred + 3 * b0, &nc));
+            ppd_score_device_usage u;
+            t->ops->usage(t->dev, &u);
+            if (u.last_pass_bytes > res->used_bytes) res->used_bytes = u.last_pass_bytes;
+        } else {
+            PPD_TRY(
+                ppd_score_forward(&t->m, &sb, io->tr_pred + 3 * b0, io->rot_pred + 3 * b0, &nc));
+        }
         res->cross_edges += nc;
         ppd_diffusion_loss L;
         ppd_diffusion_loss_forward_backward(&t->dc, &t->T, Bm, io->t + b0, io->tr_pred + 3 * b0,
@@ -226,7 +250,8 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         res->loss += w * L.loss, res->tr_loss += w * L.tr_loss, res->rot_loss += w * L.rot_loss;
         if (train) {
             for (int i = 0; i < 6 * Bm; i++) dbuf[i] = (float)(dbuf[i] * w);
-            PPD_TRY(ppd_score_backward(&t->m, dbuf, dbuf + 3 * Bm));
+            PPD_TRY(t->dev ? t->ops->backward(t->dev, dbuf, dbuf + 3 * Bm)
+                           : ppd_score_backward(&t->m, dbuf, dbuf + 3 * Bm));
         }
     }
     return PPD_OK;
@@ -290,6 +315,8 @@ static void write_plot(const trainer *t) {
 
 static ppd_status save(trainer *t, const char *name) {
     if (!t->o->run_dir) return PPD_OK;
+    /* the GPU holds the live parameters, running statistics and moments */
+    if (t->dev) PPD_TRY(t->ops->download(t->dev, &t->m, t->adam_m, t->adam_v, NULL));
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", t->o->run_dir, name);
     return ppd_checkpoint_save(path, &t->m, t->adam_m, t->adam_v, &t->st, t->config_yaml);
@@ -313,9 +340,10 @@ static ppd_status evaluate(trainer *t, const char *split, FILE *dump, double *lo
     for (int64_t i0 = 0; i0 < n && !s; i0 += t->batch_size) {
         int nb = (int)(n - i0 < t->batch_size ? n - i0 : t->batch_size);
         for (int i = 0; i < nb; i++) idx[i] = i0 + i;
-        ppd_arena_reset(&t->batch_arena);
+        t->batch_arena = &t->arenas[0];
+        ppd_arena_reset(t->batch_arena);
         ppd_train_batch tb;
-        s = ppd_loader_load(t->loader, split, idx, nb, &t->batch_arena, &tb);
+        s = ppd_loader_load(t->loader, split, idx, nb, t->batch_arena, &tb);
         if (s) break;
         *skipped += tb.skipped;
         /* per-complex streams are indexed by the complexes actually loaded */
@@ -371,6 +399,15 @@ static void shuffle(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch) {
     }
 }
 
+/* The complexes of batch bi of the epoch (perm's order) into idx; returns how many. */
+static int batch_indices(const trainer *t, const int64_t *perm, int64_t n, int64_t bi,
+                         int64_t *idx) {
+    int64_t b0 = bi * t->batch_size;
+    int nb = (int)(n - b0 < t->batch_size ? n - b0 : t->batch_size);
+    for (int i = 0; i < nb; i++) idx[i] = perm[b0 + i];
+    return nb;
+}
+
 static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
     const ppd_train_opts *o = t->o;
     int64_t n = ppd_loader_count(t->loader, "train");
@@ -384,6 +421,14 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
         return ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
     }
     int64_t per_epoch = (n + t->batch_size - 1) / t->batch_size;
+    /* the batch read ahead on the GPU path: its index in the epoch (-1: none), arena and data */
+    int64_t next_bi = -1, *idx_next = malloc(sizeof(int64_t) * (size_t)t->batch_size);
+    int next_slot = 1;
+    ppd_train_batch next_tb;
+    if (!idx_next) {
+        free(perm), free(idx);
+        return ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
+    }
     ppd_progress *bar =
         o->quiet
             ? NULL
@@ -401,27 +446,52 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 stop = 1;
                 break;
             }
-            int nb = (int)(n - bi * t->batch_size < t->batch_size ? n - bi * t->batch_size
-                                                                  : t->batch_size);
-            for (int i = 0; i < nb; i++) idx[i] = perm[bi * t->batch_size + i];
+            int nb = batch_indices(t, perm, n, bi, idx);
             double ts = now_s();
-            ppd_arena_reset(&t->batch_arena);
             ppd_train_batch tb;
-            s = ppd_loader_load(t->loader, "train", idx, nb, &t->batch_arena, &tb);
+            if (next_bi == bi) { /* read while the device ran the previous step */
+                t->batch_arena = &t->arenas[next_slot];
+                tb = next_tb;
+            } else {
+                t->batch_arena = &t->arenas[0];
+                ppd_arena_reset(t->batch_arena);
+                s = ppd_loader_load(t->loader, "train", idx, nb, t->batch_arena, &tb);
+            }
+            next_bi = -1;
             if (s) break;
             rep->skipped += tb.skipped;
             batch_io io;
             batch_result br;
+            s = t->dev ? t->ops->zero_grad(t->dev) : PPD_OK;
+            if (s) break;
             ppd_score_zero_grad(&t->m);
             s = run_batch(t, &tb, &t->st.rng, t->fixed_noise ? idx : NULL, 1, &io, &br);
             if (s) break;
             t->st.epoch_batch = (uint64_t)bi + 1;
             if (tb.B == 0) continue; /* every complex of the batch was skipped */
-            double gnorm =
-                ppd_clip_grad_norm(t->m.grads, t->tens_off, t->tens_num, t->m.ntensors, 1.0);
+            double gnorm = 0;
             t->st.step++;
-            ppd_adam_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.nparams, &t->adam,
-                          t->st.step);
+            if (t->dev) {
+                s = t->ops->step(t->dev, &t->adam, t->st.step, 1.0);
+                /* the device runs the step: read the next batch of the epoch meanwhile (a read
+                 * that fails is left to the next iteration, which reads it again and reports) */
+                int more = o->max_steps <= 0 || (int64_t)t->st.step < o->max_steps;
+                if (!s && more && bi + 1 < per_epoch) {
+                    next_slot = t->batch_arena == &t->arenas[0] ? 1 : 0;
+                    int nn = batch_indices(t, perm, n, bi + 1, idx_next);
+                    ppd_arena_reset(&t->arenas[next_slot]);
+                    if (ppd_loader_load(t->loader, "train", idx_next, nn, &t->arenas[next_slot],
+                                        &next_tb) == PPD_OK)
+                        next_bi = bi + 1;
+                }
+                if (!s) s = t->ops->grad_norm(t->dev, &gnorm);
+                if (s) break;
+            } else {
+                gnorm =
+                    ppd_clip_grad_norm(t->m.grads, t->tens_off, t->tens_num, t->m.ntensors, 1.0);
+                ppd_adam_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.nparams, &t->adam,
+                              t->st.step);
+            }
             complexes += tb.B;
             double dt = now_s() - ts;
             rep->last_loss = br.loss;
@@ -432,13 +502,24 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                         "\"tr_loss\": %.9g, \"rot_loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %g, "
                         "\"complexes\": %d, \"passes\": %d, \"cross_edges\": %lld, "
                         "\"planned_activation_mb\": %.1f, \"activation_mb\": %.1f, "
-                        "\"seconds\": %.4f, \"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f}\n",
+                        "\"seconds\": %.4f, \"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f",
                         (unsigned long long)t->st.step, (unsigned long long)t->st.epoch, br.loss,
                         br.tr_loss, br.rot_loss, gnorm, t->adam.lr, tb.B, br.passes,
                         (long long)br.cross_edges, br.planned_bytes / 1048576.0,
-                        t->m.act.high_water / 1048576.0, dt, tb.B / dt,
+                        (t->dev ? br.used_bytes : t->m.act.high_water) / 1048576.0, dt, tb.B / dt,
                         (double)ppd_peak_rss_bytes() / 1048576.0);
+                if (t->dev) /* the device's fixed part plus the step's largest pass: as planned
+                               before it ran, and as the pass arena handed out */
+                    fprintf(t->metrics, ", \"device_planned_mb\": %.1f, \"device_peak_mb\": %.1f",
+                            (rep->device_fixed + br.planned_bytes) / 1048576.0,
+                            (rep->device_fixed + br.used_bytes) / 1048576.0);
+                fputs("}\n", t->metrics);
                 fflush(t->metrics);
+            }
+            if (t->dev) {
+                if (br.planned_bytes > rep->device_planned_peak)
+                    rep->device_planned_peak = br.planned_bytes;
+                if (br.used_bytes > rep->device_used_peak) rep->device_used_peak = br.used_bytes;
             }
             if (bar) {
                 char note[64];
@@ -488,7 +569,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
     rep->complexes = complexes, rep->seconds = secs;
     rep->complexes_per_s = secs > 0 ? complexes / secs : 0;
     rep->best_val_loss = t->st.best_val;
-    free(perm), free(idx);
+    free(perm), free(idx), free(idx_next);
     return s;
 }
 
@@ -518,6 +599,61 @@ static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
                             o->graphs, o->esm, (unsigned long long)s.problems, o->graphs, o->esm,
                             o->graphs, o->esm);
     }
+    return PPD_OK;
+}
+
+/* device.engine: the GPU pass when asked for (cuda) or available (auto), with its memory
+ * planned from device.budget_gb; otherwise the CPU reference. */
+static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_report *rep) {
+    const char *engine = ppd_config_str(cfg, "device.engine");
+    int want = !strcmp(engine, "cuda");
+    const ppd_score_device_ops *ops = t->o->device_ops;
+    if (!strcmp(engine, "cpu")) return PPD_OK;
+    if (!ops) {
+        if (want)
+            return ppd_fail(PPD_ERR_USAGE,
+                            "device.engine=cuda: this train was built without CUDA (build where "
+                            "nvcc and the CUDA toolkit are installed; `make` prints whether CUDA "
+                            "is found)");
+        return PPD_OK;
+    }
+    ppd_device_info info;
+    ppd_status st = ops->select((int)ppd_config_int(cfg, "device.index"), &info);
+    if (st) {
+        if (want) return ppd_fail_ctx(st, "device.engine=cuda");
+        ppd_debug("device.engine=auto: %s; training on the CPU", ppd_errmsg());
+        return PPD_OK;
+    }
+    const char *p = ppd_config_str(cfg, "device.precision");
+    ppd_cuda_precision prec = !strcmp(p, "tf32") ? PPD_CUDA_TF32 : PPD_CUDA_FP32;
+    if (!strcmp(p, "bf16"))
+        return ppd_fail(PPD_ERR_USAGE, "device.precision=bf16 is esm-embed's; train runs fp32 "
+                                       "(parity with the CPU and PyTorch) or tf32");
+    if (prec != PPD_CUDA_FP32 && ppd_config_bool(cfg, "train.deterministic")) {
+        ppd_warn("train.deterministic: GEMMs in fp32, not %s (TF32 results depend on the GPU)", p);
+        prec = PPD_CUDA_FP32;
+    }
+    double gb = ppd_config_float(cfg, "device.budget_gb");
+    size_t budget = gb > 0 ? (size_t)(gb * 1073741824.0) : (size_t)(0.95 * (double)info.free_bytes);
+    size_t fixed = ops->fixed_bytes(&t->m), floor_bytes = ops->pass_bytes(&t->m, 0, 0, 0, 0, 0, 1);
+    if (budget < fixed + floor_bytes)
+        return ppd_fail(PPD_ERR_NOMEM,
+                        "device.budget_gb = %g (%.0f MB on %s) cannot hold the model's %.0f MB "
+                        "(parameters, gradients, Adam moments, cuBLAS workspace) and one pass's "
+                        "%.0f MB of chunk buffers and a complex: raise device.budget_gb or lower "
+                        "train.chunk_edges",
+                        gb, budget / 1048576.0, info.name, fixed / 1048576.0,
+                        floor_bytes / 1048576.0);
+    PPD_TRY(ops->create(&t->dev, &t->m, budget - fixed, prec));
+    t->ops = ops;
+    t->act_budget = budget - fixed;
+    snprintf(rep->device, sizeof rep->device, "%s", info.name);
+    rep->device_fixed = fixed;
+    rep->device_reserved = budget;
+    ppd_info("training on %s: %.0f MB of device memory reserved (%.0f MB model and optimizer, the "
+             "rest for passes), %s GEMMs",
+             info.name, budget / 1048576.0, fixed / 1048576.0,
+             prec == PPD_CUDA_TF32 ? "tf32" : "fp32");
     return PPD_OK;
 }
 
@@ -565,7 +701,9 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
                               .index_rows = mc.num_atom_types};
         s = ppd_loader_open(&lo, &t.loader);
     }
-    if (!s) s = ppd_arena_init(&t.batch_arena, 0, 1);
+    if (!s) s = ppd_arena_init(&t.arenas[0], 0, 1);
+    if (!s) s = ppd_arena_init(&t.arenas[1], 0, 1);
+    t.batch_arena = &t.arenas[0];
     if (!s) s = ppd_igso3_build(&t.T, o->threads);
     if (!s) {
         t.adam_m = calloc(t.m.nparams, sizeof(float));
@@ -617,6 +755,9 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
          * the Adam moments' bias-correction step when the optimizer state came along */
         if (!s && had) t.st.step = ignored.step;
     }
+    /* the GPU, when device.engine picks it: parameters (and moments) go up once */
+    if (!s) s = pick_device(&t, cfg, rep);
+    if (!s && t.dev) s = t.ops->upload(t.dev, &t.m, t.adam_m, t.adam_v);
     if (!s && o->eval_only) {
         FILE *dump = NULL;
         if (o->dump_path && !(dump = fopen(o->dump_path, "w")))
@@ -645,9 +786,11 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         if (t.metrics) fclose(t.metrics);
     }
     rep->peak_rss = ppd_peak_rss_bytes();
+    if (t.dev) t.ops->destroy(t.dev);
     ppd_loader_close(t.loader);
     ppd_igso3_free(&t.T);
-    ppd_arena_free(&t.batch_arena);
+    ppd_arena_free(&t.arenas[0]);
+    ppd_arena_free(&t.arenas[1]);
     ppd_score_model_free(&t.m);
     free(t.adam_m), free(t.adam_v), free(t.tens_off), free(t.tens_num), free(t.config_yaml);
     free(t.step_loss), free(t.val_loss);

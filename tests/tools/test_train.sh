@@ -26,7 +26,7 @@ tiny() {
 
 CFG="$ROOT/config/demo.yaml"
 gb() { graph-build -c "$CFG" --set data.data_path="$PWD/${DDIR:-d}" --set data.data_file="$PWD/${DDIR:-d}/splits.csv" -q "$@"; }
-trn() { train -c "$CFG" -j 2 --set train.epochs=1000 "$@"; }
+trn() { train -c "$CFG" -j 2 --device cpu --set train.epochs=1000 "$@"; }
 
 # mean loss of the step lines FROM..TO (1-based) of a metrics.jsonl
 mean_loss() {
@@ -166,5 +166,55 @@ test_refuses_a_corrupt_cache() {
     assert_contains "$OUT" "cache-check"
     [ ! -e run/last.safetensors ] || fail "trained on a corrupt cache"
 }
+
+# The GPU pass: PPD_EMU_BIN names a directory with a CUDA train (`make test`: the CPU emulation
+# of tests/emu, the same kernels nvcc compiles; scripts/gpu-check.sh: the real CUDA build).
+EMU_TRAIN=""
+[ -n "${PPD_EMU_BIN:-}" ] && EMU_TRAIN="$ROOT/$PPD_EMU_BIN/train"
+if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
+    gtrn() { "$EMU_TRAIN" -c "$CFG" -j 2 --device cuda --deterministic --set train.epochs=1000 "$@"; }
+
+    # the loss of every step line of a metrics.jsonl, one per line
+    step_losses() { grep '"kind": "step"' "$1" | sed 's/.*"loss": \([^,]*\),.*/\1/'; }
+
+    test_cuda_training_matches_the_cpu_loss_curve() {
+        tiny d "train train train val"
+        assert_rc 0 gb -o g
+        assert_rc 0 trn -g g -o cpu --max-steps 50 -q
+        assert_rc 0 gtrn -g g -o gpu --max-steps 50 --json
+        assert_contains "$OUT" '"device_planned_peak_mb"'
+        [ "$(step_losses gpu/metrics.jsonl | wc -l)" -eq 50 ] || fail "not 50 steps on the GPU"
+        paste <(step_losses cpu/metrics.jsonl) <(step_losses gpu/metrics.jsonl) |
+            awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-3 * ($1 < 0 ? -$1 : $1)) { print NR": "$1" vs "$2; bad = 1 } }
+                 END { exit bad }' >mismatch || fail "GPU losses leave 1e-3 of the CPU's: $(head -3 mismatch)"
+    }
+
+    test_cuda_resume_is_bit_identical() {
+        tiny d "train train train val"
+        assert_rc 0 gb -o g
+        local bn=(--set model.no_batch_norm=false --set model.dropout=0.1)
+        assert_rc 0 gtrn -g g -o a "${bn[@]}" --max-steps 6 -q
+        assert_rc 0 gtrn -g g -o b "${bn[@]}" --max-steps 3 -q
+        assert_rc 0 gtrn -g g -o b "${bn[@]}" --max-steps 6 --resume -q
+        cmp -s a/last.safetensors b/last.safetensors || fail "GPU: 6 steps differ from 3 + resume + 3"
+    }
+
+    test_cuda_training_plans_and_reports_device_memory() {
+        tiny d "train train train val"
+        assert_rc 0 gb -o g
+        assert_rc 0 gtrn -g g -o run --max-steps 3 -q
+        local line planned peak
+        line=$(grep '"kind": "step"' run/metrics.jsonl | head -1)
+        planned=$(printf '%s' "$line" | grep -o '"device_planned_mb": [0-9.]*' | grep -o '[0-9.]*$')
+        peak=$(printf '%s' "$line" | grep -o '"device_peak_mb": [0-9.]*' | grep -o '[0-9.]*$')
+        awk -v p="$planned" -v u="$peak" 'BEGIN { exit !(p > 0 && u <= p && u >= 0.95 * p) }' ||
+            fail "step 1: device memory planned '$planned' MB, used '$peak' MB"
+        # a budget below the model and one pass is refused at start-up with the sizes
+        assert_rc 3 gtrn -g g -o small --max-steps 1 --device-mem-gb 0.01
+        assert_contains "$OUT" "cannot hold the model"
+        assert_rc 2 gtrn -g g -o bf --max-steps 1 --precision bf16
+        assert_contains "$OUT" "device.precision=bf16"
+    }
+fi
 
 run_tests

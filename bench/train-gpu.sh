@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# GPU training benchmark (scripts/gpu-check.sh runs it on a lent GPU) — the score model at the
+# released size (ns 32, nv 6, 4 layers, lm_embed_dim 1280, random weights) trained with
+# `train --device cuda` on a synthetic set of N complexes (default 10,000): new ids, each a
+# symlink to one of the four bound db5-mini complexes in turn (1R0R, 1HIA, 1R8S, 1FC2: 325, 278,
+# 347, 249 residues), its graph cache (graph-build) and an ESM-shaped cache of random 1280-wide
+# embeddings (tests/helpers/esm-random).
+#   1. batch 8 and batch 16: STEPS optimizer steps each; steps/s and complexes/s over the steps
+#      after the first (the first pays cuBLAS's start-up), the device memory planned and used;
+#   2. the epoch: EPOCH_STEPS steps of batch 8 (0: the whole epoch, N/8 steps), its complexes/s
+#      and the epoch time it gives for N complexes.
+# One line per run, "TRAIN_BENCH key=value ...", then a table. Numbers only, not a test.
+#   OUT=dir N=10000 STEPS=30 EPOCH_STEPS=0 bench/train-gpu.sh
+# MODEL=demo runs config/demo.yaml's small model instead (to try the script on the CPU emulation:
+# PPD_BIN=a directory with graph-build and build/emu/bin/train).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${PPD_BIN:-bin}
+TESTBIN=${PPD_TESTBIN:-build/tests}
+OUT=${OUT:-bench-out}/train-gpu
+N=${N:-10000}
+STEPS=${STEPS:-30}
+EPOCH_STEPS=${EPOCH_STEPS:-0}
+JOBS=${JOBS:-$(nproc)}
+rm -rf "$OUT"
+mkdir -p "$OUT/set/structures"
+mini=$(cd tests/data/db5-mini/structures && pwd)
+ids=(1R0R 1HIA 1R8S 1FC2)
+printf 'path,split\n' >"$OUT/set/splits.csv"
+for i in $(seq 0 $((N - 1))); do
+    c=$(printf 'S%05d' "$i") src=${ids[$((i % 4))]}
+    ln -s "$mini/${src}_r_b.pdb.gz" "$OUT/set/structures/${c}_r_b.pdb.gz"
+    ln -s "$mini/${src}_l_b.pdb.gz" "$OUT/set/structures/${c}_l_b.pdb.gz"
+    echo "$c,train" >>"$OUT/set/splits.csv"
+done
+"$BIN/graph-build" -c config/demo.yaml --set "data.data_path=$OUT/set" \
+    --set "data.data_file=$OUT/set/splits.csv" -j "$JOBS" -q -o "$OUT/graphs"
+"$TESTBIN/esm-random" "$OUT/graphs" "$OUT/esm" 1280 2>/dev/null
+released=(--set model.ns=32 --set model.nv=6 --set model.num_conv_layers=4
+    --set model.lm_embed_dim=1280 --set model.dist_embed_dim=32 --set model.cross_dist_embed_dim=32
+    --set train.epochs=1 --set train.checkpoint_steps=0)
+if [ "${MODEL:-released}" = demo ]; then
+    released=(--set model.lm_embed_dim=1280 --set train.epochs=1 --set train.checkpoint_steps=0)
+fi
+
+# run NAME BATCH STEPS: one training run on the GPU; prints its TRAIN_BENCH line
+run() {
+    local name=$1 batch=$2 steps=$3 max=()
+    [ "$steps" -gt 0 ] && max=(--max-steps "$steps")
+    "$BIN/train" -c config/demo.yaml "${released[@]}" --set train.batch_size="$batch" \
+        -g "$OUT/graphs" -e "$OUT/esm" -o "$OUT/run-$name" -j "$JOBS" --device cuda "${max[@]}" \
+        -q --json >"$OUT/$name.json"
+    awk -v name="$name" -v batch="$batch" -v n="$N" '
+        /"kind": "step"/ {
+            match($0, /"seconds": [0-9.e+-]*/); s = substr($0, RSTART + 11, RLENGTH - 11)
+            match($0, /"complexes": [0-9]*/); c = substr($0, RSTART + 13, RLENGTH - 13)
+            match($0, /"device_peak_mb": [0-9.]*/); p = substr($0, RSTART + 18, RLENGTH - 18)
+            match($0, /"device_planned_mb": [0-9.]*/); q = substr($0, RSTART + 21, RLENGTH - 21)
+            steps++
+            if (steps > 1) { secs += s; cx += c }
+            if (p + 0 > peak) peak = p + 0
+            if (q + 0 > planned) planned = q + 0
+        }
+        END {
+            cps = secs > 0 ? cx / secs : 0
+            printf "TRAIN_BENCH run=%s batch=%d steps=%d steps_per_s=%.3f complexes_per_s=%.2f " \
+                   "device_planned_mb=%.0f device_peak_mb=%.0f epoch_%d_s=%.0f\n", name, batch,
+                   steps, (steps > 1 ? (steps - 1) / secs : 0), cps, planned, peak, n,
+                   (cps > 0 ? n / cps : 0)
+        }' "$OUT/run-$name/metrics.jsonl" | tee "$OUT/$name.line"
+}
+run batch8 8 "$STEPS"
+run batch16 16 "$STEPS"
+run epoch 8 "$EPOCH_STEPS"
+printf '\n%-8s %6s %7s %9s %12s %12s %10s %14s\n' run batch steps "steps/s" "complexes/s" \
+    "planned MB" "peak MB" "epoch of $N" | tee "$OUT/summary.txt"
+for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/epoch.line; do
+    awk '{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
+          for(k in v) if (k ~ /^epoch_/) e = v[k]
+          printf "%-8s %6s %7s %9s %12s %12s %10s %13ss\n", v["run"], v["batch"], v["steps"],
+                 v["steps_per_s"], v["complexes_per_s"], v["device_planned_mb"], v["device_peak_mb"], e}' \
+        "$f" | tee -a "$OUT/summary.txt"
+done
+rm -rf "$OUT/set" "$OUT/esm" "$OUT/graphs"
