@@ -130,11 +130,15 @@ HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 GPU_BIN  := $(BUILD)/tests/gpu
 EMU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/cuda_emu.o
+# programs for scripts/gpu-check.sh: esm-bench (ESM-2 throughput), score-plan (train's device
+# memory plan for a graph cache)
+GPU_PROGS := esm-bench score-plan
 EMU_BIN  := $(BUILD)/tests/gpu-emu $(BUILD)/tests/emu-selftest $(EMU_TOOL_BIN) \
-            $(BUILD)/emu/tests/esm-bench
+            $(GPU_PROGS:%=$(BUILD)/emu/tests/%)
 
+.SECONDEXPANSION:
 .PHONY: all lib tools tests test test-long test-gpu test-emu demo bench fuzz format format-check lint clean deps
-all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN) $(BUILD)/tests/esm-bench)
+all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN) $(GPU_PROGS:%=$(BUILD)/tests/%))
 lib: $(LIB)
 tools: $(TOOL_BIN)
 tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN) $(if $(EMU),$(EMU_BIN))
@@ -194,18 +198,19 @@ $(GPU_BIN): $(GPU_TEST_OBJ) $(CULIB) $(LIB)
 	$(CC) $(LDFLAGS) $(GPU_TEST_OBJ) $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
 
 # The GPU benchmark programs (scripts/gpu-check.sh)
-$(BUILD)/tests/esm_bench.o: tests/gpu/esm_bench.c
+GPU_PROG_OBJ := $(GPU_PROGS:%=$(BUILD)/tests/%.o)
+$(GPU_PROG_OBJ): $(BUILD)/tests/%.o: tests/gpu/$$(subst -,_,%).c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/esm-bench: $(BUILD)/tests/esm_bench.o $(CULIB) $(LIB)
+$(GPU_PROGS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(CULIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(CULIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS) -lstdc++ -o $@
 
-$(BUILD)/emu/tests/esm-bench: $(BUILD)/tests/esm_bench.o $(EMU_OBJ) $(LIB)
+$(GPU_PROGS:%=$(BUILD)/emu/tests/%): $(BUILD)/emu/tests/%: $(BUILD)/tests/%.o $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
--include $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(BUILD)/tests/esm_bench.d
+-include $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(GPU_PROG_OBJ:.o=.d)
 
 # The GPU test program again, on the CPU emulation (tests/emu/cuda_emu.h force-included).
 $(BUILD)/emu/%.o: %.cu tests/emu/cuda_emu.h

@@ -36,6 +36,9 @@ done
 "$BIN/graph-build" -c config/demo.yaml --set "data.data_path=$OUT/set" \
     --set "data.data_file=$OUT/set/splits.csv" -j "$JOBS" -q -o "$OUT/graphs"
 "$TESTBIN/esm-random" "$OUT/graphs" "$OUT/esm" 1280 2>/dev/null
+# the device memory plan of batch 8 and 16 (bound poses at t = 0.5, and every pair a cross edge)
+"$TESTBIN/score-plan" "$OUT/graphs" 8 | tee "$OUT/plan8.line"
+"$TESTBIN/score-plan" "$OUT/graphs" 16 | tee "$OUT/plan16.line"
 released=(--set model.ns=32 --set model.nv=6 --set model.num_conv_layers=4
     --set model.lm_embed_dim=1280 --set model.dist_embed_dim=32 --set model.cross_dist_embed_dim=32
     --set train.epochs=1 --set train.checkpoint_steps=0)

@@ -167,6 +167,22 @@ test_refuses_a_corrupt_cache() {
     [ ! -e run/last.safetensors ] || fail "trained on a corrupt cache"
 }
 
+test_device_cuda_needs_cuda_and_a_gpu() {
+    # bin/ is either a CPU-only build (refuses cuda) or a CUDA build on a machine without a GPU
+    # here (says so); on a GPU machine it runs, and the cuda_ tests below cover it
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then return 0; fi
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    OUT=$(train -c "$CFG" -g g -o run --max-steps 1 --device cuda 2>&1)
+    local rc=$?
+    [ "$rc" -ne 0 ] || fail "--device cuda succeeded without a GPU"
+    case "$OUT" in *"built without CUDA"* | *"no CUDA device"*) ;; *) fail "unclear refusal: $OUT" ;; esac
+    # auto falls back to the CPU
+    assert_rc 0 train -c "$CFG" -g g -o auto --max-steps 1 --device auto --json
+    assert_contains "$OUT" '"device": "cpu"'
+    assert_rc 2 train -c "$CFG" -g g -o run --device tpu
+}
+
 # The GPU pass: PPD_EMU_BIN names a directory with a CUDA train (`make test`: the CPU emulation
 # of tests/emu, the same kernels nvcc compiles; scripts/gpu-check.sh: the real CUDA build).
 EMU_TRAIN=""
