@@ -370,6 +370,9 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
         s = ppd_device_upload(d->f.bn_fields[k], fl, sizeof(ppd_bn_field) * (size_t)n);
     }
     free(toff), free(tps);
+    // those copies ran on the legacy stream, which the pass's non-blocking stream does not wait
+    // for: a pageable copy may still be in flight when cudaMemcpy returns
+    if (!s) s = ppd_device_synchronize();
     if (!s) s = ppd_score_device_upload(d, m, NULL, NULL);
     if (!s) {
         size_t P = m->nparams * sizeof(float);

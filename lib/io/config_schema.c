@@ -90,6 +90,10 @@ static const ppd_config_setting table[] = {
       "GPU GEMMs: fp32 (parity with the CPU and PyTorch), tf32 tensor cores (10-bit mantissa "
       "inputs) or bf16 tensor cores (bf16 weights and inputs; esm-embed only), all with fp32 "
       "sums; errors in docs/esm-embed.md"),
+    I("device.edges_per_chunk", "32768", 1, 100000000, 0,
+      "train on the GPU: edges per chunk of the per-edge weight MLPs (train.chunk_edges is the "
+      "CPU's); a larger chunk means fewer and fuller kernel launches for about edges_per_chunk x "
+      "(9 ns + 3 x 3032) x 4 bytes of device memory (1.2 GB at 32768 and the released size)"),
     F("device.budget_gb", "0", 0, 1e6, 0,
       "device memory budget for weights, activations and cuBLAS (train: also gradients and Adam "
       "moments); batches are planned to fit it; 0 = 95% of the GPU's free memory at start-up"),

@@ -633,6 +633,8 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
         ppd_warn("train.deterministic: GEMMs in fp32, not %s (TF32 results depend on the GPU)", p);
         prec = PPD_CUDA_FP32;
     }
+    /* the GPU's own chunk: launches and occupancy favour chunks the CPU's caches would not */
+    t->m.cfg.chunk_edges = (int)ppd_config_int(cfg, "device.edges_per_chunk");
     double gb = ppd_config_float(cfg, "device.budget_gb");
     size_t budget = gb > 0 ? (size_t)(gb * 1073741824.0) : (size_t)(0.95 * (double)info.free_bytes);
     size_t fixed = ops->fixed_bytes(&t->m), floor_bytes = ops->pass_bytes(&t->m, 0, 0, 0, 0, 0, 1);
@@ -641,7 +643,7 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
                         "device.budget_gb = %g (%.0f MB on %s) cannot hold the model's %.0f MB "
                         "(parameters, gradients, Adam moments, cuBLAS workspace) and one pass's "
                         "%.0f MB of chunk buffers and a complex: raise device.budget_gb or lower "
-                        "train.chunk_edges",
+                        "device.edges_per_chunk",
                         gb, budget / 1048576.0, info.name, fixed / 1048576.0,
                         floor_bytes / 1048576.0);
     PPD_TRY(ops->create(&t->dev, &t->m, budget - fixed, prec));

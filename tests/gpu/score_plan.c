@@ -1,11 +1,11 @@
 /* score-plan — the device memory `train --device cuda` plans for the batches of a graph cache at
- * the released model size (ns 32, nv 6, 4 layers, lm_embed_dim 1280, train.chunk_edges 4096):
+ * the released model size (ns 32, nv 6, 4 layers, lm_embed_dim 1280, device.edges_per_chunk CHUNK):
  * the fixed part (parameters, gradients, Adam moments, tables, cuBLAS workspace) plus the pass
  * arena a batch of B complexes takes (ppd_score_device_pass_bytes, the exact layout the GPU pass
  * allocates from). Sizes only: nothing runs on a device, so the CPU emulation's build answers
  * the same as a CUDA build.
  *
- *   score-plan GRAPHS B [T]
+ *   score-plan GRAPHS B [T [CHUNK]]      (T default 0.5, CHUNK default 32768 as train's)
  *
  * Every split's complexes, in key order, in consecutive groups of B. Cross edges per group: with
  * the ligand in its bound pose at diffusion time T (default 0.5), and the worst case, every
@@ -22,13 +22,18 @@
 
 int main(int argc, char **argv) {
     if (argc < 3 || atoi(argv[2]) < 1) {
-        fprintf(stderr, "usage: score-plan GRAPHS B [T]\n");
+        fprintf(stderr, "usage: score-plan GRAPHS B [T [CHUNK]]\n");
         return 2;
     }
     int B = atoi(argv[2]);
     float T = argc > 3 ? (float)atof(argv[3]) : 0.5f;
     ppd_score_config c;
     ppd_score_config_default(&c);
+    c.chunk_edges = argc > 4 ? atoi(argv[4]) : 32768;
+    if (c.chunk_edges < 1) {
+        fprintf(stderr, "score-plan: CHUNK must be positive\n");
+        return 2;
+    }
     ppd_score_model m;
     ppd_loader *l = NULL;
     ppd_arena a;
@@ -82,10 +87,10 @@ int main(int argc, char **argv) {
             groups++;
         }
     }
-    printf("SCORE_PLAN batch=%d groups=%lld fixed_mb=%.1f pass_mb_t%.2f=%.1f "
+    printf("SCORE_PLAN batch=%d chunk_edges=%d groups=%lld fixed_mb=%.1f pass_mb_t%.2f=%.1f "
            "worst_nodes=%lld worst_cross_edges=%lld pass_mb_worst=%.1f total_gb_worst=%.2f "
            "cpu_activation_mb_worst=%.1f\n",
-           B, (long long)groups, fixed / 1048576.0, (double)T, best_t / 1048576.0,
+           B, c.chunk_edges, (long long)groups, fixed / 1048576.0, (double)T, best_t / 1048576.0,
            (long long)worst_nodes, (long long)worst_cross, best_w / 1048576.0,
            (fixed + best_w) / 1073741824.0, cpu_w / 1048576.0);
     free(t), free(rn), free(idx);

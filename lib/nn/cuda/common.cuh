@@ -50,6 +50,25 @@ extern "C" ppd_status ppd_cuda_sgemm(ppd_cuda_blas *b, int ta, int tb, int m, in
                                      const float *A, int lda, const float *B, int ldb, float beta,
                                      float *C, int ldc);
 
+// db[c] += Σ_n x[n][c] (x: N rows of M) for the columns c0 .. c0 + 31, by a block (32, 32):
+// lane x a column, lane y a row stride, then the 32 partials of a column summed in a fixed order
+// through `part` (the block's shared [32][33]). No atomics: deterministic. Every thread of the
+// block must call it (it holds a barrier).
+static inline __device__ void ppd_column_sum_block(float *db, const float *x, int64_t N, int M,
+                                                   int c0, float (*part)[33]) {
+    int c = c0 + (int)threadIdx.x;
+    float s = 0.0f;
+    if (c < M)
+        for (int64_t n = threadIdx.y; n < N; n += 32) s += x[n * M + c];
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < M) {
+        float t = 0.0f;
+        for (int y = 0; y < 32; y++) t += part[y][threadIdx.x];
+        db[c] += t;
+    }
+}
+
 // First j in [lo, hi) with order[j] >= v, for the sorted groups of a scatter plan
 // (ppdock/scatter.h).
 static inline __device__ int64_t ppd_first_at_or_after(const int64_t *order, int64_t lo, int64_t hi,

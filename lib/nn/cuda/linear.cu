@@ -31,21 +31,10 @@ extern "C" ppd_status ppd_cuda_linear_forward(float *out, const float *in, const
     return ppd_cuda_sgemm(blas, 1, 0, M, (int)N, K, W, K, in, K, b ? 1.0f : 0.0f, out, M);
 }
 
-// db[c] += Σ_n dout[n][c]: block (32, 32) per 32 columns; lane x a column, lane y a row stride,
-// then the 32 partials of a column summed in a fixed order. No atomics: deterministic.
+// db[c] += Σ_n dout[n][c]: one block (32, 32) per 32 columns (common.cuh).
 static __global__ void column_sum_kernel(float *db, const float *dout, int64_t N, int M) {
     __shared__ float part[32][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
-    float s = 0.0f;
-    if (c < M)
-        for (int64_t n = threadIdx.y; n < N; n += 32) s += dout[n * M + c];
-    part[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < M) {
-        float t = 0.0f;
-        for (int y = 0; y < 32; y++) t += part[y][threadIdx.x];
-        db[c] += t;
-    }
+    ppd_column_sum_block(db, dout, N, M, (int)blockIdx.x * 32, part);
 }
 
 extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db, const float *dout,

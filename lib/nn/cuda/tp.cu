@@ -1,8 +1,9 @@
 // Spherical harmonics and the per-edge-weighted tensor product on the GPU: the CUDA twins of
 // ppd_sh_forward, ppd_tp_forward and ppd_tp_backward (ppdock/nn_cuda.h). The per-edge bodies are
 // the CPU's own (ppdock/kernels/so3.h, ppdock/kernels/tp_body.h): one thread per edge, its
-// scratch in local memory. A first, straightforward twin: correct by construction of the shared
-// bodies; the fast tiled kernels are issue 5's work.
+// scratch in local memory, so the arithmetic is the CPU's by construction. Not tuned: no GPU has
+// timed it yet (a tiled kernel, edges sharing the path coefficients in shared memory, is the
+// candidate once gpu-check shows where a step's time goes).
 #include "ppdock/nn_cuda.h"
 
 #include "common.cuh"
@@ -44,13 +45,14 @@ static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, floa
                              dmsg + e * dout, h + send[e] * di, Y + e * dy, w + e * W, wb);
 }
 
-// dwb[i] += Σ_e dw[e][i]: one thread per column, edges in order (deterministic, no atomics).
+// dwb[i] += Σ_e dw[e][i]: blocks (32, 32) over groups of 32 columns (common.cuh), W read on the
+// device (the host holds only the device copy of the tensor product). Deterministic.
 static __global__ void column_sum_kernel(const ppd_tp *tp, float *dwb, const float *dw, int64_t E) {
+    __shared__ float part[32][33];
     int W = tp->wnum;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < W; i += gridDim.x * blockDim.x) {
-        float s = 0.0f;
-        for (int64_t e = 0; e < E; e++) s += dw[e * W + i];
-        dwb[i] += s;
+    for (int c0 = (int)blockIdx.x * 32; c0 < W; c0 += (int)gridDim.x * 32) {
+        ppd_column_sum_block(dwb, dw, E, W, c0, part);
+        __syncthreads(); // part is reused by the next group
     }
 }
 
@@ -84,7 +86,8 @@ extern "C" ppd_status ppd_cuda_tp_backward(const ppd_tp *tp, float *dh_edge, flo
     (tp, dh_edge, dw, dmsg, h, send, Y, w, wb, E);
     PPD_CUDA_CHECK_LAUNCH("tp_backward_kernel");
     if (dwb) {
-        PPD_LAUNCH(column_sum_kernel, 64, 256, 0, stream)(tp, dwb, dw, E);
+        // 128 blocks cover W up to 4,096 in one round (the model's widest is 3,032)
+        PPD_LAUNCH(column_sum_kernel, 128, dim3(32, 32), 0, stream)(tp, dwb, dw, E);
         PPD_CUDA_CHECK_LAUNCH("column_sum_kernel");
     }
     return PPD_OK;
