@@ -21,7 +21,9 @@
  *
  * Errors: PPD_ERR_USAGE for settings the model does not run or caches that do not match the
  * config (the message names the setting or cache); cache errors; PPD_ERR_IO for the run
- * directory. A complex that cannot be loaded is skipped with a warning (ppdock/loader.h).
+ * directory. A complex that cannot be loaded is skipped with a warning (ppdock/loader.h), and so,
+ * on the GPU, is one that alone needs more than the pass arena (the warning names the bytes);
+ * both count in the report's `skipped`.
  */
 #ifndef PPDOCK_TRAIN_H
 #define PPDOCK_TRAIN_H

@@ -102,6 +102,7 @@ static ppd_status model_config(const ppd_config *cfg, ppd_score_config *c, int c
 typedef struct {
     float *t, *rot_norm, *tr_score, *rot_score, *tr_pred, *rot_pred, *dtr, *drot;
     ppd_noise *noise;
+    unsigned char *skipped; /* (B) 1: the complex did not fit the GPU's pass arena alone */
 } batch_io;
 
 /* Complexes [b0, b1) of a loaded batch as a score-model batch with local indices. */
@@ -144,7 +145,8 @@ static ppd_status sub_batch(ppd_arena *a, const ppd_train_batch *tb, int b0, int
 
 typedef struct {
     double loss, tr_loss, rot_loss; /* means over the complexes of the batch */
-    int B, passes;
+    int B, passes;                  /* complexes run (those loaded, less those skipped) */
+    int skipped;
     int64_t cross_edges;
     size_t planned_bytes; /* the largest pass's planned activation memory */
     size_t used_bytes;    /* on the GPU: the largest pass's use of the pass arena */
@@ -159,10 +161,13 @@ static size_t pass_bytes(const trainer *t, int64_t Nr, int64_t Nl, int64_t Er, i
 
 /* The end of the pass that starts at complex b0: as many complexes as fit the activation
  * budget (ppd_score_pass_bytes with each complex's cross edges counted from its noised pose),
- * at most `cap`, at least one (a complex that alone exceeds the budget still runs, with a
- * warning: design rule 1 splits batches, it never skips them). */
+ * at most `cap`, at least one. A complex that alone exceeds the budget still runs on the CPU,
+ * with a warning (design rule 1 splits batches, it never skips them); on the GPU the pass arena
+ * cannot grow, so it is skipped with a warning naming what it needs (*skip = 1), and the rest of
+ * the batch trains. */
 static int next_pass(trainer *t, const ppd_train_batch *tb, const batch_io *io, int b0, int cap,
-                     batch_result *res) {
+                     batch_result *res, int *skip) {
+    *skip = 0;
     int64_t Nr = 0, Nl = 0, Er = 0, El = 0, Ec = 0;
     int b = b0;
     for (; b < tb->B && b - b0 < cap; b++) {
@@ -172,6 +177,13 @@ static int next_pass(trainer *t, const ppd_train_batch *tb, const batch_io *io, 
         size_t need =
             pass_bytes(t, Nr + one.Nr, Nl + one.Nl, Er + one.Er, El + one.El, Ec + ec, b - b0 + 1);
         if (need > t->act_budget && b > b0) break;
+        if (need > t->act_budget && t->dev) {
+            ppd_warn("complex %s needs %.0f MB of device memory for its pass, the pass arena has "
+                     "%.0f MB: skipped (raise device.budget_gb or lower device.edges_per_chunk)",
+                     tb->ids[b], need / 1048576.0, t->act_budget / 1048576.0);
+            *skip = 1;
+            return b0 + 1;
+        }
         if (need > t->act_budget)
             ppd_warn("complex %s needs %.0f MB of activations, over the budget of %.0f MB "
                      "(%s): it runs alone",
@@ -202,6 +214,10 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
     (void)io->drot;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(ppd_noise) * (size_t)B, 64, &p));
     io->noise = p;
+    int *ends; /* the passes: complexes [ends[k-1], ends[k]), negated when skipped */
+    PPD_TRY(ppd_arena_alloc_st(a, sizeof(int) * (size_t)B + B, 64, &p));
+    ends = p;
+    io->skipped = (unsigned char *)(ends + B);
     float *dbuf;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 6, 64, &p));
     dbuf = p;
@@ -219,10 +235,22 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         memcpy(io->tr_score + 3 * b, io->noise[b].tr_score, sizeof(float) * 3);
         memcpy(io->rot_score + 3 * b, io->noise[b].rot_score, sizeof(float) * 3);
     }
-    int micro = t->micro > 0 ? t->micro : B;
-    for (int b0 = 0, b1; b0 < B; b0 = b1) {
-        b1 = next_pass(t, tb, io, b0, micro, res);
-        int Bm = b1 - b0;
+    /* plan the passes first: the loss is the mean over the complexes that run */
+    int micro = t->micro > 0 ? t->micro : B, npass = 0;
+    for (int b = 0; b < B; b++) io->skipped[b] = 0;
+    for (int b0 = 0, b1, skip; b0 < B; b0 = b1) {
+        b1 = next_pass(t, tb, io, b0, micro, res, &skip);
+        ends[npass++] = skip ? -b1 : b1;
+        if (skip) io->skipped[b0] = 1, res->skipped++;
+    }
+    int Brun = B - res->skipped;
+    res->B = Brun;
+    for (int k = 0, b0 = 0; k < npass; k++) {
+        int b1 = ends[k] < 0 ? -ends[k] : ends[k], Bm = b1 - b0;
+        if (ends[k] < 0) {
+            b0 = b1;
+            continue;
+        }
         ppd_score_batch sb;
         PPD_TRY(sub_batch(a, tb, b0, b1, io, &sb));
         sb.rec_x = tb->rec_x + X * tb->rec_start[b0];
@@ -246,13 +274,14 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         ppd_diffusion_loss_forward_backward(&t->dc, &t->T, Bm, io->t + b0, io->tr_pred + 3 * b0,
                                             io->rot_pred + 3 * b0, io->tr_score + 3 * b0,
                                             io->rot_score + 3 * b0, &L, dbuf, dbuf + 3 * Bm);
-        double w = (double)Bm / B; /* the batch loss is the mean over all B complexes */
+        double w = (double)Bm / Brun; /* the batch loss is the mean over the complexes run */
         res->loss += w * L.loss, res->tr_loss += w * L.tr_loss, res->rot_loss += w * L.rot_loss;
         if (train) {
             for (int i = 0; i < 6 * Bm; i++) dbuf[i] = (float)(dbuf[i] * w);
             PPD_TRY(t->dev ? t->ops->backward(t->dev, dbuf, dbuf + 3 * Bm)
                            : ppd_score_backward(&t->m, dbuf, dbuf + 3 * Bm));
         }
+        b0 = b1;
     }
     return PPD_OK;
 }
@@ -357,7 +386,9 @@ static ppd_status evaluate(trainer *t, const char *split, FILE *dump, double *lo
         s = run_batch(t, &tb, NULL, vidx, 0, &io, &br);
         t->micro = keep;
         if (s) break;
+        *skipped += br.skipped;
         for (int b = 0; b < tb.B; b++) {
+            if (io.skipped[b]) continue;
             ppd_diffusion_loss L;
             ppd_diffusion_loss_forward_backward(&t->dc, &t->T, 1, io.t + b, io.tr_pred + 3 * b,
                                                 io.rot_pred + 3 * b, io.tr_score + 3 * b,
@@ -378,7 +409,7 @@ static ppd_status evaluate(trainer *t, const char *split, FILE *dump, double *lo
                         (double)L.tr_loss, (double)L.rot_loss, (double)L.loss);
             }
         }
-        done += tb.B;
+        done += br.B;
     }
     free(idx);
     *count = done;
@@ -468,7 +499,8 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             s = run_batch(t, &tb, &t->st.rng, t->fixed_noise ? idx : NULL, 1, &io, &br);
             if (s) break;
             t->st.epoch_batch = (uint64_t)bi + 1;
-            if (tb.B == 0) continue; /* every complex of the batch was skipped */
+            rep->skipped += br.skipped;
+            if (br.B == 0) continue; /* every complex of the batch was skipped */
             double gnorm = 0;
             t->st.step++;
             if (t->dev) {
@@ -492,7 +524,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 ppd_adam_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.nparams, &t->adam,
                               t->st.step);
             }
-            complexes += tb.B;
+            complexes += br.B;
             double dt = now_s() - ts;
             rep->last_loss = br.loss;
             push(&t->step_loss, &t->n_step_loss, &t->cap_step_loss, br.loss);
@@ -504,9 +536,9 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                         "\"planned_activation_mb\": %.1f, \"activation_mb\": %.1f, "
                         "\"seconds\": %.4f, \"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f",
                         (unsigned long long)t->st.step, (unsigned long long)t->st.epoch, br.loss,
-                        br.tr_loss, br.rot_loss, gnorm, t->adam.lr, tb.B, br.passes,
+                        br.tr_loss, br.rot_loss, gnorm, t->adam.lr, br.B, br.passes,
                         (long long)br.cross_edges, br.planned_bytes / 1048576.0,
-                        (t->dev ? br.used_bytes : t->m.act.high_water) / 1048576.0, dt, tb.B / dt,
+                        (t->dev ? br.used_bytes : t->m.act.high_water) / 1048576.0, dt, br.B / dt,
                         (double)ppd_peak_rss_bytes() / 1048576.0);
                 if (t->dev) /* the device's fixed part plus the step's largest pass: as planned
                                before it ran, and as the pass arena handed out */
@@ -523,7 +555,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             }
             if (bar) {
                 char note[64];
-                snprintf(note, sizeof note, "loss %.4g  %.2f complexes/s", br.loss, tb.B / dt);
+                snprintf(note, sizeof note, "loss %.4g  %.2f complexes/s", br.loss, br.B / dt);
                 ppd_progress_note(bar, note);
             }
             ppd_progress_add(bar, 1);

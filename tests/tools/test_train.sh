@@ -215,6 +215,21 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         cmp -s a/last.safetensors b/last.safetensors || fail "GPU: 6 steps differ from 3 + resume + 3"
     }
 
+    test_cuda_skips_a_complex_too_large_for_the_pass_arena() {
+        # three tiny complexes and the whole 1R8S (160 + 187 residues): with a 64-edge chunk and
+        # a 36 MB budget (32 MB model and cuBLAS workspace, 5 MB of passes) the tiny ones train
+        # and 1R8S, which needs about 12 MB alone, is skipped with a warning (exit 1: partial)
+        tiny d "train train train val"
+        gzip -dc "$DATA/db5-mini/structures/1R8S_r_b.pdb.gz" >d/structures/1R8S_r_b.pdb
+        gzip -dc "$DATA/db5-mini/structures/1R8S_l_b.pdb.gz" >d/structures/1R8S_l_b.pdb
+        assert_rc 0 gb -o g
+        assert_rc 1 gtrn -g g -o run --max-steps 3 --set train.epochs=2 --device-mem-gb 0.036 \
+            --set device.edges_per_chunk=64 --json
+        assert_contains "$OUT" "complex 1R8S needs"
+        assert_contains "$OUT" "skipped (raise device.budget_gb"
+        assert_contains "$OUT" '"steps": 3'
+    }
+
     test_cuda_training_plans_and_reports_device_memory() {
         tiny d "train train train val"
         assert_rc 0 gb -o g
