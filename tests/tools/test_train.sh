@@ -193,6 +193,12 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
     # the loss of every step line of a metrics.jsonl, one per line
     step_losses() { grep '"kind": "step"' "$1" | sed 's/.*"loss": \([^,]*\),.*/\1/'; }
 
+    # max over steps of |b - a| / |a| between two metrics.jsonl, for steps FROM..TO
+    max_rel() {
+        paste <(step_losses "$1" | sed -n "$3,$4p") <(step_losses "$2" | sed -n "$3,$4p") |
+            awk '{ d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.3g", m + 0 }'
+    }
+
     test_cuda_training_matches_the_cpu_loss_curve() {
         tiny d "train train train val"
         assert_rc 0 gb -o g
@@ -200,9 +206,29 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         assert_rc 0 gtrn -g g -o gpu --max-steps 50 --json
         assert_contains "$OUT" '"device_planned_peak_mb"'
         [ "$(step_losses gpu/metrics.jsonl | wc -l)" -eq 50 ] || fail "not 50 steps on the GPU"
-        paste <(step_losses cpu/metrics.jsonl) <(step_losses gpu/metrics.jsonl) |
-            awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-3 * ($1 < 0 ? -$1 : $1)) { print NR": "$1" vs "$2; bad = 1 } }
-                 END { exit bad }' >mismatch || fail "GPU losses leave 1e-3 of the CPU's: $(head -3 mismatch)"
+        local r
+        r=$(max_rel cpu/metrics.jsonl gpu/metrics.jsonl 1 50)
+        awk -v r="$r" 'BEGIN { exit !(r <= 1e-3) }' || fail "GPU losses leave 1e-3 of the CPU's: $r"
+    }
+
+    test_cuda_training_with_esm_features_stays_in_the_cpus_own_envelope() {
+        # With 16-wide ESM features this small model amplifies any change of summation order:
+        # the CPU against itself with another edge chunk (dW summed in another order) drifts
+        # from 1e-7 at step 7 to 1e-3 by step 40 (Adam normalises near-zero gradients). So the
+        # GPU must match the CPU closely while the drift is small (10 steps, 1e-5) and stay
+        # within twice the CPU's own drift over all 50 steps.
+        tiny d "train train train val"
+        assert_rc 0 gb -o g
+        "$TESTBIN/esm-random" g e 16 2>/dev/null || fail "esm-random"
+        local lm=(-e e --set model.lm_embed_dim=16 --set train.patience=1000) early all own
+        assert_rc 0 trn -g g "${lm[@]}" -o cpu --max-steps 50 -q
+        assert_rc 0 trn -g g "${lm[@]}" -o cpu7 --max-steps 50 -q --set train.chunk_edges=7
+        assert_rc 0 gtrn -g g "${lm[@]}" -o gpu --max-steps 50 -q
+        early=$(max_rel cpu/metrics.jsonl gpu/metrics.jsonl 1 10)
+        all=$(max_rel cpu/metrics.jsonl gpu/metrics.jsonl 1 50)
+        own=$(max_rel cpu/metrics.jsonl cpu7/metrics.jsonl 1 50)
+        awk -v e="$early" -v a="$all" -v o="$own" 'BEGIN { exit !(e <= 1e-5 && a <= 2 * o) }' ||
+            fail "GPU vs CPU: $early over 10 steps (tol 1e-5), $all over 50 (the CPU's own drift $own)"
     }
 
     test_cuda_resume_is_bit_identical() {
