@@ -47,6 +47,8 @@ constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr int MAX_THREADS = 1024;
 constexpr size_t MAX_SHARED = 227 * 1024;
 
+void fiber_entry();
+
 struct scheduler {
     std::vector<fiber> fibers;
     char *stacks = nullptr;
@@ -71,17 +73,27 @@ struct scheduler {
                 perror("cuda_emu: getcontext");
                 abort();
             }
+            fibers[i].start.uc_stack.ss_sp = fibers[i].stack;
+            fibers[i].start.uc_stack.ss_size = STACK_BYTES;
+            fibers[i].start.uc_link = nullptr;
+            makecontext(&fibers[i].start, fiber_entry, 0);
         }
     }
 };
 
 thread_local scheduler *sched;
 
+// A fiber lives as long as its scheduler: entered once (swapcontext, which costs two
+// sigprocmask system calls), then it runs one GPU thread after another, parking between them
+// with _setjmp/_longjmp (no system call).
 void fiber_entry() {
     scheduler *s = sched;
-    s->body(s->arg);
-    s->cur->state = DONE;
-    _longjmp(s->sched_jb, 1);
+    for (;;) {
+        s->body(s->arg);
+        fiber *f = s->cur;
+        f->state = DONE;
+        if (_setjmp(f->jb) == 0) _longjmp(s->sched_jb, 1); // resumed for the next thread
+    }
 }
 
 // noinline: the _setjmp frames stay small and hold nothing that changes before the jump back.
@@ -127,12 +139,7 @@ void run_block(scheduler *s, int nthreads) {
         f->tid.x = t % cur_block_dim.x;
         f->tid.y = (t / cur_block_dim.x) % cur_block_dim.y;
         f->tid.z = t / (cur_block_dim.x * cur_block_dim.y);
-        f->state = RUNNABLE;
-        f->started = 0;
-        f->start.uc_stack.ss_sp = f->stack;
-        f->start.uc_stack.ss_size = STACK_BYTES;
-        f->start.uc_link = nullptr;
-        makecontext(&f->start, fiber_entry, 0);
+        f->state = RUNNABLE; // started stays: a fiber entered once is resumed by _longjmp
     }
     int nwarps = (nthreads + 31) / 32;
     for (;;) {
