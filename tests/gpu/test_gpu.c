@@ -408,12 +408,14 @@ int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, d
     return ok;
 }
 
-static void check_tp(const char *tag, int layer, int64_t E, int64_t N) {
+/* The tensor product of layer `layer` (4: the final conv) of a model with ns scalar and nv
+ * vector channels. */
+static void check_tp(const char *tag, int layer, int64_t E, int64_t N, int ns, int nv) {
     ppd_irreps in, sh, out;
-    ppd_irreps_score(&in, 8, 3, layer < 3 ? layer : 3);
+    ppd_irreps_score(&in, ns, nv, layer < 3 ? layer : 3);
     ppd_irreps_parse(&sh, "0e+1o+2e");
     if (layer < 4)
-        ppd_irreps_score(&out, 8, 3, layer + 1 < 3 ? layer + 1 : 3);
+        ppd_irreps_score(&out, ns, nv, layer + 1 < 3 ? layer + 1 : 3);
     else
         ppd_irreps_parse(&out, "2x1o+2x1e");
     ppd_tp tp;
@@ -1280,9 +1282,13 @@ int main(void) {
         check_ops("emulated", E_EDGES / 100, G_GAUSS, 30.0f, N_TIMES / 100, &info, 0);
     else
         check_ops("realistic", E_EDGES, G_GAUSS, 30.0f, N_TIMES, &info, 1);
-    check_tp("layer0", 0, 3001, 57);
-    check_tp("layer3", 3, emu ? 2011 : 20011, 400);
-    check_tp("final", 4, 777, 300);
+    check_tp("layer0", 0, 3001, 57, 8, 3);
+    check_tp("layer3", 3, emu ? 2011 : 20011, 400, 8, 3);
+    check_tp("final", 4, 777, 300, 8, 3);
+    /* the released widths (ns 32, nv 6: full warps over the output channels), and ns 40 (more
+     * channels than lanes: each lane takes two) */
+    check_tp("layer3_ns32", 3, emu ? 301 : 20011, 100, 32, 6);
+    check_tp("layer2_ns40", 2, emu ? 157 : 5003, 80, 40, 6);
 
     check_adam_clip();
     check_graph_ops();

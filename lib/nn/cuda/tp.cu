@@ -1,9 +1,9 @@
 // Spherical harmonics and the per-edge-weighted tensor product on the GPU: the CUDA twins of
-// ppd_sh_forward, ppd_tp_forward and ppd_tp_backward (ppdock/nn_cuda.h). The per-edge bodies are
-// the CPU's own (ppdock/kernels/so3.h, ppdock/kernels/tp_body.h): one thread per edge, its
-// scratch in local memory, so the arithmetic is the CPU's by construction. Not tuned: no GPU has
-// timed it yet (a tiled kernel, edges sharing the path coefficients in shared memory, is the
-// candidate once gpu-check shows where a step's time goes).
+// ppd_sh_forward, ppd_tp_forward and ppd_tp_backward (ppdock/nn_cuda.h). The harmonics run the
+// CPU's body (ppdock/kernels/so3.h) one thread per edge; the tensor product runs the CPU body's
+// per-path steps (ppdock/kernels/tp_body.h) one warp per edge, the lanes over channels so that
+// the per-edge weights (up to 3,032 floats per edge) are read and written coalesced. Not timed on
+// a GPU yet.
 #include "ppdock/nn_cuda.h"
 
 #include "common.cuh"
@@ -24,25 +24,114 @@ static __global__ void sh_forward_kernel(float *Y, const float *vec, int64_t E) 
         ppd_sh_elem(vec + 3 * e, Y + PPD_SH_DIM * e);
 }
 
+// The tensor product: one warp per edge (TP_WARPS edges per block). For each path the warp
+// forms M = C·Y (every lane, 25 numbers) and T[u][k] = c Σ_i x1[u, i] M[i][k] (lanes over the
+// input channels u, into shared memory); then the lanes take the output channels v, so the
+// per-edge weights w[u][v] are read coalesced. Each sum runs in the CPU body's order
+// (kernels/tp_body.h) but for dT of the backward, a sum over v that the CPU groups in blocks of
+// 8: within float rounding (the GPU comparison's tolerance).
+#define TP_WARPS 4
+
 static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const float *h,
                                          const int64_t *send, const float *Y, const float *w,
                                          const float *wb, int64_t E) {
-    int di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < E; e += stride)
-        ppd_tp_edge_forward(tp->path, tp->npath, tp->coef, dout, msg + e * dout, h + send[e] * di,
-                            Y + e * dy, w + e * W, wb);
+    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX];
+    float *T = Tsh[threadIdx.y];
+    int lane = (int)threadIdx.x, di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
+        float *out = msg + e * dout;
+        const float *x1 = h + send[e] * di, *Ye = Y + e * dy, *we = w + e * W;
+        for (int k = lane; k < dout; k += PPD_WARP) out[k] = 0.0f;
+        for (int q = 0; q < tp->npath; q++) {
+            const ppd_tp_path *p = &tp->path[q];
+            int n1 = 2 * p->l1 + 1, no = 2 * p->lo + 1, mo = p->mulo;
+            float M[25];
+            ppd_tp_path_matrix(p, tp->coef, Ye, M);
+            for (int u = lane; u < p->mul1; u += PPD_WARP) {
+                const float *xu = x1 + p->off1 + u * n1;
+                for (int k = 0; k < no; k++) {
+                    float sum = 0.0f;
+                    for (int i = 0; i < n1; i++) sum += xu[i] * M[i * no + k];
+                    T[u * no + k] = p->c * sum;
+                }
+            }
+            __syncwarp();
+            for (int v = lane; v < mo; v += PPD_WARP) {
+                float a[5] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                for (int u = 0; u < p->mul1; u++) {
+                    int at = p->woff + u * mo + v;
+                    float wv = we[at] + (wb ? wb[at] : 0.0f);
+                    for (int k = 0; k < no; k++) a[k] += T[u * no + k] * wv;
+                }
+                float *o = out + p->offo + v * no;
+                for (int k = 0; k < no; k++) o[k] += a[k];
+            }
+            __syncwarp(); // T is the next path's
+        }
+    }
 }
 
 static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, float *dw,
                                           const float *dmsg, const float *h, const int64_t *send,
                                           const float *Y, const float *w, const float *wb,
                                           int64_t E) {
-    int di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < E; e += stride)
-        ppd_tp_edge_backward(tp->path, tp->npath, tp->coef, di, dh_edge + e * di, dw + e * W, NULL,
-                             dmsg + e * dout, h + send[e] * di, Y + e * dy, w + e * W, wb);
+    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Gsh[TP_WARPS][5 * PPD_TP_MUL_MAX];
+    float *T = Tsh[threadIdx.y], *G = Gsh[threadIdx.y];
+    int lane = (int)threadIdx.x, di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
+    int64_t stride = (int64_t)gridDim.x * blockDim.y;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
+        float *dx1 = dh_edge + e * di, *dwe = dw + e * W;
+        const float *x1 = h + send[e] * di, *Ye = Y + e * dy, *we = w + e * W,
+                    *go = dmsg + e * dout;
+        for (int i = lane; i < di; i += PPD_WARP) dx1[i] = 0.0f;
+        __syncwarp(); // lane u adds into rows another lane zeroed
+        for (int q = 0; q < tp->npath; q++) {
+            const ppd_tp_path *p = &tp->path[q];
+            int n1 = 2 * p->l1 + 1, no = 2 * p->lo + 1, mo = p->mulo;
+            float M[25];
+            ppd_tp_path_matrix(p, tp->coef, Ye, M);
+            for (int u = lane; u < p->mul1; u += PPD_WARP) { // T without the path norm
+                const float *xu = x1 + p->off1 + u * n1;
+                for (int k = 0; k < no; k++) {
+                    float sum = 0.0f;
+                    for (int i = 0; i < n1; i++) sum += xu[i] * M[i * no + k];
+                    T[u * no + k] = sum;
+                }
+            }
+            for (int v = lane; v < mo; v += PPD_WARP) // G[k][v] = c dout[v, k]
+                for (int k = 0; k < no; k++) G[k * mo + v] = p->c * go[p->offo + v * no + k];
+            __syncwarp();
+            // dw[u][v] = Σ_k T[u][k] G[k][v]: lanes over v, stores coalesced
+            for (int v = lane; v < mo; v += PPD_WARP)
+                for (int u = 0; u < p->mul1; u++) {
+                    float d = 0.0f;
+                    for (int k = 0; k < no; k++) d += T[u * no + k] * G[k * mo + v];
+                    dwe[p->woff + u * mo + v] = d;
+                }
+            // dT[k] = Σ_v (w + wb)[u][v] G[k][v], then dx1[u, i] += Σ_k M[i][k] dT[k]: lanes over u
+            for (int u = lane; u < p->mul1; u += PPD_WARP) {
+                float dT[5] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                for (int v = 0; v < mo; v++) {
+                    int at = p->woff + u * mo + v;
+                    float wv = we[at] + (wb ? wb[at] : 0.0f);
+                    for (int k = 0; k < no; k++) dT[k] += wv * G[k * mo + v];
+                }
+                float *dxu = dx1 + p->off1 + u * n1;
+                for (int i = 0; i < n1; i++) {
+                    float sum = 0.0f;
+                    for (int k = 0; k < no; k++) sum += M[i * no + k] * dT[k];
+                    dxu[i] += sum;
+                }
+            }
+            __syncwarp(); // T and G are the next path's
+        }
+    }
+}
+
+static inline unsigned tp_blocks(int64_t E) {
+    int64_t b = (E + TP_WARPS - 1) / TP_WARPS;
+    return (unsigned)(b < PPD_MAX_ROW_BLOCKS ? b : PPD_MAX_ROW_BLOCKS);
 }
 
 // dwb[i] += Σ_e dw[e][i]: blocks (32, 32) over groups of 32 columns (common.cuh), W read on the
@@ -70,7 +159,7 @@ extern "C" ppd_status ppd_cuda_tp_forward(const ppd_tp *tp, float *msg, const fl
                                           const float *wb, int64_t E, cudaStream_t stream) {
     if (E < 0) return ppd_fail(PPD_ERR_USAGE, "tp_forward: negative size (E=%lld)", (long long)E);
     if (E == 0) return PPD_OK;
-    PPD_LAUNCH(tp_forward_kernel, edge_blocks(E), PPD_EDGE_THREADS, 0, stream)
+    PPD_LAUNCH(tp_forward_kernel, tp_blocks(E), dim3(PPD_WARP, TP_WARPS), 0, stream)
     (tp, msg, h, send, Y, w, wb, E);
     PPD_CUDA_CHECK_LAUNCH("tp_forward_kernel");
     return PPD_OK;
@@ -82,7 +171,7 @@ extern "C" ppd_status ppd_cuda_tp_backward(const ppd_tp *tp, float *dh_edge, flo
                                            int64_t E, cudaStream_t stream) {
     if (E < 0) return ppd_fail(PPD_ERR_USAGE, "tp_backward: negative size (E=%lld)", (long long)E);
     if (E == 0) return PPD_OK;
-    PPD_LAUNCH(tp_backward_kernel, edge_blocks(E), PPD_EDGE_THREADS, 0, stream)
+    PPD_LAUNCH(tp_backward_kernel, tp_blocks(E), dim3(PPD_WARP, TP_WARPS), 0, stream)
     (tp, dh_edge, dw, dmsg, h, send, Y, w, wb, E);
     PPD_CUDA_CHECK_LAUNCH("tp_backward_kernel");
     if (dwb) {
