@@ -84,7 +84,7 @@ EMU := $(if $(call have_header,cublas_v2.h,-I$(CUDA_HOME)/include),1,)
 endif
 endif
 ifeq ($(EMU),0)
-EMU :=
+override EMU :=
 endif
 EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -U_FORTIFY_SOURCE -MMD -MP -Iinclude \
                 -I$(CUDA_HOME)/include $(shell pkg-config --cflags openblas) \

@@ -12,7 +12,8 @@
 #   OUT=/path/to/out scripts/gpu-check.sh        (default OUT: ./gpu-out)
 #
 # Environment: OUT; JOBS (make -j, default 16); BUILD/BIN are passed to make if set;
-# CUDA_ARCH overrides the architecture, which otherwise comes from nvidia-smi's compute_cap.
+# CUDA_ARCH overrides the architecture, which otherwise comes from nvidia-smi's compute_cap;
+# EMU=1 also builds and runs the CPU emulation of CUDA (off here: the GPU runs the real thing).
 # Exit status: 0 when every step passed, 3 when there is no GPU (nvidia-smi fails or the GPU
 # test says so), 1 otherwise.
 set -u
@@ -58,6 +59,9 @@ make_vars=()
 [ -n "$arch" ] && make_vars+=("CUDA_ARCH=$arch")
 [ -n "${BUILD:-}" ] && make_vars+=("BUILD=$BUILD")
 [ -n "${BIN:-}" ] && make_vars+=("BIN=$BIN")
+# the CPU emulation of CUDA is for machines without a GPU: here the real kernels run the same
+# checks (test-gpu, and the cuda_ suites below), so make test skips it (EMU=1 keeps it)
+make_vars+=("EMU=${EMU:-0}")
 
 if step build make -j"$JOBS" "${make_vars[@]}" all tests; then
     step test make "${make_vars[@]}" test || failed=1

@@ -26,8 +26,9 @@ run_suite() { # name command...
 }
 
 run_suite unit "$PPD_TESTBIN/unit-tests" "$@"
-# the CUDA sources on the CPU emulation (built when the CUDA headers are installed)
-if [ -x "$PPD_TESTBIN/gpu-emu" ]; then
+# the CUDA sources on the CPU emulation (built when the CUDA headers are installed and EMU is
+# not 0: the Makefile then names the emulated tools' directory in PPD_EMU_BIN)
+if [ -n "${PPD_EMU_BIN:-}" ] && [ -x "$PPD_TESTBIN/gpu-emu" ]; then
     run_suite emu-selftest "$PPD_TESTBIN/emu-selftest"
     run_suite gpu-emu "$PPD_TESTBIN/gpu-emu"
 fi
