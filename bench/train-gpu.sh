@@ -53,7 +53,11 @@ run() {
     "$BIN/train" -c config/demo.yaml "${released[@]}" --set train.batch_size="$batch" \
         -g "$OUT/graphs" -e "$OUT/esm" -o "$OUT/run-$name" -j "$JOBS" --device cuda "${max[@]}" \
         -q --json >"$OUT/$name.json"
-    awk -v name="$name" -v batch="$batch" -v n="$N" '
+    # the reservation (fixed part + pass arena) and what the driver counted for it
+    local reserved measured
+    reserved=$(grep -o '"device_reserved_mb": [0-9.]*' "$OUT/$name.json" | awk '{print $2}')
+    measured=$(grep -o '"device_measured_mb": [0-9.]*' "$OUT/$name.json" | awk '{print $2}')
+    awk -v name="$name" -v batch="$batch" -v n="$N" -v res="$reserved" -v mea="$measured" '
         /"kind": "step"/ {
             match($0, /"seconds": [0-9.e+-]*/); s = substr($0, RSTART + 11, RLENGTH - 11)
             match($0, /"complexes": [0-9]*/); c = substr($0, RSTART + 13, RLENGTH - 13)
@@ -67,21 +71,24 @@ run() {
         END {
             cps = secs > 0 ? cx / secs : 0
             printf "TRAIN_BENCH run=%s batch=%d steps=%d steps_per_s=%.3f complexes_per_s=%.2f " \
-                   "device_planned_mb=%.0f device_peak_mb=%.0f epoch_%d_s=%.0f\n", name, batch,
-                   steps, (steps > 1 ? (steps - 1) / secs : 0), cps, planned, peak, n,
+                   "device_planned_mb=%.0f device_peak_mb=%.0f reserved_mb=%.0f " \
+                   "driver_counted_mb=%.0f epoch_%d_s=%.0f\n", name, batch, steps,
+                   (steps > 1 ? (steps - 1) / secs : 0), cps, planned, peak, res, mea, n,
                    (cps > 0 ? n / cps : 0)
         }' "$OUT/run-$name/metrics.jsonl" | tee "$OUT/$name.line"
 }
 run batch8 8 "$STEPS"
 run batch16 16 "$STEPS"
 run epoch 8 "$EPOCH_STEPS"
-printf '\n%-8s %6s %7s %9s %12s %12s %10s %14s\n' run batch steps "steps/s" "complexes/s" \
-    "planned MB" "peak MB" "epoch of $N" | tee "$OUT/summary.txt"
+printf '\n%-8s %6s %7s %9s %12s %12s %10s %12s %10s %14s\n' run batch steps "steps/s" \
+    "complexes/s" "planned MB" "peak MB" "reserved MB" "driver MB" "epoch of $N" |
+    tee "$OUT/summary.txt"
 for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/epoch.line; do
     awk '{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
           for(k in v) if (k ~ /^epoch_/) e = v[k]
-          printf "%-8s %6s %7s %9s %12s %12s %10s %13ss\n", v["run"], v["batch"], v["steps"],
-                 v["steps_per_s"], v["complexes_per_s"], v["device_planned_mb"], v["device_peak_mb"], e}' \
+          printf "%-8s %6s %7s %9s %12s %12s %10s %12s %10s %13ss\n", v["run"], v["batch"],
+                 v["steps"], v["steps_per_s"], v["complexes_per_s"], v["device_planned_mb"],
+                 v["device_peak_mb"], v["reserved_mb"], v["driver_counted_mb"], e}' \
         "$f" | tee -a "$OUT/summary.txt"
 done
 rm -rf "$OUT/set" "$OUT/esm" "$OUT/graphs"

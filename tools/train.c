@@ -200,12 +200,13 @@ int main(int argc, char **argv) {
                     "\"last_loss\": %.9g, \"best_val_loss\": %.9g, \"seconds\": %.3f, "
                     "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
                     "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
-                    "\"device_planned_peak_mb\": %.1f, \"device_peak_mb\": %.1f}\n",
+                    "\"device_measured_mb\": %.1f, \"device_planned_peak_mb\": %.1f, "
+                    "\"device_peak_mb\": %.1f}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
                     r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
                     r.device[0] ? r.device : "cpu", r.device_fixed / 1048576.0,
-                    r.device_reserved / 1048576.0,
+                    r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
                     (r.device_fixed + r.device_used_peak) / 1048576.0);
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
@@ -222,10 +223,10 @@ int main(int argc, char **argv) {
             if (r.device[0])
                 fprintf(stderr,
                         "train: GPU %s: device memory planned %.1f MB, used %.1f MB (of %.1f MB "
-                        "reserved)\n",
+                        "reserved; the driver counted %.1f MB for the reservation)\n",
                         r.device, (r.device_fixed + r.device_planned_peak) / 1048576.0,
                         (r.device_fixed + r.device_used_peak) / 1048576.0,
-                        r.device_reserved / 1048576.0);
+                        r.device_reserved / 1048576.0, r.device_measured / 1048576.0);
         }
     }
     ppd_config_free(cfg);

@@ -95,6 +95,10 @@ typedef struct {
     size_t pass_high_water; /* the most of it any pass used so far */
     size_t last_pass_bytes; /* what the last forward + backward used */
     size_t staging_bytes;   /* pinned host staging */
+    /* the device memory create took as the driver counts it (cudaMemGetInfo before and after):
+     * the fixed part and the pass arena plus the stream's and cuBLAS handle's own, rounded to
+     * the driver's pages; 0 when it could not be read */
+    size_t measured_bytes;
 } ppd_score_device_usage;
 void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
 

@@ -61,10 +61,10 @@ typedef struct {
     int64_t eval_complexes;
     double eval_loss, eval_tr_loss, eval_rot_loss;
     /* the GPU run (device[0] == 0 on the CPU): its name, the fixed device memory (parameters,
-     * gradients, moments, tables), the pass arena reserved, and the largest pass planned and
-     * used (bytes) */
+     * gradients, moments, tables), all it reserved (fixed part and pass arena), what the driver
+     * counted for that reservation, and the largest pass planned and used (bytes) */
     char device[256];
-    size_t device_fixed, device_reserved, device_planned_peak, device_used_peak;
+    size_t device_fixed, device_reserved, device_measured, device_planned_peak, device_used_peak;
 } ppd_train_report;
 
 /* Map the config onto the model / diffusion / optimizer settings; PPD_ERR_USAGE naming the key

@@ -242,6 +242,7 @@ struct ppd_score_device {
     cudaStream_t stream;
     ppd_cuda_blas *blas;
     size_t last_pass;
+    size_t measured; // device memory the creation took, by the driver's count
 };
 
 namespace {
@@ -328,6 +329,10 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
     ppd_score_device *d = (ppd_score_device *)calloc(1, sizeof *d);
     if (!d) return ppd_fail(PPD_ERR_NOMEM, "score device: out of host memory");
     d->m = m;
+    // what the driver says this creation takes, to set against the plan: free memory before and
+    // after, with the context made first (cudaFree(0)) so that its own memory is not counted
+    size_t free0 = 0, free1 = 0, total = 0;
+    if (cudaFree(0) != cudaSuccess || cudaMemGetInfo(&free0, &total) != cudaSuccess) free0 = 0;
     ppd_status s = ppd_device_malloc((void **)&d->fixed_mem, fixed_layout(m, &d->f, NULL));
     if (!s) {
         fixed_layout(m, &d->f, d->fixed_mem);
@@ -385,6 +390,8 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
         ppd_score_device_destroy(d);
         return s;
     }
+    if (free0 && cudaMemGetInfo(&free1, &total) == cudaSuccess && free1 < free0)
+        d->measured = free0 - free1;
     *out = d;
     return PPD_OK;
 }
@@ -395,6 +402,7 @@ extern "C" void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_
     u->pass_high_water = d->pass.high_water;
     u->last_pass_bytes = d->last_pass;
     u->staging_bytes = d->stage_cap;
+    u->measured_bytes = d->measured;
 }
 
 // ---- host preparation of one batch ---------------------------------------------------------

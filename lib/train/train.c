@@ -684,6 +684,9 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
     snprintf(rep->device, sizeof rep->device, "%s", info.name);
     rep->device_fixed = fixed;
     rep->device_reserved = budget;
+    ppd_score_device_usage u;
+    ops->usage(t->dev, &u);
+    rep->device_measured = u.measured_bytes;
     ppd_info("training on %s: %.0f MB of device memory reserved (%.0f MB model and optimizer, the "
              "rest for passes), %s GEMMs",
              info.name, budget / 1048576.0, fixed / 1048576.0,

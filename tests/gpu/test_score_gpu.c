@@ -392,6 +392,33 @@ out:
     free(g), free(g2), free(p), free(am), free(av), free(off), free(num);
 }
 
+/* What the driver counts for a device's creation against its plan (fixed part + pass arena). */
+static void check_measured_memory(void) {
+    const char *name = "gpu_score_device_memory_measured_by_the_driver_matches_the_plan";
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    ppd_score_model m;
+    ppd_score_device *d = NULL;
+    if (ppd_score_model_init(&m, &c) != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+        return;
+    }
+    size_t pass = (size_t)256 << 20, planned = ppd_score_device_fixed_bytes(&m) + pass;
+    ppd_status st = ppd_score_device_create(&d, &m, pass, PPD_CUDA_FP32);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        ppd_score_device_usage u;
+        ppd_score_device_usage_get(d, &u);
+        double r = (double)u.measured_bytes / (double)planned;
+        report(name, r >= 0.95 && r <= 1.05,
+               "the driver counted %zu bytes for a plan of %zu (ratio %.4f, tol 5%%)",
+               u.measured_bytes, planned, r);
+    }
+    ppd_score_device_destroy(d);
+    ppd_score_model_free(&m);
+}
+
 void check_score_device(void) {
     static const pass_variant v[] = {
         {"A_t0.30", "A_t0.30", 0, 0, 0.0f, 1},
@@ -403,4 +430,5 @@ void check_score_device(void) {
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) check_pass(&v[i]);
     check_pass_over_budget();
     check_device_step();
+    check_measured_memory();
 }
