@@ -103,3 +103,27 @@ int ppd_score_feature_dim(const ppd_score_model *m, int k) {
     int L = m->cfg.layers;
     return k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
 }
+
+void ppd_score_edge_vectors(float *vec, const float *pa, const int64_t *ia, const float *pb,
+                            const int64_t *ib, int64_t E) {
+    for (int64_t e = 0; e < E; e++)
+        for (int k = 0; k < 3; k++) vec[3 * e + k] = pa[3 * ia[e] + k] - pb[3 * ib[e] + k];
+}
+
+void ppd_score_centre_vectors(const ppd_score_batch *b, float *vec) {
+    /* batch ids are non-decreasing (ppd_score_check_batch): each complex is one run of nodes */
+    const float *p = b->lig_pos;
+    int64_t l0 = 0;
+    for (int g = 0; g < b->B; g++) {
+        int64_t l1 = l0;
+        while (l1 < b->Nl && b->lig_batch[l1] == g) l1++;
+        float cen[3] = {0.0f, 0.0f, 0.0f};
+        for (int64_t n = l0; n < l1; n++)
+            for (int k = 0; k < 3; k++) cen[k] += p[3 * n + k];
+        float cnt = l1 > l0 ? (float)(l1 - l0) : 1.0f; /* exact below 2^24 nodes */
+        for (int k = 0; k < 3; k++) cen[k] /= cnt;
+        for (int64_t n = l0; n < l1; n++)
+            for (int k = 0; k < 3; k++) vec[3 * n + k] = p[3 * n + k] - cen[k];
+        l0 = l1;
+    }
+}

@@ -426,13 +426,6 @@ ppd_status host_plan(const ppd_score_device *d, const plan *p, const int64_t *id
     return ppd_scatter_plan(H(d, p->order), H(d, p->seg), idx, E, p->T);
 }
 
-void edge_vectors(float *vec, const float *pa, const int64_t *ia, const float *pb,
-                  const int64_t *ib, int64_t E) {
-    // vec[e] = pa[ia[e]] - pb[ib[e]]
-    for (int64_t e = 0; e < E; e++)
-        for (int k = 0; k < 3; k++) vec[3 * e + k] = pa[3 * ia[e] + k] - pb[3 * ib[e] + k];
-}
-
 ppd_status stage_batch(ppd_score_device *d, const ppd_score_batch *b) {
     const ppd_score_model *m = d->m;
     const ppd_score_config *c = &m->cfg;
@@ -475,22 +468,10 @@ ppd_status stage_batch(ppd_score_device *d, const ppd_score_batch *b) {
         ppd_gather_rows(H(d, t->lm_in_l) + ns, ns + lm, b->lig_x + 1, 1 + lm, NULL, 0, Nl, lm);
     }
     // edge vectors: intra dst - src, cross receptor - ligand, centre ligand - its centroid
-    edge_vectors(H(d, t->li.vec), b->lig_pos, b->lig_dst, b->lig_pos, b->lig_src, El);
-    edge_vectors(H(d, t->ri.vec), b->rec_pos, b->rec_dst, b->rec_pos, b->rec_src, Er);
-    edge_vectors(H(d, t->cr.vec), b->rec_pos, cr, b->lig_pos, cl, Ec);
-    // centroids as the CPU computes them: float sums in node order over the clamped count
-    float *cnt = (float *)calloc((size_t)B, 4 * sizeof(float)), *cen3 = cnt + B;
-    if (!cnt) return ppd_fail(PPD_ERR_NOMEM, "score device: out of host memory");
-    ppd_degrees_forward(cnt, b->lig_batch, Nl, B);
-    for (int64_t n = 0; n < Nl; n++)
-        for (int k = 0; k < 3; k++) cen3[3 * b->lig_batch[n] + k] += b->lig_pos[3 * n + k];
-    for (int g = 0; g < B; g++)
-        for (int k = 0; k < 3; k++) cen3[3 * g + k] /= cnt[g];
-    float *cv = H(d, t->ce.vec);
-    for (int64_t n = 0; n < Nl; n++)
-        for (int k = 0; k < 3; k++)
-            cv[3 * n + k] = b->lig_pos[3 * n + k] - cen3[3 * b->lig_batch[n] + k];
-    free(cnt);
+    ppd_score_edge_vectors(H(d, t->li.vec), b->lig_pos, b->lig_dst, b->lig_pos, b->lig_src, El);
+    ppd_score_edge_vectors(H(d, t->ri.vec), b->rec_pos, b->rec_dst, b->rec_pos, b->rec_src, Er);
+    ppd_score_edge_vectors(H(d, t->cr.vec), b->rec_pos, cr, b->lig_pos, cl, Ec);
+    ppd_score_centre_vectors(b, H(d, t->ce.vec));
     return PPD_OK;
 }
 

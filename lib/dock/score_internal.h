@@ -45,6 +45,15 @@ int64_t ppd_score_cross_pairs(const ppd_score_config *c, const ppd_score_batch *
  * size the chunk buffers. */
 void ppd_score_widest(const ppd_score_model *m, int *W, int *D);
 
+/* vec[e] = pa[ia[e]] - pb[ib[e]] for E edges: the edge vectors (intra: pos[dst] - pos[src];
+ * cross: receptor - ligand). vec: (E, 3). */
+void ppd_score_edge_vectors(float *vec, const float *pa, const int64_t *ia, const float *pb,
+                            const int64_t *ib, int64_t E);
+
+/* vec: (Nl, 3). Each ligand node minus its complex's centroid (spec §3.7: a scatter-mean of the
+ * positions, summed in float in node order and divided by the node count): the centre edges. */
+void ppd_score_centre_vectors(const ppd_score_batch *b, float *vec);
+
 /* Width of the ligand features entering layer k (k = layers: the last layer's output). */
 int ppd_score_feature_dim(const ppd_score_model *m, int k);
 

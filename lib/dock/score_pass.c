@@ -238,7 +238,7 @@ size_t ppd_score_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, in
     ppd_score_widest(m, &W, &D);
     int64_t C = c->chunk_edges, hl = 0, hr = 0, acc = 0;
     for (int k = 0; k <= L; k++) {
-        int d = k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
+        int d = ppd_score_feature_dim(m, k);
         hl += d;
         if (k < L) hr += d, acc += m->tp[k].out.dim;
     }
@@ -259,8 +259,7 @@ static ppd_status intra_edge_set(ppd_score_model *m, pass_state *s, edge_set *es
                                  const float *temb, uint32_t site) {
     float *vec;
     ALLOC(vec, 3 * E);
-    for (int64_t e = 0; e < E; e++)
-        for (int k = 0; k < 3; k++) vec[3 * e + k] = pos[3 * dst[e] + k] - pos[3 * src[e] + k];
+    ppd_score_edge_vectors(vec, pos, dst, pos, src, E);
     return edge_features(m, s, es, E, vec, temb, src, m->off_intra, m->cfg.dist_dim, m->gamma_intra,
                          0, m->p.rec_edge, site);
 }
@@ -365,23 +364,16 @@ static ppd_status heads_forward(ppd_score_model *m, pass_state *s, float *tr_pre
     int64_t Nl = b->Nl;
     const ppd_tp *tp = &m->tp_final;
     const float *h = s->h_l[L];
-    /* centroids (scatter-mean of the ligand positions) and centre vectors */
-    float *cen, *vec;
-    ALLOC(cen, 3 * B);
+    /* centre vectors: each ligand node from its complex's centroid */
+    float *vec;
     ALLOC(vec, 3 * Nl);
     ALLOC(s->ce_graph, Nl);
     ALLOC(s->ce_node, Nl);
     PPD_TRY(degrees(m, &s->cnt_ce, B, b->lig_batch, Nl));
-    for (int i = 0; i < 3 * B; i++) cen[i] = 0.0f;
-    for (int64_t n = 0; n < Nl; n++)
-        for (int k = 0; k < 3; k++) cen[3 * b->lig_batch[n] + k] += b->lig_pos[3 * n + k];
-    for (int g = 0; g < B; g++)
-        for (int k = 0; k < 3; k++) cen[3 * g + k] /= s->cnt_ce[g];
+    ppd_score_centre_vectors(b, vec);
     for (int64_t n = 0; n < Nl; n++) {
         s->ce_graph[n] = b->lig_batch[n];
         s->ce_node[n] = n;
-        for (int k = 0; k < 3; k++)
-            vec[3 * n + k] = b->lig_pos[3 * n + k] - cen[3 * b->lig_batch[n] + k];
     }
     PPD_TRY(edge_features(m, s, &s->ce, Nl, vec, s->temb_l, s->ce_node, m->off_intra,
                           m->cfg.dist_dim, m->gamma_intra, 1, m->p.center_edge, SITE_CENTRE_EDGES));
@@ -454,8 +446,7 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
     ppd_time_embedding_forward(s->gemb, b->t, B);
     /* node features entering each layer */
     for (int k = 0; k <= L; k++) {
-        int d = m->tp[k < L ? k : L - 1].in.dim;
-        if (k == L) d = m->tp[L - 1].out.dim;
+        int d = ppd_score_feature_dim(m, k);
         ALLOC(s->h_l[k], b->Nl * d);
         if (k < L) ALLOC(s->h_r[k], b->Nr * d);
     }
@@ -471,9 +462,7 @@ ppd_status ppd_score_forward(ppd_score_model *m, const ppd_score_batch *bt, floa
     PPD_TRY(cross_edges(m, s));
     float *cvec;
     ALLOC(cvec, 3 * s->Ec);
-    for (int64_t e = 0; e < s->Ec; e++)
-        for (int k = 0; k < 3; k++)
-            cvec[3 * e + k] = b->rec_pos[3 * s->cross_r[e] + k] - b->lig_pos[3 * s->cross_l[e] + k];
+    ppd_score_edge_vectors(cvec, b->rec_pos, s->cross_r, b->lig_pos, s->cross_l, s->Ec);
     PPD_TRY(edge_features(m, s, &s->cr, s->Ec, cvec, s->temb_l, s->cross_l, m->off_cross,
                           m->cfg.cross_dist_dim, m->gamma_cross, 0, m->p.cross_edge,
                           SITE_CROSS_EDGES));
@@ -619,7 +608,7 @@ ppd_status ppd_score_backward(ppd_score_model *m, const float *dtr, const float 
     /* gradients of the node features entering each layer, from the top down */
     float *dl[PPD_SCORE_MAX_LAYERS + 1], *dr[PPD_SCORE_MAX_LAYERS + 1];
     for (int k = 0; k <= L; k++) {
-        int d = k < L ? m->tp[k].in.dim : m->tp[L - 1].out.dim;
+        int d = ppd_score_feature_dim(m, k);
         ALLOC(dl[k], b->Nl * d);
         memset(dl[k], 0, sizeof(float) * (size_t)(b->Nl * d));
         if (k < L) {

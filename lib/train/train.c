@@ -493,9 +493,11 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             rep->skipped += tb.skipped;
             batch_io io;
             batch_result br;
-            s = t->dev ? t->ops->zero_grad(t->dev) : PPD_OK;
+            if (t->dev)
+                s = t->ops->zero_grad(t->dev);
+            else
+                ppd_score_zero_grad(&t->m);
             if (s) break;
-            ppd_score_zero_grad(&t->m);
             s = run_batch(t, &tb, &t->st.rng, t->fixed_noise ? idx : NULL, 1, &io, &br);
             if (s) break;
             t->st.epoch_batch = (uint64_t)bi + 1;
