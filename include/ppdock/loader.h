@@ -66,6 +66,26 @@ typedef struct {
 ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx, int n,
                            ppd_arena *arena, ppd_train_batch *out);
 
+/* ---- read-ahead: the next batch read on a worker thread while the caller computes ----------
+ *
+ * One worker, one read at a time: ppd_read_ahead_begin starts ppd_loader_load(idx[0..n)) into
+ * `arena` (idx is copied); ppd_read_ahead_wait blocks until it ends and returns what
+ * ppd_loader_load returned (its message re-raised on the caller's thread), the batch, and the
+ * seconds the read took on the worker. Between begin and wait the caller must not use the
+ * loader or the arena (LMDB read transactions are opened MDB_NOTLS, so the worker may read
+ * through the loader's; the loader's copy buffers are its alone meanwhile). A read that skips
+ * complexes warns from the worker, as ppd_loader_load does.
+ * Errors: start: PPD_ERR_NOMEM / PPD_ERR_IO (thread creation); begin: PPD_ERR_USAGE while a read
+ * is in flight, PPD_ERR_NOMEM; wait: PPD_ERR_USAGE when nothing was begun, else the read's. */
+typedef struct ppd_read_ahead ppd_read_ahead;
+
+ppd_status ppd_read_ahead_start(ppd_loader *l, ppd_read_ahead **out);
+ppd_status ppd_read_ahead_begin(ppd_read_ahead *r, const char *split, const int64_t *idx, int n,
+                                ppd_arena *arena);
+ppd_status ppd_read_ahead_wait(ppd_read_ahead *r, ppd_train_batch *out, double *read_seconds);
+/* Waits for a read in flight (its result dropped), then ends the worker. NULL is a no-op. */
+void ppd_read_ahead_stop(ppd_read_ahead *r);
+
 #ifdef __cplusplus
 }
 #endif

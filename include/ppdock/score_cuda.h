@@ -69,9 +69,17 @@ ppd_status ppd_score_device_upload(ppd_score_device *d, const ppd_score_model *m
 ppd_status ppd_score_device_download(ppd_score_device *d, ppd_score_model *m, float *adam_m,
                                      float *adam_v, float *grads);
 
+/* The host's part of a forward, ahead of it: lays out b's pass, prepares its inputs (cross
+ * edges, scatter plans, edge vectors, ESM columns) in pinned memory and queues their upload
+ * behind the work already queued, so the host can prepare the next pass while the device still
+ * runs the last one's backward and step. The next forward must be of this same batch (checked
+ * by its sizes: PPD_ERR_USAGE otherwise); a backward of the pass before is no longer possible.
+ * Errors: PPD_ERR_NOMEM when the pass does not fit the pass arena (with the sizes), CUDA's. */
+ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_score_batch *b);
 /* Forward of one batch (host arrays, as ppd_score_forward); tr_pred/rot_pred (B, 3) are host
- * arrays, filled when this returns (it waits for the device). Uses m->training and
- * m->dropout_seed. n_cross may be NULL. */
+ * arrays, filled when this returns (it waits for the device). Stages b first unless
+ * ppd_score_device_stage just did. Uses m->training and m->dropout_seed (read here, not when
+ * staged). n_cross may be NULL. */
 ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_score_batch *b, float *tr_pred,
                                     float *rot_pred, int64_t *n_cross);
 /* Backward of the last forward from host dL/dpred (B, 3 each); ACCUMULATES into the device
@@ -99,6 +107,10 @@ typedef struct {
      * the fixed part and the pass arena plus the stream's and cuBLAS handle's own, rounded to
      * the driver's pages; 0 when it could not be read */
     size_t measured_bytes;
+    /* seconds since creation: the host preparing passes (cross edges, scatter plans, edge
+     * vectors and ESM columns into pinned memory), while the device waits for them; and the
+     * host blocked waiting for the device (predictions, gradient norm, downloads) */
+    double stage_seconds, wait_seconds;
 } ppd_score_device_usage;
 void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
 
@@ -117,6 +129,7 @@ typedef struct ppd_score_device_ops_s {
                          const float *adam_v);
     ppd_status (*download)(ppd_score_device *d, ppd_score_model *m, float *adam_m, float *adam_v,
                            float *grads);
+    ppd_status (*stage)(ppd_score_device *d, const ppd_score_batch *b);
     ppd_status (*forward)(ppd_score_device *d, const ppd_score_batch *b, float *tr_pred,
                           float *rot_pred, int64_t *n_cross);
     ppd_status (*backward)(ppd_score_device *d, const float *dtr, const float *drot);

@@ -24,6 +24,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 namespace {
 
@@ -234,6 +235,7 @@ struct ppd_score_device {
     pass_tensors t;
     sizes z;
     int have_pass; // a forward ran and its tensors are intact for backward
+    int staged;    // a pass is laid out and its inputs' upload queued: the next forward's
     float pdrop;
     uint64_t seed;
     int bn_training;
@@ -242,7 +244,8 @@ struct ppd_score_device {
     cudaStream_t stream;
     ppd_cuda_blas *blas;
     size_t last_pass;
-    size_t measured; // device memory the creation took, by the driver's count
+    size_t measured;        // device memory the creation took, by the driver's count
+    double stage_s, wait_s; // host seconds staging passes, and blocked on the stream
 };
 
 namespace {
@@ -262,8 +265,17 @@ ppd_score_params rebase(const ppd_score_params *p, const float *from, float *to)
     return q;
 }
 
-ppd_status sync_stream(const ppd_score_device *d) {
-    PPD_CUDA_CHECK(cudaStreamSynchronize(d->stream));
+double mono_s() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+ppd_status sync_stream(ppd_score_device *d) {
+    double t0 = mono_s();
+    cudaError_t e = cudaStreamSynchronize(d->stream);
+    d->wait_s += mono_s() - t0;
+    PPD_CUDA_CHECK(e);
     return PPD_OK;
 }
 
@@ -403,6 +415,8 @@ extern "C" void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_
     u->last_pass_bytes = d->last_pass;
     u->staging_bytes = d->stage_cap;
     u->measured_bytes = d->measured;
+    u->stage_seconds = d->stage_s;
+    u->wait_seconds = d->wait_s;
 }
 
 // ---- host preparation of one batch ---------------------------------------------------------
@@ -869,10 +883,9 @@ ppd_status device_backward(ppd_score_device *d) {
 
 } // namespace
 
-extern "C" ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_score_batch *b,
-                                               float *tr_pred, float *rot_pred, int64_t *n_cross) {
+extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_score_batch *b) {
     const ppd_score_model *m = d->m;
-    d->have_pass = 0;
+    d->have_pass = 0, d->staged = 0;
     PPD_TRY(ppd_score_check_batch(b));
     sizes z = {b->Nr, b->Nl, b->Er, b->El, ppd_score_cross_pairs(&m->cfg, b, NULL, NULL), b->B};
     size_t need = pass_layout(m, &z, &d->t, NULL);
@@ -889,13 +902,33 @@ extern "C" ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_sc
     if (!base) return ppd_fail(PPD_ERR_NOMEM, "score device: pass arena (%zu bytes)", need);
     pass_layout(m, &z, &d->t, base);
     d->last_pass = need;
+    double t0 = mono_s();
+    PPD_TRY(ensure_staging(d, d->t.stage_end));
+    PPD_TRY(stage_batch(d, b));
+    d->stage_s += mono_s() - t0;
+    // in stream order: the arena's front is rewritten only after the work queued before
+    PPD_CUDA_CHECK(
+        cudaMemcpyAsync(base, d->stage, d->t.stage_end, cudaMemcpyHostToDevice, d->stream));
+    d->staged = 1;
+    return PPD_OK;
+}
+
+extern "C" ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_score_batch *b,
+                                               float *tr_pred, float *rot_pred, int64_t *n_cross) {
+    const ppd_score_model *m = d->m;
+    if (!d->staged)
+        PPD_TRY(ppd_score_device_stage(d, b));
+    else if (b->B != d->z.B || b->Nr != d->z.Nr || b->Nl != d->z.Nl || b->Er != d->z.Er ||
+             b->El != d->z.El)
+        return ppd_fail(PPD_ERR_USAGE,
+                        "score device: forward of another batch than the one "
+                        "staged (%d complexes, %lld + %lld nodes staged)",
+                        d->z.B, (long long)d->z.Nr, (long long)d->z.Nl);
+    d->staged = 0;
+    const sizes z = d->z;
     d->pdrop = m->training ? m->cfg.dropout : 0.0f;
     d->bn_training = m->training;
     d->seed = m->dropout_seed;
-    PPD_TRY(ensure_staging(d, d->t.stage_end));
-    PPD_TRY(stage_batch(d, b));
-    PPD_CUDA_CHECK(
-        cudaMemcpyAsync(base, d->stage, d->t.stage_end, cudaMemcpyHostToDevice, d->stream));
     PPD_TRY(device_forward(d));
     size_t pb = sizeof(float) * 3 * (size_t)b->B;
     PPD_CUDA_CHECK(cudaMemcpyAsync(tr_pred, d->t.pred, pb, cudaMemcpyDeviceToHost, d->stream));
@@ -948,6 +981,6 @@ extern "C" ppd_status ppd_score_device_select(int index, ppd_device_info *info) 
 extern "C" const ppd_score_device_ops ppd_score_device_cuda = {
     ppd_score_device_select,    ppd_score_device_fixed_bytes, ppd_score_device_pass_bytes,
     ppd_score_device_create,    ppd_score_device_destroy,     ppd_score_device_upload,
-    ppd_score_device_download,  ppd_score_device_forward,     ppd_score_device_backward,
-    ppd_score_device_zero_grad, ppd_score_device_step,        ppd_score_device_grad_norm,
-    ppd_score_device_usage_get};
+    ppd_score_device_download,  ppd_score_device_stage,       ppd_score_device_forward,
+    ppd_score_device_backward,  ppd_score_device_zero_grad,   ppd_score_device_step,
+    ppd_score_device_grad_norm, ppd_score_device_usage_get};

@@ -39,9 +39,13 @@ typedef struct {
     ppd_adam_config adam;
     ppd_igso3 T;
     ppd_loader *loader;
-    /* the loaded batch's arena (batch_arena points to one of two: on the GPU the next batch is
-     * read into the other while the device runs the step) */
+    /* the loaded batch's arena (batch_arena points to one of two: the next batch is read into
+     * the other on the read-ahead's thread while this one computes) */
     ppd_arena arenas[2], *batch_arena;
+    ppd_read_ahead *ahead;   /* NULL: every batch is read when it is needed */
+    const char *ahead_split; /* what the read-ahead is reading (NULL: nothing), which batch of */
+    int64_t ahead_key;       /* the split, and into which of the two arenas */
+    int ahead_slot;
     float *adam_m, *adam_v;
     size_t *tens_off, *tens_num;
     ppd_train_state st;
@@ -103,6 +107,8 @@ typedef struct {
     float *t, *rot_norm, *tr_score, *rot_score, *tr_pred, *rot_pred, *dtr, *drot;
     ppd_noise *noise;
     unsigned char *skipped; /* (B) 1: the complex did not fit the GPU's pass arena alone */
+    int *ends, npass;       /* the passes: complexes [ends[k-1], ends[k]), negated when skipped */
+    float *dbuf;            /* dL/dpred of a pass (B, 6) */
 } batch_io;
 
 /* Complexes [b0, b1) of a loaded batch as a score-model batch with local indices. */
@@ -150,6 +156,8 @@ typedef struct {
     int64_t cross_edges;
     size_t planned_bytes; /* the largest pass's planned activation memory */
     size_t used_bytes;    /* on the GPU: the largest pass's use of the pass arena */
+    double prep_s;        /* the host noising the batch and planning its passes */
+    double stage_s;       /* on the GPU, staging its first pass ahead of the step */
 } batch_result;
 
 /* The activation memory of one pass: the CPU arena's, or the GPU pass arena's. */
@@ -196,14 +204,17 @@ static int next_pass(trainer *t, const ppd_train_batch *tb, const batch_io *io, 
     return b > b0 ? b : b0 + 1;
 }
 
-/* Noise every complex of tb (draws from r, or from per-complex streams seeded by val_idx),
- * run forward (and backward when train) in passes of t->micro complexes. */
-static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const int64_t *val_idx,
-                            int train, batch_io *io, batch_result *res) {
-    int B = tb->B, X = 1 + t->m.cfg.lm_dim;
+/* Noise every complex of tb (draws from r, or from per-complex streams seeded by val_idx) and
+ * plan its passes of at most t->micro complexes; the loss will be the mean over the complexes
+ * that run. */
+static ppd_status plan_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const int64_t *val_idx,
+                             batch_io *io, batch_result *res) {
+    int B = tb->B;
     memset(res, 0, sizeof *res);
+    memset(io, 0, sizeof *io);
     res->B = B;
     if (B == 0) return PPD_OK;
+    double t0 = now_s();
     ppd_arena *a = t->batch_arena;
     void *p;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 18, 64, &p));
@@ -211,16 +222,13 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
     io->t = f, io->rot_norm = f + B, io->tr_score = f + 2 * B, io->rot_score = f + 5 * B;
     io->tr_pred = f + 8 * B, io->rot_pred = f + 11 * B, io->dtr = f + 14 * B;
     io->drot = io->dtr + 3 * B;
-    (void)io->drot;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(ppd_noise) * (size_t)B, 64, &p));
     io->noise = p;
-    int *ends; /* the passes: complexes [ends[k-1], ends[k]), negated when skipped */
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(int) * (size_t)B + B, 64, &p));
-    ends = p;
-    io->skipped = (unsigned char *)(ends + B);
-    float *dbuf;
+    io->ends = p;
+    io->skipped = (unsigned char *)(io->ends + B);
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 6, 64, &p));
-    dbuf = p;
+    io->dbuf = p;
     for (int b = 0; b < B; b++) {
         ppd_rng vr, *rr = r;
         if (val_idx) { /* fixed noise per validation complex: comparable across epochs */
@@ -235,26 +243,59 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         memcpy(io->tr_score + 3 * b, io->noise[b].tr_score, sizeof(float) * 3);
         memcpy(io->rot_score + 3 * b, io->noise[b].rot_score, sizeof(float) * 3);
     }
-    /* plan the passes first: the loss is the mean over the complexes that run */
-    int micro = t->micro > 0 ? t->micro : B, npass = 0;
+    int micro = t->micro > 0 ? t->micro : B;
     for (int b = 0; b < B; b++) io->skipped[b] = 0;
     for (int b0 = 0, b1, skip; b0 < B; b0 = b1) {
         b1 = next_pass(t, tb, io, b0, micro, res, &skip);
-        ends[npass++] = skip ? -b1 : b1;
+        io->ends[io->npass++] = skip ? -b1 : b1;
         if (skip) io->skipped[b0] = 1, res->skipped++;
     }
-    int Brun = B - res->skipped;
-    res->B = Brun;
-    for (int k = 0, b0 = 0; k < npass; k++) {
+    res->prep_s = now_s() - t0;
+    res->B = B - res->skipped;
+    return PPD_OK;
+}
+
+/* Pass [b0, b1) of a planned batch as the model's input. */
+static ppd_status pass_batch(trainer *t, const ppd_train_batch *tb, const batch_io *io, int b0,
+                             int b1, ppd_score_batch *sb) {
+    int X = 1 + t->m.cfg.lm_dim;
+    PPD_TRY(sub_batch(t->batch_arena, tb, b0, b1, io, sb));
+    sb->rec_x = tb->rec_x + X * tb->rec_start[b0];
+    sb->lig_x = tb->lig_x + X * tb->lig_start[b0];
+    return PPD_OK;
+}
+
+/* On the GPU: the first pass of a planned batch staged (its inputs prepared on the host and
+ * their upload queued) while the device still runs the step before; its forward then starts
+ * at once. */
+static ppd_status stage_first_pass(trainer *t, const ppd_train_batch *tb, const batch_io *io,
+                                   batch_result *res) {
+    int b0 = 0, k = 0;
+    while (k < io->npass && io->ends[k] < 0) b0 = -io->ends[k++];
+    if (k == io->npass) return PPD_OK; /* every complex skipped */
+    ppd_score_batch sb;
+    PPD_TRY(pass_batch(t, tb, io, b0, io->ends[k], &sb));
+    ppd_score_device_usage u0, u1;
+    t->ops->usage(t->dev, &u0);
+    PPD_TRY(t->ops->stage(t->dev, &sb));
+    t->ops->usage(t->dev, &u1);
+    res->stage_s += u1.stage_seconds - u0.stage_seconds;
+    return PPD_OK;
+}
+
+/* Forward (and backward when train) of a planned batch, pass by pass. */
+static ppd_status run_passes(trainer *t, const ppd_train_batch *tb, int train, batch_io *io,
+                             batch_result *res) {
+    const int *ends = io->ends;
+    float *dbuf = io->dbuf;
+    for (int k = 0, b0 = 0; k < io->npass; k++) {
         int b1 = ends[k] < 0 ? -ends[k] : ends[k], Bm = b1 - b0;
         if (ends[k] < 0) {
             b0 = b1;
             continue;
         }
         ppd_score_batch sb;
-        PPD_TRY(sub_batch(a, tb, b0, b1, io, &sb));
-        sb.rec_x = tb->rec_x + X * tb->rec_start[b0];
-        sb.lig_x = tb->lig_x + X * tb->lig_start[b0];
+        PPD_TRY(pass_batch(t, tb, io, b0, b1, &sb));
         int64_t nc = 0;
         /* dropout masks: a seed per (run seed, step, pass); evaluation runs without dropout */
         t->m.training = train;
@@ -274,7 +315,7 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         ppd_diffusion_loss_forward_backward(&t->dc, &t->T, Bm, io->t + b0, io->tr_pred + 3 * b0,
                                             io->rot_pred + 3 * b0, io->tr_score + 3 * b0,
                                             io->rot_score + 3 * b0, &L, dbuf, dbuf + 3 * Bm);
-        double w = (double)Bm / Brun; /* the batch loss is the mean over the complexes run */
+        double w = (double)Bm / res->B; /* the batch loss is the mean over the complexes run */
         res->loss += w * L.loss, res->tr_loss += w * L.tr_loss, res->rot_loss += w * L.rot_loss;
         if (train) {
             for (int i = 0; i < 6 * Bm; i++) dbuf[i] = (float)(dbuf[i] * w);
@@ -284,6 +325,12 @@ static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const i
         b0 = b1;
     }
     return PPD_OK;
+}
+
+static ppd_status run_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const int64_t *val_idx,
+                            int train, batch_io *io, batch_result *res) {
+    PPD_TRY(plan_batch(t, tb, r, val_idx, io, res));
+    return run_passes(t, tb, train, io, res);
 }
 
 /* ---- run directory, metrics, plot ------------------------------------------------------------ */
@@ -357,23 +404,70 @@ static void json_vec(FILE *f, const char *name, const float *v) {
     fprintf(f, ", \"%s\": [%.9g, %.9g, %.9g]", name, (double)v[0], (double)v[1], (double)v[2]);
 }
 
+/* ---- batches, read ahead ------------------------------------------------------------------- */
+
+/* How a step got its batch: seconds it waited for it, seconds the read took (on whichever
+ * thread), whether the read-ahead had it. */
+typedef struct {
+    double wait_s, read_s;
+    int ahead;
+} batch_fetch;
+
+/* Batch `key` of `split` (complexes idx[0..nb)) into t->batch_arena: from the read-ahead when
+ * that is the batch it reads, else read now. A read-ahead of another batch is dropped; one that
+ * failed is read again here, which reports. */
+static ppd_status fetch_batch(trainer *t, const char *split, int64_t key, const int64_t *idx,
+                              int nb, ppd_train_batch *tb, batch_fetch *f) {
+    double t0 = now_s();
+    memset(f, 0, sizeof *f);
+    if (t->ahead_split) {
+        int hit = !strcmp(t->ahead_split, split) && t->ahead_key == key, slot = t->ahead_slot;
+        t->ahead_split = NULL;
+        if (ppd_read_ahead_wait(t->ahead, tb, &f->read_s) == PPD_OK && hit) {
+            t->batch_arena = &t->arenas[slot];
+            f->wait_s = now_s() - t0, f->ahead = 1;
+            return PPD_OK;
+        }
+    }
+    t->batch_arena = &t->arenas[0];
+    ppd_arena_reset(t->batch_arena);
+    PPD_TRY(ppd_loader_load(t->loader, split, idx, nb, t->batch_arena, tb));
+    f->read_s = f->wait_s = now_s() - t0;
+    return PPD_OK;
+}
+
+/* Starts reading batch `key` of `split` into the arena the current batch does not use (the
+ * batch before it, finished). Nothing is read ahead when the thread could not start. */
+static void read_ahead(trainer *t, const char *split, int64_t key, const int64_t *idx, int nb) {
+    if (!t->ahead || t->ahead_split) return;
+    int slot = t->batch_arena == &t->arenas[0] ? 1 : 0;
+    ppd_arena_reset(&t->arenas[slot]);
+    if (ppd_read_ahead_begin(t->ahead, split, idx, nb, &t->arenas[slot]) == PPD_OK)
+        t->ahead_split = split, t->ahead_key = key, t->ahead_slot = slot;
+}
+
 /* Mean losses over a split with fixed per-complex noise; optionally one JSON line per complex. */
 static ppd_status evaluate(trainer *t, const char *split, FILE *dump, double *loss, double *ltr,
                            double *lrot, int64_t *count, int64_t *skipped) {
     int64_t n = ppd_loader_count(t->loader, split);
     double sl = 0, st = 0, sr = 0;
     int64_t done = 0;
-    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(t->batch_size > 0 ? t->batch_size : 1));
+    int bs = t->batch_size > 0 ? t->batch_size : 1;
+    int64_t *idx = malloc(sizeof(int64_t) * 2 * (size_t)bs), *idx_next = idx + bs;
     if (!idx) return ppd_fail(PPD_ERR_NOMEM, "evaluate: out of memory");
     ppd_status s = PPD_OK;
-    for (int64_t i0 = 0; i0 < n && !s; i0 += t->batch_size) {
-        int nb = (int)(n - i0 < t->batch_size ? n - i0 : t->batch_size);
+    for (int64_t i0 = 0; i0 < n && !s; i0 += bs) {
+        int nb = (int)(n - i0 < bs ? n - i0 : bs);
         for (int i = 0; i < nb; i++) idx[i] = i0 + i;
-        t->batch_arena = &t->arenas[0];
-        ppd_arena_reset(t->batch_arena);
         ppd_train_batch tb;
-        s = ppd_loader_load(t->loader, split, idx, nb, t->batch_arena, &tb);
+        batch_fetch bf;
+        s = fetch_batch(t, split, i0, idx, nb, &tb, &bf);
         if (s) break;
+        if (i0 + bs < n) {
+            int nn = (int)(n - i0 - bs < bs ? n - i0 - bs : bs);
+            for (int i = 0; i < nn; i++) idx_next[i] = i0 + bs + i;
+            read_ahead(t, split, i0 + bs, idx_next, nn);
+        }
         *skipped += tb.skipped;
         /* per-complex streams are indexed by the complexes actually loaded */
         int64_t *vidx = idx;
@@ -430,6 +524,12 @@ static void shuffle(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch) {
     }
 }
 
+/* Whether batch bi of an epoch of per_epoch batches runs when `steps_before` steps are done
+ * before it (--max-steps). */
+static int will_run(const trainer *t, int64_t per_epoch, int64_t bi, uint64_t steps_before) {
+    return bi < per_epoch && (t->o->max_steps <= 0 || (int64_t)steps_before < t->o->max_steps);
+}
+
 /* The complexes of batch bi of the epoch (perm's order) into idx; returns how many. */
 static int batch_indices(const trainer *t, const int64_t *perm, int64_t n, int64_t bi,
                          int64_t *idx) {
@@ -452,14 +552,23 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
         return ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
     }
     int64_t per_epoch = (n + t->batch_size - 1) / t->batch_size;
-    /* the batch read ahead on the GPU path: its index in the epoch (-1: none), arena and data */
-    int64_t next_bi = -1, *idx_next = malloc(sizeof(int64_t) * (size_t)t->batch_size);
-    int next_slot = 1;
-    ppd_train_batch next_tb;
+    /* the next batch's complexes, and the one after's (for the read-ahead) */
+    int64_t *idx_next = malloc(sizeof(int64_t) * 2 * (size_t)t->batch_size),
+            *idx_ahead = idx_next + t->batch_size;
     if (!idx_next) {
         free(perm), free(idx);
         return ppd_fail(PPD_ERR_NOMEM, "train: out of memory");
     }
+    /* On the GPU the epoch's next batch is prepared while the device runs this step's backward
+     * and Adam: read (the read-ahead has it), noised, planned, its first pass staged. Not at a
+     * step that saves a checkpoint: the checkpoint's random state must be the one before the
+     * next batch's noise, so that a resumed run draws the same. */
+    int have_next = 0;
+    int64_t next_key = -1;
+    ppd_train_batch next_tb;
+    batch_fetch next_bf;
+    batch_io next_io;
+    batch_result next_br;
     ppd_progress *bar =
         o->quiet
             ? NULL
@@ -477,28 +586,37 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 stop = 1;
                 break;
             }
-            int nb = batch_indices(t, perm, n, bi, idx);
             double ts = now_s();
             ppd_train_batch tb;
-            if (next_bi == bi) { /* read while the device ran the previous step */
-                t->batch_arena = &t->arenas[next_slot];
-                tb = next_tb;
-            } else {
-                t->batch_arena = &t->arenas[0];
-                ppd_arena_reset(t->batch_arena);
-                s = ppd_loader_load(t->loader, "train", idx, nb, t->batch_arena, &tb);
-            }
-            next_bi = -1;
-            if (s) break;
-            rep->skipped += tb.skipped;
+            batch_fetch bf;
             batch_io io;
             batch_result br;
+            int64_t key = (int64_t)t->st.epoch * per_epoch + bi;
+            int prepared = have_next && next_key == key;
+            have_next = 0;
+            if (prepared) {
+                tb = next_tb, bf = next_bf, io = next_io, br = next_br;
+            } else {
+                int nb = batch_indices(t, perm, n, bi, idx);
+                s = fetch_batch(t, "train", key, idx, nb, &tb, &bf);
+                if (s) break;
+                /* the epoch's next batch is read while this one computes */
+                if (will_run(t, per_epoch, bi + 1, t->st.step + 1))
+                    read_ahead(t, "train", key + 1, idx_ahead,
+                               batch_indices(t, perm, n, bi + 1, idx_ahead));
+                s = plan_batch(t, &tb, &t->st.rng, t->fixed_noise ? idx : NULL, &io, &br);
+                if (s) break;
+            }
+            rep->skipped += tb.skipped;
+            /* the device's clocks: u0 at the start, u1 once this step is queued, u2 at its end */
+            ppd_score_device_usage u0 = {0}, u1 = {0}, u2 = {0};
+            if (t->dev) t->ops->usage(t->dev, &u0);
             if (t->dev)
                 s = t->ops->zero_grad(t->dev);
             else
                 ppd_score_zero_grad(&t->m);
             if (s) break;
-            s = run_batch(t, &tb, &t->st.rng, t->fixed_noise ? idx : NULL, 1, &io, &br);
+            s = run_passes(t, &tb, 1, &io, &br);
             if (s) break;
             t->st.epoch_batch = (uint64_t)bi + 1;
             rep->skipped += br.skipped;
@@ -507,19 +625,24 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             t->st.step++;
             if (t->dev) {
                 s = t->ops->step(t->dev, &t->adam, t->st.step, 1.0);
-                /* the device runs the step: read the next batch of the epoch meanwhile (a read
-                 * that fails is left to the next iteration, which reads it again and reports) */
-                int more = o->max_steps <= 0 || (int64_t)t->st.step < o->max_steps;
-                if (!s && more && bi + 1 < per_epoch) {
-                    next_slot = t->batch_arena == &t->arenas[0] ? 1 : 0;
+                t->ops->usage(t->dev, &u1);
+                int saves =
+                    t->checkpoint_steps > 0 && t->st.step % (uint64_t)t->checkpoint_steps == 0;
+                if (!s && !saves && will_run(t, per_epoch, bi + 1, t->st.step)) {
                     int nn = batch_indices(t, perm, n, bi + 1, idx_next);
-                    ppd_arena_reset(&t->arenas[next_slot]);
-                    if (ppd_loader_load(t->loader, "train", idx_next, nn, &t->arenas[next_slot],
-                                        &next_tb) == PPD_OK)
-                        next_bi = bi + 1;
+                    s = fetch_batch(t, "train", key + 1, idx_next, nn, &next_tb, &next_bf);
+                    if (!s && will_run(t, per_epoch, bi + 2, t->st.step + 1))
+                        read_ahead(t, "train", key + 2, idx_ahead,
+                                   batch_indices(t, perm, n, bi + 2, idx_ahead));
+                    if (!s)
+                        s = plan_batch(t, &next_tb, &t->st.rng, t->fixed_noise ? idx_next : NULL,
+                                       &next_io, &next_br);
+                    if (!s) s = stage_first_pass(t, &next_tb, &next_io, &next_br);
+                    have_next = !s, next_key = key + 1;
                 }
                 if (!s) s = t->ops->grad_norm(t->dev, &gnorm);
                 if (s) break;
+                t->ops->usage(t->dev, &u2);
             } else {
                 gnorm =
                     ppd_clip_grad_norm(t->m.grads, t->tens_off, t->tens_num, t->m.ntensors, 1.0);
@@ -542,9 +665,19 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                         (long long)br.cross_edges, br.planned_bytes / 1048576.0,
                         (t->dev ? br.used_bytes : t->m.act.high_water) / 1048576.0, dt, br.B / dt,
                         (double)ppd_peak_rss_bytes() / 1048576.0);
+                /* where the step's time went: its batch (read ahead or not), the host's
+                 * preparation (on the GPU with the staging of the passes), the device */
+                fprintf(t->metrics,
+                        ", \"read_ahead\": %s, \"batch_read_ms\": %.2f, \"batch_wait_ms\": %.2f, "
+                        "\"prep_ms\": %.2f",
+                        bf.ahead ? "true" : "false", 1e3 * bf.read_s, 1e3 * bf.wait_s,
+                        1e3 * (br.prep_s + br.stage_s + u1.stage_seconds - u0.stage_seconds));
                 if (t->dev) /* the device's fixed part plus the step's largest pass: as planned
                                before it ran, and as the pass arena handed out */
-                    fprintf(t->metrics, ", \"device_planned_mb\": %.1f, \"device_peak_mb\": %.1f",
+                    fprintf(t->metrics,
+                            ", \"prepared_ahead\": %s, \"device_wait_ms\": %.2f, "
+                            "\"device_planned_mb\": %.1f, \"device_peak_mb\": %.1f",
+                            prepared ? "true" : "false", 1e3 * (u2.wait_seconds - u0.wait_seconds),
                             (rep->device_fixed + br.planned_bytes) / 1048576.0,
                             (rep->device_fixed + br.used_bytes) / 1048576.0);
                 fputs("}\n", t->metrics);
@@ -740,6 +873,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
                               .index_rows = mc.num_atom_types};
         s = ppd_loader_open(&lo, &t.loader);
     }
+    if (!s) s = ppd_read_ahead_start(t.loader, &t.ahead);
     if (!s) s = ppd_arena_init(&t.arenas[0], 0, 1);
     if (!s) s = ppd_arena_init(&t.arenas[1], 0, 1);
     t.batch_arena = &t.arenas[0];
@@ -755,8 +889,9 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     }
     if (!s) {
         /* the activation budget: train.max_mem_gb less parameters, gradients, Adam moments, the
-         * IGSO(3) tables (32 MB) and 64 MB for the batch being loaded and the libraries */
-        double fixed = 4.0 * (double)t.m.nparams * sizeof(float) + 96.0 * 1048576.0;
+         * IGSO(3) tables (32 MB) and 128 MB for the batch computing, the batch read ahead (16
+         * complexes of 300 + 300 residues with 1280-wide ESM rows take 50 MB) and the libraries */
+        double fixed = 4.0 * (double)t.m.nparams * sizeof(float) + 160.0 * 1048576.0;
         double budget = mem_gb * 1073741824.0 - fixed;
         size_t floor_bytes = ppd_score_pass_bytes(&t.m, 0, 0, 0, 0, 0, 1);
         if (budget < (double)floor_bytes)
@@ -826,6 +961,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     }
     rep->peak_rss = ppd_peak_rss_bytes();
     if (t.dev) t.ops->destroy(t.dev);
+    ppd_read_ahead_stop(t.ahead); /* before the loader it reads through */
     ppd_loader_close(t.loader);
     ppd_igso3_free(&t.T);
     ppd_arena_free(&t.arenas[0]);

@@ -419,6 +419,89 @@ static void check_measured_memory(void) {
     ppd_score_model_free(&m);
 }
 
+/* The trainer's pipelining: the next pass staged while the last one's backward is queued, its
+ * dropout seed set after staging. The two passes' gradients add up to the CPU's, and the staged
+ * pass must be the one run. */
+static void check_stage_ahead(void) {
+    const char *name = "gpu_score_pass_staged_ahead_matches_cpu";
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    c.dropout = 0.2f;
+    c.chunk_edges = 700;
+    ppd_score_model m, m2;
+    ppt_golden_case ga, gb;
+    ppd_score_device *d = NULL;
+    memset(&ga, 0, sizeof ga), memset(&gb, 0, sizeof gb);
+    if (ppd_score_model_init(&m, &c) != PPD_OK || ppd_score_model_init(&m2, &c) != PPD_OK) {
+        report(name, 0, "model: %s", ppd_errmsg());
+        return;
+    }
+    size_t P = m.nparams;
+    float *cpu_g = malloc(sizeof(float) * P), *dev_g = malloc(sizeof(float) * P);
+    ppd_status st = ppt_golden_weights_load(&m, golden_dir(0));
+    if (!st) st = ppt_golden_case_load(&ga, golden_dir(0), "A_t0.30");
+    if (!st) st = ppt_golden_case_load(&gb, golden_dir(0), "AB_t0.60");
+    const ppd_score_batch *a = &ga.b, *b = &gb.b;
+    size_t need = 0;
+    if (!st) {
+        need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El,
+                                           ppd_score_count_cross_edges(&m, b), b->B);
+        st = ppd_score_device_create(&d, &m, need, PPD_CUDA_FP32);
+    }
+    /* the CPU: pass a (seed 1), then pass b (seed 2), gradients summed */
+    float tra[12], rota[12], trb[12], rotb[12], dtra[12], drota[12], dtrb[12], drotb[12];
+    double l1, l2;
+    m.training = 1;
+    ppd_score_zero_grad(&m);
+    m.dropout_seed = 1;
+    if (!st) st = ppd_score_forward(&m, a, tra, rota, NULL);
+    ppt_golden_loss(&ga, tra, rota, dtra, drota, &l1, &l2);
+    if (!st) st = ppd_score_backward(&m, dtra, drota);
+    m.dropout_seed = 2;
+    if (!st) st = ppd_score_forward(&m, b, trb, rotb, NULL);
+    ppt_golden_loss(&gb, trb, rotb, dtrb, drotb, &l1, &l2);
+    if (!st) st = ppd_score_backward(&m, dtrb, drotb);
+    if (st) {
+        report(name, 0, "set-up or CPU passes: %s", ppd_errmsg());
+        goto out;
+    }
+    memcpy(cpu_g, m.grads, sizeof(float) * P);
+    /* the device: forward a, backward a queued, b staged, the seed set, forward b, backward b */
+    float gtr[12], grot[12];
+    ppd_status wrong_backward = PPD_OK, wrong_forward = PPD_OK;
+    st = ppd_score_device_zero_grad(d);
+    m.dropout_seed = 1;
+    if (!st) st = ppd_score_device_forward(d, a, gtr, grot, NULL);
+    if (!st) st = ppd_score_device_backward(d, dtra, drota);
+    if (!st) st = ppd_score_device_stage(d, b);
+    if (!st) wrong_backward = ppd_score_device_backward(d, dtra, drota); /* a's tensors are gone */
+    if (!st) wrong_forward = ppd_score_device_forward(d, a, gtr, grot, NULL); /* b is staged */
+    if (!st) st = ppd_score_device_stage(d, b);
+    m.dropout_seed = 2;
+    if (!st) st = ppd_score_device_forward(d, b, gtr, grot, NULL);
+    if (!st) st = ppd_score_device_backward(d, dtrb, drotb);
+    if (!st) st = ppd_score_device_download(d, &m2, NULL, NULL, dev_g);
+    if (st) {
+        report(name, 0, "device passes: %s", ppd_errmsg());
+        goto out;
+    }
+    double ep =
+        fmax(ppt_rel_err(gtr, trb, 3 * b->B, 1e-6), ppt_rel_err(grot, rotb, 3 * b->B, 1e-6));
+    const char *wn = "";
+    double eg = worst_grad(&m, dev_g, cpu_g, &wn);
+    report(name,
+           ep <= 1e-5 && eg <= 1e-4 && wrong_backward == PPD_ERR_USAGE &&
+               wrong_forward == PPD_ERR_USAGE,
+           "pred of the staged pass %.2g (tol 1e-5), worst summed gradient %s %.2g (tol 1e-4), "
+           "backward after staging: status %d, forward of another batch: status %d (want %d)",
+           ep, wn, eg, (int)wrong_backward, (int)wrong_forward, (int)PPD_ERR_USAGE);
+out:
+    ppd_score_device_destroy(d);
+    ppt_golden_case_free(&ga), ppt_golden_case_free(&gb);
+    ppd_score_model_free(&m), ppd_score_model_free(&m2);
+    free(cpu_g), free(dev_g);
+}
+
 void check_score_device(void) {
     static const pass_variant v[] = {
         {"A_t0.30", "A_t0.30", 0, 0, 0.0f, 1},
@@ -429,6 +512,7 @@ void check_score_device(void) {
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) check_pass(&v[i]);
     check_pass_over_budget();
+    check_stage_ahead();
     check_device_step();
     check_measured_memory();
 }

@@ -80,6 +80,14 @@ test_metrics_lines_carry_the_documented_fields() {
     done
     assert_contains "$(grep '"kind": "epoch"' run/metrics.jsonl | head -1)" '"val_loss": ' "epoch line"
     assert_contains "$(cat run/config.yaml)" "ns: 8"
+    # every batch of an epoch but the first is read while the one before it computes
+    assert_rc 0 trn -g g -o ra --set train.batch_size=1 --max-steps 6 -q
+    local pattern
+    pattern=$(grep '"kind": "step"' ra/metrics.jsonl | grep -o '"read_ahead": [a-z]*' | awk '{ printf "%s ", $2 }')
+    assert_eq "$pattern" "false true true false true true " "read-ahead per step (3 batches per epoch)"
+    for f in batch_read_ms batch_wait_ms prep_ms; do
+        assert_contains "$(sed -n 2p ra/metrics.jsonl)" "\"$f\": " "second step line"
+    done
 }
 
 test_eval_only_dumps_predictions_with_fixed_noise() {
@@ -151,7 +159,7 @@ test_memory_budget_splits_batches_into_passes() {
     # a budget that holds one tiny complex at a time (small edge chunks, so that the complexes
     # dominate): three passes, the gradients add up
     assert_rc 0 trn -g g -o b --set train.batch_size=3 --set train.chunk_edges=64 \
-        --set train.max_mem_gb=0.095 --max-steps 2
+        --set train.max_mem_gb=0.1575 --max-steps 2
     assert_contains "$(head -1 b/metrics.jsonl)" '"passes": 3,'
     # one that cannot hold the model's own buffers: refused at start-up, saying what it needs
     assert_rc 3 trn -g g -o c --set train.max_mem_gb=0.05 --max-steps 1
@@ -241,6 +249,24 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         cmp -s a/last.safetensors b/last.safetensors || fail "GPU: 6 steps differ from 3 + resume + 3"
     }
 
+    test_cuda_prepares_the_next_batch_while_the_step_runs() {
+        # batch 1, three batches per epoch, a checkpoint every 2 steps: the next batch is
+        # prepared during a step unless it is the epoch's last or the step saves a checkpoint
+        # (whose random state must precede the next batch's noise)
+        tiny d "train train train val"
+        assert_rc 0 gb -o g
+        assert_rc 0 gtrn -g g -o a --set train.batch_size=1 --set train.checkpoint_steps=2 \
+            --max-steps 6 -q
+        local pattern
+        pattern=$(grep '"kind": "step"' a/metrics.jsonl | grep -o '"prepared_ahead": [a-z]*' | awk '{ printf "%s ", $2 }')
+        assert_eq "$pattern" "false true false false false true " "prepared ahead per step"
+        # and stopping at a checkpoint, then resuming, gives the uninterrupted run
+        assert_rc 0 gtrn -g g -o b --set train.batch_size=1 --set train.checkpoint_steps=2 \
+            --max-steps 4 -q
+        assert_rc 0 gtrn -g g -o b --set train.batch_size=1 --set train.checkpoint_steps=2 \
+            --max-steps 6 --resume -q
+        cmp -s a/last.safetensors b/last.safetensors || fail "GPU: 6 steps differ from 4 + resume + 2"
+    }
     test_cuda_skips_a_complex_too_large_for_the_pass_arena() {
         # three tiny complexes and the whole 1R8S (160 + 187 residues): with a 64-edge chunk and
         # a 36 MB budget (32 MB model and cuBLAS workspace, 5 MB of passes) the tiny ones train
@@ -266,6 +292,8 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         peak=$(printf '%s' "$line" | grep -o '"device_peak_mb": [0-9.]*' | grep -o '[0-9.]*$')
         awk -v p="$planned" -v u="$peak" 'BEGIN { exit !(p > 0 && u <= p && u >= 0.95 * p) }' ||
             fail "step 1: device memory planned '$planned' MB, used '$peak' MB"
+        assert_contains "$line" '"device_wait_ms": ' "step 1"
+        assert_contains "$(sed -n 2p run/metrics.jsonl)" '"read_ahead": true' "step 2"
         # a budget below the model and one pass is refused at start-up with the sizes
         assert_rc 3 gtrn -g g -o small --max-steps 1 --device-mem-gb 0.01
         assert_contains "$OUT" "cannot hold the model"

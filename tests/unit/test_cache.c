@@ -1,5 +1,6 @@
 /* Record format, LMDB cache writer/reader, checker and repair, on synthetic graph records. */
 #include "../test.h"
+#include "../common/fake_cache.h"
 
 #include "ppdock/cache.h"
 #include "ppdock/check.h"
@@ -12,86 +13,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* A synthetic protein: n residues on a noisy helix, all alanine except every 7th 'X'. */
-typedef struct {
-    float pos[3 * 400];
-    char seq[401];
-    uint8_t tok[400];
-    char resname[400][4];
-    int32_t resnum[400], model[400];
-    char icode[400], chain[400];
-} fake_storage;
-
-static void fake_protein(fake_storage *fs, ppd_protein *p, int n, uint64_t seed, float shift) {
-    ppd_rng r;
-    ppd_rng_seed(&r, seed);
-    memset(p, 0, sizeof *p);
-    for (int i = 0; i < n; i++) {
-        fs->pos[3 * i] = 2.3f * cosf(1.7f * (float)i) + (float)ppd_rng_normal(&r) + shift;
-        fs->pos[3 * i + 1] = 2.3f * sinf(1.7f * (float)i) + (float)ppd_rng_normal(&r);
-        fs->pos[3 * i + 2] = 1.5f * (float)i;
-        int odd = i % 7 == 3;
-        fs->seq[i] = odd ? 'X' : 'A';
-        fs->tok[i] = odd ? 3 : 5;
-        snprintf(fs->resname[i], 4, "%s", odd ? "MSE" : "ALA");
-        fs->resnum[i] = i + 1;
-        fs->icode[i] = ' ';
-        fs->chain[i] = 'A';
-        fs->model[i] = 0;
-    }
-    fs->seq[n] = 0;
-    p->n = n;
-    p->pos = fs->pos;
-    p->seq = fs->seq;
-    p->tokens = fs->tok;
-    p->resname = fs->resname;
-    p->resnum = fs->resnum;
-    p->icode = fs->icode;
-    p->chain = fs->chain;
-    p->model = fs->model;
-    p->n_models = 1;
-}
-
-static const char *PARAMS = "graph.format=1\ndata.knn_size=10\n";
-
-static ppd_status make_record(const char *key, int nr, int nl, uint64_t seed, ppd_buf *out) {
-    static fake_storage a, b;
-    ppd_protein rec, lig;
-    fake_protein(&a, &rec, nr, seed, 0);
-    fake_protein(&b, &lig, nl, seed + 1, 20);
-    ppd_arena ar;
-    ppd_arena_init(&ar, 0, 1);
-    uint64_t ph = ppd_hash64(PARAMS, strlen(PARAMS));
-    ppd_status st = ppd_graph_build_record(key, "train", &rec, &lig, 10, seed * 7, ph, &ar, out);
-    ppd_arena_free(&ar);
-    return st;
-}
-
-/* Build a sealed cache of `n` graph records named C000.. in dir. */
-static ppd_status make_cache(const char *dir, int n, size_t batch_bytes, size_t map_bytes) {
-    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH,
-                               .producer = "test",
-                               .params = PARAMS,
-                               .batch_bytes = batch_bytes,
-                               .map_bytes = map_bytes};
-    ppd_cache_writer *w;
-    PPD_TRY(ppd_cache_writer_open(dir, &o, &w));
-    ppd_buf v = {0};
-    ppd_status st = PPD_OK;
-    for (int i = 0; i < n && !st; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "C%03d", i);
-        st = make_record(key, 30 + i % 50, 12 + i % 9, (uint64_t)i, &v);
-        if (!st)
-            st = ppd_cache_writer_put(w, key, v.data, v.len, (uint64_t)i * 7,
-                                      ppd_cache_writer_params_hash(w));
-    }
-    if (!st) st = ppd_cache_writer_seal(w);
-    ppd_cache_writer_close(w);
-    ppd_buf_free(&v);
-    return st;
-}
 
 typedef struct {
     int n;
@@ -157,7 +78,7 @@ static int tamper(const char *dir, const char *db, const char *key, int mode, si
 
 TEST(cache_record_round_trip_and_alignment) {
     ppd_buf v = {0};
-    REQUIRE_OK(make_record("K1", 57, 13, 3, &v));
+    REQUIRE_OK(ppt_fake_graph_record("K1", 57, 13, 3, &v));
     ppd_rec_view view;
     REQUIRE_OK(ppd_rec_parse(v.data, v.len, "K1", 2, 1, &view));
     CHECK_EQ(view.header.type, PPD_REC_GRAPH);
@@ -181,7 +102,7 @@ TEST(cache_record_round_trip_and_alignment) {
 
 TEST(cache_record_every_single_bit_flip_is_caught) {
     ppd_buf v = {0};
-    REQUIRE_OK(make_record("K", 25, 9, 5, &v));
+    REQUIRE_OK(ppt_fake_graph_record("K", 25, 9, 5, &v));
     int missed = 0;
     for (size_t byte = 0; byte < v.len; byte += (byte < 512 ? 1 : 37)) {
         for (int bit = 0; bit < 8; bit += 3) {
@@ -204,7 +125,7 @@ TEST(cache_record_every_single_bit_flip_is_caught) {
 
 TEST(cache_record_other_version_is_a_version_error) {
     ppd_buf v = {0};
-    REQUIRE_OK(make_record("K", 20, 5, 1, &v));
+    REQUIRE_OK(ppt_fake_graph_record("K", 20, 5, 1, &v));
     v.data[4] = 9; /* version field */
     ppd_rec_view view;
     CHECK_EQ(ppd_rec_parse(v.data, v.len, "K", 1, 0, &view), PPD_ERR_VERSION);
@@ -213,7 +134,7 @@ TEST(cache_record_other_version_is_a_version_error) {
 
 TEST(cache_write_read_seal_and_meta) {
     const char *dir = ppt_tmpdir();
-    REQUIRE_OK(make_cache(dir, 40, 64 << 10, 0));
+    REQUIRE_OK(ppt_fake_graph_cache(dir, 40, 64 << 10, 0));
     ppd_cache_reader *r;
     REQUIRE_OK(ppd_cache_reader_open(dir, &r));
     CHECK(ppd_cache_reader_sealed(r));
@@ -222,7 +143,7 @@ TEST(cache_write_read_seal_and_meta) {
     CHECK_OK(ppd_cache_reader_meta(r, "count", &b));
     CHECK_STR((char *)b.data, "40");
     CHECK_OK(ppd_cache_reader_meta(r, "params", &b));
-    CHECK_STR((char *)b.data, PARAMS);
+    CHECK_STR((char *)b.data, PPT_FAKE_PARAMS);
     ppd_rec_view v;
     CHECK_OK(ppd_cache_reader_get(r, "C017", &v));
     CHECK_EQ(ppd_cache_reader_get(r, "nope", &v), PPD_ERR_NOTFOUND);
@@ -240,7 +161,7 @@ TEST(cache_map_full_grows_and_replays) {
     /* 300 records of ~20 KB with a 256 KB initial map: many MAP_FULLs, nothing lost */
     ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH,
                                .producer = "test",
-                               .params = PARAMS,
+                               .params = PPT_FAKE_PARAMS,
                                .batch_bytes = 1 << 20,
                                .map_bytes = 256 << 10};
     ppd_cache_writer *w;
@@ -249,7 +170,7 @@ TEST(cache_map_full_grows_and_replays) {
     for (int i = 0; i < 300; i++) {
         char key[16];
         snprintf(key, sizeof key, "K%04d", i);
-        REQUIRE_OK(make_record(key, 200, 20, (uint64_t)i, &v));
+        REQUIRE_OK(ppt_fake_graph_record(key, 200, 20, (uint64_t)i, &v));
         REQUIRE_OK(ppd_cache_writer_put(w, key, v.data, v.len, (uint64_t)i * 7,
                                         ppd_cache_writer_params_hash(w)));
     }
@@ -265,15 +186,17 @@ TEST(cache_map_full_grows_and_replays) {
 
 TEST(cache_uncommitted_batch_is_lost_committed_kept_and_unsealed) {
     const char *dir = ppt_tmpdir();
-    ppd_cache_writer_opts o = {
-        .record_type = PPD_REC_GRAPH, .producer = "test", .params = PARAMS, .batch_bytes = 1 << 30};
+    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH,
+                               .producer = "test",
+                               .params = PPT_FAKE_PARAMS,
+                               .batch_bytes = 1 << 30};
     ppd_cache_writer *w;
     REQUIRE_OK(ppd_cache_writer_open(dir, &o, &w));
     ppd_buf v = {0};
-    REQUIRE_OK(make_record("A", 30, 10, 1, &v));
+    REQUIRE_OK(ppt_fake_graph_record("A", 30, 10, 1, &v));
     REQUIRE_OK(ppd_cache_writer_put(w, "A", v.data, v.len, 7, ppd_cache_writer_params_hash(w)));
     REQUIRE_OK(ppd_cache_writer_commit(w));
-    REQUIRE_OK(make_record("B", 30, 10, 2, &v));
+    REQUIRE_OK(ppt_fake_graph_record("B", 30, 10, 2, &v));
     REQUIRE_OK(ppd_cache_writer_put(w, "B", v.data, v.len, 14, ppd_cache_writer_params_hash(w)));
     ppd_cache_writer_close(w); /* as if killed: B was never committed */
     ppd_buf_free(&v);
@@ -294,7 +217,8 @@ TEST(cache_uncommitted_batch_is_lost_committed_kept_and_unsealed) {
 
 TEST(cache_second_writer_is_refused) {
     const char *dir = ppt_tmpdir();
-    ppd_cache_writer_opts o = {.record_type = PPD_REC_GRAPH, .producer = "t", .params = PARAMS};
+    ppd_cache_writer_opts o = {
+        .record_type = PPD_REC_GRAPH, .producer = "t", .params = PPT_FAKE_PARAMS};
     ppd_cache_writer *w1, *w2;
     REQUIRE_OK(ppd_cache_writer_open(dir, &o, &w1));
     CHECK_EQ(ppd_cache_writer_open(dir, &o, &w2), PPD_ERR_IO);
@@ -308,7 +232,7 @@ TEST(cache_second_writer_is_refused) {
 static void check_fault(const char *db, const char *key, int mode, size_t off, const char *want_key,
                         const char *want_check) {
     const char *dir = ppt_tmpdir();
-    if (make_cache(dir, 12, 1 << 20, 0) != PPD_OK) {
+    if (ppt_fake_graph_cache(dir, 12, 1 << 20, 0) != PPD_OK) {
         ppt_fail(__FILE__, __LINE__, "make_cache: %s", ppd_errmsg());
         return;
     }
@@ -384,7 +308,7 @@ TEST(cache_fault_unsealed) {
 
 TEST(cache_value_swapped_between_keys_is_caught) {
     const char *dir = ppt_tmpdir();
-    REQUIRE_OK(make_cache(dir, 5, 1 << 20, 0));
+    REQUIRE_OK(ppt_fake_graph_cache(dir, 5, 1 << 20, 0));
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
@@ -412,7 +336,7 @@ TEST(cache_value_swapped_between_keys_is_caught) {
 
 TEST(cache_truncated_file_is_an_error_not_sigbus_and_repairs) {
     const char *dir = ppt_tmpdir();
-    REQUIRE_OK(make_cache(dir, 60, 256 << 10, 0));
+    REQUIRE_OK(ppt_fake_graph_cache(dir, 60, 256 << 10, 0));
     char path[4200];
     snprintf(path, sizeof path, "%s/data.mdb", dir);
     struct stat sb;
@@ -441,7 +365,7 @@ TEST(cache_publish_compacts_and_swaps) {
     char src[4200], dst[4200];
     snprintf(src, sizeof src, "%s/build", dir);
     snprintf(dst, sizeof dst, "%s/published", dir);
-    REQUIRE_OK(make_cache(src, 20, 64 << 10, 0));
+    REQUIRE_OK(ppt_fake_graph_cache(src, 20, 64 << 10, 0));
     REQUIRE_OK(ppd_cache_publish(src, dst));
     REQUIRE_OK(ppd_cache_publish(src, dst)); /* replacing an existing one */
     ppd_check_summary s;
@@ -455,7 +379,7 @@ TEST(cache_publish_compacts_and_swaps) {
 
 TEST(cache_cursor_walks_every_record_in_key_order) {
     const char *dir = ppt_tmpdir();
-    REQUIRE_OK(make_cache(dir, 25, 64 << 10, 0));
+    REQUIRE_OK(ppt_fake_graph_cache(dir, 25, 64 << 10, 0));
     ppd_cache_reader *r;
     REQUIRE_OK(ppd_cache_reader_open(dir, &r));
     CHECK_EQ(ppd_cache_reader_count(r), 25);
