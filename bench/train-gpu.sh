@@ -7,6 +7,7 @@
 # embeddings (tests/helpers/esm-random).
 #   1. batch 8 and batch 16: STEPS optimizer steps each; steps/s and complexes/s over the steps
 #      after the first (the first pays cuBLAS's start-up), the device memory planned and used;
+#      batch 16 again with TF32 GEMMs (--precision tf32) for their speed-up;
 #   2. the epoch: EPOCH_STEPS steps of batch 8 (0: the whole epoch, N/8 steps), its complexes/s
 #      and the epoch time it gives for N complexes.
 # One line per run, "TRAIN_BENCH key=value ...", then a table. Numbers only, not a test. Where the
@@ -49,13 +50,15 @@ if [ "${MODEL:-released}" = demo ]; then
     released=(--set model.lm_embed_dim=1280 --set train.epochs=1 --set train.checkpoint_steps=0)
 fi
 
-# run NAME BATCH STEPS: one training run on the GPU; prints its TRAIN_BENCH line
+# run NAME BATCH STEPS [ARGS...]: one training run on the GPU (fp32 GEMMs unless ARGS say
+# otherwise); prints its TRAIN_BENCH line
 run() {
     local name=$1 batch=$2 steps=$3 max=()
+    shift 3
     [ "$steps" -gt 0 ] && max=(--max-steps "$steps")
     "$BIN/train" -c config/demo.yaml "${released[@]}" --set train.batch_size="$batch" \
         -g "$OUT/graphs" -e "$OUT/esm" -o "$OUT/run-$name" -j "$JOBS" --device cuda "${max[@]}" \
-        -q --json >"$OUT/$name.json"
+        "$@" -q --json >"$OUT/$name.json"
     # the reservation (fixed part + pass arena) and what the driver counted for it
     local reserved measured
     reserved=$(grep -o '"device_reserved_mb": [0-9.]*' "$OUT/$name.json" | awk '{print $2}')
@@ -88,11 +91,12 @@ run() {
 }
 run batch8 8 "$STEPS"
 run batch16 16 "$STEPS"
+run b16-tf32 16 "$STEPS" --precision tf32
 run epoch 8 "$EPOCH_STEPS"
 printf '\n%-8s %6s %7s %9s %12s %12s %10s %12s %10s %14s %8s %8s %8s %8s\n' run batch steps \
     "steps/s" "complexes/s" "planned MB" "peak MB" "reserved MB" "driver MB" "epoch of $N" \
     "step ms" "prep ms" "wait ms" "read ms" | tee "$OUT/summary.txt"
-for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/epoch.line; do
+for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/b16-tf32.line "$OUT"/epoch.line; do
     awk '{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
           for(k in v) if (k ~ /^epoch_/) e = v[k]
           printf "%-8s %6s %7s %9s %12s %12s %10s %12s %10s %13ss %8s %8s %8s %8s\n", v["run"],
