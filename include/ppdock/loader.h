@@ -62,6 +62,20 @@ typedef struct {
     const char **ids;                 /* (B) */
 } ppd_train_batch;
 
+/* The counts a pass's memory grows with: receptor and ligand nodes and kNN edges, and cross
+ * edges. */
+typedef struct {
+    int64_t Nr, Nl, Er, El, Ec;
+} ppd_pass_sizes;
+
+/* An upper bound of any pass of at most B complexes of a split: each count is the sum of the B
+ * largest of that count over the split, taken separately, with every receptor-ligand pair a
+ * cross edge (Nr x Nl: what the cross-edge cutoff approaches as t -> 1). A pass's memory grows
+ * with each count, so none of B complexes of the split needs more than a pass of these sizes.
+ * Reads every record of the split (sizes only); one that cannot be read is left out, as
+ * training skips it. An unknown or empty split gives zeros. Errors: PPD_ERR_NOMEM. */
+ppd_status ppd_loader_worst_pass(ppd_loader *l, const char *split, int B, ppd_pass_sizes *out);
+
 /* Loads complexes idx[0..n) of a split into a batch allocated from `arena`. */
 ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx, int n,
                            ppd_arena *arena, ppd_train_batch *out);

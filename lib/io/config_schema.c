@@ -96,7 +96,9 @@ static const ppd_config_setting table[] = {
       "(9 ns + 3 x 3032) x 4 bytes of device memory (1.2 GB at 32768 and the released size)"),
     F("device.budget_gb", "0", 0, 1e6, 0,
       "device memory budget for weights, activations and cuBLAS (train: also gradients and Adam "
-      "moments); batches are planned to fit it; 0 = 95% of the GPU's free memory at start-up"),
+      "moments); batches are planned to fit it; 0 = esm-embed: 95% of the GPU's free memory at "
+      "start-up; train: what the cache's largest batch can need (every receptor-ligand pair a "
+      "cross edge), at most that"),
 
     /* ---- esm: esm-embed (ESM-2 per-residue embeddings); ppdock's own ---- */
     S("esm.weights", NUL, 0,

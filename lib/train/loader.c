@@ -216,6 +216,49 @@ static ppd_status side_features(ppd_loader *l, const char *id, const char *side,
     return PPD_OK;
 }
 
+static int by_size_descending(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The sum of the k largest of v[0..n) (reorders v). */
+static int64_t sum_of_largest(int64_t *v, int64_t n, int k) {
+    qsort(v, (size_t)n, sizeof *v, by_size_descending);
+    int64_t s = 0;
+    for (int64_t i = 0; i < n && i < k; i++) s += v[i];
+    return s;
+}
+
+ppd_status ppd_loader_worst_pass(ppd_loader *l, const char *split, int B, ppd_pass_sizes *out) {
+    memset(out, 0, sizeof *out);
+    int64_t n = ppd_loader_count(l, split);
+    if (n == 0 || B < 1) return PPD_OK;
+    int64_t *v = malloc(sizeof(int64_t) * 5 * (size_t)n);
+    if (!v)
+        return ppd_fail(PPD_ERR_NOMEM, "loader: out of memory for the sizes of %lld complexes",
+                        (long long)n);
+    int64_t m = 0; /* the complexes read */
+    for (int64_t i = 0; i < n; i++) {
+        const char *id = ppd_loader_id(l, split, i);
+        ppd_rec_view rv;
+        ppd_graph g;
+        if (ppd_cache_reader_get(l->graphs, id, &rv)) continue;
+        if (ppd_graph_decode_copy(&rv, &l->gcopy, &g) == PPD_OK) {
+            v[m] = g.rec.n, v[n + m] = g.lig.n, v[2 * n + m] = g.rec.n_edges;
+            v[3 * n + m] = g.lig.n_edges, v[4 * n + m] = (int64_t)g.rec.n * g.lig.n;
+            m++;
+        }
+        ppd_cache_release(rv.value, rv.len);
+    }
+    out->Nr = sum_of_largest(v, m, B);
+    out->Nl = sum_of_largest(v + n, m, B);
+    out->Er = sum_of_largest(v + 2 * n, m, B);
+    out->El = sum_of_largest(v + 3 * n, m, B);
+    out->Ec = sum_of_largest(v + 4 * n, m, B);
+    free(v);
+    return PPD_OK;
+}
+
 ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx, int n,
                            ppd_arena *a, ppd_train_batch *out) {
     memset(out, 0, sizeof *out);

@@ -769,6 +769,23 @@ static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
     return PPD_OK;
 }
 
+/* The device pass memory the cache's worst batch can take: training batches of batch_size (or
+ * micro_batch) complexes, evaluation one complex at a time (ppd_loader_worst_pass's bound). */
+static ppd_status worst_pass_bytes(trainer *t, size_t *need) {
+    const ppd_train_opts *o = t->o;
+    int B = t->micro > 0 && t->micro < t->batch_size ? t->micro : t->batch_size;
+    const char *splits[2] = {o->eval_only ? (o->split ? o->split : "val") : "train", "val"};
+    int sizes[2] = {o->eval_only ? 1 : B, 1};
+    *need = 0;
+    for (int i = 0; i < (o->eval_only ? 1 : 2); i++) {
+        ppd_pass_sizes w;
+        PPD_TRY(ppd_loader_worst_pass(t->loader, splits[i], sizes[i], &w));
+        size_t b = t->o->device_ops->pass_bytes(&t->m, w.Nr, w.Nl, w.Er, w.El, w.Ec, sizes[i]);
+        if (b > *need) *need = b;
+    }
+    return PPD_OK;
+}
+
 /* device.engine: the GPU pass when asked for (cuda) or available (auto), with its memory
  * planned from device.budget_gb; otherwise the CPU reference. */
 static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_report *rep) {
@@ -803,8 +820,20 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
     /* the GPU's own chunk: launches and occupancy favour chunks the CPU's caches would not */
     t->m.cfg.chunk_edges = (int)ppd_config_int(cfg, "device.edges_per_chunk");
     double gb = ppd_config_float(cfg, "device.budget_gb");
-    size_t budget = gb > 0 ? (size_t)(gb * 1073741824.0) : (size_t)(0.95 * (double)info.free_bytes);
     size_t fixed = ops->fixed_bytes(&t->m), floor_bytes = ops->pass_bytes(&t->m, 0, 0, 0, 0, 0, 1);
+    size_t budget = (size_t)(gb * 1073741824.0), cap = (size_t)(0.95 * (double)info.free_bytes);
+    const char *why = "device.budget_gb";
+    if (gb <= 0) {
+        /* what this cache can need and no more (a shared GPU keeps the rest): the worst pass of
+         * a training batch and of an evaluation (one complex at a time), at most 95% of the
+         * free memory, over which batches are split into passes */
+        size_t need;
+        PPD_TRY(worst_pass_bytes(t, &need));
+        budget = fixed + need < cap ? fixed + need : cap;
+        why = fixed + need < cap ? "the largest this cache can need, every receptor-ligand "
+                                   "pair a cross edge"
+                                 : "95% of the free memory; the largest passes are split";
+    }
     if (budget < fixed + floor_bytes)
         return ppd_fail(PPD_ERR_NOMEM,
                         "device.budget_gb = %g (%.0f MB on %s) cannot hold the model's %.0f MB "
@@ -823,8 +852,8 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
     ops->usage(t->dev, &u);
     rep->device_measured = u.measured_bytes;
     ppd_info("training on %s: %.0f MB of device memory reserved (%.0f MB model and optimizer, the "
-             "rest for passes), %s GEMMs",
-             info.name, budget / 1048576.0, fixed / 1048576.0,
+             "rest for passes: %s), %s GEMMs",
+             info.name, budget / 1048576.0, fixed / 1048576.0, why,
              prec == PPD_CUDA_TF32 ? "tf32" : "fp32");
     return PPD_OK;
 }

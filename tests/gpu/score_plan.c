@@ -10,8 +10,10 @@
  * Every split's complexes, in key order, in consecutive groups of B. Cross edges per group: with
  * the ligand in its bound pose at diffusion time T (default 0.5), and the worst case, every
  * receptor-ligand pair (what t -> 1 approaches: the cutoff grows to 3 sigma_tr + 40 = 130 A).
- * Prints one line "SCORE_PLAN key=value ..." with the largest group's numbers. Exit 0, 2 on bad
- * arguments, 3 on a cache error.
+ * Prints one line "SCORE_PLAN key=value ..." with the largest group's numbers, and what train
+ * reserves by default for batches of B (default_reserve_gb: ppd_loader_worst_pass's bound of the
+ * train split at B and of the val split at 1, plus the fixed part). Exit 0, 2 on bad arguments,
+ * 3 on a cache error.
  */
 #include "ppdock/loader.h"
 #include "ppdock/score_cuda.h"
@@ -87,12 +89,22 @@ int main(int argc, char **argv) {
             groups++;
         }
     }
+    /* train's default reservation (device.budget_gb 0): the bound of any training batch of B
+     * and of an evaluation's single complex */
+    size_t reserve = 0;
+    const char *rs[2] = {"train", "val"};
+    for (int k = 0; k < 2; k++) {
+        ppd_pass_sizes w;
+        if (ppd_loader_worst_pass(l, rs[k], k ? 1 : B, &w)) continue;
+        size_t p = ppd_score_device_pass_bytes(&m, w.Nr, w.Nl, w.Er, w.El, w.Ec, k ? 1 : B);
+        if (p > reserve) reserve = p;
+    }
     printf("SCORE_PLAN batch=%d chunk_edges=%d groups=%lld fixed_mb=%.1f pass_mb_t%.2f=%.1f "
            "worst_nodes=%lld worst_cross_edges=%lld pass_mb_worst=%.1f total_gb_worst=%.2f "
-           "cpu_activation_mb_worst=%.1f\n",
+           "cpu_activation_mb_worst=%.1f default_reserve_gb=%.2f\n",
            B, c.chunk_edges, (long long)groups, fixed / 1048576.0, (double)T, best_t / 1048576.0,
            (long long)worst_nodes, (long long)worst_cross, best_w / 1048576.0,
-           (fixed + best_w) / 1073741824.0, cpu_w / 1048576.0);
+           (fixed + best_w) / 1073741824.0, cpu_w / 1048576.0, (fixed + reserve) / 1073741824.0);
     free(t), free(rn), free(idx);
     ppd_arena_free(&a);
     ppd_loader_close(l);

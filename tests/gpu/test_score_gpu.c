@@ -507,6 +507,45 @@ out:
     free(cpu_g), free(dev_g);
 }
 
+/* train reserves the pass of ppd_loader_worst_pass's counts (each the largest B summed) for
+ * any batch: sound only if a pass's bytes never shrink as any one count grows. */
+static void check_pass_bytes_monotone(void) {
+    const char *name = "gpu_score_pass_bytes_grow_with_every_count";
+    ppd_score_config c;
+    ppd_score_config_default(&c); /* the released size, train's GPU chunk */
+    c.chunk_edges = 32768;
+    ppd_score_model m;
+    if (ppd_score_model_init(&m, &c) != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+        return;
+    }
+    uint64_t r = 88172645463325252ull;
+    int bad = 0;
+    char why[256] = "";
+    for (int trial = 0; trial < 2000 && !bad; trial++) {
+        int64_t a[6], b[6];
+        for (int k = 0; k < 6; k++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            /* counts up to a few times the chunk, and small ones around it */
+            a[k] = (int64_t)(r % (k == 5 ? 16 : (trial % 2 ? 200000 : 40000)));
+        }
+        a[5] += 1;
+        for (int k = 0; k < 6 && !bad; k++) {
+            memcpy(b, a, sizeof a);
+            b[k] += 1 + (int64_t)(r % (k == 5 ? 4 : 70000));
+            size_t pa = ppd_score_device_pass_bytes(&m, a[0], a[1], a[2], a[3], a[4], (int)a[5]);
+            size_t pb = ppd_score_device_pass_bytes(&m, b[0], b[1], b[2], b[3], b[4], (int)b[5]);
+            if (pb < pa) {
+                bad = 1;
+                snprintf(why, sizeof why, "count %d from %lld to %lld: %zu bytes -> %zu", k,
+                         (long long)a[k], (long long)b[k], pa, pb);
+            }
+        }
+    }
+    report(name, !bad, "%s", why);
+    ppd_score_model_free(&m);
+}
+
 void check_score_device(void) {
     static const pass_variant v[] = {
         {"A_t0.30", "A_t0.30", 0, 0, 0.0f, 1, 0, 0, 0},
@@ -520,6 +559,7 @@ void check_score_device(void) {
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) check_pass(&v[i]);
     check_pass_over_budget();
+    check_pass_bytes_monotone();
     check_stage_ahead();
     check_device_step();
     check_measured_memory();

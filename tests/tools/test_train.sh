@@ -293,6 +293,15 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         awk -v p="$planned" -v u="$peak" 'BEGIN { exit !(p > 0 && u <= p && u >= 0.95 * p) }' ||
             fail "step 1: device memory planned '$planned' MB, used '$peak' MB"
         assert_contains "$line" '"device_wait_ms": ' "step 1"
+        # the default reservation is what this cache can need (the emulated GPU has 4 GB free:
+        # 95% of it was the default before), and every step's pass fits it
+        assert_rc 0 gtrn -g g -o auto --max-steps 3 --json
+        assert_contains "$OUT" "the largest this cache can need"
+        local reserved peak_all
+        reserved=$(printf '%s' "$OUT" | grep -o '"device_reserved_mb": [0-9.]*' | grep -o '[0-9.]*$')
+        peak_all=$(printf '%s' "$OUT" | grep -o '"device_planned_peak_mb": [0-9.]*' | grep -o '[0-9.]*$')
+        awk -v r="$reserved" -v p="$peak_all" 'BEGIN { exit !(r > 0 && r < 500 && p <= r) }' ||
+            fail "default reservation $reserved MB, planned peak $peak_all MB"
         assert_contains "$(sed -n 2p run/metrics.jsonl)" '"read_ahead": true' "step 2"
         # a budget below the model and one pass is refused at start-up with the sizes
         assert_rc 3 gtrn -g g -o small --max-steps 1 --device-mem-gb 0.01

@@ -112,3 +112,44 @@ TEST(read_ahead_errors_reach_the_caller_and_misuse_is_refused) {
     ppd_arena_free(&a);
     ppd_loader_close(l);
 }
+
+TEST(worst_pass_sums_the_largest_counts_of_the_split) {
+    ppd_loader *l = open_fake(20);
+    REQUIRE(l != NULL);
+    int64_t n = ppd_loader_count(l, "train");
+    REQUIRE_EQ(n, 20);
+    /* brute force: every complex's counts from the loader itself */
+    int64_t v[5][20];
+    ppd_arena a;
+    REQUIRE_OK(ppd_arena_init(&a, 0, 1));
+    for (int64_t i = 0; i < n; i++) {
+        ppd_train_batch b;
+        ppd_arena_reset(&a);
+        REQUIRE_OK(ppd_loader_load(l, "train", &i, 1, &a, &b));
+        v[0][i] = b.Nr, v[1][i] = b.Nl, v[2][i] = b.Er, v[3][i] = b.El, v[4][i] = b.Nr * b.Nl;
+    }
+    for (int B = 1; B <= 21; B += 4) {
+        int64_t want[5] = {0};
+        for (int k = 0; k < 5; k++) { /* the B largest by selection, not by sorting */
+            unsigned char used[20] = {0};
+            for (int j = 0; j < B && j < n; j++) {
+                int best = -1;
+                for (int i = 0; i < n; i++)
+                    if (!used[i] && (best < 0 || v[k][i] > v[k][best])) best = i;
+                used[best] = 1, want[k] += v[k][best];
+            }
+        }
+        ppd_pass_sizes w;
+        REQUIRE_OK(ppd_loader_worst_pass(l, "train", B, &w));
+        CHECK_EQ(w.Nr, want[0]);
+        CHECK_EQ(w.Nl, want[1]);
+        CHECK_EQ(w.Er, want[2]);
+        CHECK_EQ(w.El, want[3]);
+        CHECK_EQ(w.Ec, want[4]);
+    }
+    ppd_pass_sizes none;
+    REQUIRE_OK(ppd_loader_worst_pass(l, "val", 4, &none));
+    CHECK_EQ(none.Nr + none.Nl + none.Er + none.El + none.Ec, 0);
+    ppd_arena_free(&a);
+    ppd_loader_close(l);
+}
