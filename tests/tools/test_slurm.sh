@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The SLURM scripts (slurm/) against a fake sbatch that records each submission: the pipeline's
+# dependency chain and where GPUs are requested, and train.sbatch's staging and automatic
+# --resume (run directly, with a fake train that prints its arguments).
+# shellcheck source=tests/tools/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+# fake_sbatch DIR: an sbatch on PATH that appends its arguments to DIR/sbatch.log, one line per
+# submission, and prints job ids 101, 102, ... for --parsable
+fake_sbatch() {
+    mkdir -p "$1/fakebin"
+    cat >"$1/fakebin/sbatch" <<'FAKE'
+#!/usr/bin/env bash
+log=$(dirname "$0")/../sbatch.log
+n=$(( $(wc -l <"$log" 2>/dev/null || echo 0) + 101 ))
+echo "$n $*" >>"$log"
+echo "$n"
+FAKE
+    chmod +x "$1/fakebin/sbatch"
+    PATH="$1/fakebin:$PATH"
+}
+
+test_pipeline_chains_the_stages_and_asks_gpus_for_esm_and_train() {
+    fake_sbatch "$PWD"
+    assert_rc 0 env ESM_WEIGHTS=/m/w.pt RUN_DIR=/r GPU_GRES=gpu:1 \
+        bash "$ROOT/slurm/pipeline.sh" config/db5.yaml /caches/x -j 4
+    assert_eq "$(wc -l <sbatch.log | tr -d ' ')" 4 "submissions"
+    local g e c t
+    g=$(sed -n 1p sbatch.log) e=$(sed -n 2p sbatch.log) c=$(sed -n 3p sbatch.log) t=$(sed -n 4p sbatch.log)
+    assert_contains "$g" "graph-build.sbatch config/db5.yaml /caches/x/graphs -j 4"
+    assert_not_contains "$g" "--gres"
+    assert_contains "$e" "--gres=gpu:1 --dependency=afterok:101 "
+    assert_contains "$e" "esm-embed.sbatch /m/w.pt /caches/x/graphs /caches/x/esm"
+    assert_contains "$c" "--dependency=afterok:102 "
+    assert_not_contains "$c" "--gres"
+    assert_contains "$t" "--gres=gpu:1 --dependency=afterok:103 "
+    assert_contains "$t" "train.sbatch config/db5.yaml /caches/x/graphs /caches/x/esm /r"
+    # without GPU_GRES nothing asks for a GPU, and without RUN_DIR there is no train job
+    rm sbatch.log
+    assert_rc 0 env ESM_WEIGHTS=/m/w.pt bash "$ROOT/slurm/pipeline.sh" config/db5.yaml /caches/x
+    assert_eq "$(wc -l <sbatch.log | tr -d ' ')" 3 "submissions without RUN_DIR"
+    assert_not_contains "$(cat sbatch.log)" "--gres"
+}
+
+test_train_sbatch_stages_the_caches_and_resumes_a_run() {
+    mkdir -p bin g e run scratch
+    printf 'graphs' >g/data.mdb
+    printf 'esm' >e/data.mdb
+    cat >bin/train <<'FAKE'
+#!/usr/bin/env bash
+echo "train $*"
+for a in "$@"; do case $a in */graphs) cat "$a/data.mdb"; echo ;; esac; done
+FAKE
+    chmod +x bin/train
+    assert_rc 0 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" SLURM_JOB_ID=7 \
+        SLURM_CPUS_PER_TASK=4 bash "$ROOT/slurm/train.sbatch" c.yaml g e run --max-steps 5
+    assert_contains "$OUT" "-g $PWD/scratch/ppdock-train.7/graphs -e $PWD/scratch/ppdock-train.7/esm -o run -j 4 --max-steps 5"
+    assert_contains "$OUT" "graphs" "staged graph cache"
+    assert_not_contains "$OUT" "--resume"
+    [ -z "$(ls scratch)" ] || fail "scratch not cleaned: $(ls scratch)"
+    # a run with a checkpoint continues
+    touch run/last.safetensors
+    assert_rc 0 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/train.sbatch" c.yaml g e run
+    assert_contains "$OUT" "continuing run (--resume)"
+    assert_contains "$OUT" "-o run -j 1 --resume"
+    # train's failure is the job's, and the staged caches go all the same
+    printf '#!/usr/bin/env bash\nexit 3\n' >bin/train
+    assert_rc 3 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/train.sbatch" c.yaml g e run
+    [ -z "$(ls scratch)" ] || fail "scratch not cleaned after a failure: $(ls scratch)"
+}
+
+run_tests
