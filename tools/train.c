@@ -14,10 +14,31 @@
 #include "ppdock/tool.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Set by SIGTERM / SIGINT / SIGUSR1: the run stops at the next step boundary, checkpointed
+ * (ppd_train_opts.stop). A second signal takes the default action: the process ends now. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig) {
+    stop_requested = 1;
+    signal(sig, SIG_DFL);
+}
+
+static void catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART; /* reads and writes go on; the loop looks at the flag */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
 
 static void usage(FILE *f) {
     fputs(
@@ -44,7 +65,8 @@ static void usage(FILE *f) {
         "                          one and this build has CUDA)\n"
         "      --gpu N             CUDA device ordinal (device.index)\n"
         "      --precision P       fp32 | tf32: the GPU's GEMMs (device.precision)\n"
-        "      --device-mem-gb X   device memory budget (device.budget_gb; 0: 95% of free)\n"
+        "      --device-mem-gb X   device memory budget (device.budget_gb; 0: what the cache's\n"
+        "                          largest batch can need, at most 95% of free)\n"
         "      --deterministic     fp32 GEMMs on the GPU whatever --precision says, so that runs\n"
         "                          repeat bit for bit (train.deterministic)\n"
         "  -c, --config FILE       YAML config (DiffDock-PP's own load as they are); repeatable\n"
@@ -55,8 +77,13 @@ static void usage(FILE *f) {
         "  -q, --quiet / -v, --verbose\n"
         "  -h, --help, --version\n"
         "\n"
+        "SIGTERM (SLURM's warning before a time limit or preemption), SIGINT or SIGUSR1 stop\n"
+        "the run after the step in progress with last.safetensors saved (--resume continues as\n"
+        "if never stopped); a second one ends it at once.\n"
+        "\n"
         "Exit status: 0 done, 1 some complexes were skipped (unreadable records, missing\n"
-        "embeddings), 2 usage or config error, 3 I/O, memory or cache failure.\n",
+        "embeddings) or the run was stopped by a signal, 2 usage or config error, 3 I/O, memory\n"
+        "or cache failure.\n",
         f);
 }
 
@@ -179,13 +206,17 @@ int main(int argc, char **argv) {
 #ifdef PPD_HAVE_CUDA
         o.device_ops = &ppd_score_device_cuda;
 #endif
+        if (!o.eval_only) {
+            catch_stop_signals();
+            o.stop = &stop_requested;
+        }
         ppd_train_report r;
         ppd_status st = ppd_train_run(&o, cfg, &r);
         if (st) {
             ppd_error("%s", ppd_errmsg());
             rc = ppd_exit_code(st);
         } else {
-            rc = r.skipped ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
+            rc = r.skipped || r.interrupted ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
         }
         if (!st && t.json) {
             if (o.eval_only)
@@ -201,14 +232,15 @@ int main(int argc, char **argv) {
                     "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
                     "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
                     "\"device_measured_mb\": %.1f, \"device_planned_peak_mb\": %.1f, "
-                    "\"device_peak_mb\": %.1f}\n",
+                    "\"device_peak_mb\": %.1f, \"interrupted\": %s}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
                     r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
                     r.device[0] ? r.device : "cpu", r.device_fixed / 1048576.0,
                     r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
-                    (r.device_fixed + r.device_used_peak) / 1048576.0);
+                    (r.device_fixed + r.device_used_peak) / 1048576.0,
+                    r.interrupted ? "true" : "false");
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",

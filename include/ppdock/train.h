@@ -31,6 +31,7 @@
 #include "ppdock/config.h"
 #include "ppdock/status.h"
 
+#include <signal.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -52,6 +53,11 @@ typedef struct {
     /* The GPU pass (ppdock/score_cuda.h): &ppd_score_device_cuda in a tool built with CUDA, NULL
      * otherwise. Which one runs follows device.engine (auto: the GPU when there is one). */
     const struct ppd_score_device_ops_s *device_ops;
+    /* When not NULL and set (a signal handler's flag: SLURM's SIGTERM before a time limit or a
+     * preemption), the run stops after the step in progress, saves last.safetensors (with the
+     * random state a resumed run must start from) and returns with report.interrupted set;
+     * --resume then continues as if never stopped. Read at step boundaries only. */
+    const volatile sig_atomic_t *stop;
 } ppd_train_opts;
 
 typedef struct {
@@ -65,6 +71,7 @@ typedef struct {
      * counted for that reservation, and the largest pass planned and used (bytes) */
     char device[256];
     size_t device_fixed, device_reserved, device_measured, device_planned_peak, device_used_peak;
+    int interrupted; /* stopped by opts.stop; last.safetensors holds where to resume */
 } ppd_train_report;
 
 /* Map the config onto the model / diffusion / optimizer settings; PPD_ERR_USAGE naming the key

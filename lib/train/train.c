@@ -565,6 +565,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
      * next batch's noise, so that a resumed run draws the same. */
     int have_next = 0;
     int64_t next_key = -1;
+    ppd_rng rng_before_next = t->st.rng;
     ppd_train_batch next_tb;
     batch_fetch next_bf;
     batch_io next_io;
@@ -629,6 +630,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 int saves =
                     t->checkpoint_steps > 0 && t->st.step % (uint64_t)t->checkpoint_steps == 0;
                 if (!s && !saves && will_run(t, per_epoch, bi + 1, t->st.step)) {
+                    rng_before_next = t->st.rng;
                     int nn = batch_indices(t, perm, n, bi + 1, idx_next);
                     s = fetch_batch(t, "train", key + 1, idx_next, nn, &next_tb, &next_bf);
                     if (!s && will_run(t, per_epoch, bi + 2, t->st.step + 1))
@@ -649,6 +651,10 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 ppd_adam_step(t->m.params, t->m.grads, t->adam_m, t->adam_v, t->m.nparams, &t->adam,
                               t->st.step);
             }
+            /* a stop is decided once per step, here: it discards a batch prepared ahead, and
+             * the checkpoint keeps the random state from before that batch's noise */
+            int stopping = o->stop && *o->stop;
+            if (stopping && have_next) t->st.rng = rng_before_next, have_next = 0;
             complexes += br.B;
             double dt = now_s() - ts;
             rep->last_loss = br.loss;
@@ -696,6 +702,13 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             ppd_progress_add(bar, 1);
             if (t->checkpoint_steps > 0 && t->st.step % (uint64_t)t->checkpoint_steps == 0)
                 s = save(t, "last.safetensors");
+            if (!s && stopping) { /* the loop's end saves last.safetensors */
+                ppd_info("stopped by a signal after step %llu: continue with --resume",
+                         (unsigned long long)t->st.step);
+                rep->interrupted = 1;
+                stop = 1;
+                break;
+            }
         }
         if (s || stop) break;
         /* end of an epoch: validation with fixed noise, early stopping */

@@ -63,6 +63,24 @@ FAKE
     assert_rc 0 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/train.sbatch" c.yaml g e run
     assert_contains "$OUT" "continuing run (--resume)"
     assert_contains "$OUT" "-o run -j 1 --resume"
+    # SLURM's early warning (USR1 to the batch shell) reaches train as SIGTERM; train's exit
+    # status (1: stopped, checkpointed) is the job's
+    cat >bin/train <<'FAKE'
+#!/usr/bin/env bash
+trap 'echo "train got TERM"; exit 1' TERM
+echo started >started
+for _ in $(seq 1 200); do sleep 0.05; done
+echo "train was not stopped"
+FAKE
+    env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/train.sbatch" c.yaml g e run >warn.log 2>&1 &
+    local pid=$! i rc
+    for i in $(seq 1 100); do [ -e started ] && break; sleep 0.05; done
+    kill -USR1 "$pid"
+    wait "$pid"
+    rc=$?
+    assert_eq "$rc" 1 "job status after the warning"
+    assert_contains "$(cat warn.log)" "train got TERM"
+    [ -z "$(ls scratch)" ] || fail "scratch not cleaned after the warning: $(ls scratch)"
     # train's failure is the job's, and the staged caches go all the same
     printf '#!/usr/bin/env bash\nexit 3\n' >bin/train
     assert_rc 3 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/train.sbatch" c.yaml g e run

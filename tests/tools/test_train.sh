@@ -69,6 +69,46 @@ test_resume_is_bit_identical() {
     [ -s a/best.safetensors ] || fail "no best.safetensors"
 }
 
+# sigterm_then_resume TRAIN-COMMAND...: a run of batch-1 steps (three per epoch) gets SIGTERM after its
+# fourth step line, stops after the step in progress with a checkpoint (exit 1, "interrupted":
+# true), and resuming it to 3 more steps gives the parameters of an uninterrupted run. The stop
+# must fall inside an epoch (where the GPU path has prepared the next batch ahead): a stop at an
+# epoch's end is tried again, up to 5 times.
+sigterm_then_resume() {
+    local n=0 rc i steps=0 _try
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    for _try in 1 2 3 4 5; do
+        rm -rf b
+        # a simple command in the background: $! is train itself, not a subshell
+        "$@" -g g -o b --set train.batch_size=1 --max-steps 100000 -q --json >b.json 2>b.log &
+        local pid=$!
+        for i in $(seq 1 1200); do
+            n=$(grep -c '"kind": "step"' b/metrics.jsonl 2>/dev/null)
+            [ "${n:-0}" -ge 4 ] && break
+            sleep 0.05
+        done
+        kill -TERM "$pid"
+        wait "$pid"
+        rc=$?
+        assert_eq "$rc" 1 "exit status after SIGTERM ($(tail -2 b.log | tr '\n' ' '))"
+        assert_contains "$(cat b.json)" '"interrupted": true'
+        steps=$(grep -c '"kind": "step"' b/metrics.jsonl)
+        [ $((steps % 3)) -ne 0 ] && break
+    done
+    if [ "$steps" -lt 4 ] || [ "$steps" -ge 100 ] || [ $((steps % 3)) -eq 0 ]; then
+        fail "$steps steps before the stop"
+    fi
+    assert_rc 0 "$@" -g g -o b --set train.batch_size=1 --max-steps $((steps + 3)) --resume -q
+    assert_rc 0 "$@" -g g -o a --set train.batch_size=1 --max-steps $((steps + 3)) -q
+    cmp -s a/last.safetensors b/last.safetensors ||
+        fail "stopped at step $steps by SIGTERM and resumed: the parameters differ from an uninterrupted run"
+}
+
+test_sigterm_stops_with_a_checkpoint_and_resume_is_bit_identical() {
+    sigterm_then_resume train -c "$CFG" -j 2 --device cpu --set train.epochs=1000
+}
+
 test_metrics_lines_carry_the_documented_fields() {
     tiny d "train train train val"
     assert_rc 0 gb -o g
@@ -266,6 +306,10 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         assert_rc 0 gtrn -g g -o b --set train.batch_size=1 --set train.checkpoint_steps=2 \
             --max-steps 6 --resume -q
         cmp -s a/last.safetensors b/last.safetensors || fail "GPU: 6 steps differ from 4 + resume + 2"
+    }
+    test_cuda_sigterm_discards_the_batch_prepared_ahead_and_resume_is_bit_identical() {
+        sigterm_then_resume "$EMU_TRAIN" -c "$CFG" -j 2 --device cuda --deterministic \
+            --set train.epochs=1000
     }
     test_cuda_skips_a_complex_too_large_for_the_pass_arena() {
         # three tiny complexes and the whole 1R8S (160 + 187 residues): with a 64-edge chunk and
