@@ -111,6 +111,9 @@ typedef struct {
      * vectors and ESM columns into pinned memory), while the device waits for them; and the
      * host blocked waiting for the device (predictions, gradient norm, downloads) */
     double stage_seconds, wait_seconds;
+    /* seconds of the stream in the passes' kernels and the steps (forward, backward, clipping
+     * and Adam; CUDA events around each), counted once they have run: at the next wait */
+    double busy_seconds;
 } ppd_score_device_usage;
 void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
 

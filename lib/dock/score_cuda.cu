@@ -246,6 +246,11 @@ struct ppd_score_device {
     size_t last_pass;
     size_t measured;        // device memory the creation took, by the driver's count
     double stage_s, wait_s; // host seconds staging passes, and blocked on the stream
+    // the stream's time in the passes' kernels and the steps (event pairs: forward, backward,
+    // clip + Adam), the backward's and the step's read at the next synchronisation
+    cudaEvent_t ev[6];
+    int ev_pending[3];
+    double busy_ms;
 };
 
 namespace {
@@ -271,11 +276,26 @@ double mono_s() {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// Opens (k, 0) or closes (k, 1) event pair k on the stream.
+ppd_status mark(ppd_score_device *d, int k, int end) {
+    if (!d->ev[2 * k]) return PPD_OK;
+    PPD_CUDA_CHECK(cudaEventRecord(d->ev[2 * k + end], d->stream));
+    d->ev_pending[k] = end;
+    return PPD_OK;
+}
+
 ppd_status sync_stream(ppd_score_device *d) {
     double t0 = mono_s();
     cudaError_t e = cudaStreamSynchronize(d->stream);
     d->wait_s += mono_s() - t0;
     PPD_CUDA_CHECK(e);
+    for (int k = 0; k < 3; k++) // every closed pair has run now
+        if (d->ev_pending[k]) {
+            float ms = 0;
+            PPD_CUDA_CHECK(cudaEventElapsedTime(&ms, d->ev[2 * k], d->ev[2 * k + 1]));
+            d->busy_ms += ms;
+            d->ev_pending[k] = 0;
+        }
     return PPD_OK;
 }
 
@@ -328,6 +348,8 @@ extern "C" ppd_status ppd_score_device_zero_grad(ppd_score_device *d) {
 extern "C" void ppd_score_device_destroy(ppd_score_device *d) {
     if (!d) return;
     if (d->blas) ppd_cuda_blas_destroy(d->blas);
+    for (int k = 0; k < 6; k++)
+        if (d->ev[k]) cudaEventDestroy(d->ev[k]);
     if (d->stream) cudaStreamDestroy(d->stream);
     if (d->stage) cudaFreeHost(d->stage);
     ppd_device_arena_destroy(&d->pass);
@@ -356,6 +378,10 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
     }
     if (!s)
         s = ppd_cuda_blas_create(&d->blas, d->stream, prec, d->f.blas_ws, PPD_CUDA_BLAS_WORKSPACE);
+    for (int k = 0; !s && k < 6; k++) {
+        cudaError_t ce = cudaEventCreate(&d->ev[k]);
+        if (ce != cudaSuccess) s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaEventCreate");
+    }
     if (s) {
         ppd_score_device_destroy(d);
         return s;
@@ -417,6 +443,7 @@ extern "C" void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_
     u->measured_bytes = d->measured;
     u->stage_seconds = d->stage_s;
     u->wait_seconds = d->wait_s;
+    u->busy_seconds = 1e-3 * d->busy_ms;
 }
 
 // ---- host preparation of one batch ---------------------------------------------------------
@@ -929,7 +956,9 @@ extern "C" ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_sc
     d->pdrop = m->training ? m->cfg.dropout : 0.0f;
     d->bn_training = m->training;
     d->seed = m->dropout_seed;
+    PPD_TRY(mark(d, 0, 0));
     PPD_TRY(device_forward(d));
+    PPD_TRY(mark(d, 0, 1));
     size_t pb = sizeof(float) * 3 * (size_t)b->B;
     PPD_CUDA_CHECK(cudaMemcpyAsync(tr_pred, d->t.pred, pb, cudaMemcpyDeviceToHost, d->stream));
     PPD_CUDA_CHECK(
@@ -948,16 +977,20 @@ extern "C" ppd_status ppd_score_device_backward(ppd_score_device *d, const float
     PPD_CUDA_CHECK(cudaMemcpyAsync(d->t.dpred, dtr, pb, cudaMemcpyHostToDevice, d->stream));
     PPD_CUDA_CHECK(
         cudaMemcpyAsync(d->t.dpred + 3 * d->z.B, drot, pb, cudaMemcpyHostToDevice, d->stream));
-    return device_backward(d);
+    PPD_TRY(mark(d, 1, 0));
+    PPD_TRY(device_backward(d));
+    return mark(d, 1, 1);
 }
 
 extern "C" ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c,
                                             uint64_t step, double max_norm) {
     const ppd_score_model *m = d->m;
+    PPD_TRY(mark(d, 2, 0));
     PPD_TRY(ppd_cuda_clip_grad_norm(d->f.grads, m->nparams, d->f.tens_off, d->f.tens_num,
                                     m->ntensors, max_norm, d->f.clip_scratch, d->stream));
-    return ppd_cuda_adam_step(d->f.params, d->f.grads, d->f.adam_m, d->f.adam_v, m->nparams, c,
-                              step, d->stream);
+    PPD_TRY(ppd_cuda_adam_step(d->f.params, d->f.grads, d->f.adam_m, d->f.adam_v, m->nparams, c,
+                               step, d->stream));
+    return mark(d, 2, 1);
 }
 
 extern "C" ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *grad_norm) {

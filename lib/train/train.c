@@ -682,8 +682,10 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                                before it ran, and as the pass arena handed out */
                     fprintf(t->metrics,
                             ", \"prepared_ahead\": %s, \"device_wait_ms\": %.2f, "
-                            "\"device_planned_mb\": %.1f, \"device_peak_mb\": %.1f",
+                            "\"device_busy_ms\": %.2f, \"device_planned_mb\": %.1f, "
+                            "\"device_peak_mb\": %.1f",
                             prepared ? "true" : "false", 1e3 * (u2.wait_seconds - u0.wait_seconds),
+                            1e3 * (u2.busy_seconds - u0.busy_seconds),
                             (rep->device_fixed + br.planned_bytes) / 1048576.0,
                             (rep->device_fixed + br.used_bytes) / 1048576.0);
                 fputs("}\n", t->metrics);

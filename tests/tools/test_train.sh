@@ -337,6 +337,12 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         awk -v p="$planned" -v u="$peak" 'BEGIN { exit !(p > 0 && u <= p && u >= 0.95 * p) }' ||
             fail "step 1: device memory planned '$planned' MB, used '$peak' MB"
         assert_contains "$line" '"device_wait_ms": ' "step 1"
+        # the stream's kernel time: positive, and within the step's wall time
+        grep '"kind": "step"' run/metrics.jsonl | awk '{
+                match($0, /"seconds": [0-9.]*/); s = substr($0, RSTART + 11, RLENGTH - 11)
+                match($0, /"device_busy_ms": [0-9.]*/); b = substr($0, RSTART + 18, RLENGTH - 18)
+                if (!(b > 0 && b <= 1000 * s + 1)) { print "step " NR ": busy " b " ms in " s " s"; bad = 1 }
+            } END { exit bad }' || fail "device_busy_ms out of range"
         # the default reservation is what this cache can need (the emulated GPU has 4 GB free:
         # 95% of it was the default before), and every step's pass fits it
         assert_rc 0 gtrn -g g -o auto --max-steps 3 --json
