@@ -104,14 +104,15 @@ BIN_DIR=${BIN:-bin}
 FASTA=bench/data/db5.5-chains.fasta
 SHAPE=33,1280,20
 bench_failed=0
-esm_bench() { # name precision budget_gb compare
-    step "esm-$1" "$BUILD_DIR/tests/esm-bench" "$SHAPE" "$FASTA" "$2" "$3" 0 2 "$4" || bench_failed=1
-    grep -E '^ESM_(BENCH|ERROR) ' "$OUT/esm-$1.log" >>"$summary"
+esm_bench() { # name precision budget_gb compare profile
+    step "esm-$1" "$BUILD_DIR/tests/esm-bench" "$SHAPE" "$FASTA" "$2" "$3" 0 2 "$4" "$5" || bench_failed=1
+    grep -E '^ESM_(BENCH|ERROR|PROFILE) ' "$OUT/esm-$1.log" >>"$summary"
 }
-esm_bench fp32-20g fp32 20 4
-esm_bench tf32-20g tf32 20 4
-esm_bench bf16-20g bf16 20 4
-esm_bench bf16-70g bf16 70 0
+# profile 1: one more run with each op timed (where the time goes: attention or GEMMs)
+esm_bench fp32-20g fp32 20 4 1
+esm_bench tf32-20g tf32 20 4 0
+esm_bench bf16-20g bf16 20 4 1
+esm_bench bf16-70g bf16 70 0 0
 rm -rf "$OUT/esm-cache"
 step esm-embed-bf16 "$BIN_DIR/esm-embed" --random-init "$SHAPE" --fasta "$FASTA" -o "$OUT/esm-cache" \
     --device cuda --precision bf16 --device-mem-gb 20 -j "$JOBS" --json || bench_failed=1
@@ -135,6 +136,9 @@ for f in "$OUT"/esm-*-*g.log; do
              v["batches"], v["largest_batch_tokens"], v["fit_tokens"], v["planned_mib"], v["used_mib"],
              v["tokens_per_s"], (e["rel_to_max"] == "" ? "-" : e["rel_to_max"])}' "$f" | tee -a "$summary"
 done
+say ""
+say "== ESM-2 650M shape: the stream's time per op (profiled run, all layers)"
+grep -h '^ESM_PROFILE ' "$OUT"/esm-*-*g.log 2>/dev/null | sed 's/^ESM_PROFILE //' | tee -a "$summary"
 say ""
 say "== score model training, released size (ns 32, nv 6, 4 layers, lm 1280), one GPU"
 [ -e "$OUT/train-gpu/summary.txt" ] && tee -a "$summary" <"$OUT/train-gpu/summary.txt"

@@ -101,10 +101,27 @@ ppd_status ppd_cuda_esm_gather_residues(float *out, const float *x, const int64_
 
 typedef struct {
     ppd_cuda_precision precision;
-    int device; /* CUDA device ordinal */
+    int device;  /* CUDA device ordinal */
+    int profile; /* time every op of every layer (CUDA events, one wait per layer: slower) */
 } ppd_cuda_esm_opts;
 
-#define PPD_CUDA_ESM_OPTS_DEFAULT ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0})
+#define PPD_CUDA_ESM_OPTS_DEFAULT                                                                  \
+    ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0, .profile = 0})
+
+/* The ops of a layer as profile mode times them (a projection includes its bf16 input cast). */
+enum {
+    PPD_ESM_OP_LAYERNORM,
+    PPD_ESM_OP_QKV_GEMM,
+    PPD_ESM_OP_ROPE,
+    PPD_ESM_OP_ATTENTION,
+    PPD_ESM_OP_OUT_GEMM,
+    PPD_ESM_OP_RESIDUAL,
+    PPD_ESM_OP_FC1_GEMM,
+    PPD_ESM_OP_GELU,
+    PPD_ESM_OP_FC2_GEMM,
+    PPD_ESM_NOPS
+};
+extern const char *const ppd_cuda_esm_op_names[PPD_ESM_NOPS];
 
 typedef struct {
     size_t planned_bytes; /* what the plan predicted: the arena's capacity */
@@ -113,6 +130,7 @@ typedef struct {
     int64_t tokens;       /* token rows computed */
     double gpu_seconds;   /* wall time of the batch loop, synchronised */
     char device_name[256];
+    double op_ms[PPD_ESM_NOPS]; /* profile mode: the stream's time in each op, all layers */
 } ppd_cuda_esm_report;
 
 /* The CUDA twin of ppd_esm_run: same plan (made with o.device = 1), tokens, layer and sink; the

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <time.h>
 
+extern "C" const char *const ppd_cuda_esm_op_names[PPD_ESM_NOPS] = {
+    "layernorm", "qkv_gemm", "rope", "attention", "out_gemm",
+    "residual",  "fc1_gemm", "gelu", "fc2_gemm"};
+
 namespace {
 
 struct device_engine {
@@ -23,6 +27,11 @@ struct device_engine {
     // bf16 mode: the projection weights' bf16 copies, stacked over layers like the fp32 ones
     int bf16;
     uint16_t *wqkv16, *wo16, *w116, *w216;
+    // profile mode: an event before a layer and after each of its ops, the op each one ends,
+    // and the times summed per op (NULL events: not profiling)
+    cudaEvent_t prof_ev[16];
+    int prof_op[16];
+    double *op_ms;
 };
 
 double now_s() {
@@ -50,7 +59,27 @@ ppd_status project(const device_engine *e, const ppd_esm_layout *w, float *out, 
     return ppd_cuda_esm_matmul_bf16_forward(out, w->in16, W16, N, K, M, e->blas);
 }
 
-ppd_status layer_forward(const device_engine *e, int l, const ppd_esm_layout *w, int B, int64_t N,
+// Profile mode: event n marks the end of op `op` (n = 0: the layer's start).
+ppd_status prof_mark(device_engine *e, int n, int op) {
+    if (!e->op_ms) return PPD_OK;
+    PPD_CUDA_CHECK(cudaEventRecord(e->prof_ev[n], e->stream));
+    e->prof_op[n] = op;
+    return PPD_OK;
+}
+
+// Profile mode: wait for the layer's last op and add each op's time.
+ppd_status prof_collect(device_engine *e, int n) {
+    if (!e->op_ms) return PPD_OK;
+    PPD_CUDA_CHECK(cudaEventSynchronize(e->prof_ev[n - 1]));
+    for (int i = 1; i < n; i++) {
+        float ms = 0;
+        PPD_CUDA_CHECK(cudaEventElapsedTime(&ms, e->prof_ev[i - 1], e->prof_ev[i]));
+        e->op_ms[e->prof_op[i]] += ms;
+    }
+    return PPD_OK;
+}
+
+ppd_status layer_forward(device_engine *e, int l, const ppd_esm_layout *w, int B, int64_t N,
                          int T_max) {
     const ppd_esm_config *c = e->c;
     const ppd_esm_params *p = &e->p;
@@ -61,24 +90,35 @@ ppd_status layer_forward(const device_engine *e, int l, const ppd_esm_layout *w,
     const float *cosv = e->cosv + li * (size_t)e->T_cap * h2;
     const float *sinv = e->sinv + li * (size_t)e->T_cap * h2;
 
-    PPD_TRY(
-        ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln1_w + li * D, p->ln1_b + li * D, N, d, s));
-    PPD_TRY(project(e, w, w->big, w->u, p->wqkv + li * 3 * D * D, e->wqkv16 + li * 3 * D * D, N, d,
-                    3 * d));
-    PPD_TRY(ppd_cuda_esm_qkv_rope_forward(w->big, p->bqkv + li * 3 * D, w->tok_off, B, d, hd,
-                                          qscale, cosv, sinv, N, s));
-    PPD_TRY(ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max, s));
-    PPD_TRY(project(e, w, w->big, w->u, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
-    PPD_TRY(ppd_cuda_esm_residual_forward(w->x, w->big, p->bo + li * D, N, d, s));
+    int n = 0; // profile events marked
+#define OP(op, expr)                                                                               \
+    do {                                                                                           \
+        PPD_TRY(expr);                                                                             \
+        PPD_TRY(prof_mark(e, n++, op));                                                            \
+    } while (0)
+    PPD_TRY(prof_mark(e, n++, 0));
+    OP(PPD_ESM_OP_LAYERNORM,
+       ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln1_w + li * D, p->ln1_b + li * D, N, d, s));
+    OP(PPD_ESM_OP_QKV_GEMM, project(e, w, w->big, w->u, p->wqkv + li * 3 * D * D,
+                                    e->wqkv16 + li * 3 * D * D, N, d, 3 * d));
+    OP(PPD_ESM_OP_ROPE, ppd_cuda_esm_qkv_rope_forward(w->big, p->bqkv + li * 3 * D, w->tok_off, B,
+                                                      d, hd, qscale, cosv, sinv, N, s));
+    OP(PPD_ESM_OP_ATTENTION,
+       ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max, s));
+    OP(PPD_ESM_OP_OUT_GEMM,
+       project(e, w, w->big, w->u, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
+    OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, w->big, p->bo + li * D, N, d, s));
 
-    PPD_TRY(
-        ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln2_w + li * D, p->ln2_b + li * D, N, d, s));
-    PPD_TRY(project(e, w, w->big, w->u, p->w1 + li * (size_t)F * D, e->w116 + li * (size_t)F * D, N,
-                    d, F));
-    PPD_TRY(ppd_cuda_esm_bias_gelu_forward(w->big, p->b1 + li * (size_t)F, N, F, s));
-    PPD_TRY(project(e, w, w->u, w->big, p->w2 + li * D * (size_t)F, e->w216 + li * D * (size_t)F, N,
-                    F, d));
-    return ppd_cuda_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, s);
+    OP(PPD_ESM_OP_LAYERNORM,
+       ppd_cuda_esm_layernorm_forward(w->u, w->x, p->ln2_w + li * D, p->ln2_b + li * D, N, d, s));
+    OP(PPD_ESM_OP_FC1_GEMM, project(e, w, w->big, w->u, p->w1 + li * (size_t)F * D,
+                                    e->w116 + li * (size_t)F * D, N, d, F));
+    OP(PPD_ESM_OP_GELU, ppd_cuda_esm_bias_gelu_forward(w->big, p->b1 + li * (size_t)F, N, F, s));
+    OP(PPD_ESM_OP_FC2_GEMM, project(e, w, w->u, w->big, p->w2 + li * D * (size_t)F,
+                                    e->w216 + li * D * (size_t)F, N, F, d));
+    OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, s));
+#undef OP
+    return prof_collect(e, n);
 }
 
 // Pinned host staging for one batch: the packed tokens and offsets going up, the residue rows
@@ -223,6 +263,11 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         if (ce) s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaStreamCreateWithFlags");
     }
     STEP(ppd_cuda_blas_create(&e.blas, e.stream, o->precision, blas_ws, PPD_ESM_DEVICE_BLAS_BYTES));
+    for (int k = 0; o->profile && !s && k < 16; k++) {
+        cudaError_t ce = cudaEventCreate(&e.prof_ev[k]);
+        if (ce) s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaEventCreate (profile)");
+    }
+    if (o->profile) e.op_ms = rep.op_ms;
     if (s) goto done;
 
     // weights: one copy of the host buffer; tables: the CPU's own cosf/sinf values
@@ -362,6 +407,8 @@ done:
         if (st[k].mem) cudaFreeHost(st[k].mem);
         if (downloaded[k]) cudaEventDestroy(downloaded[k]);
     }
+    for (int k = 0; k < 16; k++)
+        if (e.prof_ev[k]) cudaEventDestroy(e.prof_ev[k]);
     ppd_cuda_blas_destroy(e.blas);
     if (e.stream) cudaStreamDestroy(e.stream);
     ppd_device_arena_destroy(&arena);

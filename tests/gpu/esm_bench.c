@@ -1,8 +1,8 @@
 /* tests/gpu/esm_bench.c — the CUDA ESM engine's throughput and memory plan on a FASTA file, for
  * scripts/gpu-check.sh (built with the GPU test as build/tests/esm-bench).
  *
- *   esm-bench SHAPE FASTA PRECISION BUDGET_GB [MAX_TOKENS [REPEAT [COMPARE]]]
- *   esm-bench 33,1280,20 bench/data/db5.5-chains.fasta bf16 20 0 2 8
+ *   esm-bench SHAPE FASTA PRECISION BUDGET_GB [MAX_TOKENS [REPEAT [COMPARE [PROFILE]]]]
+ *   esm-bench 33,1280,20 bench/data/db5.5-chains.fasta bf16 20 0 2 8 1
  *
  * Random weights of SHAPE (L,d,H); every sequence of FASTA embedded (last layer) with the plan
  * for a device budget of BUDGET_GB (MAX_TOKENS caps the token rows per batch, 0 = only the
@@ -16,6 +16,9 @@
  * fit_tokens: the most token rows one batch of sequences as long as the longest here could hold
  * within the budget (the planner's own formula; with max_tokens 0 the data set may all fit in
  * one batch, and this says how much more would).
+ * PROFILE 1: one more run with every op of every layer timed by CUDA events (a wait per layer,
+ * so slower than the timed runs), where the stream's time goes:
+ *   ESM_PROFILE precision=.. total_ms=.. layernorm=..% qkv_gemm=..% rope=..% attention=..% ...
  * Exit status: 0, 2 usage, 3 no device or a failure (message on stderr).
  */
 #include "ppdock/esm.h"
@@ -110,7 +113,8 @@ int main(int argc, char **argv) {
                         "[COMPARE]]]\n");
         return 2;
     }
-    int L, d, H, repeat = argc > 6 ? atoi(argv[6]) : 2, compare = argc > 7 ? atoi(argv[7]) : 0;
+    int L, d, H, repeat = argc > 6 ? atoi(argv[6]) : 2, compare = argc > 7 ? atoi(argv[7]) : 0,
+                 profile = argc > 8 ? atoi(argv[8]) : 0;
     ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
     double budget_gb = atof(argv[4]);
     if (ppd_esm_parse_shape(argv[1], &L, &d, &H) ||
@@ -173,6 +177,25 @@ int main(int argc, char **argv) {
         (double)best.planned_bytes / (1 << 20), (double)best.arena_high / (1 << 20),
         (long long)best.tokens, (long long)residues, best.gpu_seconds,
         (double)best.tokens / best.gpu_seconds, (double)residues / best.gpu_seconds);
+    if (profile) {
+        ppd_cuda_esm_opts po = co;
+        po.profile = 1;
+        ppd_cuda_esm_report pr;
+        sink_ctx quiet = {0, 0, NULL};
+        st = ppd_cuda_esm_run(&m, &plan, (const uint8_t *const *)s.toks, -1, count_sink, &quiet,
+                              &po, &pr);
+        if (st) {
+            fprintf(stderr, "esm-bench: profiled run: %s\n", ppd_errmsg());
+            return 3;
+        }
+        double total = 0;
+        for (int k = 0; k < PPD_ESM_NOPS; k++) total += pr.op_ms[k];
+        printf("ESM_PROFILE precision=%s total_ms=%.1f", argv[3], total);
+        for (int k = 0; k < PPD_ESM_NOPS; k++)
+            printf(" %s=%.1f%%", ppd_cuda_esm_op_names[k],
+                   total > 0 ? 100.0 * pr.op_ms[k] / total : 0.0);
+        printf("\n");
+    }
     if (compare && sc.rows && compare_cpu(&m, &s, compare, sc.rows, argv[3]) != PPD_OK) {
         fprintf(stderr, "esm-bench: CPU comparison: %s\n", ppd_errmsg());
         return 3;

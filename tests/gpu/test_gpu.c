@@ -1253,6 +1253,63 @@ static void check_esm_run(const char *tag, int L, int d, int H, const int *lens,
     ppd_esm_model_free(&m);
 }
 
+/* Profile mode times every op without changing a bit of the output, and its op times add up
+ * to no more than the run took. */
+static void check_esm_profile(const int *lens, int n) {
+    const char *name = "gpu_esm_profile_times_each_op_and_changes_nothing";
+    ppd_esm_model m;
+    if (ppd_esm_random_init(&m, 2, 64, 4, 7) != PPD_OK) {
+        report(name, 0, "model: %s", ppd_errmsg());
+        return;
+    }
+    ppd_rng r;
+    ppd_rng_seed(&r, 9);
+    uint8_t **toks = calloc((size_t)n, sizeof *toks);
+    for (int i = 0; i < n; i++) {
+        toks[i] = malloc((size_t)lens[i] + 1);
+        for (int j = 0; j < lens[i]; j++) toks[i][j] = (uint8_t)(4 + ppd_rng_below(&r, 20));
+    }
+    esm_collect a = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), 64, 0};
+    esm_collect b = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), 64, 0};
+    ppd_esm_plan plan;
+    ppd_esm_plan_opts o = PPD_ESM_PLAN_OPTS_DEFAULT;
+    o.max_tokens = 256, o.device = 1;
+    ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
+    ppd_cuda_esm_report ra, rb;
+    ppd_status st = ppd_esm_plan_make(&plan, &m.cfg, lens, n, &o);
+    if (!st)
+        st = ppd_cuda_esm_run(&m, &plan, (const uint8_t *const *)toks, -1, esm_collect_sink, &a,
+                              &co, &ra);
+    co.profile = 1;
+    if (!st)
+        st = ppd_cuda_esm_run(&m, &plan, (const uint8_t *const *)toks, -1, esm_collect_sink, &b,
+                              &co, &rb);
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        int same = a.count == n && b.count == n;
+        for (int i = 0; same && i < n; i++)
+            same = memcmp(a.emb[i], b.emb[i], sizeof(float) * (size_t)lens[i] * 64) == 0;
+        double total = 0, unprofiled = 0;
+        int positive = 1;
+        for (int k = 0; k < PPD_ESM_NOPS; k++) {
+            total += rb.op_ms[k], unprofiled += ra.op_ms[k];
+            if (!(rb.op_ms[k] > 0)) positive = 0;
+        }
+        report(name,
+               same && positive && unprofiled == 0 && total <= 1e3 * rb.gpu_seconds * 1.05 + 1,
+               "outputs %s, op times %s (attention %.3g ms, fc1 %.3g ms), %.3g ms of ops in a "
+               "%.3g ms run, %.3g ms reported without profiling",
+               same ? "identical" : "DIFFER", positive ? "all > 0" : "NOT all > 0",
+               rb.op_ms[PPD_ESM_OP_ATTENTION], rb.op_ms[PPD_ESM_OP_FC1_GEMM], total,
+               1e3 * rb.gpu_seconds, unprofiled);
+        ppd_esm_plan_free(&plan);
+    }
+    for (int i = 0; i < n; i++) free(toks[i]), free(a.emb[i]), free(b.emb[i]);
+    free(toks), free(a.emb), free(a.n), free(b.emb), free(b.n);
+    ppd_esm_model_free(&m);
+}
+
 int main(void) {
     int count = 0;
     if (ppd_device_count(&count) != PPD_OK || count == 0) {
@@ -1318,6 +1375,7 @@ int main(void) {
      * the GPU does and sums in fp32 */
     check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3);
     check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
+    check_esm_profile(lens_run, 10);
 
     /* the score model: its remaining glue ops, then whole passes on the golden cases */
     check_score_glue();
