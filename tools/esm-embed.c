@@ -380,30 +380,6 @@ typedef struct {
 } stats;
 
 /* device.engine: "cpu", "cuda", or "auto" (cuda when this build has CUDA and a GPU is visible). */
-static ppd_status pick_engine(const char *device, int *cuda) {
-    *cuda = 0;
-    if (!strcmp(device, "cpu")) return PPD_OK;
-#ifdef PPD_HAVE_CUDA
-    int n = 0;
-    ppd_status st = ppd_device_count(&n);
-    if (!strcmp(device, "cuda")) {
-        if (st) return ppd_fail_ctx(st, "device.engine=cuda");
-        *cuda = 1;
-        return PPD_OK;
-    }
-    *cuda = st == PPD_OK && n > 0;
-    if (!*cuda) ppd_debug("device.engine=auto: %s; using the CPU", ppd_errmsg());
-    return PPD_OK;
-#else
-    if (!strcmp(device, "cuda"))
-        return ppd_fail(PPD_ERR_USAGE,
-                        "device.engine=cuda: this esm-embed was built without CUDA (build where "
-                        "nvcc and the CUDA toolkit are installed; `make` prints whether CUDA is "
-                        "found)");
-    return PPD_OK;
-#endif
-}
-
 static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unknown_policy unk) {
     ppd_buf in = {0};
     ppd_status st = ppd_cache_writer_get_meta(w, "inputs", &in);
@@ -559,14 +535,20 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                       "(%.1f MiB)",
                       (double)budget / (1u << 30), (double)tool_bytes / (1u << 20));
     po.memory_budget = budget - (budget > tool_bytes ? tool_bytes : 0);
-    if (!st) st = pick_engine(ppd_config_str(cfg, "device.engine"), &S->cuda);
+    ppd_device_info info;
+#ifdef PPD_HAVE_CUDA
+    ppd_status (*select)(int, ppd_device_info *) = ppd_device_select;
+#else
+    ppd_status (*select)(int, ppd_device_info *) = NULL;
+#endif
+    if (!st)
+        st = ppd_tool_pick_device("esm-embed", ppd_config_str(cfg, "device.engine"), select,
+                                  (int)ppd_config_int(cfg, "device.index"), &info, &S->cuda);
 #ifdef PPD_HAVE_CUDA
     ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
     co.device = (int)ppd_config_int(cfg, "device.index");
     if (!st) st = ppd_cuda_precision_parse(ppd_config_str(cfg, "device.precision"), &co.precision);
     if (!st && S->cuda && n_pending) { /* the device budget replaces the host one in the plan */
-        ppd_device_info info;
-        st = ppd_device_describe(co.device, &info);
         double gb = ppd_config_float(cfg, "device.budget_gb");
         po.device = co.precision == PPD_CUDA_BF16 ? 2 : 1;
         po.memory_budget =

@@ -66,6 +66,9 @@ ppd_status ppd_device_count(int *n);
 /* Describe device `device` (0 <= device < count). Creates the CUDA context on that device (free
  * memory cannot be read without one); the calling thread's current device is restored. */
 ppd_status ppd_device_describe(int device, ppd_device_info *info);
+/* Make `device` current for this thread and describe it: PPD_ERR_CUDA when there is no CUDA
+ * device, PPD_ERR_USAGE when `device` does not exist. */
+ppd_status ppd_device_select(int device, ppd_device_info *info);
 
 /* ---- counted allocation: start-up only ------------------------------------------------------ */
 

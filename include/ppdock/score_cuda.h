@@ -94,9 +94,6 @@ ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c, 
 /* The total gradient norm (before clipping) of the last step; waits for the device. */
 ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *grad_norm);
 
-/* Make device `index` current for this thread and describe it (ppd_device_describe). */
-ppd_status ppd_score_device_select(int index, ppd_device_info *info);
-
 typedef struct {
     size_t fixed_bytes;     /* the fixed allocation */
     size_t pass_capacity;   /* the pass arena's size */

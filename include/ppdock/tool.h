@@ -26,6 +26,7 @@
 #include <stdio.h>
 
 #include "ppdock/config.h"
+#include "ppdock/device.h"
 #include "ppdock/status.h"
 
 enum { PPD_OPT_SET = 0x1000, PPD_OPT_JSON, PPD_OPT_PRINT_CONFIG, PPD_OPT_VERSION };
@@ -69,5 +70,15 @@ int ppd_tool_options_done(ppd_tool *t, int argc, char **argv, int optind_, void 
  * with --print-config it prints the config and returns PPD_ERR_USAGE with exit_code 0. */
 ppd_status ppd_tool_config(ppd_tool *t, ppd_config **out);
 void ppd_tool_free(ppd_tool *t);
+
+/* device.engine (`engine`: cpu | cuda | auto) of `tool`: *use_gpu = 1, with device `index` made
+ * current and described in *info, when the GPU runs. `select` is ppd_device_select in a build
+ * with CUDA, NULL without. auto takes the GPU when there is one and falls back to the CPU
+ * otherwise (a debug message says why). Errors: engine cuda in a build without CUDA
+ * (PPD_ERR_USAGE, saying how to build with it) or with no usable GPU (select's error); a
+ * device.index that does not exist (PPD_ERR_USAGE), with auto too. */
+ppd_status ppd_tool_pick_device(const char *tool, const char *engine,
+                                ppd_status (*select)(int index, ppd_device_info *info), int index,
+                                ppd_device_info *info, int *use_gpu);
 
 #endif

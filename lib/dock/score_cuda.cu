@@ -1002,17 +1002,8 @@ extern "C" ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *gr
     return PPD_OK;
 }
 
-extern "C" ppd_status ppd_score_device_select(int index, ppd_device_info *info) {
-    int n = 0;
-    PPD_TRY(ppd_device_count(&n));
-    if (index < 0 || index >= n)
-        return ppd_fail(PPD_ERR_USAGE, "device.index = %d: there are %d CUDA devices", index, n);
-    PPD_CUDA_CHECK(cudaSetDevice(index));
-    return ppd_device_describe(index, info);
-}
-
 extern "C" const ppd_score_device_ops ppd_score_device_cuda = {
-    ppd_score_device_select,    ppd_score_device_fixed_bytes, ppd_score_device_pass_bytes,
+    ppd_device_select,          ppd_score_device_fixed_bytes, ppd_score_device_pass_bytes,
     ppd_score_device_create,    ppd_score_device_destroy,     ppd_score_device_upload,
     ppd_score_device_download,  ppd_score_device_stage,       ppd_score_device_forward,
     ppd_score_device_backward,  ppd_score_device_zero_grad,   ppd_score_device_step,

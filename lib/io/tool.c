@@ -130,3 +130,29 @@ void ppd_tool_free(ppd_tool *t) {
     free(t->sets);
     memset(t, 0, sizeof *t);
 }
+
+ppd_status ppd_tool_pick_device(const char *tool, const char *engine,
+                                ppd_status (*select)(int index, ppd_device_info *info), int index,
+                                ppd_device_info *info, int *use_gpu) {
+    *use_gpu = 0;
+    if (!strcmp(engine, "cpu")) return PPD_OK;
+    int want = !strcmp(engine, "cuda");
+    if (!select) {
+        if (want)
+            return ppd_fail(PPD_ERR_USAGE,
+                            "device.engine=cuda: this %s was built without CUDA (build where nvcc "
+                            "and the CUDA toolkit are installed; `make` prints whether CUDA is "
+                            "found)",
+                            tool);
+        return PPD_OK;
+    }
+    ppd_status st = select(index, info);
+    if (st == PPD_ERR_USAGE || (st && want))
+        return ppd_fail_ctx(st, "device.engine=%s, device.index=%d", engine, index);
+    if (st) {
+        ppd_debug("device.engine=auto: %s; %s runs on the CPU", ppd_errmsg(), tool);
+        return PPD_OK;
+    }
+    *use_gpu = 1;
+    return PPD_OK;
+}

@@ -14,6 +14,7 @@
 #include "ppdock/rng.h"
 #include "ppdock/score_cuda.h"
 #include "ppdock/score_model.h"
+#include "ppdock/tool.h"
 
 #include <cblas.h>
 #ifdef _OPENMP
@@ -804,25 +805,13 @@ static ppd_status worst_pass_bytes(trainer *t, size_t *need) {
 /* device.engine: the GPU pass when asked for (cuda) or available (auto), with its memory
  * planned from device.budget_gb; otherwise the CPU reference. */
 static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_report *rep) {
-    const char *engine = ppd_config_str(cfg, "device.engine");
-    int want = !strcmp(engine, "cuda");
     const ppd_score_device_ops *ops = t->o->device_ops;
-    if (!strcmp(engine, "cpu")) return PPD_OK;
-    if (!ops) {
-        if (want)
-            return ppd_fail(PPD_ERR_USAGE,
-                            "device.engine=cuda: this train was built without CUDA (build where "
-                            "nvcc and the CUDA toolkit are installed; `make` prints whether CUDA "
-                            "is found)");
-        return PPD_OK;
-    }
     ppd_device_info info;
-    ppd_status st = ops->select((int)ppd_config_int(cfg, "device.index"), &info);
-    if (st) {
-        if (want) return ppd_fail_ctx(st, "device.engine=cuda");
-        ppd_debug("device.engine=auto: %s; training on the CPU", ppd_errmsg());
-        return PPD_OK;
-    }
+    int gpu = 0;
+    PPD_TRY(ppd_tool_pick_device("train", ppd_config_str(cfg, "device.engine"),
+                                 ops ? ops->select : NULL, (int)ppd_config_int(cfg, "device.index"),
+                                 &info, &gpu));
+    if (!gpu) return PPD_OK;
     const char *p = ppd_config_str(cfg, "device.precision");
     ppd_cuda_precision prec = !strcmp(p, "tf32") ? PPD_CUDA_TF32 : PPD_CUDA_FP32;
     if (!strcmp(p, "bf16"))

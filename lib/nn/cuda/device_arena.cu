@@ -72,6 +72,12 @@ extern "C" ppd_status ppd_device_describe(int device, ppd_device_info *info) {
     return PPD_OK;
 }
 
+extern "C" ppd_status ppd_device_select(int device, ppd_device_info *info) {
+    PPD_TRY(ppd_device_describe(device, info)); // checks that it exists
+    PPD_CUDA_CHECK(cudaSetDevice(device));
+    return PPD_OK;
+}
+
 // "device 0 (NVIDIA H100 80GB HBM3): 78.52 GiB free of 79.11 GiB" into buf, best effort.
 static void describe_memory(char *buf, size_t cap) {
     int dev = -1;
