@@ -358,6 +358,9 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         assert_contains "$OUT" "cannot hold the model"
         assert_rc 2 gtrn -g g -o bf --max-steps 1 --precision bf16
         assert_contains "$OUT" "device.precision=bf16"
+        # a GPU that does not exist is an error, with auto too (not a quiet run on the CPU)
+        assert_rc 2 "$EMU_TRAIN" -c "$CFG" -g g -o nogpu --max-steps 1 --device auto --gpu 5
+        assert_contains "$OUT" "CUDA device 5 does not exist"
     }
 fi
 
