@@ -89,6 +89,13 @@ sigterm_then_resume() {
             sleep 0.05
         done
         kill -TERM "$pid"
+        # a train that ignored the signal would run 100,000 steps: end it after 2 minutes (the
+        # watchdog polls, so it ends with train and leaves nothing behind)
+        (for _ in $(seq 1 1200); do
+            kill -0 "$pid" 2>/dev/null || exit 0
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null) &
         wait "$pid"
         rc=$?
         assert_eq "$rc" 1 "exit status after SIGTERM ($(tail -2 b.log | tr '\n' ' '))"
