@@ -376,6 +376,7 @@ typedef struct {
     size_t predicted_peak;
     int cuda;                           /* the engine that ran: 1 the GPU */
     size_t device_planned, device_used; /* device arena: planned bytes, high-water mark */
+    size_t device_measured;             /* what the driver counted for the set-up */
     char device_name[256];
 } stats;
 
@@ -587,6 +588,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
             st = ppd_cuda_esm_run(&m, &plan, toks, layer, sink, &sc, &co, &rep);
             S->device_planned = rep.planned_bytes;
             S->device_used = rep.arena_high;
+            S->device_measured = rep.measured_bytes;
         } else
 #endif
             st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
@@ -736,13 +738,14 @@ int main(int argc, char **argv) {
                "\"embed_seconds\": %.3f, "
                "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, "
                "\"predicted_peak_mb\": %llu, \"device\": \"%s\", \"device_planned_mb\": %.1f, "
-               "\"device_used_mb\": %.1f, \"cache\": ",
+               "\"device_used_mb\": %.1f, \"device_measured_mb\": %.1f, \"cache\": ",
                (unsigned long long)S.inputs, (unsigned long long)S.unique,
                (unsigned long long)S.cached, (unsigned long long)S.embedded,
                (unsigned long long)S.residues, (unsigned long long)S.refused,
                (unsigned long long)S.unknown, S.load_s, S.embed_s, rps, dt, rss,
                (unsigned long long)(S.predicted_peak >> 20), S.cuda ? "cuda" : "cpu",
-               (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20));
+               (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20),
+               (double)S.device_measured / (1 << 20));
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {
@@ -754,9 +757,10 @@ int main(int argc, char **argv) {
                (unsigned long long)S.cached, (unsigned long long)S.refused, o.out_dir, dt, rss,
                (unsigned long long)(S.predicted_peak >> 20));
         if (S.cuda)
-            printf("esm-embed: GPU %s: device memory planned %.1f MiB, used %.1f MiB\n",
+            printf("esm-embed: GPU %s: device memory planned %.1f MiB, used %.1f MiB (the "
+                   "driver counted %.1f MiB)\n",
                    S.device_name, (double)S.device_planned / (1 << 20),
-                   (double)S.device_used / (1 << 20));
+                   (double)S.device_used / (1 << 20), (double)S.device_measured / (1 << 20));
     }
     rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 done:

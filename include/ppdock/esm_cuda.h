@@ -127,8 +127,12 @@ typedef struct {
     size_t planned_bytes; /* what the plan predicted: the arena's capacity */
     size_t arena_high;    /* the arena's high-water mark */
     size_t pinned_bytes;  /* pinned host staging */
-    int64_t tokens;       /* token rows computed */
-    double gpu_seconds;   /* wall time of the batch loop, synchronised */
+    /* the device memory the run's set-up took as the driver counts it (cudaMemGetInfo before the
+     * arena and after the stream and cuBLAS handle): the arena plus their own, rounded to the
+     * driver's pages; 0 when it could not be read */
+    size_t measured_bytes;
+    int64_t tokens;     /* token rows computed */
+    double gpu_seconds; /* wall time of the batch loop, synchronised */
     char device_name[256];
     double op_ms[PPD_ESM_NOPS]; /* profile mode: the stream's time in each op, all layers */
 } ppd_cuda_esm_report;
