@@ -156,7 +156,8 @@ typedef struct {
     int skipped;
     int64_t cross_edges;
     size_t planned_bytes; /* the largest pass's planned activation memory */
-    size_t used_bytes;    /* on the GPU: the largest pass's use of the pass arena */
+    size_t used_bytes;    /* the largest pass's activation memory as used (the GPU's pass
+                           * arena, or the CPU's activation arena at the end of the pass) */
     double prep_s;        /* the host noising the batch and planning its passes */
     double stage_s;       /* on the GPU, staging its first pass ahead of the step */
 } batch_result;
@@ -323,6 +324,9 @@ static ppd_status run_passes(trainer *t, const ppd_train_batch *tb, int train, b
             PPD_TRY(t->dev ? t->ops->backward(t->dev, dbuf, dbuf + 3 * Bm)
                            : ppd_score_backward(&t->m, dbuf, dbuf + 3 * Bm));
         }
+        /* the CPU pass only bump-allocates between its forward's reset and here: what the
+         * arena holds now is the pass's peak (its high-water mark spans the whole run) */
+        if (!t->dev && t->m.act.used > res->used_bytes) res->used_bytes = t->m.act.used;
         b0 = b1;
     }
     return PPD_OK;
@@ -670,7 +674,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                         (unsigned long long)t->st.step, (unsigned long long)t->st.epoch, br.loss,
                         br.tr_loss, br.rot_loss, gnorm, t->adam.lr, br.B, br.passes,
                         (long long)br.cross_edges, br.planned_bytes / 1048576.0,
-                        (t->dev ? br.used_bytes : t->m.act.high_water) / 1048576.0, dt, br.B / dt,
+                        br.used_bytes / 1048576.0, dt, br.B / dt,
                         (double)ppd_peak_rss_bytes() / 1048576.0);
                 /* where the step's time went: its batch (read ahead or not), the host's
                  * preparation (on the GPU with the staging of the passes), the device */

@@ -203,6 +203,21 @@ test_memory_budget_splits_batches_into_passes() {
     # a roomy budget: one pass per batch, planned activation memory close to what was used
     assert_rc 0 trn -g g -o a --set train.batch_size=3 --max-steps 2 -q
     assert_contains "$(head -1 a/metrics.jsonl)" '"passes": 1,'
+    # each step's activation memory as used, against its own plan (the plan is an upper bound
+    # within 2%; a run-long high-water mark would exceed a later, smaller step's plan): one
+    # whole db5-mini complex per step (249 to 347 residues a side) and small edge chunks, so
+    # that the complexes' sizes show
+    mkdir -p full/structures
+    cp "$DATA"/db5-mini/structures/*_b.pdb.gz full/structures/
+    printf 'path,split\n1R0R,train\n1HIA,train\n1R8S,train\n1FC2,train\n' >full/splits.csv
+    DDIR=full assert_rc 0 gb -o gfull
+    assert_rc 0 trn -g gfull -o one --set train.batch_size=1 --set train.chunk_edges=64 \
+        --max-steps 6 -q
+    grep '"kind": "step"' one/metrics.jsonl | awk '{
+            match($0, /"planned_activation_mb": [0-9.]*/); p = substr($0, RSTART + 24, RLENGTH - 24)
+            match($0, /"activation_mb": [0-9.]*/); u = substr($0, RSTART + 17, RLENGTH - 17)
+            if (!(u > 0 && u <= p + 0.05 && u >= 0.9 * p)) { print "step " NR ": " u " of " p; bad = 1 }
+        } END { exit bad }' || fail "a step used more activation memory than it planned, or far less"
     # a budget that holds one tiny complex at a time (small edge chunks, so that the complexes
     # dominate): three passes, the gradients add up
     assert_rc 0 trn -g g -o b --set train.batch_size=3 --set train.chunk_edges=64 \
