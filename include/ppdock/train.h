@@ -5,7 +5,7 @@
  *   last.safetensors   parameters (DiffDock-PP names), Adam moments, step, epoch, position in
  *                      the epoch, RNG state, best validation loss, the config
  * (ppdock/checkpoint.h); written atomically every train.checkpoint_steps steps, at each epoch's end
- *                      and at the end of the run
+ *                      and at the end of the run (also one stopped by opts.stop)
  *   best.safetensors   the same, at the epoch with the lowest validation loss
  *   metrics.jsonl      one JSON object per optimizer step ("kind": "step") and per epoch
  *                      ("kind": "epoch", with the validation losses)
