@@ -1,9 +1,9 @@
 /* ppdock/loader.h — training batches streamed from a graph cache joined with an ESM cache.
  *
- * Opening scans the graph cache once for the complex ids of each split (the ids only: a few
- * bytes per complex); batches are then read record by record from the memory-mapped LMDB files
- * into an arena the caller resets per batch, so host memory holds the current batch, not the
- * data set (DESIGN.md rule 3).
+ * Opening scans the graph cache once for the complex ids of each split and their node and edge
+ * counts (about 40 bytes per complex); batches are then read record by record from the
+ * memory-mapped LMDB files into an arena the caller resets per batch, so host memory holds the
+ * current batch, not the data set (DESIGN.md rule 3).
  *
  * A batch is what ppd_score_batch wants (ppdock/score_model.h), positions in the receptor-centred
  * frame with the ligand in its TRUE (bound) pose; the trainer noises the ligand. Node features:
@@ -72,9 +72,11 @@ typedef struct {
  * largest of that count over the split, taken separately, with every receptor-ligand pair a
  * cross edge (Nr x Nl: what the cross-edge cutoff approaches as t -> 1). A pass's memory grows
  * with each count, so none of B complexes of the split needs more than a pass of these sizes.
- * Reads every record of the split (sizes only); one that cannot be read is left out, as
- * training skips it. An unknown or empty split gives zeros. Errors: PPD_ERR_NOMEM. */
-ppd_status ppd_loader_worst_pass(ppd_loader *l, const char *split, int B, ppd_pass_sizes *out);
+ * From the counts kept at open (no record is read again); a record that could not be read then
+ * is left out, as training skips it. An unknown or empty split gives zeros.
+ * Errors: PPD_ERR_NOMEM. */
+ppd_status ppd_loader_worst_pass(const ppd_loader *l, const char *split, int B,
+                                 ppd_pass_sizes *out);
 
 /* Loads complexes idx[0..n) of a split into a batch allocated from `arena`. */
 ppd_status ppd_loader_load(ppd_loader *l, const char *split, const int64_t *idx, int n,

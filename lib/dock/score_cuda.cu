@@ -952,7 +952,6 @@ extern "C" ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_sc
                         "staged (%d complexes, %lld + %lld nodes staged)",
                         d->z.B, (long long)d->z.Nr, (long long)d->z.Nl);
     d->staged = 0;
-    const sizes z = d->z;
     d->pdrop = m->training ? m->cfg.dropout : 0.0f;
     d->bn_training = m->training;
     d->seed = m->dropout_seed;
@@ -964,7 +963,7 @@ extern "C" ppd_status ppd_score_device_forward(ppd_score_device *d, const ppd_sc
     PPD_CUDA_CHECK(
         cudaMemcpyAsync(rot_pred, d->t.pred + 3 * b->B, pb, cudaMemcpyDeviceToHost, d->stream));
     PPD_TRY(sync_stream(d));
-    if (n_cross) *n_cross = z.Ec;
+    if (n_cross) *n_cross = d->z.Ec;
     d->have_pass = 1;
     return PPD_OK;
 }

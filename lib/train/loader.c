@@ -14,9 +14,16 @@
 enum { NSPLIT = 3 };
 static const char *const SPLITS[NSPLIT] = {"train", "val", "test"};
 
+/* A complex's counts, kept from the scan at open for ppd_loader_worst_pass. */
+typedef struct {
+    int32_t nr, nl;
+    int64_t er, el;
+} complex_sizes;
+
 typedef struct {
     ppd_buf names;   /* NUL-terminated ids, back to back */
     ppd_buf offsets; /* int64 offsets into names */
+    ppd_buf sizes;   /* complex_sizes per id */
     int64_t n;
 } id_list;
 
@@ -36,10 +43,12 @@ static int split_index(const char *s, size_t len) {
     return -1;
 }
 
-static ppd_status id_add(id_list *l, const char *id) {
+static ppd_status id_add(id_list *l, const char *id, const ppd_graph *g) {
     int64_t off = (int64_t)l->names.len;
+    complex_sizes z = {g->rec.n, g->lig.n, g->rec.n_edges, g->lig.n_edges};
     PPD_TRY(ppd_buf_append(&l->names, id, strlen(id) + 1));
     PPD_TRY(ppd_buf_append(&l->offsets, &off, sizeof off));
+    PPD_TRY(ppd_buf_append(&l->sizes, &z, sizeof z));
     l->n++;
     return PPD_OK;
 }
@@ -94,7 +103,7 @@ static ppd_status scan_ids(ppd_loader *l) {
             continue;
         }
         int s = split_index(g.split, g.split_len);
-        if (s >= 0 && (st = id_add(&l->split[s], key))) break;
+        if (s >= 0 && (st = id_add(&l->split[s], key, &g))) break;
     }
     ppd_cache_cursor_close(cur);
     return st;
@@ -135,6 +144,7 @@ void ppd_loader_close(ppd_loader *l) {
     for (int i = 0; i < NSPLIT; i++) {
         ppd_buf_free(&l->split[i].names);
         ppd_buf_free(&l->split[i].offsets);
+        ppd_buf_free(&l->split[i].sizes);
     }
     ppd_buf_free(&l->gcopy);
     ppd_buf_free(&l->ecopy);
@@ -229,32 +239,26 @@ static int64_t sum_of_largest(int64_t *v, int64_t n, int k) {
     return s;
 }
 
-ppd_status ppd_loader_worst_pass(ppd_loader *l, const char *split, int B, ppd_pass_sizes *out) {
+ppd_status ppd_loader_worst_pass(const ppd_loader *l, const char *split, int B,
+                                 ppd_pass_sizes *out) {
     memset(out, 0, sizeof *out);
-    int64_t n = ppd_loader_count(l, split);
+    const id_list *ids = find_split(l, split);
+    int64_t n = ids ? ids->n : 0;
     if (n == 0 || B < 1) return PPD_OK;
     int64_t *v = malloc(sizeof(int64_t) * 5 * (size_t)n);
     if (!v)
         return ppd_fail(PPD_ERR_NOMEM, "loader: out of memory for the sizes of %lld complexes",
                         (long long)n);
-    int64_t m = 0; /* the complexes read */
+    const complex_sizes *z = (const complex_sizes *)ids->sizes.data;
     for (int64_t i = 0; i < n; i++) {
-        const char *id = ppd_loader_id(l, split, i);
-        ppd_rec_view rv;
-        ppd_graph g;
-        if (ppd_cache_reader_get(l->graphs, id, &rv)) continue;
-        if (ppd_graph_decode_copy(&rv, &l->gcopy, &g) == PPD_OK) {
-            v[m] = g.rec.n, v[n + m] = g.lig.n, v[2 * n + m] = g.rec.n_edges;
-            v[3 * n + m] = g.lig.n_edges, v[4 * n + m] = (int64_t)g.rec.n * g.lig.n;
-            m++;
-        }
-        ppd_cache_release(rv.value, rv.len);
+        v[i] = z[i].nr, v[n + i] = z[i].nl, v[2 * n + i] = z[i].er, v[3 * n + i] = z[i].el;
+        v[4 * n + i] = (int64_t)z[i].nr * z[i].nl;
     }
-    out->Nr = sum_of_largest(v, m, B);
-    out->Nl = sum_of_largest(v + n, m, B);
-    out->Er = sum_of_largest(v + 2 * n, m, B);
-    out->El = sum_of_largest(v + 3 * n, m, B);
-    out->Ec = sum_of_largest(v + 4 * n, m, B);
+    out->Nr = sum_of_largest(v, n, B);
+    out->Nl = sum_of_largest(v + n, n, B);
+    out->Er = sum_of_largest(v + 2 * n, n, B);
+    out->El = sum_of_largest(v + 3 * n, n, B);
+    out->Ec = sum_of_largest(v + 4 * n, n, B);
     free(v);
     return PPD_OK;
 }

@@ -105,7 +105,7 @@ static ppd_status model_config(const ppd_config *cfg, ppd_score_config *c, int c
 /* ---- batches --------------------------------------------------------------------------------- */
 
 typedef struct {
-    float *t, *rot_norm, *tr_score, *rot_score, *tr_pred, *rot_pred, *dtr, *drot;
+    float *t, *rot_norm, *tr_score, *rot_score, *tr_pred, *rot_pred;
     ppd_noise *noise;
     unsigned char *skipped; /* (B) 1: the complex did not fit the GPU's pass arena alone */
     int *ends, npass;       /* the passes: complexes [ends[k-1], ends[k]), negated when skipped */
@@ -219,18 +219,16 @@ static ppd_status plan_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const 
     double t0 = now_s();
     ppd_arena *a = t->batch_arena;
     void *p;
-    PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 18, 64, &p));
+    /* t, N(σ_rot) (B each); scores, predictions (B, 3 each); dL/dpred (B, 6) */
+    PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 20, 64, &p));
     float *f = p;
     io->t = f, io->rot_norm = f + B, io->tr_score = f + 2 * B, io->rot_score = f + 5 * B;
-    io->tr_pred = f + 8 * B, io->rot_pred = f + 11 * B, io->dtr = f + 14 * B;
-    io->drot = io->dtr + 3 * B;
+    io->tr_pred = f + 8 * B, io->rot_pred = f + 11 * B, io->dbuf = f + 14 * B;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(ppd_noise) * (size_t)B, 64, &p));
     io->noise = p;
     PPD_TRY(ppd_arena_alloc_st(a, sizeof(int) * (size_t)B + B, 64, &p));
     io->ends = p;
     io->skipped = (unsigned char *)(io->ends + B);
-    PPD_TRY(ppd_arena_alloc_st(a, sizeof(float) * (size_t)B * 6, 64, &p));
-    io->dbuf = p;
     for (int b = 0; b < B; b++) {
         ppd_rng vr, *rr = r;
         if (val_idx) { /* fixed noise per validation complex: comparable across epochs */

@@ -1177,6 +1177,33 @@ typedef struct {
     int d, count;
 } esm_collect;
 
+/* A collector for n sequences of width d, and its release. */
+static esm_collect esm_collect_new(int n, int d) {
+    return (esm_collect){calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), d, 0};
+}
+
+static void esm_collect_free(esm_collect *c, int n) {
+    for (int i = 0; i < n; i++) free(c->emb[i]);
+    free(c->emb), free(c->n);
+}
+
+/* n random token sequences of lengths lens (standard amino acids only), drawn from `seed`. */
+static uint8_t **random_tokens(const int *lens, int n, uint64_t seed) {
+    ppd_rng r;
+    ppd_rng_seed(&r, seed);
+    uint8_t **toks = calloc((size_t)n, sizeof *toks);
+    for (int i = 0; i < n; i++) {
+        toks[i] = malloc((size_t)lens[i] + 1);
+        for (int j = 0; j < lens[i]; j++) toks[i][j] = (uint8_t)(4 + ppd_rng_below(&r, 20));
+    }
+    return toks;
+}
+
+static void tokens_free(uint8_t **toks, int n) {
+    for (int i = 0; i < n; i++) free(toks[i]);
+    free(toks);
+}
+
 static ppd_status esm_collect_sink(void *ctx, int seq, const float *emb, int n, int d) {
     esm_collect *c = ctx;
     c->emb[seq] = malloc((size_t)n * d * sizeof(float));
@@ -1198,15 +1225,8 @@ static void check_esm_run(const char *tag, int L, int d, int H, const int *lens,
         report(name, 0, "model: %s", ppd_errmsg());
         return;
     }
-    ppd_rng r;
-    ppd_rng_seed(&r, 5);
-    uint8_t **toks = calloc((size_t)n, sizeof *toks);
-    for (int i = 0; i < n; i++) {
-        toks[i] = malloc((size_t)lens[i] + 1);
-        for (int j = 0; j < lens[i]; j++) toks[i][j] = (uint8_t)(4 + ppd_rng_below(&r, 20));
-    }
-    esm_collect cpu = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), d, 0};
-    esm_collect gpu = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), d, 0};
+    uint8_t **toks = random_tokens(lens, n, 5);
+    esm_collect cpu = esm_collect_new(n, d), gpu = esm_collect_new(n, d);
     ppd_esm_plan pc, pg;
     ppd_esm_plan_opts o = PPD_ESM_PLAN_OPTS_DEFAULT;
     o.max_tokens = max_tokens;
@@ -1248,8 +1268,8 @@ static void check_esm_run(const char *tag, int L, int d, int H, const int *lens,
         ppd_esm_plan_free(&pg);
     }
     if (!st || pc.n_batches) ppd_esm_plan_free(&pc);
-    for (int i = 0; i < n; i++) free(toks[i]), free(cpu.emb[i]), free(gpu.emb[i]);
-    free(toks), free(cpu.emb), free(cpu.n), free(gpu.emb), free(gpu.n);
+    tokens_free(toks, n);
+    esm_collect_free(&cpu, n), esm_collect_free(&gpu, n);
     ppd_esm_model_free(&m);
 }
 
@@ -1262,15 +1282,8 @@ static void check_esm_profile(const int *lens, int n) {
         report(name, 0, "model: %s", ppd_errmsg());
         return;
     }
-    ppd_rng r;
-    ppd_rng_seed(&r, 9);
-    uint8_t **toks = calloc((size_t)n, sizeof *toks);
-    for (int i = 0; i < n; i++) {
-        toks[i] = malloc((size_t)lens[i] + 1);
-        for (int j = 0; j < lens[i]; j++) toks[i][j] = (uint8_t)(4 + ppd_rng_below(&r, 20));
-    }
-    esm_collect a = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), 64, 0};
-    esm_collect b = {calloc((size_t)n, sizeof(float *)), calloc((size_t)n, sizeof(int)), 64, 0};
+    uint8_t **toks = random_tokens(lens, n, 9);
+    esm_collect a = esm_collect_new(n, 64), b = esm_collect_new(n, 64);
     ppd_esm_plan plan;
     ppd_esm_plan_opts o = PPD_ESM_PLAN_OPTS_DEFAULT;
     o.max_tokens = 256, o.device = 1;
@@ -1305,8 +1318,8 @@ static void check_esm_profile(const int *lens, int n) {
                1e3 * rb.gpu_seconds, unprofiled);
         ppd_esm_plan_free(&plan);
     }
-    for (int i = 0; i < n; i++) free(toks[i]), free(a.emb[i]), free(b.emb[i]);
-    free(toks), free(a.emb), free(a.n), free(b.emb), free(b.n);
+    tokens_free(toks, n);
+    esm_collect_free(&a, n), esm_collect_free(&b, n);
     ppd_esm_model_free(&m);
 }
 

@@ -82,21 +82,16 @@ static int load_golden_weights(ppd_score_model *m) {
     return ok;
 }
 
-typedef ppt_golden_case golden_case;
-
-static int load_case(golden_case *gc, const char *name) {
+static int load_case(ppt_golden_case *gc, const char *name) {
     if (ppt_golden_case_load(gc, gdir(), name) == PPD_OK) return 1;
     ppt_fail(__FILE__, __LINE__, "%s", ppd_errmsg());
     return 0;
 }
 
-#define free_case ppt_golden_case_free
-#define rel_err   ppt_rel_err
-
 static void check_case(ppd_score_model *m, const char *name) {
-    golden_case gc;
+    ppt_golden_case gc;
     if (!load_case(&gc, name)) {
-        free_case(&gc);
+        ppt_golden_case_free(&gc);
         return;
     }
     int B = gc.b.B;
@@ -104,7 +99,7 @@ static void check_case(ppd_score_model *m, const char *name) {
     int64_t ncross = 0;
     if (ppd_score_forward(m, &gc.b, tr, rot, &ncross) != PPD_OK) {
         ppt_fail(__FILE__, __LINE__, "%s: %s", name, ppd_errmsg());
-        free_case(&gc);
+        ppt_golden_case_free(&gc);
         return;
     }
     /* cross edges: the same set (both sorted by (ligand, receptor)) */
@@ -119,12 +114,11 @@ static void check_case(ppd_score_model *m, const char *name) {
         CHECK_EQ(diff, 0);
     }
     free(ce);
-    /* intermediate features, then outputs */
-    const char *acts[] = {"act.h_l.0", "act.h_l.1", "act.h_l.2", "act.h_l.3", "act.z"};
-    (void)acts;
+    /* outputs */
     float *want_tr = tensor_f32(gc.f, "tr_pred", NULL),
           *want_rot = tensor_f32(gc.f, "rot_pred", NULL);
-    double etr = rel_err(tr, want_tr, 3 * B, 1e-6), erot = rel_err(rot, want_rot, 3 * B, 1e-6);
+    double etr = ppt_rel_err(tr, want_tr, 3 * B, 1e-6),
+           erot = ppt_rel_err(rot, want_rot, 3 * B, 1e-6);
     if (etr > 1e-4 || erot > 1e-4)
         ppt_fail(__FILE__, __LINE__, "%s: tr_pred rel err %.3g, rot_pred %.3g (tol 1e-4)", name,
                  etr, erot);
@@ -149,7 +143,7 @@ static void check_case(ppd_score_model *m, const char *name) {
             ppt_fail(__FILE__, __LINE__, "%s: %s has %lld numbers, ours %zu", name, gname,
                      (long long)n, e->numel);
         } else {
-            double r = rel_err(m->grads + e->offset, want, n, 1e-8);
+            double r = ppt_rel_err(m->grads + e->offset, want, n, 1e-8);
             if (r > worst) worst = r, worst_name = e->name;
         }
         free(want);
@@ -162,7 +156,7 @@ static void check_case(ppd_score_model *m, const char *name) {
         ppt_fail(__FILE__, __LINE__, "%s: gradient of %s rel err %.3g (tol 1e-3)", name, worst_name,
                  worst);
     free(want_tr), free(want_rot), free(wl);
-    free_case(&gc);
+    ppt_golden_case_free(&gc);
 }
 
 TEST(score_model_matches_diffdock_pp_golden) {
@@ -192,7 +186,7 @@ TEST(score_model_batch_norm_matches_diffdock_pp_golden) {
     for (int i = 0; i < 2 && load_golden_weights(&m); i++) {
         m.training = 1;
         check_case(&m, cases[i]);
-        golden_case gc;
+        ppt_golden_case gc;
         if (!load_case(&gc, cases[i])) break;
         double worst = 0;
         for (int j = 0; j < m.nbuffers; j++) {
@@ -201,7 +195,7 @@ TEST(score_model_batch_norm_matches_diffdock_pp_golden) {
             int64_t n;
             float *want = tensor_f32(gc.f, name, &n);
             if (!want) continue;
-            worst = fmax(worst, rel_err(m.buffers + m.btab[j].offset, want, n, 1e-6));
+            worst = fmax(worst, ppt_rel_err(m.buffers + m.btab[j].offset, want, n, 1e-6));
             free(want);
         }
         if (worst > 1e-4)
@@ -214,8 +208,8 @@ TEST(score_model_batch_norm_matches_diffdock_pp_golden) {
         float *wt = tensor_f32(gc.f, "eval.tr_pred", NULL),
               *wr = tensor_f32(gc.f, "eval.rot_pred", NULL);
         if (wt && wr) {
-            double et = rel_err(pred, wt, 3 * gc.b.B, 1e-6),
-                   er = rel_err(pred + 6, wr, 3 * gc.b.B, 1e-6);
+            double et = ppt_rel_err(pred, wt, 3 * gc.b.B, 1e-6),
+                   er = ppt_rel_err(pred + 6, wr, 3 * gc.b.B, 1e-6);
             if (getenv("PPD_TEST_VERBOSE"))
                 fprintf(stderr, "%s: running stats %.2g, eval tr %.2g rot %.2g\n", cases[i], worst,
                         et, er);
@@ -224,7 +218,7 @@ TEST(score_model_batch_norm_matches_diffdock_pp_golden) {
                          er);
         }
         free(wt), free(wr);
-        free_case(&gc);
+        ppt_golden_case_free(&gc);
     }
     ppd_score_model_free(&m);
     golden_bn = 0;
@@ -427,11 +421,11 @@ TEST(score_model_rotation_equivariant_and_chunk_invariant) {
     REQUIRE(ppd_score_forward(&m, &sr.b, trr, rotr, NULL) == PPD_OK);
     REQUIRE(ppd_score_forward(&m2, &s.b, trc, rotc, NULL) == PPD_OK);
     rotate(RQ, tr, want, 2);
-    CHECK(rel_err(trr, want, 6, 1e-6) < 1e-4);
+    CHECK(ppt_rel_err(trr, want, 6, 1e-6) < 1e-4);
     rotate(RQ, rot, want, 2);
-    CHECK(rel_err(rotr, want, 6, 1e-6) < 1e-4);
-    CHECK(rel_err(trc, tr, 6, 1e-6) < 1e-5);
-    CHECK(rel_err(rotc, rot, 6, 1e-6) < 1e-5);
+    CHECK(ppt_rel_err(rotr, want, 6, 1e-6) < 1e-4);
+    CHECK(ppt_rel_err(trc, tr, 6, 1e-6) < 1e-5);
+    CHECK(ppt_rel_err(rotc, rot, 6, 1e-6) < 1e-5);
     ppd_score_model_free(&m);
     ppd_score_model_free(&m2);
 }
@@ -448,8 +442,8 @@ TEST(score_model_batch_invariance_up_to_the_centre_edge_quirk) {
     ppd_score_batch one = s.b;
     one.B = 1, one.Nr = 8, one.Nl = 6, one.Er = 8 * SYN_K, one.El = 6 * SYN_K;
     REQUIRE(ppd_score_forward(&m, &one, tr0, rot0, NULL) == PPD_OK);
-    CHECK(rel_err(tr0, tr, 3, 1e-6) < 1e-5);
-    CHECK(rel_err(rot0, rot, 3, 1e-6) < 1e-5);
+    CHECK(ppt_rel_err(tr0, tr, 3, 1e-6) < 1e-5);
+    CHECK(ppt_rel_err(rot0, rot, 3, 1e-6) < 1e-5);
     /* complex 1 alone: shift its nodes and edges down */
     synthetic s1;
     make_synthetic(&s1, 5);
@@ -478,7 +472,7 @@ TEST(score_model_batch_invariance_up_to_the_centre_edge_quirk) {
     for (int i = 0; i < 4; i++) s1.lb[i] = 0;
     float tr1[3], rot1[3];
     REQUIRE(ppd_score_forward(&m, &b1, tr1, rot1, NULL) == PPD_OK);
-    CHECK(rel_err(tr1, tr + 3, 3, 1e-6) > 1e-3); /* the quirk is there */
+    CHECK(ppt_rel_err(tr1, tr + 3, 3, 1e-6) > 1e-3); /* the quirk is there */
     ppd_score_model_free(&m);
 }
 
@@ -491,7 +485,7 @@ TEST(score_model_pass_bytes_bounds_the_arena) {
     REQUIRE(ppd_score_model_init(&m, &c) == PPD_OK);
     static const char *cases[] = {"A_t0.85", "AB_t0.60"};
     for (int i = 0; i < 2; i++) {
-        golden_case gc;
+        ppt_golden_case gc;
         if (!load_case(&gc, cases[i])) break;
         float pred[12], d[12] = {0};
         int64_t nc = ppd_score_count_cross_edges(&m, &gc.b), got = 0;
@@ -509,7 +503,7 @@ TEST(score_model_pass_bytes_bounds_the_arena) {
         if (!(est >= real && est <= real + real / 20))
             ppt_fail(__FILE__, __LINE__, "%s: estimate %zu bytes, the pass took %zu", cases[i], est,
                      real);
-        free_case(&gc);
+        ppt_golden_case_free(&gc);
     }
     ppd_score_model_free(&m);
 }
