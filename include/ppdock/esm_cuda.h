@@ -34,7 +34,9 @@
  * fp32 accumulation); everything else stays fp32. PPD_CUDA_BF16 runs the projections on bf16
  * tensor cores: bf16 copies of the projection weights (made once on the device, round to
  * nearest even) and of each GEMM's input (ppd_cuda_cast_bf16), fp32 accumulation and fp32
- * outputs; the residual stream, LayerNorm, attention and GELU stay fp32. Plan with
+ * outputs; the attention's two products run on bf16 tensor cores too
+ * (ppd_cuda_esm_attention_bf16_forward, for head dimensions 16, 32, 64 and 128; the fp32 kernel
+ * for others); the residual stream, LayerNorm, softmax and GELU stay fp32. Plan with
  * opts.device = 2 for it (the bf16 copies are counted).
  *
  * Errors: PPD_ERR_CUDA with the CUDA or cuBLAS error and the op ("no CUDA device" when there is
@@ -84,6 +86,16 @@ ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqkv, const in
 /* out: (N, d)   qkv: (N, 3d); T_max = the longest sequence's token rows. */
 ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv, const int64_t *tok_off,
                                           int B, int H, int hd, int T_max, cudaStream_t stream);
+/* The bf16 precision mode's attention, on tensor cores (lib/nn/cuda/esm_attention_bf16.cu): the
+ * same arguments and the same flash-style online softmax, with q, k, v and the probabilities
+ * rounded to bf16 (nearest even) for the two products, keys in tiles of PPD_CUDA_ESM_TC_KEY_TILE,
+ * and fp32 scores, sums and outputs. Needs sm_80; head dimensions 16, 32, 64 and 128
+ * (ppd_cuda_esm_attention_bf16_supported; the run loop uses the fp32 kernel for the others). */
+#define PPD_CUDA_ESM_TC_KEY_TILE 64
+int ppd_cuda_esm_attention_bf16_supported(int hd);
+ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv, const int64_t *tok_off,
+                                               int B, int H, int hd, int T_max,
+                                               cudaStream_t stream);
 /* h: (N, F) in place   b: (F) */
 ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
                                           cudaStream_t stream);

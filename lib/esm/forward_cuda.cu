@@ -104,7 +104,10 @@ ppd_status layer_forward(device_engine *e, int l, const ppd_esm_layout *w, int B
     OP(PPD_ESM_OP_ROPE, ppd_cuda_esm_qkv_rope_forward(w->big, p->bqkv + li * 3 * D, w->tok_off, B,
                                                       d, hd, qscale, cosv, sinv, N, s));
     OP(PPD_ESM_OP_ATTENTION,
-       ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max, s));
+       e->bf16 && ppd_cuda_esm_attention_bf16_supported(hd)
+           ? ppd_cuda_esm_attention_bf16_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max,
+                                                 s)
+           : ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, hd, T_max, s));
     OP(PPD_ESM_OP_OUT_GEMM,
        project(e, w, w->big, w->u, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
     OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, w->big, p->bo + li * D, N, d, s));

@@ -58,6 +58,9 @@ struct scheduler {
     void *arg = nullptr;
     const char *kernel = "";
     uint64_t slots[MAX_THREADS / 32][32];
+    struct mma_operands {
+        uint32_t a[4], b[2];
+    } mma[MAX_THREADS / 32][32];
     std::vector<unsigned char> smem;
 
     scheduler() : fibers(MAX_THREADS) {
@@ -238,6 +241,45 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src) {
     uint64_t v = src >= 0 && src < 32 ? s->slots[w][src] : mine;
     warp_barrier(mask);
     return v;
+}
+
+// The PTX ISA's fragment layout for mma.m16n8k16 with bf16 inputs (g = lane / 4, t = lane % 4;
+// each 32-bit register holds two bf16, the lower index in the low half):
+//   A (16 x 16, row): a[0] = A[g][2t, 2t+1]   a[1] = A[g+8][2t, 2t+1]
+//                     a[2] = A[g][2t+8, +9]   a[3] = A[g+8][2t+8, +9]
+//   B (16 x 8, col):  b[0] = B[2t, 2t+1][g]   b[1] = B[2t+8, 2t+9][g]
+//   C, D (16 x 8):    d[0..1] = D[g][2t, 2t+1]   d[2..3] = D[g+8][2t, 2t+1]
+// Products of bf16 values are exact in fp32; the sum over k runs in order, in fp32.
+namespace {
+float bf16_half(uint32_t reg, int k) {
+    uint32_t bits = (k & 1 ? reg >> 16 : reg & 0xffffu) << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+} // namespace
+
+void mma_bf16_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    scheduler *s = sched;
+    int t = (int)(s->cur - s->fibers.data()), w = t / 32, lane = t % 32;
+    memcpy(s->mma[w][lane].a, a, sizeof s->mma[w][lane].a);
+    memcpy(s->mma[w][lane].b, b, sizeof s->mma[w][lane].b);
+    warp_barrier(0xffffffffu); // all 32 lanes take part, as mma.sync.aligned requires
+    const auto &m = s->mma[w];
+    int g = lane / 4, tq = lane % 4;
+    float out[4];
+    for (int e = 0; e < 4; e++) {
+        int i = g + (e >= 2 ? 8 : 0), j = 2 * tq + (e & 1);
+        float acc = d[e];
+        for (int k = 0; k < 16; k++) {
+            float av = bf16_half(m[(i % 8) * 4 + (k % 8) / 2].a[(i >= 8) + 2 * (k >= 8)], k);
+            float bv = bf16_half(m[j * 4 + (k % 8) / 2].b[k >= 8], k);
+            acc += av * bv;
+        }
+        out[e] = acc;
+    }
+    warp_barrier(0xffffffffu); // the operands are read before any lane reuses its slot
+    memcpy(d, out, sizeof out);
 }
 
 void *dynamic_shared() {

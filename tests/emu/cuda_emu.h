@@ -16,7 +16,9 @@
 //    results: thread 0 runs its whole phase before thread 1 writes anything.
 //  - __syncthreads is a barrier of all the block's threads (one that has exited makes it an
 //    error, as CUDA leaves it undefined); the warp shuffles and __syncwarp
-//    are barriers of the warp's live lanes. Threads waiting at different barriers with nothing
+//    are barriers of the warp's live lanes; so is the bf16 tensor-core mma (mma.sync m16n8k16,
+//    computed from the PTX ISA's fragment layout, products exact, sums in order in fp32), which
+//    needs all 32. Threads waiting at different barriers with nothing
 //    else able to run is a deadlock: the launch prints the kernel, block and thread states and
 //    aborts, since on a GPU it would hang or be undefined.
 //  - __shared__ is a static thread_local variable: shared by the fibers of the running block.
@@ -72,6 +74,9 @@ void warp_barrier(unsigned mask);
 // Exchange 8 bytes with lane `src` of the caller's warp (all lanes in `mask` take part); a source
 // outside [0, 32) reads the caller's own value.
 uint64_t warp_exchange(unsigned mask, uint64_t mine, int src);
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 of the caller's warp: d += A B with the
+// PTX ISA's fragment layout (cuda_emu.cpp spells it out); all 32 lanes must call it.
+void mma_bf16_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]);
 // The dynamic shared memory of the running block (the launch's smem bytes, zeroed per block).
 void *dynamic_shared();
 

@@ -1,0 +1,219 @@
+// ESM-2 attention on bf16 tensor cores (ppdock/esm_cuda.h: ppd_cuda_esm_attention_bf16_forward),
+// the attention of the bf16 precision mode. Flash-style like the fp32 kernel in esm_layers.cu (an
+// online softmax over key tiles, memory O(T), no score matrix), but the two products, Q K^T and
+// P V, run as warp-level mma.sync (lib/nn/cuda/mma.cuh) instead of one CUDA-core thread per
+// query: on the 650M model's T ~ 300 the attention's 4 T d flops per token and layer are a third
+// of the projections', too many for CUDA cores at the bf16 GEMMs' pace.
+//
+// Written by hand, not through cuDNN's fused attention: cuDNN's graph API wants padded [B, H, T,
+// hd] tensors (our batches are packed rows of (N, 3d) with per-sequence offsets) and cannot run
+// in the CPU emulation that checks every kernel in `make test`.
+//
+// Block (b0 + blockIdx.z, head blockIdx.y, query rows blockIdx.x * 64 ...), 4 warps of 16 query
+// rows. Per key tile of 64 rows the block stages K and V^T in shared memory as bf16 pairs; each
+// warp then computes its 16 x 64 scores S = Q K^T (8 n-tiles x hd/16 k-steps of mma), updates
+// the running max m and sum l of its rows, rounds P = exp(S - m) to bf16 and adds P V (4 k-steps
+// x hd/8 n-tiles) into its fp32 output fragments. Rounding points: q, k, v and p to bf16 (nearest
+// even); scores, exponentials, sums and the output in fp32; l sums the rounded p, so the output
+// is exactly a convex combination of the bf16 v rows up to fp32 rounding.
+#include "ppdock/esm_cuda.h"
+
+#include "common.cuh"
+#include "mma.cuh"
+#include "ppdock/kernels/esm_ops.h"
+
+#include <float.h>
+
+#define TC_WARPS  4
+#define TC_QROWS  (16 * TC_WARPS)
+#define TC_KEYS   PPD_CUDA_ESM_TC_KEY_TILE
+#define TC_THREAD (32 * TC_WARPS)
+
+// Row strides of the staged tiles in 32-bit words (a pair of bf16 each): 4 words of padding make
+// a fragment read (lane 4g + t reads word g * stride + t) hit 32 distinct banks for every hd.
+#define K_STRIDE(HD) ((HD) / 2 + 4)
+#define V_STRIDE     (TC_KEYS / 2 + 4)
+
+template <int HD>
+static __global__ void __launch_bounds__(TC_THREAD)
+    attention_bf16_kernel(float *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
+    static_assert(HD % 16 == 0 && TC_KEYS == 64, "tiles: hd a multiple of 16, 64 keys");
+    __shared__ uint32_t Ks[TC_KEYS][K_STRIDE(HD)]; // Ks[j][c/2] = k[j][c, c+1]
+    __shared__ uint32_t Vt[HD][V_STRIDE];          // Vt[c][j/2] = v[j, j+1][c]
+    int b = b0 + (int)blockIdx.z, h = blockIdx.y;
+    int64_t r0 = tok_off[b];
+    int T = (int)(tok_off[b + 1] - r0);
+    int q0 = blockIdx.x * TC_QROWS;
+    if (q0 >= T) return; // the whole block: shorter sequences of the batch
+    int d = H * HD, ld = 3 * d;
+    int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int rowA = q0 + 16 * warp + g, rowB = rowA + 8; // the two query rows of this lane
+    bool live = q0 + 16 * warp < T;                 // warp-uniform: any of its rows is a query
+
+    // Q as A fragments, one per 16-wide k slice of the head dimension (rows past T are zeros)
+    uint32_t qa[HD / 16][4];
+    const float *qA = qkv + (r0 + (rowA < T ? rowA : 0)) * ld + h * HD;
+    const float *qB = qkv + (r0 + (rowB < T ? rowB : 0)) * ld + h * HD;
+    float zA = rowA < T ? 1.0f : 0.0f, zB = rowB < T ? 1.0f : 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        int c = 16 * kk + 2 * t;
+        qa[kk][0] = ppd_pack_bf16x2(zA * qA[c], zA * qA[c + 1]);
+        qa[kk][1] = ppd_pack_bf16x2(zB * qB[c], zB * qB[c + 1]);
+        qa[kk][2] = ppd_pack_bf16x2(zA * qA[c + 8], zA * qA[c + 9]);
+        qa[kk][3] = ppd_pack_bf16x2(zB * qB[c + 8], zB * qB[c + 9]);
+    }
+    float o[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float mA = 0.0f, mB = 0.0f, lA = 0.0f, lB = 0.0f; // l: this lane's share of its rows' sums
+    bool first = true;
+
+    for (int k0 = 0; k0 < T; k0 += TC_KEYS) {
+        int nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
+        __syncthreads(); // the previous tile is consumed
+        const float *kv = qkv + (r0 + k0) * ld + d + h * HD;
+        for (int i = threadIdx.x; i < TC_KEYS * HD / 2; i += TC_THREAD) {
+            int j = i / (HD / 2), cp = i % (HD / 2); // consecutive threads: one row's pairs
+            const float *kr = kv + (int64_t)j * ld;
+            Ks[j][cp] = j < nk ? ppd_pack_bf16x2(kr[2 * cp], kr[2 * cp + 1]) : 0u;
+        }
+        for (int i = threadIdx.x; i < HD * TC_KEYS / 2; i += TC_THREAD) {
+            int c = i % HD, jp = i / HD; // consecutive threads: consecutive channels of 2 rows
+            const float *vr = kv + d + (int64_t)(2 * jp) * ld + c;
+            float v0 = 2 * jp < nk ? vr[0] : 0.0f, v1 = 2 * jp + 1 < nk ? vr[ld] : 0.0f;
+            Vt[c][jp] = ppd_pack_bf16x2(v0, v1);
+        }
+        __syncthreads();
+        if (!live) continue;
+
+        // S = Q K^T: n-tile n holds keys 8n .. 8n+7; this lane's are 8n + 2t, 8n + 2t + 1
+        float s[TC_KEYS / 8][4];
+#pragma unroll
+        for (int n = 0; n < TC_KEYS / 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                uint32_t kb[2] = {Ks[8 * n + g][8 * kk + t], Ks[8 * n + g][8 * kk + 4 + t]};
+                ppd_mma_bf16_16816(s[n], qa[kk], kb);
+            }
+        }
+        // the tile's row maxima over the valid keys, across the 4 lanes of the group
+        float tA = -FLT_MAX, tB = -FLT_MAX;
+#pragma unroll
+        for (int n = 0; n < TC_KEYS / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+                if (8 * n + 2 * t + e < nk) {
+                    tA = s[n][e] > tA ? s[n][e] : tA;
+                    tB = s[n][2 + e] > tB ? s[n][2 + e] : tB;
+                }
+#pragma unroll
+        for (int x = 1; x < 4; x *= 2) {
+            float oA = __shfl_xor_sync(0xffffffffu, tA, x),
+                  oB = __shfl_xor_sync(0xffffffffu, tB, x);
+            tA = oA > tA ? oA : tA;
+            tB = oB > tB ? oB : tB;
+        }
+        float nA = first || tA > mA ? tA : mA, nB = first || tB > mB ? tB : mB;
+        if (!first) {
+            float cA = nA > mA ? ppd_esm_softmax_exp(mA, nA) : 1.0f;
+            float cB = nB > mB ? ppd_esm_softmax_exp(mB, nB) : 1.0f;
+            lA *= cA;
+            lB *= cB;
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                o[n][0] *= cA, o[n][1] *= cA;
+                o[n][2] *= cB, o[n][3] *= cB;
+            }
+        }
+        mA = nA, mB = nB, first = false;
+
+        // P = exp(S - m) in bf16, packed straight into A fragments (keys 16kk .. 16kk+15), then
+        // O += P V
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
+            uint32_t pa[4];
+#pragma unroll
+            for (int half = 0; half < 2; half++) { // n-tile 2kk (keys +0..7), 2kk+1 (+8..15)
+                const float *sn = s[2 * kk + half];
+                int key = 16 * kk + 8 * half + 2 * t;
+                float p0 = key < nk ? ppd_esm_softmax_exp(sn[0], mA) : 0.0f;
+                float p1 = key + 1 < nk ? ppd_esm_softmax_exp(sn[1], mA) : 0.0f;
+                float p2 = key < nk ? ppd_esm_softmax_exp(sn[2], mB) : 0.0f;
+                float p3 = key + 1 < nk ? ppd_esm_softmax_exp(sn[3], mB) : 0.0f;
+                pa[2 * half] = ppd_pack_bf16x2(p0, p1);
+                pa[2 * half + 1] = ppd_pack_bf16x2(p2, p3);
+                lA += ppd_bf16x2_half(pa[2 * half], 0) + ppd_bf16x2_half(pa[2 * half], 1);
+                lB += ppd_bf16x2_half(pa[2 * half + 1], 0) + ppd_bf16x2_half(pa[2 * half + 1], 1);
+            }
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                uint32_t vb[2] = {Vt[8 * n + g][8 * kk + t], Vt[8 * n + g][8 * kk + 4 + t]};
+                ppd_mma_bf16_16816(o[n], pa, vb);
+            }
+        }
+    }
+    if (!live) return;
+    // the rows' sums over the group's 4 lanes, in a fixed order
+    lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+    lB += __shfl_xor_sync(0xffffffffu, lB, 1);
+    lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+    lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+    float iA = 1.0f / lA, iB = 1.0f / lB;
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        int c = h * HD + 8 * n + 2 * t;
+        if (rowA < T) {
+            float *dst = out + (r0 + rowA) * d + c;
+            dst[0] = o[n][0] * iA;
+            dst[1] = o[n][1] * iA;
+        }
+        if (rowB < T) {
+            float *dst = out + (r0 + rowB) * d + c;
+            dst[0] = o[n][2] * iB;
+            dst[1] = o[n][3] * iB;
+        }
+    }
+}
+
+template <int HD>
+static ppd_status launch_attention_bf16(float *out, const float *qkv, const int64_t *tok_off, int B,
+                                        int H, int T_max, cudaStream_t stream) {
+    unsigned qblocks = (unsigned)((T_max + TC_QROWS - 1) / TC_QROWS);
+    for (int b0 = 0; b0 < B; b0 += 65535) { // grid.z is at most 65535 sequences
+        unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
+        PPD_LAUNCH(attention_bf16_kernel<HD>, dim3(qblocks, (unsigned)H, nb), TC_THREAD, 0, stream)
+        (out, qkv, tok_off, H, b0);
+        PPD_CUDA_CHECK_LAUNCH("attention_bf16_kernel");
+    }
+    return PPD_OK;
+}
+
+extern "C" int ppd_cuda_esm_attention_bf16_supported(int hd) {
+    return hd == 16 || hd == 32 || hd == 64 || hd == 128;
+}
+
+extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv,
+                                                          const int64_t *tok_off, int B, int H,
+                                                          int hd, int T_max, cudaStream_t stream) {
+    if (B < 1 || H < 1 || T_max < 0)
+        return ppd_fail(PPD_ERR_USAGE, "esm attention bf16: bad size B=%d H=%d T_max=%d", B, H,
+                        T_max);
+    if (T_max == 0) return PPD_OK;
+    switch (hd) {
+    case 16:
+        return launch_attention_bf16<16>(out, qkv, tok_off, B, H, T_max, stream);
+    case 32:
+        return launch_attention_bf16<32>(out, qkv, tok_off, B, H, T_max, stream);
+    case 64:
+        return launch_attention_bf16<64>(out, qkv, tok_off, B, H, T_max, stream);
+    case 128:
+        return launch_attention_bf16<128>(out, qkv, tok_off, B, H, T_max, stream);
+    default:
+        return ppd_fail(PPD_ERR_USAGE,
+                        "esm attention bf16: head dimension %d has no tensor-core kernel (16, 32, "
+                        "64, 128; ppd_cuda_esm_attention_bf16_supported says which)",
+                        hd);
+    }
+}

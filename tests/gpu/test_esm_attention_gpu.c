@@ -1,0 +1,129 @@
+/* tests/gpu/test_esm_attention_gpu.c — the bf16 tensor-core ESM attention
+ * (ppd_cuda_esm_attention_bf16_forward) against two independent truths:
+ *  - a plain C loop of the same algorithm (q, k, v rounded to bf16, keys in tiles of
+ *    PPD_CUDA_ESM_TC_KEY_TILE, the online softmax, p rounded to bf16, l the sum of the rounded p):
+ *    this checks the kernel's fragment layout, tiling and masking; the tensor core sums in its
+ *    own order, so a score can differ in its last fp32 bit and flip the bf16 rounding of a p now
+ *    and then: bounded at 2e-3 of the largest output;
+ *  - the CPU engine's fp32 attention (lib/esm): the error bf16 costs, bounded at 2e-2 (bf16 has
+ *    8 significant bits: 4e-3 per rounding, averaged over the keys).
+ * Sequences of 1 to 200 tokens cross the 64-key tiles and 64-row query blocks on both sides of
+ * each boundary; head dimensions 16, 32, 64 and 128. */
+#include "../../lib/esm/esm_internal.h"
+#include "gpu_test.h"
+#include "ppdock/esm_cuda.h"
+#include "ppdock/half.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float bf16_round(float x) {
+    return ppd_bf16_to_f32(ppd_f32_to_bf16(x));
+}
+
+/* The kernel's algorithm for one sequence of T token rows starting at row r0, head h. */
+static void attention_bf16_reference(float *out, const float *qkv, int64_t r0, int T, int H, int hd,
+                                     int h) {
+    int d = H * hd, ld = 3 * d, KT = PPD_CUDA_ESM_TC_KEY_TILE;
+    float *o = malloc((size_t)hd * sizeof *o), *s = malloc((size_t)KT * sizeof *s);
+    for (int i = 0; i < T; i++) {
+        const float *q = qkv + (r0 + i) * ld + h * hd;
+        float m = 0.0f, l = 0.0f;
+        for (int c = 0; c < hd; c++) o[c] = 0.0f;
+        for (int k0 = 0; k0 < T; k0 += KT) {
+            int nk = T - k0 < KT ? T - k0 : KT;
+            float tmax = -INFINITY;
+            for (int j = 0; j < nk; j++) {
+                const float *k = qkv + (r0 + k0 + j) * ld + d + h * hd;
+                float dot = 0.0f;
+                for (int c = 0; c < hd; c++) dot += bf16_round(q[c]) * bf16_round(k[c]);
+                s[j] = dot;
+                if (dot > tmax) tmax = dot;
+            }
+            float mnew = k0 == 0 || tmax > m ? tmax : m;
+            if (k0 > 0 && mnew > m) {
+                float corr = expf(m - mnew);
+                l *= corr;
+                for (int c = 0; c < hd; c++) o[c] *= corr;
+            }
+            m = mnew;
+            for (int j = 0; j < nk; j++) {
+                const float *v = qkv + (r0 + k0 + j) * ld + 2 * d + h * hd;
+                float p = bf16_round(expf(s[j] - m));
+                l += p;
+                for (int c = 0; c < hd; c++) o[c] += p * bf16_round(v[c]);
+            }
+        }
+        for (int c = 0; c < hd; c++) out[(r0 + i) * d + h * hd + c] = o[c] * (1.0f / l);
+    }
+    free(o), free(s);
+}
+
+static void check_attention_bf16(int hd, int H, const int *T, int B) {
+    char name[128];
+    int d = H * hd;
+    int64_t tok_off[16], N = 0;
+    int T_max = 0;
+    for (int b = 0; b < B; b++) {
+        tok_off[b] = N, N += T[b];
+        if (T[b] > T_max) T_max = T[b];
+    }
+    tok_off[B] = N;
+    ppd_rng r;
+    ppd_rng_seed(&r, 1000 + (uint64_t)hd);
+    /* scores of a few units: a softmax that is neither flat nor one-hot */
+    float *qkv = rand_floats(&r, (size_t)N * 3 * d, 2.0 / sqrt(sqrt((double)hd)));
+    float *ref = malloc((size_t)N * d * 4), *f32 = malloc((size_t)N * d * 4);
+    float *scores = malloc((size_t)T_max * T_max * 4);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) attention_bf16_reference(ref, qkv, tok_off[b], T[b], H, hd, h);
+    ppd_esm_attention_forward(f32, qkv, tok_off, B, H, hd, scores, (int64_t)T_max * T_max, 1);
+
+    ppd_device_arena a;
+    size_t need = (size_t)N * 4 * d * 4 + 16 * 8 + 4 * PPD_DEVICE_ALIGN;
+    snprintf(name, sizeof name, "gpu_esm_attention_bf16_hd%d", hd);
+    if (ppd_device_arena_create(&a, need) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    float *d_qkv = dev_copy(&a, qkv, (size_t)N * 3 * d * 4);
+    int64_t *d_off = dev_copy(&a, tok_off, (size_t)(B + 1) * 8);
+    float *d_out = dev_copy(&a, NULL, (size_t)N * d * 4); /* poisoned */
+    if (!d_qkv || !d_off || !d_out) {
+        report(name, 0, "device buffers: %s", ppd_errmsg());
+    } else if (ppd_cuda_esm_attention_bf16_forward(d_out, d_qkv, d_off, B, H, hd, T_max, NULL) !=
+                   PPD_OK ||
+               ppd_device_synchronize() != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        snprintf(name, sizeof name, "gpu_esm_attention_bf16_hd%d_matches_its_algorithm", hd);
+        fetch_close(name, d_out, ref, N * d, 2e-3);
+        snprintf(name, sizeof name, "gpu_esm_attention_bf16_hd%d_near_fp32_cpu", hd);
+        fetch_close(name, d_out, f32, N * d, 2e-2);
+    }
+    ppd_device_arena_destroy(&a);
+out:
+    free(qkv), free(ref), free(f32), free(scores);
+}
+
+void check_esm_attention_bf16(void) {
+    /* token rows per sequence: 1 key, one tile exactly, one past it, several tiles and query
+     * blocks, the longest not a multiple of 64 */
+    int T[] = {1, 2, 17, 63, 64, 65, 129, 200};
+    int B = (int)(sizeof T / sizeof *T);
+    report("gpu_esm_attention_bf16_head_dims",
+           ppd_cuda_esm_attention_bf16_supported(16) && ppd_cuda_esm_attention_bf16_supported(64) &&
+               ppd_cuda_esm_attention_bf16_supported(128) &&
+               !ppd_cuda_esm_attention_bf16_supported(24) &&
+               !ppd_cuda_esm_attention_bf16_supported(8),
+           "supported head dimensions are not 16, 32, 64, 128");
+    check_attention_bf16(16, 3, T, B);
+    check_attention_bf16(32, 2, T, B);
+    check_attention_bf16(64, 2, T, B);
+    if (!gpu_emulated)
+        check_attention_bf16(128, 2, T, B);
+    else
+        check_attention_bf16(128, 1, T + 5, 3); /* the emulation is slow: 65, 129, 200 */
+}
