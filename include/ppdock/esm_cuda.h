@@ -33,8 +33,9 @@
  * PPD_CUDA_TF32 lets cuBLAS use TF32 tensor cores for the projections (10-bit mantissa inputs,
  * fp32 accumulation); everything else stays fp32. PPD_CUDA_BF16 runs the projections on bf16
  * tensor cores: bf16 copies of the projection weights (made once on the device, round to
- * nearest even) and of each GEMM's input (ppd_cuda_cast_bf16), fp32 accumulation and fp32
- * outputs; the attention's two products run on bf16 tensor cores too
+ * nearest even) and of each GEMM's input (written in bf16 by the op before it: LayerNorm,
+ * attention, bias + GELU `_to_bf16`, the rounding of ppd_cuda_cast_bf16), fp32 accumulation and
+ * fp32 outputs; the attention's two products run on bf16 tensor cores too
  * (ppd_cuda_esm_attention_bf16_forward, for head dimensions 16, 32, 64 and 128; the fp32 kernel
  * for others); the residual stream, LayerNorm, softmax and GELU stay fp32. Plan with
  * opts.device = 2 for it (the bf16 copies are counted).
@@ -99,6 +100,19 @@ ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv, con
 /* h: (N, F) in place   b: (F) */
 ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
                                           cudaStream_t stream);
+
+/* The bf16 mode's producers of GEMM inputs: the same kernels with each output rounded to bf16
+ * (nearest even) as it is stored, which is what ppd_cuda_cast_bf16 of the fp32 output gives,
+ * without writing and reading it back in fp32. out: uint16_t bit patterns, the fp32 twin's
+ * shape; bias + GELU reads h and leaves it as it was. */
+ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, const float *inp, const float *w,
+                                                  const float *b, int64_t N, int d,
+                                                  cudaStream_t stream);
+ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out, const float *qkv,
+                                                       const int64_t *tok_off, int B, int H, int hd,
+                                                       int T_max, cudaStream_t stream);
+ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h, const float *b,
+                                                  int64_t N, int F, cudaStream_t stream);
 /* x, y: (N, d)   b: (d); x = x + (y + b) */
 ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,
                                          cudaStream_t stream);
@@ -120,7 +134,8 @@ typedef struct {
 #define PPD_CUDA_ESM_OPTS_DEFAULT                                                                  \
     ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0, .profile = 0})
 
-/* The ops of a layer as profile mode times them (a projection includes its bf16 input cast). */
+/* The ops of a layer as profile mode times them (in bf16 mode the op before a projection writes
+ * its bf16 input: LayerNorm, attention, GELU). */
 enum {
     PPD_ESM_OP_LAYERNORM,
     PPD_ESM_OP_QKV_GEMM,

@@ -1,6 +1,6 @@
 /* tests/gpu/gpu_test.h — what the GPU test files share (tests/gpu/test_gpu.c holds main and
  * these helpers; tests/gpu/test_score_gpu.c the score model's checks,
- * tests/gpu/test_esm_attention_gpu.c the bf16 attention's). */
+ * tests/gpu/test_esm_bf16_gpu.c the ESM bf16 mode's kernels). */
 #ifndef PPDOCK_TESTS_GPU_TEST_H
 #define PPDOCK_TESTS_GPU_TEST_H
 
@@ -24,7 +24,7 @@ void *dev_copy(ppd_device_arena *a, const void *host, size_t bytes);
 /* download n floats of dev and close_rel them against cpu */
 int fetch_close(const char *name, const void *dev, const float *cpu, int64_t n, double tol);
 
-/* tests/gpu/test_esm_attention_gpu.c */
+/* tests/gpu/test_esm_bf16_gpu.c */
 void check_esm_attention_bf16(void);
 
 /* tests/gpu/test_score_gpu.c */

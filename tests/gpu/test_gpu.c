@@ -1389,6 +1389,8 @@ int main(void) {
      * the GPU does and sums in fp32 */
     check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3);
     check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
+    /* head dimension 24 (ESM-2 35M): no tensor-core attention, the fp32 kernel and a cast */
+    check_esm_run("hd24_bf16", 2, 96, 4, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
     check_esm_profile(lens_run, 10);
 
     /* the score model: its remaining glue ops, then whole passes on the golden cases */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ppdock/cuda_check.h"
+#include "ppdock/half.h"
 
 #define PPD_WARP           32
 #define PPD_ROWS_PER_BLOCK 8
@@ -42,6 +43,16 @@ static inline unsigned ppd_elem_blocks(int64_t n) {
 #define PPD_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
 #define PPD_EXTERN_SHARED(type, name)                 extern __shared__ type name[]
 #endif
+
+// A kernel's output element: fp32 as is, or rounded to bf16 (nearest even, ppdock/half.h) where
+// the output only feeds a bf16 GEMM: the same value ppd_cuda_cast_bf16 would make of the fp32
+// one, without the fp32 round trip through memory.
+static inline __device__ void ppd_store(float *p, float v) {
+    *p = v;
+}
+static inline __device__ void ppd_store(uint16_t *p, float v) {
+    *p = ppd_f32_to_bf16(v);
+}
 
 // Column-major C = op(A) op(B) + beta C on the handle's stream (lib/nn/cuda/gemm.cu); ta/tb 1 =
 // transposed. The row-major callers' layouts are spelled out where they call it.

@@ -34,9 +34,9 @@
 #define K_STRIDE(HD) ((HD) / 2 + 4)
 #define V_STRIDE     (TC_KEYS / 2 + 4)
 
-template <int HD>
+template <int HD, class OutT>
 static __global__ void __launch_bounds__(TC_THREAD)
-    attention_bf16_kernel(float *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
+    attention_bf16_kernel(OutT *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
     static_assert(HD % 16 == 0 && TC_KEYS == 64, "tiles: hd a multiple of 16, 64 keys");
     __shared__ uint32_t Ks[TC_KEYS][K_STRIDE(HD)]; // Ks[j][c/2] = k[j][c, c+1]
     __shared__ uint32_t Vt[HD][V_STRIDE];          // Vt[c][j/2] = v[j, j+1][c]
@@ -165,25 +165,27 @@ static __global__ void __launch_bounds__(TC_THREAD)
     for (int n = 0; n < HD / 8; n++) {
         int c = h * HD + 8 * n + 2 * t;
         if (rowA < T) {
-            float *dst = out + (r0 + rowA) * d + c;
-            dst[0] = o[n][0] * iA;
-            dst[1] = o[n][1] * iA;
+            OutT *dst = out + (r0 + rowA) * d + c;
+            ppd_store(&dst[0], o[n][0] * iA);
+            ppd_store(&dst[1], o[n][1] * iA);
         }
         if (rowB < T) {
-            float *dst = out + (r0 + rowB) * d + c;
-            dst[0] = o[n][2] * iB;
-            dst[1] = o[n][3] * iB;
+            OutT *dst = out + (r0 + rowB) * d + c;
+            ppd_store(&dst[0], o[n][2] * iB);
+            ppd_store(&dst[1], o[n][3] * iB);
         }
     }
 }
 
-template <int HD>
-static ppd_status launch_attention_bf16(float *out, const float *qkv, const int64_t *tok_off, int B,
+template <int HD, class OutT>
+static ppd_status launch_attention_bf16(OutT *out, const float *qkv, const int64_t *tok_off, int B,
                                         int H, int T_max, cudaStream_t stream) {
     unsigned qblocks = (unsigned)((T_max + TC_QROWS - 1) / TC_QROWS);
+    void (*attention_bf16)(OutT *, const float *, const int64_t *, int, int) =
+        attention_bf16_kernel<HD, OutT>;    // one name for the launch macro
     for (int b0 = 0; b0 < B; b0 += 65535) { // grid.z is at most 65535 sequences
         unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
-        PPD_LAUNCH(attention_bf16_kernel<HD>, dim3(qblocks, (unsigned)H, nb), TC_THREAD, 0, stream)
+        PPD_LAUNCH(attention_bf16, dim3(qblocks, (unsigned)H, nb), TC_THREAD, 0, stream)
         (out, qkv, tok_off, H, b0);
         PPD_CUDA_CHECK_LAUNCH("attention_bf16_kernel");
     }
@@ -194,9 +196,9 @@ extern "C" int ppd_cuda_esm_attention_bf16_supported(int hd) {
     return hd == 16 || hd == 32 || hd == 64 || hd == 128;
 }
 
-extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv,
-                                                          const int64_t *tok_off, int B, int H,
-                                                          int hd, int T_max, cudaStream_t stream) {
+template <class OutT>
+static ppd_status attention_bf16(OutT *out, const float *qkv, const int64_t *tok_off, int B, int H,
+                                 int hd, int T_max, cudaStream_t stream) {
     if (B < 1 || H < 1 || T_max < 0)
         return ppd_fail(PPD_ERR_USAGE, "esm attention bf16: bad size B=%d H=%d T_max=%d", B, H,
                         T_max);
@@ -216,4 +218,17 @@ extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const floa
                         "64, 128; ppd_cuda_esm_attention_bf16_supported says which)",
                         hd);
     }
+}
+
+extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv,
+                                                          const int64_t *tok_off, int B, int H,
+                                                          int hd, int T_max, cudaStream_t stream) {
+    return attention_bf16(out, qkv, tok_off, B, H, hd, T_max, stream);
+}
+
+extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out, const float *qkv,
+                                                                  const int64_t *tok_off, int B,
+                                                                  int H, int hd, int T_max,
+                                                                  cudaStream_t stream) {
+    return attention_bf16(out, qkv, tok_off, B, H, hd, T_max, stream);
 }

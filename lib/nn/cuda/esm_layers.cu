@@ -56,12 +56,13 @@ extern "C" ppd_status ppd_cuda_esm_embed_forward(float *x, const uint8_t *tok,
 
 // ---- LayerNorm: one warp per row, statistics in double as on the CPU ---------------------------
 
-static __global__ void layernorm_kernel(float *out, const float *inp, const float *w,
-                                        const float *b, int64_t N, int d) {
+template <class T>
+static __global__ void layernorm_kernel(T *out, const float *inp, const float *w, const float *b,
+                                        int64_t N, int d) {
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
         const float *xr = inp + r * d;
-        float *yr = out + r * d;
+        T *yr = out + r * d;
         double s = 0.0;
         for (int c = threadIdx.x; c < d; c += PPD_WARP) s += xr[c];
         double mean = warp_sum_double(s) / d, v = 0.0;
@@ -73,20 +74,34 @@ static __global__ void layernorm_kernel(float *out, const float *inp, const floa
         float meanf = (float)mean, var = (float)(v / d);
         float rstd = 1.0f / sqrtf(var + PPD_ESM_LN_EPS);
         for (int c = threadIdx.x; c < d; c += PPD_WARP)
-            yr[c] = ppd_esm_layernorm_elem(xr[c], meanf, rstd, w[c], b[c]);
+            ppd_store(&yr[c], ppd_esm_layernorm_elem(xr[c], meanf, rstd, w[c], b[c]));
     }
+}
+
+template <class T>
+static ppd_status launch_layernorm(T *out, const float *inp, const float *w, const float *b,
+                                   int64_t N, int d, cudaStream_t stream) {
+    if (N < 0 || d < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm layernorm: bad size N=%lld d=%d", (long long)N, d);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(layernorm_kernel<T>, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
+               stream)
+    (out, inp, w, b, N, d);
+    PPD_CUDA_CHECK_LAUNCH("layernorm_kernel");
+    return PPD_OK;
 }
 
 extern "C" ppd_status ppd_cuda_esm_layernorm_forward(float *out, const float *inp, const float *w,
                                                      const float *b, int64_t N, int d,
                                                      cudaStream_t stream) {
-    if (N < 0 || d < 1)
-        return ppd_fail(PPD_ERR_USAGE, "esm layernorm: bad size N=%lld d=%d", (long long)N, d);
-    if (N == 0) return PPD_OK;
-    PPD_LAUNCH(layernorm_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
-    (out, inp, w, b, N, d);
-    PPD_CUDA_CHECK_LAUNCH("layernorm_kernel");
-    return PPD_OK;
+    return launch_layernorm(out, inp, w, b, N, d, stream);
+}
+
+extern "C" ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, const float *inp,
+                                                             const float *w, const float *b,
+                                                             int64_t N, int d,
+                                                             cudaStream_t stream) {
+    return launch_layernorm(out, inp, w, b, N, d, stream);
 }
 
 // ---- q/k/v bias, query scale and RoPE: one warp per row, a lane per channel pair ----------------
@@ -254,21 +269,35 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
 
 // ---- bias + GELU and the residual update: flat grid-stride loops --------------------------------
 
-static __global__ void bias_gelu_kernel(float *h, const float *b, int64_t n, int F) {
+// out may be h (in place: each element is read before it is written, by the same thread).
+template <class T>
+static __global__ void bias_gelu_kernel(T *out, const float *h, const float *b, int64_t n, int F) {
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        h[i] = ppd_esm_gelu_elem(h[i] + b[i % F]);
+        ppd_store(&out[i], ppd_esm_gelu_elem(h[i] + b[i % F]));
+}
+
+template <class T>
+static ppd_status launch_bias_gelu(T *out, const float *h, const float *b, int64_t N, int F,
+                                   cudaStream_t stream) {
+    if (N < 0 || F < 1)
+        return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
+    if (N == 0) return PPD_OK;
+    PPD_LAUNCH(bias_gelu_kernel<T>, ppd_elem_blocks(N * F), PPD_ELEM_THREADS, 0, stream)
+    (out, h, b, N * F, F);
+    PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");
+    return PPD_OK;
 }
 
 extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
                                                      cudaStream_t stream) {
-    if (N < 0 || F < 1)
-        return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
-    if (N == 0) return PPD_OK;
-    PPD_LAUNCH(bias_gelu_kernel, ppd_elem_blocks(N * F), PPD_ELEM_THREADS, 0, stream)
-    (h, b, N * F, F);
-    PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");
-    return PPD_OK;
+    return launch_bias_gelu(h, h, b, N, F, stream);
+}
+
+extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h,
+                                                             const float *b, int64_t N, int F,
+                                                             cudaStream_t stream) {
+    return launch_bias_gelu(out, h, b, N, F, stream);
 }
 
 static __global__ void residual_kernel(float *x, const float *y, const float *b, int64_t n, int d) {

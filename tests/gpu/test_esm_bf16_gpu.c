@@ -1,5 +1,7 @@
-/* tests/gpu/test_esm_attention_gpu.c — the bf16 tensor-core ESM attention
- * (ppd_cuda_esm_attention_bf16_forward) against two independent truths:
+/* tests/gpu/test_esm_bf16_gpu.c — the ESM bf16 mode's own kernels.
+ *
+ * The tensor-core attention (ppd_cuda_esm_attention_bf16_forward) against two independent
+ * truths:
  *  - a plain C loop of the same algorithm (q, k, v rounded to bf16, keys in tiles of
  *    PPD_CUDA_ESM_TC_KEY_TILE, the online softmax, p rounded to bf16, l the sum of the rounded p):
  *    this checks the kernel's fragment layout, tiling and masking; the tensor core sums in its
@@ -8,7 +10,12 @@
  *  - the CPU engine's fp32 attention (lib/esm): the error bf16 costs, bounded at 2e-2 (bf16 has
  *    8 significant bits: 4e-3 per rounding, averaged over the keys).
  * Sequences of 1 to 200 tokens cross the 64-key tiles and 64-row query blocks on both sides of
- * each boundary; head dimensions 16, 32, 64 and 128. */
+ * each boundary; head dimensions 16, 32, 64 and 128.
+ *
+ * The producers of GEMM inputs that write bf16 (LayerNorm, attention, bias + GELU
+ * `_to_bf16`): each element is its fp32 twin's output rounded to bf16, on poisoned outputs. The
+ * two are separate instantiations of one kernel body, which nvcc may contract into FMAs
+ * differently, so one bf16 step apart is allowed on a GPU; the emulation must match exactly. */
 #include "../../lib/esm/esm_internal.h"
 #include "gpu_test.h"
 #include "ppdock/esm_cuda.h"
@@ -108,6 +115,80 @@ out:
     free(qkv), free(ref), free(f32), free(scores);
 }
 
+/* Each element of d16 (n bf16) is bf16(d32[i]) (n fp32): exactly on the emulation, within one
+ * bf16 step on a GPU. */
+static void check_is_bf16_of(const char *name, const uint16_t *d16, const float *d32, int64_t n) {
+    uint16_t *g16 = malloc((size_t)n * 2);
+    float *g32 = malloc((size_t)n * 4);
+    if (ppd_device_download(g16, d16, (size_t)n * 2) != PPD_OK ||
+        ppd_device_download(g32, d32, (size_t)n * 4) != PPD_OK) {
+        report(name, 0, "download: %s", ppd_errmsg());
+    } else {
+        int64_t off = 0, far = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int diff = abs((int)ppd_f32_to_bf16(g32[i]) - (int)g16[i]);
+            off += diff != 0, far += diff > 1 || isnan(g32[i]);
+        }
+        report(name, far == 0 && (!gpu_emulated || off == 0),
+               "%lld of %lld values are not the fp32 output rounded to bf16 (%lld off by more "
+               "than one step or NaN)",
+               (long long)off, (long long)n, (long long)far);
+    }
+    free(g16), free(g32);
+}
+
+/* LayerNorm, attention and bias + GELU writing bf16, against their fp32 twins. */
+static void check_bf16_producers(void) {
+    const char *name = "gpu_esm_bf16_producers";
+    int d = 128, H = 2, hd = 64, F = 512, B = 3; /* sequences of 70, 3 and 129 tokens */
+    int64_t tok_off[4] = {0, 70, 73, 202}, N = 202;
+    ppd_rng r;
+    ppd_rng_seed(&r, 77);
+    float *x = rand_floats(&r, (size_t)N * d, 3.0), *lw = rand_floats(&r, (size_t)d, 1.0),
+          *lb = rand_floats(&r, (size_t)d, 1.0), *qkv = rand_floats(&r, (size_t)N * 3 * d, 0.7),
+          *h = rand_floats(&r, (size_t)N * F, 2.0), *b1 = rand_floats(&r, (size_t)F, 0.5);
+    ppd_device_arena a;
+    size_t need =
+        (size_t)N * (4 * d + 3 * F) * 4 + (size_t)(2 * d + F) * 4 + 64 + 16 * PPD_DEVICE_ALIGN;
+    if (ppd_device_arena_create(&a, need) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    float *d_x = dev_copy(&a, x, (size_t)N * d * 4), *d_lw = dev_copy(&a, lw, (size_t)d * 4),
+          *d_lb = dev_copy(&a, lb, (size_t)d * 4),
+          *d_qkv = dev_copy(&a, qkv, (size_t)N * 3 * d * 4),
+          *d_h = dev_copy(&a, h, (size_t)N * F * 4), *d_b1 = dev_copy(&a, b1, (size_t)F * 4),
+          *d_o32 = dev_copy(&a, NULL, (size_t)N * F * 4);
+    uint16_t *d_o16 = dev_copy(&a, NULL, (size_t)N * F * 2);
+    int64_t *d_off = dev_copy(&a, tok_off, sizeof tok_off);
+    if (!d_x || !d_lw || !d_lb || !d_qkv || !d_h || !d_b1 || !d_o32 || !d_o16 || !d_off) {
+        report(name, 0, "device buffers: %s", ppd_errmsg());
+        goto out_arena;
+    }
+    if (ppd_cuda_esm_layernorm_forward(d_o32, d_x, d_lw, d_lb, N, d, NULL) ||
+        ppd_cuda_esm_layernorm_forward_to_bf16(d_o16, d_x, d_lw, d_lb, N, d, NULL) ||
+        ppd_device_synchronize())
+        report("gpu_esm_layernorm_to_bf16", 0, "%s", ppd_errmsg());
+    else
+        check_is_bf16_of("gpu_esm_layernorm_to_bf16", d_o16, d_o32, N * d);
+    if (ppd_cuda_esm_attention_bf16_forward(d_o32, d_qkv, d_off, B, H, hd, 129, NULL) ||
+        ppd_cuda_esm_attention_bf16_forward_to_bf16(d_o16, d_qkv, d_off, B, H, hd, 129, NULL) ||
+        ppd_device_synchronize())
+        report("gpu_esm_attention_bf16_to_bf16", 0, "%s", ppd_errmsg());
+    else
+        check_is_bf16_of("gpu_esm_attention_bf16_to_bf16", d_o16, d_o32, N * d);
+    /* bf16 first: it must leave h as it was for the in-place fp32 twin */
+    if (ppd_cuda_esm_bias_gelu_forward_to_bf16(d_o16, d_h, d_b1, N, F, NULL) ||
+        ppd_cuda_esm_bias_gelu_forward(d_h, d_b1, N, F, NULL) || ppd_device_synchronize())
+        report("gpu_esm_bias_gelu_to_bf16", 0, "%s", ppd_errmsg());
+    else
+        check_is_bf16_of("gpu_esm_bias_gelu_to_bf16", d_o16, d_h, N * F);
+out_arena:
+    ppd_device_arena_destroy(&a);
+out:
+    free(x), free(lw), free(lb), free(qkv), free(h), free(b1);
+}
+
 void check_esm_attention_bf16(void) {
     /* token rows per sequence: 1 key, one tile exactly, one past it, several tiles and query
      * blocks, the longest not a multiple of 64 */
@@ -126,4 +207,5 @@ void check_esm_attention_bf16(void) {
         check_attention_bf16(128, 2, T, B);
     else
         check_attention_bf16(128, 1, T + 5, 3); /* the emulation is slow: 65, 129, 200 */
+    check_bf16_producers();
 }
