@@ -65,10 +65,11 @@ make_vars+=("EMU=${EMU:-0}")
 
 if step build make -j"$JOBS" "${make_vars[@]}" all tests; then
     step test make "${make_vars[@]}" test || failed=1
-    # verbose: the log keeps every check's measured error (TF32's against fp32 among them)
+    # verbose: the log keeps every check's measured error (TF32's against fp32 and the bf16
+    # attention's among them)
     step test-gpu env PPD_TEST_VERBOSE=1 make "${make_vars[@]}" test-gpu
     rc=$?
-    grep -E '^ +[a-z0-9_]*tf32[a-z0-9_]*: ' "$OUT/test-gpu.log" >>"$summary"
+    grep -E '^ +[a-z0-9_]*(tf32|attention_bf16)[a-z0-9_]*: ' "$OUT/test-gpu.log" >>"$summary"
     if [ "$rc" -ne 0 ]; then
         failed=1
         grep -q 'no CUDA device' "$OUT/test-gpu.log" && no_gpu=1

@@ -403,6 +403,9 @@ int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, d
         mc = fmax(mc, fabs((double)cpu[i]));
     }
     int ok = !nan && md <= tol * fmax(mc, 1e-30);
+    if (ok && getenv("PPD_TEST_VERBOSE")) /* the measured error, for gpu-check's log */
+        printf("     %s: max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e)\n", name, md, mc,
+               tol);
     report(name, ok, "max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e), %lld NaN", md, mc,
            tol, (long long)nan);
     return ok;
