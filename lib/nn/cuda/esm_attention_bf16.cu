@@ -2,8 +2,9 @@
 // the attention of the bf16 precision mode. Flash-style like the fp32 kernel in esm_layers.cu (an
 // online softmax over key tiles, memory O(T), no score matrix), but the two products, Q K^T and
 // P V, run as warp-level mma.sync (lib/nn/cuda/mma.cuh) instead of one CUDA-core thread per
-// query: on the 650M model's T ~ 300 the attention's 4 T d flops per token and layer are a third
-// of the projections', too many for CUDA cores at the bf16 GEMMs' pace.
+// query. On the 650M model at T ~ 300 the attention's 4 T d flops per token and layer are only
+// 4% of the projections' 24 d^2, but on fp32 CUDA cores (a sixteenth of the bf16 tensor cores'
+// rate) they would take a fifth of the time at the 150k tokens/s goal (docs/cuda.md).
 //
 // Written by hand, not through cuDNN's fused attention: cuDNN's graph API wants padded [B, H, T,
 // hd] tensors (our batches are packed rows of (N, 3d) with per-sequence offsets) and cannot run
