@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef PPD_HAVE_CUDA
 #include "ppdock/esm_cuda.h"
@@ -364,12 +363,6 @@ static ppd_status export_all(const options *o, inputs *I) {
     return st;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     uint64_t inputs, unique, cached, embedded, residues, refused, unknown;
     double load_s, embed_s;
@@ -412,7 +405,7 @@ static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unk
 static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     ppd_esm_model m;
     memset(&m, 0, sizeof m);
-    double t0 = now_s();
+    double t0 = ppd_now_seconds();
     const char *weights = o->weights ? o->weights : ppd_config_str(cfg, "esm.weights");
     ppd_status st;
     if (o->random_shape) {
@@ -428,7 +421,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
             "set esm.weights, or --random-init L,d,H for random weights");
     }
     if (st) return st;
-    S->load_s = now_s() - t0;
+    S->load_s = ppd_now_seconds() - t0;
     ppd_debug("model: %d layers, d=%d, %d heads, identity %016llx (%.2f s)", m.cfg.n_layers,
               m.cfg.d, m.cfg.n_heads, (unsigned long long)m.identity, S->load_s);
 
@@ -581,7 +574,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         uint64_t total = 0;
         for (int i = 0; i < n_pending; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
-        double t1 = now_s();
+        double t1 = ppd_now_seconds();
 #ifdef PPD_HAVE_CUDA
         if (S->cuda) {
             ppd_cuda_esm_report rep;
@@ -592,7 +585,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         } else
 #endif
             st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
-        S->embed_s = now_s() - t1;
+        S->embed_s = ppd_now_seconds() - t1;
         ppd_progress_finish(sc.bar);
         S->embedded = sc.embedded;
         S->residues = sc.residues;
@@ -722,14 +715,14 @@ int main(int argc, char **argv) {
     ppd_tool_free(&t);
     if (rc >= 0) goto done;
     stats S = {0};
-    double t0 = now_s();
+    double t0 = ppd_now_seconds();
     ppd_status st = run(cfg, &o, &S);
     if (st) {
         ppd_error("%s", ppd_errmsg());
         rc = ppd_exit_code(st);
         goto done;
     }
-    double dt = now_s() - t0, rps = S.embed_s > 0 ? (double)S.residues / S.embed_s : 0;
+    double dt = ppd_now_seconds() - t0, rps = S.embed_s > 0 ? (double)S.residues / S.embed_s : 0;
     unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
     if (o.json) {
         printf("{\"inputs\": %llu, \"unique\": %llu, \"cached\": %llu, \"embedded\": %llu, "

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Bump when the graph a given input and parameters produce changes (forces rebuilds). */
 #define GRAPH_FORMAT "graph.format=1\n"
@@ -349,12 +348,6 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     return st;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv) {
     enum { OPT_REC = 1, OPT_LIG, OPT_ID };
     static const struct option longopts[] = {PPD_TOOL_LONGOPTS,
@@ -399,7 +392,7 @@ int main(int argc, char **argv) {
     int verbosity = t.verbosity;
     ppd_tool_free(&t);
     if (rc >= 0) return rc;
-    double t0 = now_s();
+    double t0 = ppd_now_seconds();
     counts c = {0};
     ppd_status st = run(cfg, &o, &c);
     ppd_config_free(cfg);
@@ -407,7 +400,7 @@ int main(int argc, char **argv) {
         ppd_error("%s", ppd_errmsg());
         return ppd_exit_code(st);
     }
-    double dt = now_s() - t0;
+    double dt = ppd_now_seconds() - t0;
     unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
     if (o.json)
         printf("{\"event\": \"summary\", \"built\": %llu, \"unchanged\": %llu, \"failed\": %llu, "

@@ -12,6 +12,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct ppd_progress ppd_progress;
 
 /* label: short text before the counts; total: 0 if unknown (no ETA). Returns NULL when disabled. */
@@ -28,5 +32,12 @@ void ppd_progress_clear_line(void);
 
 /* Peak resident set size of this process in bytes (getrusage ru_maxrss). */
 uint64_t ppd_peak_rss_bytes(void);
+
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for intervals, not dates. */
+double ppd_now_seconds(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -20,7 +20,7 @@ struct ppd_progress {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int line_drawn;
 
-static double now_s(void) {
+double ppd_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -71,7 +71,7 @@ ppd_progress *ppd_progress_start(const char *label, uint64_t total) {
     if (!p) return NULL;
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total;
-    p->t0 = now_s();
+    p->t0 = ppd_now_seconds();
     return p;
 }
 
@@ -79,7 +79,7 @@ void ppd_progress_add(ppd_progress *p, uint64_t n) {
     if (!p) return;
     pthread_mutex_lock(&lock);
     p->done += n;
-    double t = now_s();
+    double t = ppd_now_seconds();
     if (t - p->last_draw > 0.1) draw(p, t);
     pthread_mutex_unlock(&lock);
 }
@@ -94,7 +94,7 @@ void ppd_progress_note(ppd_progress *p, const char *note) {
 void ppd_progress_finish(ppd_progress *p) {
     if (!p) return;
     pthread_mutex_lock(&lock);
-    draw(p, now_s());
+    draw(p, ppd_now_seconds());
     fputc('\n', stderr);
     line_drawn = 0;
     pthread_mutex_unlock(&lock);

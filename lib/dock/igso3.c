@@ -41,11 +41,11 @@
  * 1e-12 where f >= 1e-3 f(0).
  */
 #include "ppdock/igso3.h"
+#include "ppdock/progress.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -57,12 +57,6 @@ enum {
 };
 #define TAIL_REL 1e-17 /* dropped series tail, relative to f(0) */
 #define FLOOR    1e-14 /* f <= FLOOR f(0): rounding noise, stored as p = 0, score = 0 */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Terms to keep for ε (see the truncation note above) and c_l into c[0..L). */
 static int series_coeffs(double eps, double *c) {
@@ -176,7 +170,7 @@ static void build_row(ppd_igso3 *T, int i, const double *alpha, const double *be
 
 ppd_status ppd_igso3_build(ppd_igso3 *T, int threads) {
     enum { NE = PPD_IGSO3_N_EPS, NW = PPD_IGSO3_N_OMEGA, NSEED = PPD_IGSO3_L / RESEED + 1 };
-    const double t0 = now_seconds();
+    const double t0 = ppd_now_seconds();
     *T = (ppd_igso3){0};
     const size_t n_tab = (size_t)NE + NW + 2 * (size_t)NE * NW + NE;
     const size_t n_work = 3 * (size_t)NW + 2 * (size_t)NSEED * NW;
@@ -248,7 +242,7 @@ ppd_status ppd_igso3_build(ppd_igso3 *T, int threads) {
         ppd_igso3_free(T);
         return ppd_fail(PPD_ERR_NOMEM, "IGSO(3) tables: cannot allocate per-thread scratch");
     }
-    T->build_seconds = now_seconds() - t0;
+    T->build_seconds = ppd_now_seconds() - t0;
     return PPD_OK;
 }
 

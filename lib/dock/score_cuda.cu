@@ -14,6 +14,7 @@
 // vectors and centroids (positions are host inputs; a kernel launch per vector set would cost
 // more than the arithmetic). Everything per edge and per channel runs on the device.
 #include "ppdock/graph_ops.h"
+#include "ppdock/progress.h"
 #include "ppdock/scatter.h"
 #include "ppdock/score_cuda.h"
 #include "ppdock/adam_cuda.h"
@@ -24,7 +25,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 namespace {
 
@@ -270,12 +270,6 @@ ppd_score_params rebase(const ppd_score_params *p, const float *from, float *to)
     return q;
 }
 
-double mono_s() {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // Opens (k, 0) or closes (k, 1) event pair k on the stream.
 ppd_status mark(ppd_score_device *d, int k, int end) {
     if (!d->ev[2 * k]) return PPD_OK;
@@ -285,9 +279,9 @@ ppd_status mark(ppd_score_device *d, int k, int end) {
 }
 
 ppd_status sync_stream(ppd_score_device *d) {
-    double t0 = mono_s();
+    double t0 = ppd_now_seconds();
     cudaError_t e = cudaStreamSynchronize(d->stream);
-    d->wait_s += mono_s() - t0;
+    d->wait_s += ppd_now_seconds() - t0;
     PPD_CUDA_CHECK(e);
     for (int k = 0; k < 3; k++) // every closed pair has run now
         if (d->ev_pending[k]) {
@@ -929,10 +923,10 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
     if (!base) return ppd_fail(PPD_ERR_NOMEM, "score device: pass arena (%zu bytes)", need);
     pass_layout(m, &z, &d->t, base);
     d->last_pass = need;
-    double t0 = mono_s();
+    double t0 = ppd_now_seconds();
     PPD_TRY(ensure_staging(d, d->t.stage_end));
     PPD_TRY(stage_batch(d, b));
-    d->stage_s += mono_s() - t0;
+    d->stage_s += ppd_now_seconds() - t0;
     // in stream order: the arena's front is rewritten only after the work queued before
     PPD_CUDA_CHECK(
         cudaMemcpyAsync(base, d->stage, d->t.stage_end, cudaMemcpyHostToDevice, d->stream));

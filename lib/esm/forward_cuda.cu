@@ -2,6 +2,7 @@
 // the plan needs, and the batch loop (ppdock/esm_cuda.h). The layer sequence is the CPU's
 // layer_forward (lib/esm/forward.c) with each op replaced by its CUDA twin.
 #include "ppdock/esm_cuda.h"
+#include "ppdock/progress.h"
 
 #include "../nn/cuda/common.cuh"
 #include "esm_internal.h"
@@ -9,7 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern "C" const char *const ppd_cuda_esm_op_names[PPD_ESM_NOPS] = {
     "layernorm", "qkv_gemm", "rope", "attention", "out_gemm",
@@ -33,12 +33,6 @@ struct device_engine {
     int prof_op[16];
     double *op_ms;
 };
-
-double now_s() {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // The host model's parameter pointers, rebased from its buffer onto `dev`.
 ppd_esm_params rebase(const ppd_esm_model *m, float *dev) {
@@ -353,7 +347,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     }
 
     {
-        double t0 = now_s();
+        double t0 = ppd_now_seconds();
         int acc_end = 0;
         batch_out pending = {-1, 0, 0, NULL};
         for (int bi = 0; bi < plan->n_batches && !s; bi++) {
@@ -423,7 +417,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         if (pending.bi >= 0)
             STEP(finish_batch(plan, &pending, &st[pending.bi % 2], downloaded[pending.bi % 2], c->d,
                               acc, &acc_end, sink, ctx, &rep));
-        rep.gpu_seconds = now_s() - t0;
+        rep.gpu_seconds = ppd_now_seconds() - t0;
     }
 #undef STEP
 done:

@@ -5,12 +5,12 @@
  * which a GPU step would otherwise wait for. One worker suffices: the read is a fraction of a
  * step, and one reader keeps the loader's scratch buffers single-owner. */
 #include "ppdock/loader.h"
+#include "ppdock/progress.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct ppd_read_ahead {
     ppd_loader *loader;
@@ -30,12 +30,6 @@ struct ppd_read_ahead {
     double seconds;
 };
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void *worker(void *arg) {
     ppd_read_ahead *r = arg;
     pthread_mutex_lock(&r->mu);
@@ -44,10 +38,10 @@ static void *worker(void *arg) {
         if (r->quit && !r->pending) break;
         r->pending = 0;
         pthread_mutex_unlock(&r->mu);
-        double t0 = mono_s();
+        double t0 = ppd_now_seconds();
         ppd_train_batch b;
         ppd_status st = ppd_loader_load(r->loader, r->split, r->idx, r->n, r->arena, &b);
-        double dt = mono_s() - t0;
+        double dt = ppd_now_seconds() - t0;
         pthread_mutex_lock(&r->mu);
         r->status = st;
         r->msg[0] = 0;

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 typedef struct {
     const ppd_train_opts *o;
@@ -60,12 +59,6 @@ typedef struct {
     double *step_loss, *val_loss;
     int64_t n_step_loss, cap_step_loss, n_val_loss, cap_val_loss;
 } trainer;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- settings -------------------------------------------------------------------------------- */
 
@@ -216,7 +209,7 @@ static ppd_status plan_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const 
     memset(io, 0, sizeof *io);
     res->B = B;
     if (B == 0) return PPD_OK;
-    double t0 = now_s();
+    double t0 = ppd_now_seconds();
     ppd_arena *a = t->batch_arena;
     void *p;
     /* t, N(σ_rot) (B each); scores, predictions (B, 3 each); dL/dpred (B, 6) */
@@ -250,7 +243,7 @@ static ppd_status plan_batch(trainer *t, ppd_train_batch *tb, ppd_rng *r, const 
         io->ends[io->npass++] = skip ? -b1 : b1;
         if (skip) io->skipped[b0] = 1, res->skipped++;
     }
-    res->prep_s = now_s() - t0;
+    res->prep_s = ppd_now_seconds() - t0;
     res->B = B - res->skipped;
     return PPD_OK;
 }
@@ -421,21 +414,21 @@ typedef struct {
  * failed is read again here, which reports. */
 static ppd_status fetch_batch(trainer *t, const char *split, int64_t key, const int64_t *idx,
                               int nb, ppd_train_batch *tb, batch_fetch *f) {
-    double t0 = now_s();
+    double t0 = ppd_now_seconds();
     memset(f, 0, sizeof *f);
     if (t->ahead_split) {
         int hit = !strcmp(t->ahead_split, split) && t->ahead_key == key, slot = t->ahead_slot;
         t->ahead_split = NULL;
         if (ppd_read_ahead_wait(t->ahead, tb, &f->read_s) == PPD_OK && hit) {
             t->batch_arena = &t->arenas[slot];
-            f->wait_s = now_s() - t0, f->ahead = 1;
+            f->wait_s = ppd_now_seconds() - t0, f->ahead = 1;
             return PPD_OK;
         }
     }
     t->batch_arena = &t->arenas[0];
     ppd_arena_reset(t->batch_arena);
     PPD_TRY(ppd_loader_load(t->loader, split, idx, nb, t->batch_arena, tb));
-    f->read_s = f->wait_s = now_s() - t0;
+    f->read_s = f->wait_s = ppd_now_seconds() - t0;
     return PPD_OK;
 }
 
@@ -579,7 +572,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             : ppd_progress_start("train", o->max_steps > 0 ? (uint64_t)o->max_steps
                                                            : (uint64_t)(per_epoch * t->epochs));
     if (bar && t->st.step) ppd_progress_add(bar, t->st.step);
-    double t0 = now_s();
+    double t0 = ppd_now_seconds();
     int64_t complexes = 0;
     ppd_status s = PPD_OK;
     int stop = 0;
@@ -590,7 +583,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
                 stop = 1;
                 break;
             }
-            double ts = now_s();
+            double ts = ppd_now_seconds();
             ppd_train_batch tb;
             batch_fetch bf;
             batch_io io;
@@ -659,7 +652,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
             int stopping = o->stop && *o->stop;
             if (stopping && have_next) t->st.rng = rng_before_next, have_next = 0;
             complexes += br.B;
-            double dt = now_s() - ts;
+            double dt = ppd_now_seconds() - ts;
             rep->last_loss = br.loss;
             push(&t->step_loss, &t->n_step_loss, &t->cap_step_loss, br.loss);
             if (t->metrics) {
@@ -749,7 +742,7 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
     }
     if (!s) s = save(t, "last.safetensors");
     ppd_progress_finish(bar);
-    double secs = now_s() - t0;
+    double secs = ppd_now_seconds() - t0;
     rep->steps = (int64_t)t->st.step, rep->epochs = (int64_t)t->st.epoch;
     rep->complexes = complexes, rep->seconds = secs;
     rep->complexes_per_s = secs > 0 ? complexes / secs : 0;

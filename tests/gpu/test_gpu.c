@@ -21,6 +21,7 @@
 #include <cuda_runtime_api.h>
 
 #include "ppdock/cuda_check.h"
+#include "ppdock/progress.h"
 #include "../../lib/esm/esm_internal.h" /* the CPU twins of the ESM layers */
 #include "ppdock/adam_cuda.h"
 #include "ppdock/device.h"
@@ -122,12 +123,6 @@ static void report_cmp(const char *name, const cmp_result *r, const float *gpu, 
 
 /* ---- timing -------------------------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     int op; /* 0 Gaussian smearing, 1 time embedding */
     float *out;
@@ -174,9 +169,9 @@ static double time_gpu_ms(const op_call *c, int reps) {
 
 static double time_cpu_ms(const op_call *c, int reps) {
     run_cpu(c);
-    double t = now_s();
+    double t = ppd_now_seconds();
     for (int i = 0; i < reps; i++) run_cpu(c);
-    return (now_s() - t) * 1e3 / reps;
+    return (ppd_now_seconds() - t) * 1e3 / reps;
 }
 
 static void report_time(const char *what, const op_call *gpu, const op_call *cpu, double bytes,

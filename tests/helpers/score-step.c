@@ -27,13 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -162,13 +155,13 @@ int main(int argc, char **argv) {
     int64_t ncross = 0;
     double first_loss = 0;
     for (int s = 0; s < warm + steps; s++) {
-        double t0 = now_s();
+        double t0 = ppd_now_seconds();
         ppd_score_zero_grad(&m);
         if (ppd_score_forward(&m, &b, pred, pred + 3 * B, &ncross)) {
             fprintf(stderr, "score-step: %s\n", ppd_errmsg());
             return 2;
         }
-        double t1 = now_s();
+        double t1 = ppd_now_seconds();
         ppd_diffusion_loss L;
         ppd_diffusion_loss_forward_backward(&dc, &T, (int)B, t, pred, pred + 3 * B, tr_score,
                                             rot_score, &L, pred + 6 * B, pred + 9 * B);
@@ -176,7 +169,7 @@ int main(int argc, char **argv) {
         if (ppd_score_backward(&m, pred + 6 * B, pred + 9 * B)) return 3;
         ppd_clip_grad_norm(m.grads, off, num, m.ntensors, 1.0);
         ppd_adam_step(m.params, m.grads, am, av, m.nparams, &ac, (uint64_t)s + 1);
-        double t2 = now_s();
+        double t2 = ppd_now_seconds();
         if (s >= warm) {
             int i = s - warm;
             ts[i] = t2 - t0, ts[steps + i] = t1 - t0, ts[2 * steps + i] = t2 - t1;

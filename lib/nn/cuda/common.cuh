@@ -35,11 +35,17 @@ static inline unsigned ppd_elem_blocks(int64_t n) {
 // Launch a kernel: PPD_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...). Under nvcc it
 // is the <<<...>>> launch; in the CPU emulation of the tests (tests/emu/cuda_emu.h, g++) it runs
 // the grid on fibers. The sources stay one text for both.
+// PPD_LAUNCH_NAMED is the same with the name the emulation's diagnostics give (a kernel passed
+// as a pointer would be named after the variable).
 #ifdef PPD_CUDA_EMU
+#define PPD_LAUNCH_NAMED(name, kernel, grid, block, smem, stream)                                  \
+    ppd_emu::make_launcher(name, kernel, grid, block, smem, stream)
 #define PPD_LAUNCH(kernel, grid, block, smem, stream)                                              \
     ppd_emu::make_launcher(#kernel, kernel, grid, block, smem, stream)
 #define PPD_EXTERN_SHARED(type, name) type *name = (type *)ppd_emu::dynamic_shared()
 #else
+#define PPD_LAUNCH_NAMED(name, kernel, grid, block, smem, stream)                                  \
+    kernel<<<grid, block, smem, stream>>>
 #define PPD_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
 #define PPD_EXTERN_SHARED(type, name)                 extern __shared__ type name[]
 #endif
@@ -125,5 +131,24 @@ ppd_status ppd_cuda_scatter_parts(float *acc, int dacc, const float *src, int sr
         if (ppd_launch_err_ != cudaSuccess)                                                        \
             return ppd_cuda_status(ppd_launch_err_, __FILE__, __LINE__, opname " launch");         \
     } while (0)
+
+// The ESM attention kernels' launch (esm_layers.cu, esm_attention_bf16.cu): grid (blocks of
+// `rows` query rows over the longest sequence, heads, sequences), the sequences in chunks of
+// 65535 (grid.z's limit); the kernel takes (out, qkv, tok_off, H, first sequence of the chunk).
+template <class OutT>
+static ppd_status
+ppd_launch_attention(void (*kernel)(OutT *, const float *, const int64_t *, int, int),
+                     const char *name, int rows, unsigned threads, OutT *out, const float *qkv,
+                     const int64_t *tok_off, int B, int H, int T_max, cudaStream_t stream) {
+    unsigned qblocks = (unsigned)((T_max + rows - 1) / rows);
+    for (int b0 = 0; b0 < B; b0 += 65535) {
+        unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
+        PPD_LAUNCH_NAMED(name, kernel, dim3(qblocks, (unsigned)H, nb), threads, 0, stream)
+        (out, qkv, tok_off, H, b0);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return ppd_cuda_status(e, __FILE__, __LINE__, name);
+    }
+    return PPD_OK;
+}
 
 #endif

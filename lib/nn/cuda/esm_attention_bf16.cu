@@ -181,16 +181,8 @@ static __global__ void __launch_bounds__(TC_THREAD)
 template <int HD, class OutT>
 static ppd_status launch_attention_bf16(OutT *out, const float *qkv, const int64_t *tok_off, int B,
                                         int H, int T_max, cudaStream_t stream) {
-    unsigned qblocks = (unsigned)((T_max + TC_QROWS - 1) / TC_QROWS);
-    void (*attention_bf16)(OutT *, const float *, const int64_t *, int, int) =
-        attention_bf16_kernel<HD, OutT>;    // one name for the launch macro
-    for (int b0 = 0; b0 < B; b0 += 65535) { // grid.z is at most 65535 sequences
-        unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
-        PPD_LAUNCH(attention_bf16, dim3(qblocks, (unsigned)H, nb), TC_THREAD, 0, stream)
-        (out, qkv, tok_off, H, b0);
-        PPD_CUDA_CHECK_LAUNCH("attention_bf16_kernel");
-    }
-    return PPD_OK;
+    return ppd_launch_attention(attention_bf16_kernel<HD, OutT>, "attention_bf16_kernel launch",
+                                TC_QROWS, TC_THREAD, out, qkv, tok_off, B, H, T_max, stream);
 }
 
 extern "C" int ppd_cuda_esm_attention_bf16_supported(int hd) {

@@ -228,14 +228,8 @@ static __global__ void __launch_bounds__(QROWS)
 template <int HD>
 static ppd_status launch_attention(float *out, const float *qkv, const int64_t *tok_off, int B,
                                    int H, int T_max, cudaStream_t stream) {
-    unsigned qblocks = (unsigned)((T_max + QROWS - 1) / QROWS);
-    for (int b0 = 0; b0 < B; b0 += 65535) { // grid.z is at most 65535 sequences
-        unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
-        PPD_LAUNCH(attention_kernel<HD>, dim3(qblocks, (unsigned)H, nb), QROWS, 0, stream)
-        (out, qkv, tok_off, H, b0);
-        PPD_CUDA_CHECK_LAUNCH("attention_kernel");
-    }
-    return PPD_OK;
+    return ppd_launch_attention(attention_kernel<HD>, "attention_kernel launch", QROWS, QROWS, out,
+                                qkv, tok_off, B, H, T_max, stream);
 }
 
 extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv,
