@@ -26,6 +26,12 @@ int ppt_failed_now(void);
 const char *ppt_data(const char *rel); /* static buffer per call slot (8 slots, rotating) */
 const char *ppt_tmpdir(void);          /* fresh per test */
 
+/* The larger of a running worst error and a new one, keeping a NaN: fmax drops NaNs, so a NaN
+ * result would pass any tolerance. */
+static inline double ppt_worst(double worst, double e) {
+    return (e > worst || isnan(e)) && !isnan(worst) ? e : worst;
+}
+
 #define TEST(name)                                                                                 \
     static void name(void);                                                                        \
     __attribute__((constructor)) static void ppt_reg_##name(void) {                                \

@@ -144,7 +144,9 @@ double ppt_golden_loss(const ppt_golden_case *gc, const float *tr, const float *
 double ppt_rel_err(const float *a, const float *b, int64_t n, double floor) {
     double d = 0, s = floor;
     for (int64_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
+        double e = fabs((double)a[i] - b[i]);
+        if (isnan(e)) return INFINITY; /* fmax would drop it: a NaN must fail any tolerance */
+        d = fmax(d, e);
         s = fmax(s, fabs((double)b[i]));
     }
     return d / s;

@@ -43,7 +43,7 @@ ppd_status ppt_golden_weights_load(ppd_score_model *m, const char *dir);
 double ppt_golden_loss(const ppt_golden_case *gc, const float *tr, const float *rot, float *dtr,
                        float *drot, double *ltr, double *lrot);
 
-/* max |a - b| / max(max |b|, floor) over n values */
+/* max |a - b| / max(max |b|, floor) over n values; infinity when a or b holds a NaN */
 double ppt_rel_err(const float *a, const float *b, int64_t n, double floor);
 
 #endif

@@ -214,7 +214,70 @@ size_t device_capacity() {
 
 struct emu_event {
     double t;
+    cudaStream_t stream; // where it was recorded, and how many copies that stream had queued
+    uint64_t seq;
 };
+
+// Asynchronous copies to or from pinned host memory are DMA on a GPU: they run when their
+// stream reaches them, not when they are queued. Kernels run here at launch, but such copies are
+// held back until something orders them: another operation on their stream, a wait on or a
+// synchronisation with an event recorded after them, a stream or device synchronisation, a
+// synchronous copy, a free. So a consumer on another stream that does not wait for its upload
+// reads stale memory, a host that rewrites a staging buffer before its copy ran sends the new
+// bytes, and a host that reads a download before synchronising reads the old ones: races on a
+// GPU, wrong results here. Copies from pageable memory run at once (CUDA stages them before
+// returning). One host thread at a time queues or runs them (q_mu).
+struct held_copy {
+    void *dst;
+    const void *src;
+    size_t n;
+    uint64_t seq;
+};
+struct stream_queue {
+    std::vector<held_copy> held;
+    uint64_t queued; // copies ever queued on the stream
+};
+std::recursive_mutex q_mu;
+std::map<cudaStream_t, stream_queue> queues;
+std::map<const char *, size_t> pinned; // cudaMallocHost blocks: start -> bytes
+
+bool is_pinned(const void *p) {
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    const char *c = (const char *)p;
+    auto it = pinned.upper_bound(c);
+    if (it == pinned.begin()) return false;
+    --it;
+    return c < it->first + it->second;
+}
+
+// Runs the copies held on `s` that were queued before its copy number `upto`.
+void run_held(cudaStream_t s, uint64_t upto) {
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    auto it = queues.find(s);
+    if (it == queues.end()) return;
+    std::vector<held_copy> &h = it->second.held;
+    size_t k = 0;
+    for (; k < h.size() && h[k].seq < upto; k++) memmove(h[k].dst, h[k].src, h[k].n);
+    h.erase(h.begin(), h.begin() + (long)k);
+}
+
+void run_stream(cudaStream_t s) {
+    run_held(s, UINT64_MAX);
+}
+
+void run_all_held() {
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    for (auto &q : queues) run_stream(q.first);
+}
+
+// Before an operation on `s` runs: the legacy stream (0) waits for every stream, others for
+// their own queue.
+void order_before(cudaStream_t s) {
+    if (s)
+        run_stream(s);
+    else
+        run_all_held();
+}
 
 double now_ms() {
     struct timespec ts;
@@ -288,7 +351,7 @@ void *dynamic_shared() {
 
 void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
               void (*body)(void *), void *arg) {
-    (void)stream;
+    order_before(stream);
     if (last_error != cudaSuccess && last_error != cudaErrorMemoryAllocation &&
         last_error != cudaErrorInvalidValue)
         return; // a sticky error: the context is dead
@@ -443,6 +506,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
 
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    run_all_held(); // cudaFree synchronises the device
     std::lock_guard<std::mutex> g(mem_mu);
     auto it = device_allocs.find(p);
     if (it == device_allocs.end()) return fail(cudaErrorInvalidValue);
@@ -454,7 +518,10 @@ cudaError_t cudaFree(void *p) {
 
 cudaError_t cudaMallocHost(void **p, size_t bytes) {
     *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
-    return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+    if (!*p) return fail(cudaErrorMemoryAllocation);
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    pinned[(const char *)*p] = bytes;
+    return cudaSuccess;
 }
 
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags) {
@@ -463,6 +530,10 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags) {
 }
 
 cudaError_t cudaFreeHost(void *p) {
+    if (!p) return cudaSuccess;
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    run_all_held(); // cudaFreeHost synchronises the device
+    if (!pinned.erase((const char *)p)) return fail(cudaErrorInvalidValue);
     free(p);
     return cudaSuccess;
 }
@@ -470,28 +541,43 @@ cudaError_t cudaFreeHost(void *p) {
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) {
     (void)kind;
     if (n && (!dst || !src)) return fail(cudaErrorInvalidValue);
+    run_all_held(); // the legacy stream, and the host waits
     if (n) memmove(dst, src, n);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
                             cudaStream_t s) {
-    (void)s;
-    return cudaMemcpy(dst, src, n, kind);
+    (void)kind;
+    if (n && (!dst || !src)) return fail(cudaErrorInvalidValue);
+    if (!n) return cudaSuccess;
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    if (s && (is_pinned(dst) || is_pinned(src))) {
+        stream_queue &q = queues[s];
+        q.held.push_back(held_copy{dst, src, n, q.queued++});
+        return cudaSuccess;
+    }
+    order_before(s);
+    memmove(dst, src, n);
+    return cudaSuccess;
 }
 
 cudaError_t cudaMemset(void *dst, int v, size_t n) {
     if (n && !dst) return fail(cudaErrorInvalidValue);
+    run_all_held();
     if (n) memset(dst, v, n);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
-    (void)s;
-    return cudaMemset(dst, v, n);
+    if (n && !dst) return fail(cudaErrorInvalidValue);
+    order_before(s);
+    if (n) memset(dst, v, n);
+    return cudaSuccess;
 }
 
 cudaError_t cudaDeviceSynchronize(void) {
+    run_all_held();
     return last_error;
 }
 
@@ -506,22 +592,30 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    run_stream(s); // its queued work completes
+    queues.erase(s);
     free((void *)s);
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-    (void)s;
+    order_before(s);
     return last_error;
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
-    (void)s, (void)e, (void)flags;
+    (void)s, (void)flags;
+    const emu_event *ev = (const emu_event *)e;
+    if (ev->stream)
+        run_held(ev->stream, ev->seq);
+    else
+        run_all_held();
     return cudaSuccess;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
-    *e = (cudaEvent_t) new emu_event{0};
+    *e = (cudaEvent_t) new emu_event{0, nullptr, 0};
     return cudaSuccess;
 }
 
@@ -536,13 +630,20 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-    (void)s;
-    ((emu_event *)e)->t = now_ms();
+    std::lock_guard<std::recursive_mutex> g(q_mu);
+    emu_event *ev = (emu_event *)e;
+    ev->t = now_ms();
+    ev->stream = s;
+    ev->seq = s ? queues[s].queued : 0;
     return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-    (void)e;
+    const emu_event *ev = (const emu_event *)e;
+    if (ev->stream)
+        run_held(ev->stream, ev->seq);
+    else
+        run_all_held();
     return last_error;
 }
 
@@ -590,7 +691,7 @@ static CBLAS_TRANSPOSE tr(cublasOperation_t op) {
 cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                               int n, int k, const float *alpha, const float *A, int lda,
                               const float *B, int ldb, const float *beta, float *C, int ldc) {
-    (void)h;
+    order_before(((emu_cublas *)h)->stream);
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     cblas_sgemm(CblasColMajor, tr(ta), tr(tb), m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
@@ -631,6 +732,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo) {
     (void)algo;
+    order_before(((emu_cublas *)h)->stream);
     if ((at != CUDA_R_16BF && at != CUDA_R_32F) || (bt != CUDA_R_16BF && bt != CUDA_R_32F) ||
         ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F)
         return CUBLAS_STATUS_NOT_SUPPORTED;

@@ -27,12 +27,19 @@
 //    shared memory <= 227 KiB); a bad one sets cudaErrorInvalidConfiguration and runs nothing.
 //  - device memory is host memory, counted against an emulated capacity (PPD_EMU_DEVICE_MB,
 //    default 4096) so that out-of-memory paths are exercised.
-//  - streams and events: work runs at launch, in order; events record wall time.
+//  - streams and events: kernels, GEMMs and memsets run at launch, in order; events record wall
+//    time. Asynchronous copies to or from pinned memory (cudaMallocHost) on a stream other than
+//    the legacy one are held until something orders them (the next operation on their stream, a
+//    wait on or synchronisation with an event recorded after them, a stream or device
+//    synchronisation), as DMA runs late on a GPU: a missing cudaStreamWaitEvent, a staging
+//    buffer rewritten before its copy ran, or a download read before synchronising give wrong
+//    results. A copy running early (before kernels queued earlier on another stream that read
+//    its destination) is not modelled.
 //  - arithmetic is the CPU's: __fmul_rn is a plain multiply (the project compiles with
 //    -ffp-contract=off), expf/sinf are glibc's. nvcc contracts a*b+c into FMAs where the source
 //    does not forbid it, so results can differ from a real GPU in the last bits; parity
 //    tolerances must allow for that, as on the GPU.
-// What it does not model: concurrency between blocks or streams, the memory model (a race
+// What it does not model: concurrency between blocks, the memory model (a race
 // between blocks is invisible), timing, and pointer spaces (a host pointer passed to a kernel
 // works here and faults on a GPU).
 #ifndef PPDOCK_TESTS_CUDA_EMU_H

@@ -50,6 +50,60 @@ static __global__ void reverse(float *out, const float *in, int n) {
     out[blockIdx.x * n + t] = s[n - 1 - t];
 }
 
+// out[i] = in[i] + 1 for i < n, one block.
+static __global__ void add_one(float *out, const float *in, int n) {
+    if ((int)threadIdx.x < n) out[threadIdx.x] = in[threadIdx.x] + 1.0f;
+}
+
+// Held copies (cuda_emu.h): an upload from pinned memory on one stream, consumed by a kernel on
+// another, is seen only when the consumer waits for an event recorded after it; the staging
+// buffer is read when the copy runs, not when it is queued.
+static void check_held_copies() {
+    enum { N = 32 };
+    cudaStream_t copy, compute;
+    cudaEvent_t uploaded;
+    float *pin, *dev, *res;
+    bool ok = cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking) == cudaSuccess &&
+              cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking) == cudaSuccess &&
+              cudaEventCreateWithFlags(&uploaded, cudaEventDisableTiming) == cudaSuccess &&
+              cudaMallocHost((void **)&pin, 2 * N * sizeof(float)) == cudaSuccess &&
+              cudaMalloc((void **)&dev, 2 * N * sizeof(float)) == cudaSuccess;
+    if (!ok) {
+        report("emu_held_copies_setup", false, "stream, event or allocation failed");
+        return;
+    }
+    res = dev + N;
+    for (int i = 0; i < N; i++) pin[i] = (float)i, pin[N + i] = -7.0f;
+    cudaMemset(dev, 0, N * sizeof(float));
+    cudaMemcpyAsync(dev, pin, N * sizeof(float), cudaMemcpyHostToDevice, copy);
+    PPD_LAUNCH(add_one, 1, N, 0, compute)(res, dev, N);
+    float *back = pin + N;
+    cudaMemcpyAsync(back, res, N * sizeof(float), cudaMemcpyDeviceToHost, compute);
+    bool stale = back[5] == -7.0f; // read before synchronising: not there yet
+    cudaStreamSynchronize(compute);
+    report("emu_download_read_before_sync_is_stale", stale, "the download ran when queued");
+    report("emu_upload_not_waited_for_is_not_seen", back[5] == 1.0f,
+           "the kernel saw an upload it did not wait for");
+
+    cudaStreamSynchronize(copy);
+    for (int i = 0; i < N; i++) pin[i] = (float)(2 * i);
+    cudaMemcpyAsync(dev, pin, N * sizeof(float), cudaMemcpyHostToDevice, copy);
+    cudaEventRecord(uploaded, copy);
+    pin[5] = -1.0f; // rewritten before the copy ran: the copy sends it
+    cudaStreamWaitEvent(compute, uploaded, 0);
+    PPD_LAUNCH(add_one, 1, N, 0, compute)(res, dev, N);
+    cudaMemcpyAsync(back, res, N * sizeof(float), cudaMemcpyDeviceToHost, compute);
+    cudaStreamSynchronize(compute);
+    report("emu_upload_waited_for_is_seen", back[4] == 9.0f, "the kernel missed its upload");
+    report("emu_staging_rewritten_before_copy_sends_new_bytes", back[5] == 0.0f,
+           "the copy read the staging buffer when queued");
+    cudaEventDestroy(uploaded);
+    cudaStreamDestroy(copy);
+    cudaStreamDestroy(compute);
+    cudaFree(dev);
+    cudaFreeHost(pin);
+}
+
 // A barrier reached by half the block only: a hang on a GPU, an abort here.
 static __global__ void divergent(float *out) {
     if (threadIdx.x < 16) __syncthreads();
@@ -97,6 +151,8 @@ int main() {
     PPD_LAUNCH(reverse, 1, 64, 300 * 1024, NULL)(rout, rin, 64);
     report("emu_300k_shared_memory_is_refused", cudaGetLastError() == cudaErrorInvalidConfiguration,
            "launch accepted");
+
+    check_held_copies();
 
     fflush(stdout);
     pid_t pid = fork();

@@ -26,7 +26,7 @@ TEST(adam_matches_reference_over_steps) {
         }
     }
     double worst = 0;
-    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(p[i] - pd[i]));
+    for (int i = 0; i < N; i++) worst = ppt_worst(worst, fabs(p[i] - pd[i]));
     CHECK(worst < 1e-6);
     /* the first step moves every weight by about lr (Adam's normalisation) */
 }

@@ -218,9 +218,9 @@ TEST(tp_float_ops_match_f64_body) {
         ppd_tp_edge_forward_f64(tp.path, tp.npath, tp.coef, dout, out, x1, Yd, wd, NULL);
         ppd_tp_edge_backward_f64(tp.path, tp.npath, tp.coef, di, dxd, dwd, NULL, g, x1, Yd, wd,
                                  NULL);
-        for (int i = 0; i < dout; i++) worst = fmax(worst, fabs(out[i] - msg[e * dout + i]));
-        for (int i = 0; i < di; i++) worst = fmax(worst, fabs(dxd[i] - dh[e * di + i]));
-        for (int i = 0; i < W; i++) worst = fmax(worst, fabs(dwd[i] - dw[e * W + i]));
+        for (int i = 0; i < dout; i++) worst = ppt_worst(worst, fabs(out[i] - msg[e * dout + i]));
+        for (int i = 0; i < di; i++) worst = ppt_worst(worst, fabs(dxd[i] - dh[e * di + i]));
+        for (int i = 0; i < W; i++) worst = ppt_worst(worst, fabs(dwd[i] - dw[e * W + i]));
     }
     CHECK(worst < 2e-5);
     free(h), free(w), free(Y), free(msg), free(dmsg), free(dh), free(dw);
@@ -265,7 +265,7 @@ TEST(tp_rotation_equivariant) {
         ppd_tp_forward(&tp, outr, xr, &send, Yr, w, NULL, 1);
         rotate_features(&tp.out, R, out); /* rotate(TP(x)) must equal TP(rotate(x)) */
         double worst = 0;
-        for (int i = 0; i < dout; i++) worst = fmax(worst, fabs(out[i] - outr[i]));
+        for (int i = 0; i < dout; i++) worst = ppt_worst(worst, fabs(out[i] - outr[i]));
         if (worst > 1e-5) ppt_fail(__FILE__, __LINE__, "layer %d: equivariance error %g", k, worst);
     }
 }
