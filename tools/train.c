@@ -232,7 +232,8 @@ int main(int argc, char **argv) {
                     "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
                     "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
                     "\"device_measured_mb\": %.1f, \"device_planned_peak_mb\": %.1f, "
-                    "\"device_peak_mb\": %.1f, \"interrupted\": %s}\n",
+                    "\"device_peak_mb\": %.1f, \"device_uploads\": %llu, "
+                    "\"device_uploads_waited\": %llu, \"interrupted\": %s}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
                     r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
@@ -240,7 +241,8 @@ int main(int argc, char **argv) {
                     r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
                     (r.device_fixed + r.device_used_peak) / 1048576.0,
-                    r.interrupted ? "true" : "false");
+                    (unsigned long long)r.device_uploads,
+                    (unsigned long long)r.device_uploads_waited, r.interrupted ? "true" : "false");
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",

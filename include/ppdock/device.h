@@ -122,6 +122,29 @@ ppd_status ppd_device_arena_alloc_st(ppd_device_arena *a, size_t bytes, void **o
  * before the next use (same stream, or synchronised). */
 void ppd_device_arena_reset(ppd_device_arena *a);
 
+/* ---- inputs uploaded while the previous pass computes -------------------------------------
+ *
+ * A pass arena holds one pass at a time: its work area from offset 0 and its inputs, uploaded
+ * from the host. For the next pass's upload to run on a copy stream while the previous pass
+ * still computes, its inputs must go where the previous pass's pieces are not, and above the
+ * next pass's own work area. */
+
+typedef struct {
+    size_t off, bytes; /* a piece of the arena: [off, off + bytes) */
+} ppd_arena_span;
+
+/* Where the next pass's inputs (`in` bytes) go in a pass arena of `capacity` bytes, given the
+ * work area the next pass will use ([0, work)) and the previous pass's pieces, which may still be
+ * in use ([0, prev_work) and prev_in; prev_in.bytes 0 when none). Sizes are rounded up to
+ * PPD_DEVICE_ALIGN and the offset is a multiple of it. Tries the arena's top, then just above
+ * the larger of the two work areas. Returns 1 with *off a place that overlaps none of those
+ * (the upload may start at once), or 0 with *off the top (the upload must wait for the previous
+ * pass); -1 when work + in do not fit at all. With capacity at least the largest (work + in) of
+ * any pass plus twice the largest `in`, all rounded, it never returns 0 (tested). Pure
+ * arithmetic: no CUDA call. */
+int ppd_arena_place_inputs(size_t capacity, size_t prev_work, ppd_arena_span prev_in, size_t work,
+                           size_t in, size_t *off);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,12 @@
  *          scatter plans of every edge list. ppd_score_device_pass_bytes gives it for a batch's
  *          sizes; the trainer packs complexes into passes against that number, so a pass that
  *          would not fit is split before it runs, never discovered by a failed allocation.
+ *          A pass is its work area, from the arena's base, and its inputs (the uploaded part,
+ *          ppd_score_device_input_bytes), placed where the previous pass's pieces are not when
+ *          the arena has room (ppd_arena_place_inputs), so that their upload runs on a second
+ *          stream while the previous pass computes. An arena of the largest pass plus twice the
+ *          largest inputs always has that room; with less, an upload that finds none waits for
+ *          the previous pass (counted: ppd_score_device_usage.uploads_waited).
  * The host side keeps one pinned staging buffer for the uploads (grown when a larger batch
  * comes, then reused).
  *
@@ -48,10 +54,15 @@ typedef struct ppd_score_device ppd_score_device;
  * cuBLAS workspace), alignment included. */
 size_t ppd_score_device_fixed_bytes(const ppd_score_model *m);
 
-/* Device bytes one forward + backward pass of a batch of these sizes takes from the pass arena:
- * an upper bound within a few percent of the arena's high-water mark (tested). */
+/* Device bytes one forward + backward pass of a batch of these sizes takes from the pass arena
+ * (its work area and its inputs), exactly as laid out. Grows with every count (tested). */
 size_t ppd_score_device_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
                                    int64_t El, int64_t Ec, int B);
+/* The part of those bytes that is uploaded from the host (edge lists, scatter plans, edge
+ * vectors, times, ESM columns): what the pass arena needs twice over, beside the largest pass,
+ * for every upload to overlap the pass before it. */
+size_t ppd_score_device_input_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
+                                    int64_t El, int64_t Ec, int B);
 
 /* Allocates the fixed part and a pass arena of pass_bytes on the current device, a stream and a
  * cuBLAS handle of precision prec (PPD_CUDA_FP32 for parity runs), and uploads m's parameters
@@ -70,11 +81,13 @@ ppd_status ppd_score_device_download(ppd_score_device *d, ppd_score_model *m, fl
                                      float *adam_v, float *grads);
 
 /* The host's part of a forward, ahead of it: lays out b's pass, prepares its inputs (cross
- * edges, scatter plans, edge vectors, ESM columns) in pinned memory and queues their upload
- * behind the work already queued, so the host can prepare the next pass while the device still
- * runs the last one's backward and step. The next forward must be of this same batch (checked
- * by its sizes: PPD_ERR_USAGE otherwise); a backward of the pass before is no longer possible.
- * Errors: PPD_ERR_NOMEM when the pass does not fit the pass arena (with the sizes), CUDA's. */
+ * edges, scatter plans, edge vectors, ESM columns) in pinned memory and queues their upload on
+ * the copy stream, so the host prepares and the copy engine uploads the next pass while the
+ * device still runs the last one's backward and step; the compute stream waits for the upload
+ * before the next work queued on it. Staging twice without a forward between synchronises. The next
+ * forward must be of this same batch (checked by its sizes: PPD_ERR_USAGE otherwise); a backward of
+ * the pass before is no longer possible. Errors: PPD_ERR_NOMEM when the pass does not fit the pass
+ * arena (with the sizes), CUDA's. */
 ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_score_batch *b);
 /* Forward of one batch (host arrays, as ppd_score_forward); tr_pred/rot_pred (B, 3) are host
  * arrays, filled when this returns (it waits for the device). Stages b first unless
@@ -95,9 +108,10 @@ ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c, 
 ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *grad_norm);
 
 typedef struct {
-    size_t fixed_bytes;     /* the fixed allocation */
-    size_t pass_capacity;   /* the pass arena's size */
-    size_t pass_high_water; /* the most of it any pass used so far */
+    size_t fixed_bytes;   /* the fixed allocation */
+    size_t pass_capacity; /* the pass arena's size */
+    /* the most of it held at once so far: a pass, or a pass and the next one's inputs arriving */
+    size_t pass_high_water;
     size_t last_pass_bytes; /* what the last forward + backward used */
     size_t staging_bytes;   /* pinned host staging */
     /* the device memory create took as the driver counts it (cudaMemGetInfo before and after):
@@ -111,6 +125,9 @@ typedef struct {
     /* seconds of the stream in the passes' kernels and the steps (forward, backward, clipping
      * and Adam; CUDA events around each), counted once they have run: at the next wait */
     double busy_seconds;
+    /* inputs uploaded (one per pass staged), and how many of those uploads had to wait for the
+     * pass before (no room for them beside it in the pass arena) */
+    uint64_t uploads, uploads_waited;
 } ppd_score_device_usage;
 void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
 
@@ -138,6 +155,8 @@ typedef struct ppd_score_device_ops_s {
                        double max_norm);
     ppd_status (*grad_norm)(ppd_score_device *d, double *grad_norm);
     void (*usage)(const ppd_score_device *d, ppd_score_device_usage *u);
+    size_t (*input_bytes)(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er, int64_t El,
+                          int64_t Ec, int B);
 } ppd_score_device_ops;
 
 extern const ppd_score_device_ops ppd_score_device_cuda;

@@ -29,6 +29,8 @@
 #define PPDOCK_TRAIN_H
 
 #include "ppdock/config.h"
+#include "ppdock/loader.h"
+#include "ppdock/score_cuda.h"
 #include "ppdock/status.h"
 
 #include <signal.h>
@@ -71,6 +73,9 @@ typedef struct {
      * counted for that reservation, and the largest pass planned and used (bytes) */
     char device[256];
     size_t device_fixed, device_reserved, device_measured, device_planned_peak, device_used_peak;
+    /* passes uploaded, and how many of those uploads waited for the pass before them (no room
+     * beside it in the pass arena; 0 with the default reservation) */
+    uint64_t device_uploads, device_uploads_waited;
     int interrupted; /* stopped by opts.stop; last.safetensors holds where to resume */
 } ppd_train_report;
 
@@ -78,6 +83,16 @@ typedef struct {
  * for a value this implementation does not run. */
 struct ppd_score_config;
 ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_train_report *rep);
+
+/* The pass arena `train --device cuda` reserves by default (device.budget_gb 0) for a cache:
+ * the largest pass that a training batch of B complexes of train_split or an evaluation of one
+ * complex of eval_split can need (ppd_loader_worst_pass's bound; either split NULL to leave it
+ * out), plus twice the largest inputs of those passes, the room for every pass's upload to run
+ * while the pass before it computes (ppd_arena_place_inputs). Sizes from ops (pass_bytes,
+ * input_bytes) for model m. Errors: ppd_loader_worst_pass's. */
+ppd_status ppd_train_pass_reserve(const ppd_loader *l, const ppd_score_model *m,
+                                  const ppd_score_device_ops *ops, const char *train_split, int B,
+                                  const char *eval_split, size_t *bytes);
 
 #ifdef __cplusplus
 }

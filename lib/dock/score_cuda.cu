@@ -5,9 +5,13 @@
 // Memory is laid out, not allocated: pass_layout() places every tensor of a pass (llm.c's
 // activation struct) at an offset computed from the batch's sizes, so the bytes a batch needs
 // are known before it runs (ppd_score_device_pass_bytes is the same function with no base) and
-// the pass arena only ever hands out that one block. The arrays the host prepares (edge lists,
-// their scatter plans, edge vectors, times, the lm_ebd input's ESM columns) come first in the
-// layout, so one copy from the pinned staging buffer uploads them all.
+// the pass arena holds one pass at a time. The arrays the host prepares (edge lists, their
+// scatter plans, edge vectors, times, the lm_ebd input's ESM columns) are one block, the pass's
+// inputs, uploaded from the pinned staging buffer in one copy; the rest, the work area, starts
+// at the arena's base. The copy runs on a stream of its own: the inputs of pass k + 1 go where
+// pass k's pieces are not (ppd_arena_place_inputs), so they arrive while pass k computes, and
+// the compute stream waits for them (an event) only when pass k + 1 starts. When the arena has
+// no such room, the copy waits for pass k instead.
 //
 // What the host computes per batch, and why: the cross edges (their count sizes the pass, and
 // the rule is the CPU's own loop), the scatter plans (a counting sort per edge list), edge
@@ -41,8 +45,8 @@ struct edge_set {
 
 enum { MAXL = PPD_SCORE_MAX_LAYERS };
 
-// Every tensor of one pass. The first group (up to stage_end) is filled on the host and
-// uploaded in one copy.
+// Every tensor of one pass. The first group (stage_end bytes, the inputs) is filled on the host
+// and uploaded in one copy; the rest (total bytes, the work area) only the device touches.
 struct pass_tensors {
     // ---- staged
     int64_t *lig_src, *lig_dst, *rec_src, *rec_dst, *cross_l, *cross_r, *idx_l, *idx_r, *ce_graph,
@@ -105,13 +109,20 @@ void layout_edges(layout *L, edge_set *es, int64_t E, int D, int ns) {
     L->take(&es->Y, E * PPD_SH_DIM);
 }
 
-size_t pass_layout(const ppd_score_model *m, const sizes *z, pass_tensors *t, unsigned char *base) {
+size_t align_up(size_t n) {
+    return (n + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
+}
+
+// Places the inputs from in_base and the work area from work_base (NULL, NULL: sizes only).
+// Returns the pass's bytes: both parts, each rounded up to PPD_DEVICE_ALIGN.
+size_t pass_layout(const ppd_score_model *m, const sizes *z, pass_tensors *t,
+                   unsigned char *in_base, unsigned char *work_base) {
     const ppd_score_config *c = &m->cfg;
     int ns = c->ns, lm = c->lm_dim, Lk = c->layers, A = c->num_atom_types, W, D;
     ppd_score_widest(m, &W, &D);
     int64_t C = c->chunk_edges, Nr = z->Nr, Nl = z->Nl, Er = z->Er, El = z->El, Ec = z->Ec;
     int B = z->B;
-    layout L = {base, 0};
+    layout L = {in_base, 0};
     memset(t, 0, sizeof *t);
     // staged
     L.take(&t->lig_src, El), L.take(&t->lig_dst, El), L.take(&t->rec_src, Er);
@@ -128,6 +139,7 @@ size_t pass_layout(const ppd_score_model *m, const sizes *z, pass_tensors *t, un
     L.take(&t->li.vec, 3 * El), L.take(&t->ri.vec, 3 * Er), L.take(&t->cr.vec, 3 * Ec);
     L.take(&t->ce.vec, 3 * Nl);
     t->stage_end = L.off;
+    L = layout{work_base, 0};
     // forward
     L.take(&t->temb_r, Nr * TD), L.take(&t->temb_l, Nl * TD), L.take(&t->gemb, (int64_t)B * TD);
     L.take(&t->emb_r, Nr * ns), L.take(&t->emb_l, Nl * ns);
@@ -188,7 +200,7 @@ size_t pass_layout(const ppd_score_model *m, const sizes *z, pass_tensors *t, un
     L.take(&t->de, Nmax * ns);
     if (lm > 0) L.take(&t->dlm, Nmax * (ns + lm));
     t->total = L.off;
-    return L.off;
+    return align_up(t->stage_end) + align_up(t->total);
 }
 
 // The fixed part: parameters, gradients, moments, buffers, tables, cuBLAS workspace.
@@ -241,7 +253,14 @@ struct ppd_score_device {
     int bn_training;
     unsigned char *stage; // pinned host staging
     size_t stage_cap;
-    cudaStream_t stream;
+    unsigned char *in_base; // the last staged pass's inputs in the pass arena
+    // the last staged pass's pieces, which the next one's upload must not overwrite while it may
+    // still run: its work area [0, run_work) and its inputs
+    size_t run_work;
+    ppd_arena_span run_in;
+    cudaStream_t stream, copy;    // compute; uploads of inputs
+    cudaEvent_t queued, uploaded; // all compute work queued so far; the last upload done
+    uint64_t uploads, uploads_waited;
     ppd_cuda_blas *blas;
     size_t last_pass;
     size_t measured;        // device memory the creation took, by the driver's count
@@ -257,7 +276,7 @@ namespace {
 
 // The host staging twin of a staged device pointer.
 template <class T> T *H(const ppd_score_device *d, T *dev) {
-    return (T *)(d->stage + ((unsigned char *)dev - d->pass.base));
+    return (T *)(d->stage + ((unsigned char *)dev - d->in_base));
 }
 
 // The host model's parameter pointers moved from its buffer `from` onto `to`.
@@ -304,7 +323,15 @@ extern "C" size_t ppd_score_device_pass_bytes(const ppd_score_model *m, int64_t 
                                               int64_t Er, int64_t El, int64_t Ec, int B) {
     sizes z = {Nr, Nl, Er, El, Ec, B};
     pass_tensors t;
-    return pass_layout(m, &z, &t, NULL);
+    return pass_layout(m, &z, &t, NULL, NULL);
+}
+
+extern "C" size_t ppd_score_device_input_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl,
+                                               int64_t Er, int64_t El, int64_t Ec, int B) {
+    sizes z = {Nr, Nl, Er, El, Ec, B};
+    pass_tensors t;
+    pass_layout(m, &z, &t, NULL, NULL);
+    return align_up(t.stage_end);
 }
 
 extern "C" ppd_status ppd_score_device_upload(ppd_score_device *d, const ppd_score_model *m,
@@ -344,6 +371,9 @@ extern "C" void ppd_score_device_destroy(ppd_score_device *d) {
     if (d->blas) ppd_cuda_blas_destroy(d->blas);
     for (int k = 0; k < 6; k++)
         if (d->ev[k]) cudaEventDestroy(d->ev[k]);
+    if (d->queued) cudaEventDestroy(d->queued);
+    if (d->uploaded) cudaEventDestroy(d->uploaded);
+    if (d->copy) cudaStreamDestroy(d->copy);
     if (d->stream) cudaStreamDestroy(d->stream);
     if (d->stage) cudaFreeHost(d->stage);
     ppd_device_arena_destroy(&d->pass);
@@ -368,7 +398,10 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
     }
     if (!s) {
         cudaError_t ce = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking);
-        if (ce != cudaSuccess) s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaStreamCreate");
+        if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&d->copy, cudaStreamNonBlocking);
+        if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&d->queued, cudaEventDisableTiming);
+        if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&d->uploaded, cudaEventDisableTiming);
+        if (ce != cudaSuccess) s = ppd_cuda_status(ce, __FILE__, __LINE__, "streams and events");
     }
     if (!s)
         s = ppd_cuda_blas_create(&d->blas, d->stream, prec, d->f.blas_ws, PPD_CUDA_BLAS_WORKSPACE);
@@ -438,6 +471,8 @@ extern "C" void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_
     u->stage_seconds = d->stage_s;
     u->wait_seconds = d->wait_s;
     u->busy_seconds = 1e-3 * d->busy_ms;
+    u->uploads = d->uploads;
+    u->uploads_waited = d->uploads_waited;
 }
 
 // ---- host preparation of one batch ---------------------------------------------------------
@@ -447,8 +482,7 @@ namespace {
 ppd_status ensure_staging(ppd_score_device *d, size_t bytes) {
     if (bytes <= d->stage_cap) return PPD_OK;
     // a larger batch than any before: grow once (to 5/4, so a slowly growing sequence of batches
-    // does not reallocate each time); the previous pass's copies are complete (its forward
-    // waited for the device)
+    // does not reallocate each time); the last upload from it has run (the caller waited)
     size_t cap = bytes + bytes / 4;
     if (d->stage) cudaFreeHost(d->stage);
     d->stage = NULL, d->stage_cap = 0;
@@ -906,10 +940,17 @@ ppd_status device_backward(ppd_score_device *d) {
 
 extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_score_batch *b) {
     const ppd_score_model *m = d->m;
+    if (d->staged) {
+        // a pass staged and never run: which of its pieces and its predecessor's are still in
+        // use is no longer tracked, so let everything finish and start from an idle arena
+        PPD_TRY(sync_stream(d));
+        PPD_CUDA_CHECK(cudaStreamSynchronize(d->copy));
+        d->run_work = 0, d->run_in = ppd_arena_span{0, 0};
+    }
     d->have_pass = 0, d->staged = 0;
     PPD_TRY(ppd_score_check_batch(b));
     sizes z = {b->Nr, b->Nl, b->Er, b->El, ppd_score_cross_pairs(&m->cfg, b, NULL, NULL), b->B};
-    size_t need = pass_layout(m, &z, &d->t, NULL);
+    size_t need = pass_layout(m, &z, &d->t, NULL, NULL);
     if (need > d->pass.capacity)
         return ppd_fail(PPD_ERR_NOMEM,
                         "score device: this batch (%d complexes, %lld + %lld nodes, %lld cross "
@@ -917,19 +958,35 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
                         "device budget or lower the batch",
                         b->B, (long long)b->Nr, (long long)b->Nl, (long long)z.Ec, need / 1048576.0,
                         d->pass.capacity / 1048576.0);
+    size_t in = align_up(d->t.stage_end), work = align_up(d->t.total), off;
+    int early = ppd_arena_place_inputs(d->pass.capacity, d->run_work, d->run_in, work, in, &off);
+    if (early < 0) return ppd_fail(PPD_ERR_NOMEM, "score device: pass arena (%zu bytes)", need);
     d->z = z;
-    ppd_device_arena_reset(&d->pass);
-    unsigned char *base = (unsigned char *)ppd_device_arena_alloc(&d->pass, need);
-    if (!base) return ppd_fail(PPD_ERR_NOMEM, "score device: pass arena (%zu bytes)", need);
-    pass_layout(m, &z, &d->t, base);
+    d->in_base = d->pass.base + off;
+    pass_layout(m, &z, &d->t, d->in_base, d->pass.base);
     d->last_pass = need;
+    // the most the arena holds at once: this pass, or the last one while these inputs arrive
+    size_t held = early ? (d->run_work > work ? d->run_work : work) + d->run_in.bytes + in : need;
+    if (held > d->pass.high_water) d->pass.high_water = held;
+    d->run_work = work, d->run_in = ppd_arena_span{off, in};
     double t0 = ppd_now_seconds();
+    // the staging buffer is rewritten only once the last upload from it has run (it has when a
+    // forward consumed it; this is a no-op wait then)
+    PPD_CUDA_CHECK(cudaEventSynchronize(d->uploaded));
     PPD_TRY(ensure_staging(d, d->t.stage_end));
     PPD_TRY(stage_batch(d, b));
     d->stage_s += ppd_now_seconds() - t0;
-    // in stream order: the arena's front is rewritten only after the work queued before
+    if (!early) { // no room beside the last pass: the upload waits for it
+        PPD_CUDA_CHECK(cudaEventRecord(d->queued, d->stream));
+        PPD_CUDA_CHECK(cudaStreamWaitEvent(d->copy, d->queued, 0));
+    }
     PPD_CUDA_CHECK(
-        cudaMemcpyAsync(base, d->stage, d->t.stage_end, cudaMemcpyHostToDevice, d->stream));
+        cudaMemcpyAsync(d->in_base, d->stage, d->t.stage_end, cudaMemcpyHostToDevice, d->copy));
+    PPD_CUDA_CHECK(cudaEventRecord(d->uploaded, d->copy));
+    // the compute stream reads the inputs only after they arrived: from the next work queued on
+    // it, which is this pass's forward (the last pass's backward and step are queued already)
+    PPD_CUDA_CHECK(cudaStreamWaitEvent(d->stream, d->uploaded, 0));
+    d->uploads++, d->uploads_waited += !early;
     d->staged = 1;
     return PPD_OK;
 }
@@ -1000,4 +1057,4 @@ extern "C" const ppd_score_device_ops ppd_score_device_cuda = {
     ppd_score_device_create,    ppd_score_device_destroy,     ppd_score_device_upload,
     ppd_score_device_download,  ppd_score_device_stage,       ppd_score_device_forward,
     ppd_score_device_backward,  ppd_score_device_zero_grad,   ppd_score_device_step,
-    ppd_score_device_grad_norm, ppd_score_device_usage_get};
+    ppd_score_device_grad_norm, ppd_score_device_usage_get,   ppd_score_device_input_bytes};

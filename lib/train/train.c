@@ -780,20 +780,21 @@ static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
     return PPD_OK;
 }
 
-/* The device pass memory the cache's worst batch can take: training batches of batch_size (or
- * micro_batch) complexes, evaluation one complex at a time (ppd_loader_worst_pass's bound). */
-static ppd_status worst_pass_bytes(trainer *t, size_t *need) {
-    const ppd_train_opts *o = t->o;
-    int B = t->micro > 0 && t->micro < t->batch_size ? t->micro : t->batch_size;
-    const char *splits[2] = {o->eval_only ? (o->split ? o->split : "val") : "train", "val"};
-    int sizes[2] = {o->eval_only ? 1 : B, 1};
-    *need = 0;
-    for (int i = 0; i < (o->eval_only ? 1 : 2); i++) {
+ppd_status ppd_train_pass_reserve(const ppd_loader *l, const ppd_score_model *m,
+                                  const ppd_score_device_ops *ops, const char *train_split, int B,
+                                  const char *eval_split, size_t *bytes) {
+    const char *splits[2] = {train_split, eval_split};
+    int sizes[2] = {B, 1};
+    size_t pass = 0, in = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!splits[i]) continue;
         ppd_pass_sizes w;
-        PPD_TRY(ppd_loader_worst_pass(t->loader, splits[i], sizes[i], &w));
-        size_t b = t->o->device_ops->pass_bytes(&t->m, w.Nr, w.Nl, w.Er, w.El, w.Ec, sizes[i]);
-        if (b > *need) *need = b;
+        PPD_TRY(ppd_loader_worst_pass(l, splits[i], sizes[i], &w));
+        size_t p = ops->pass_bytes(m, w.Nr, w.Nl, w.Er, w.El, w.Ec, sizes[i]);
+        size_t u = ops->input_bytes(m, w.Nr, w.Nl, w.Er, w.El, w.Ec, sizes[i]);
+        pass = p > pass ? p : pass, in = u > in ? u : in;
     }
+    *bytes = pass + 2 * in;
     return PPD_OK;
 }
 
@@ -824,10 +825,15 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
     const char *why = "device.budget_gb";
     if (gb <= 0) {
         /* what this cache can need and no more (a shared GPU keeps the rest): the worst pass of
-         * a training batch and of an evaluation (one complex at a time), at most 95% of the
-         * free memory, over which batches are split into passes */
+         * a training batch of batch_size (or micro_batch) complexes and of an evaluation (one
+         * complex at a time) with room for the next pass's upload, at most 95% of the free
+         * memory, over which batches are split into passes */
+        const ppd_train_opts *o = t->o;
+        int B = t->micro > 0 && t->micro < t->batch_size ? t->micro : t->batch_size;
         size_t need;
-        PPD_TRY(worst_pass_bytes(t, &need));
+        PPD_TRY(ppd_train_pass_reserve(t->loader, &t->m, ops, o->eval_only ? NULL : "train", B,
+                                       o->eval_only ? (o->split ? o->split : "val") : "val",
+                                       &need));
         budget = fixed + need < cap ? fixed + need : cap;
         why = fixed + need < cap ? "the largest this cache can need, every receptor-ligand "
                                    "pair a cross edge"
@@ -988,7 +994,12 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         if (t.metrics) fclose(t.metrics);
     }
     rep->peak_rss = ppd_peak_rss_bytes();
-    if (t.dev) t.ops->destroy(t.dev);
+    if (t.dev) {
+        ppd_score_device_usage u;
+        t.ops->usage(t.dev, &u);
+        rep->device_uploads = u.uploads, rep->device_uploads_waited = u.uploads_waited;
+        t.ops->destroy(t.dev);
+    }
     ppd_read_ahead_stop(t.ahead); /* before the loader it reads through */
     ppd_loader_close(t.loader);
     ppd_igso3_free(&t.T);

@@ -11,13 +11,15 @@
  * the ligand in its bound pose at diffusion time T (default 0.5), and the worst case, every
  * receptor-ligand pair (what t -> 1 approaches: the cutoff grows to 3 sigma_tr + 40 = 130 A).
  * Prints one line "SCORE_PLAN key=value ..." with the largest group's numbers, and what train
- * reserves by default for batches of B (default_reserve_gb: ppd_loader_worst_pass's bound of the
- * train split at B and of the val split at 1, plus the fixed part). Exit 0, 2 on bad arguments,
+ * reserves by default for batches of B (default_reserve_gb: ppd_train_pass_reserve, the bound of
+ * the train split at B and of the val split at 1 with room for the next pass's upload, plus the
+ * fixed part). Exit 0, 2 on bad arguments,
  * 3 on a cache error.
  */
 #include "ppdock/loader.h"
 #include "ppdock/score_cuda.h"
 #include "ppdock/score_model.h"
+#include "ppdock/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,15 +92,10 @@ int main(int argc, char **argv) {
         }
     }
     /* train's default reservation (device.budget_gb 0): the bound of any training batch of B
-     * and of an evaluation's single complex */
+     * and of an evaluation's single complex, with room for the next pass's upload */
     size_t reserve = 0;
-    const char *rs[2] = {"train", "val"};
-    for (int k = 0; k < 2; k++) {
-        ppd_pass_sizes w;
-        if (ppd_loader_worst_pass(l, rs[k], k ? 1 : B, &w)) continue;
-        size_t p = ppd_score_device_pass_bytes(&m, w.Nr, w.Nl, w.Er, w.El, w.Ec, k ? 1 : B);
-        if (p > reserve) reserve = p;
-    }
+    if (ppd_train_pass_reserve(l, &m, &ppd_score_device_cuda, "train", B, "val", &reserve))
+        fprintf(stderr, "score-plan: %s\n", ppd_errmsg());
     printf("SCORE_PLAN batch=%d chunk_edges=%d groups=%lld fixed_mb=%.1f pass_mb_t%.2f=%.1f "
            "worst_nodes=%lld worst_cross_edges=%lld pass_mb_worst=%.1f total_gb_worst=%.2f "
            "cpu_activation_mb_worst=%.1f default_reserve_gb=%.2f\n",

@@ -425,10 +425,14 @@ static void check_measured_memory(void) {
 }
 
 /* The trainer's pipelining: the next pass staged while the last one's backward is queued, its
- * dropout seed set after staging. The two passes' gradients add up to the CPU's, and the staged
- * pass must be the one run. */
-static void check_stage_ahead(void) {
-    const char *name = "gpu_score_pass_staged_ahead_matches_cpu";
+ * dropout seed set after staging; passes a, b, a with seeds 1, 2, 3. Their gradients add up to
+ * the CPU's, and the staged pass must be the one run. `room` 0: an arena of exactly b's pass,
+ * so each upload waits for the pass before; 1: b's pass plus twice b's inputs, so every upload
+ * goes beside the running pass on the copy stream (the emulation holds such a copy until the
+ * compute stream waits for it: a forward that did not wait reads stale inputs). */
+static void check_stage_ahead(int room) {
+    const char *name = room ? "gpu_score_pass_uploads_beside_the_running_pass_match_cpu"
+                            : "gpu_score_pass_staged_ahead_matches_cpu";
     ppd_score_config c;
     ppt_golden_config(&c);
     c.dropout = 0.2f;
@@ -447,59 +451,75 @@ static void check_stage_ahead(void) {
     if (!st) st = ppt_golden_case_load(&ga, golden_dir(0), "A_t0.30");
     if (!st) st = ppt_golden_case_load(&gb, golden_dir(0), "AB_t0.60");
     const ppd_score_batch *a = &ga.b, *b = &gb.b;
-    size_t need = 0;
     if (!st) {
-        need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El,
-                                           ppd_score_count_cross_edges(&m, b), b->B);
-        st = ppd_score_device_create(&d, &m, need, PPD_CUDA_FP32);
+        int64_t ec = ppd_score_count_cross_edges(&m, b);
+        size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
+        size_t in = ppd_score_device_input_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
+        st = ppd_score_device_create(&d, &m, need + (room ? 2 * in : 0), PPD_CUDA_FP32);
     }
-    /* the CPU: pass a (seed 1), then pass b (seed 2), gradients summed */
-    float tra[12], rota[12], trb[12], rotb[12], dtra[12], drota[12], dtrb[12], drotb[12];
+    /* the CPU: passes a (seed 1), b (seed 2), a (seed 3), gradients summed */
+    const ppd_score_batch *seq[3] = {a, b, a};
+    const ppt_golden_case *gseq[3] = {&ga, &gb, &ga};
+    float tr[3][12], rot[3][12], dtr[3][12], drot[3][12];
     double l1, l2;
     m.training = 1;
     ppd_score_zero_grad(&m);
-    m.dropout_seed = 1;
-    if (!st) st = ppd_score_forward(&m, a, tra, rota, NULL);
-    ppt_golden_loss(&ga, tra, rota, dtra, drota, &l1, &l2);
-    if (!st) st = ppd_score_backward(&m, dtra, drota);
-    m.dropout_seed = 2;
-    if (!st) st = ppd_score_forward(&m, b, trb, rotb, NULL);
-    ppt_golden_loss(&gb, trb, rotb, dtrb, drotb, &l1, &l2);
-    if (!st) st = ppd_score_backward(&m, dtrb, drotb);
+    for (int k = 0; k < 3 && !st; k++) {
+        m.dropout_seed = (uint64_t)k + 1;
+        st = ppd_score_forward(&m, seq[k], tr[k], rot[k], NULL);
+        ppt_golden_loss(gseq[k], tr[k], rot[k], dtr[k], drot[k], &l1, &l2);
+        if (!st) st = ppd_score_backward(&m, dtr[k], drot[k]);
+    }
     if (st) {
         report(name, 0, "set-up or CPU passes: %s", ppd_errmsg());
         goto out;
     }
     memcpy(cpu_g, m.grads, sizeof(float) * P);
-    /* the device: forward a, backward a queued, b staged, the seed set, forward b, backward b */
+    /* the device: forward a, backward a queued, b staged, the seed set, forward b, ... */
     float gtr[12], grot[12];
     ppd_status wrong_backward = PPD_OK, wrong_forward = PPD_OK;
+    double ep = 0;
     st = ppd_score_device_zero_grad(d);
     m.dropout_seed = 1;
     if (!st) st = ppd_score_device_forward(d, a, gtr, grot, NULL);
-    if (!st) st = ppd_score_device_backward(d, dtra, drota);
-    if (!st) st = ppd_score_device_stage(d, b);
-    if (!st) wrong_backward = ppd_score_device_backward(d, dtra, drota); /* a's tensors are gone */
-    if (!st) wrong_forward = ppd_score_device_forward(d, a, gtr, grot, NULL); /* b is staged */
-    if (!st) st = ppd_score_device_stage(d, b);
-    m.dropout_seed = 2;
-    if (!st) st = ppd_score_device_forward(d, b, gtr, grot, NULL);
-    if (!st) st = ppd_score_device_backward(d, dtrb, drotb);
+    if (!st) st = ppd_score_device_backward(d, dtr[0], drot[0]);
+    for (int k = 1; k < 3 && !st; k++) {
+        st = ppd_score_device_stage(d, seq[k]);
+        if (!st && k == 1 && !room) {
+            wrong_backward = ppd_score_device_backward(d, dtr[0], drot[0]);  /* a's tensors gone */
+            wrong_forward = ppd_score_device_forward(d, a, gtr, grot, NULL); /* b is staged */
+            st = ppd_score_device_stage(d, b); /* staged twice: synchronises */
+        }
+        m.dropout_seed = (uint64_t)k + 1;
+        if (!st) st = ppd_score_device_forward(d, seq[k], gtr, grot, NULL);
+        int64_t n3 = 3 * seq[k]->B;
+        if (!st)
+            ep = fmax(ep,
+                      fmax(ppt_rel_err(gtr, tr[k], n3, 1e-6), ppt_rel_err(grot, rot[k], n3, 1e-6)));
+        if (!st) st = ppd_score_device_backward(d, dtr[k], drot[k]);
+    }
     if (!st) st = ppd_score_device_download(d, &m2, NULL, NULL, dev_g);
     if (st) {
         report(name, 0, "device passes: %s", ppd_errmsg());
         goto out;
     }
-    double ep =
-        fmax(ppt_rel_err(gtr, trb, 3 * b->B, 1e-6), ppt_rel_err(grot, rotb, 3 * b->B, 1e-6));
     const char *wn = "";
     double eg = worst_grad(&m, dev_g, cpu_g, &wn);
+    ppd_score_device_usage u;
+    ppd_score_device_usage_get(d, &u);
+    /* 3 passes (4 uploads with the double staging); without room every upload after the first
+     * waits, with room none does */
+    uint64_t want_up = room ? 3 : 4, want_waited = room ? 0 : 2;
     report(name,
-           ep <= 1e-5 && eg <= 1e-4 && wrong_backward == PPD_ERR_USAGE &&
-               wrong_forward == PPD_ERR_USAGE,
-           "pred of the staged pass %.2g (tol 1e-5), worst summed gradient %s %.2g (tol 1e-4), "
-           "backward after staging: status %d, forward of another batch: status %d (want %d)",
-           ep, wn, eg, (int)wrong_backward, (int)wrong_forward, (int)PPD_ERR_USAGE);
+           ep <= 1e-5 && eg <= 1e-4 && wrong_backward == (room ? PPD_OK : PPD_ERR_USAGE) &&
+               wrong_forward == (room ? PPD_OK : PPD_ERR_USAGE) && u.uploads == want_up &&
+               u.uploads_waited == want_waited && u.pass_high_water <= u.pass_capacity,
+           "pred of the staged passes %.2g (tol 1e-5), worst summed gradient %s %.2g (tol 1e-4), "
+           "backward after staging: status %d, forward of another batch: status %d; uploads %llu "
+           "(want %llu), waited %llu (want %llu); arena held %zu of %zu bytes",
+           ep, wn, eg, (int)wrong_backward, (int)wrong_forward, (unsigned long long)u.uploads,
+           (unsigned long long)want_up, (unsigned long long)u.uploads_waited,
+           (unsigned long long)want_waited, u.pass_high_water, u.pass_capacity);
 out:
     ppd_score_device_destroy(d);
     ppt_golden_case_free(&ga), ppt_golden_case_free(&gb);
@@ -560,7 +580,8 @@ void check_score_device(void) {
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) check_pass(&v[i]);
     check_pass_over_budget();
     check_pass_bytes_monotone();
-    check_stage_ahead();
+    check_stage_ahead(0);
+    check_stage_ahead(1);
     check_device_step();
     check_measured_memory();
 }

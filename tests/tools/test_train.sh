@@ -374,6 +374,20 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         peak_all=$(printf '%s' "$OUT" | grep -o '"device_planned_peak_mb": [0-9.]*' | grep -o '[0-9.]*$')
         awk -v r="$reserved" -v p="$peak_all" 'BEGIN { exit !(r > 0 && r < 500 && p <= r) }' ||
             fail "default reservation $reserved MB, planned peak $peak_all MB"
+        # it has room for every pass's upload beside the pass before (3 steps + 1 evaluation
+        # pass per val complex at least)
+        assert_contains "$OUT" '"device_uploads_waited": 0,'
+        printf '%s' "$OUT" | grep -q '"device_uploads": [4-9]' ||
+            fail "uploads: $(printf '%s' "$OUT" | grep -o '"device_uploads": [0-9]*')"
+        # a budget of the model and the largest pass only: uploads wait for the pass before,
+        # and the run is the same, step for step
+        local tight
+        tight=$(awk -v p="$peak_all" 'BEGIN { printf "%.6f", (p + 0.05) / 1024 }')
+        assert_rc 0 gtrn -g g -o tight --max-steps 3 --json --device-mem-gb "$tight"
+        printf '%s' "$OUT" | grep -q '"device_uploads_waited": [1-9]' ||
+            fail "budget $tight GB: $(printf '%s' "$OUT" | grep -o '"device_uploads[^,]*, "device_uploads_waited": [0-9]*')"
+        [ "$(step_losses auto/metrics.jsonl)" = "$(step_losses tight/metrics.jsonl)" ] ||
+            fail "losses differ between the default and the tight reservation"
         assert_contains "$(sed -n 2p run/metrics.jsonl)" '"read_ahead": true' "step 2"
         # a budget below the model and one pass is refused at start-up with the sizes
         assert_rc 3 gtrn -g g -o small --max-steps 1 --device-mem-gb 0.01

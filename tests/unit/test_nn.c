@@ -212,6 +212,60 @@ TEST(nn_device_arena_alignment_reset_high_water) {
     free(buf);
 }
 
+/* The next pass's inputs go where the running pass's pieces are not: checked over random
+ * sequences of passes against the pieces themselves, and never waiting when the arena has the
+ * documented room (the largest pass plus twice the largest inputs). */
+TEST(nn_arena_place_inputs_never_overlaps_the_running_pass) {
+    const size_t A = PPD_DEVICE_ALIGN;
+    size_t off;
+    /* by hand: an empty arena's first inputs go to the top; the next ones below them */
+    CHECK_EQ(ppd_arena_place_inputs(100 * A, 0, (ppd_arena_span){0, 0}, 10 * A, 5 * A, &off), 1);
+    CHECK_EQ(off, 95 * A);
+    CHECK_EQ(ppd_arena_place_inputs(100 * A, 10 * A, (ppd_arena_span){95 * A, 5 * A}, 30 * A, 4 * A,
+                                    &off),
+             1);
+    CHECK_EQ(off, 30 * A); /* above the larger work area */
+    /* no room beside the running pass: the top, and wait */
+    CHECK_EQ(ppd_arena_place_inputs(40 * A, 30 * A, (ppd_arena_span){35 * A, 5 * A}, 30 * A, 6 * A,
+                                    &off),
+             0);
+    CHECK_EQ(off, 34 * A);
+    /* not even alone: -1; unaligned sizes count whole alignment units */
+    CHECK_EQ(ppd_arena_place_inputs(40 * A, 0, (ppd_arena_span){0, 0}, 30 * A, 10 * A + 1, &off),
+             -1);
+    CHECK_EQ(
+        ppd_arena_place_inputs(40 * A + A / 2, 0, (ppd_arena_span){0, 0}, 30 * A - 1, 10 * A, &off),
+        1);
+    CHECK_EQ(off, 30 * A);
+
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    int bad = 0, waited = 0, overlapped = 0;
+    for (int trial = 0; trial < 400 && !bad; trial++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        size_t wp = (size_t)(r % 5000 + 10) * A, wi = (size_t)(r % 997 % (wp / A) + 1) * A;
+        /* documented room on even trials; tighter (waits allowed) on odd ones */
+        size_t cap = trial % 2 ? wp + (size_t)(r % 3) * wi : wp + 2 * wi;
+        size_t pw = 0;
+        ppd_arena_span pin = {0, 0};
+        for (int k = 0; k < 50 && !bad; k++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            size_t in = (size_t)(r % (wi + 1)); /* any bytes, not aligned */
+            size_t work = (size_t)((r >> 20) % (wp - (in + A - 1) / A * A + 1));
+            int got = ppd_arena_place_inputs(cap, pw, pin, work, in, &off);
+            size_t wa = (work + A - 1) / A * A, ia = (in + A - 1) / A * A;
+            size_t pe = pin.off + (pin.bytes + A - 1) / A * A;
+            int clear = off % A == 0 && off >= wa && off + ia <= cap;
+            int apart =
+                off >= pw && (ia == 0 || pin.bytes == 0 || off + ia <= pin.off || off >= pe);
+            if (got < 0 || !clear || (got == 1 && !apart) || (trial % 2 == 0 && got != 1)) bad = 1;
+            waited += got == 0, overlapped += got == 1;
+            pw = work, pin = (ppd_arena_span){off, in};
+        }
+    }
+    CHECK(!bad);
+    CHECK(waited > 0 && overlapped > 0); /* the tight arenas exercised both answers */
+}
+
 TEST(nn_device_arena_without_memory_is_a_usage_error) {
     ppd_device_arena a;
     memset(&a, 0, sizeof a);
