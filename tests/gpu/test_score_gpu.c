@@ -431,6 +431,10 @@ static void check_measured_memory(void) {
  * goes beside the running pass on the copy stream (the emulation holds such a copy until the
  * compute stream waits for it: a forward that did not wait reads stale inputs). */
 static void check_stage_ahead(int room) {
+    /* room 0's gradients, which room 1's must equal bit for bit: the arithmetic does not depend
+     * on where the inputs lie or when they arrived, so a difference is a race between the copy
+     * stream and the passes (visible on a GPU; the emulation runs kernels at launch) */
+    static float *serial_g;
     const char *name = room ? "gpu_score_pass_uploads_beside_the_running_pass_match_cpu"
                             : "gpu_score_pass_staged_ahead_matches_cpu";
     ppd_score_config c;
@@ -520,6 +524,17 @@ static void check_stage_ahead(int room) {
            ep, wn, eg, (int)wrong_backward, (int)wrong_forward, (unsigned long long)u.uploads,
            (unsigned long long)want_up, (unsigned long long)u.uploads_waited,
            (unsigned long long)want_waited, u.pass_high_water, u.pass_capacity);
+    if (room && serial_g)
+        report("gpu_score_pass_uploads_beside_the_running_pass_give_the_serial_bits",
+               memcmp(dev_g, serial_g, sizeof(float) * P) == 0,
+               "gradients differ from the run whose uploads waited");
+    if (!room) {
+        free(serial_g);
+        serial_g = dev_g, dev_g = NULL;
+    } else {
+        free(serial_g);
+        serial_g = NULL;
+    }
 out:
     ppd_score_device_destroy(d);
     ppt_golden_case_free(&ga), ppt_golden_case_free(&gb);
