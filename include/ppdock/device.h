@@ -47,6 +47,11 @@ typedef struct CUstream_st *cudaStream_t;
  * vectorised float4/int4 loads and for cuBLAS). */
 #define PPD_DEVICE_ALIGN 256
 
+/* n rounded up to a multiple of PPD_DEVICE_ALIGN. */
+static inline size_t ppd_device_align_up(size_t n) {
+    return (n + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
+}
+
 typedef struct {
     int index;              /* CUDA device ordinal */
     char name[256];         /* e.g. "NVIDIA H100 80GB HBM3" */

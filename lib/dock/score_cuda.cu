@@ -75,7 +75,7 @@ struct layout {
     size_t off;
     template <class T> void take(T **p, int64_t count) {
         size_t bytes = sizeof(T) * (size_t)(count > 0 ? count : 1);
-        off = (off + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
+        off = ppd_device_align_up(off);
         *p = base ? (T *)(base + off) : NULL;
         off += bytes;
     }
@@ -107,10 +107,6 @@ void layout_edges(layout *L, edge_set *es, int64_t E, int D, int ns) {
     L->take(&es->hid, E * ns);
     L->take(&es->emb, E * ns);
     L->take(&es->Y, E * PPD_SH_DIM);
-}
-
-size_t align_up(size_t n) {
-    return (n + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
 }
 
 // Places the inputs from in_base and the work area from work_base (NULL, NULL: sizes only).
@@ -200,7 +196,7 @@ size_t pass_layout(const ppd_score_model *m, const sizes *z, pass_tensors *t,
     L.take(&t->de, Nmax * ns);
     if (lm > 0) L.take(&t->dlm, Nmax * (ns + lm));
     t->total = L.off;
-    return align_up(t->stage_end) + align_up(t->total);
+    return ppd_device_align_up(t->stage_end) + ppd_device_align_up(t->total);
 }
 
 // The fixed part: parameters, gradients, moments, buffers, tables, cuBLAS workspace.
@@ -243,7 +239,7 @@ struct ppd_score_device {
     ppd_score_params p, g;                     // device pointers, the host model's layout
     float *bn_mean[2][MAXL], *bn_var[2][MAXL]; // device running statistics
     unsigned char *fixed_mem;
-    ppd_device_arena pass;
+    ppd_device_arena pass; // one block: placed by pass_layout and ppd_arena_place_inputs
     pass_tensors t;
     sizes z;
     int have_pass; // a forward ran and its tensors are intact for backward
@@ -331,7 +327,7 @@ extern "C" size_t ppd_score_device_input_bytes(const ppd_score_model *m, int64_t
     sizes z = {Nr, Nl, Er, El, Ec, B};
     pass_tensors t;
     pass_layout(m, &z, &t, NULL, NULL);
-    return align_up(t.stage_end);
+    return ppd_device_align_up(t.stage_end);
 }
 
 extern "C" ppd_status ppd_score_device_upload(ppd_score_device *d, const ppd_score_model *m,
@@ -958,7 +954,7 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
                         "device budget or lower the batch",
                         b->B, (long long)b->Nr, (long long)b->Nl, (long long)z.Ec, need / 1048576.0,
                         d->pass.capacity / 1048576.0);
-    size_t in = align_up(d->t.stage_end), work = align_up(d->t.total), off;
+    size_t in = ppd_device_align_up(d->t.stage_end), work = ppd_device_align_up(d->t.total), off;
     int early = ppd_arena_place_inputs(d->pass.capacity, d->run_work, d->run_in, work, in, &off);
     if (early < 0) return ppd_fail(PPD_ERR_NOMEM, "score device: pass arena (%zu bytes)", need);
     d->z = z;

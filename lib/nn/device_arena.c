@@ -46,10 +46,6 @@ void ppd_device_arena_reset(ppd_device_arena *a) {
     a->used = 0;
 }
 
-static size_t round_up(size_t n) {
-    return (n + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
-}
-
 static int disjoint(size_t a, size_t alen, size_t b, size_t blen) {
     return alen == 0 || blen == 0 || a + alen <= b || b + blen <= a;
 }
@@ -57,13 +53,14 @@ static int disjoint(size_t a, size_t alen, size_t b, size_t blen) {
 int ppd_arena_place_inputs(size_t capacity, size_t prev_work, ppd_arena_span prev_in, size_t work,
                            size_t in, size_t *off) {
     size_t cap = capacity / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;
-    work = round_up(work), in = round_up(in), prev_work = round_up(prev_work);
+    work = ppd_device_align_up(work), in = ppd_device_align_up(in);
+    prev_work = ppd_device_align_up(prev_work);
     *off = 0;
     if (work > cap || in > cap - work) return -1;
     size_t top = cap - in, floor = work > prev_work ? work : prev_work;
     *off = top;
     /* the previous pass's inputs: the next ones must not overwrite them while it runs */
-    size_t po = prev_in.off, pn = round_up(prev_in.bytes);
+    size_t po = prev_in.off, pn = ppd_device_align_up(prev_in.bytes);
     if (top >= floor && disjoint(top, in, po, pn)) return 1;
     if (floor <= cap - in && disjoint(floor, in, po, pn)) {
         *off = floor;
