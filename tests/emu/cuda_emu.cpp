@@ -14,6 +14,7 @@
 #include <time.h>
 #include <ucontext.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -136,7 +137,10 @@ __attribute__((noinline)) void yield(int state) {
     abort();
 }
 
-void run_block(scheduler *s, int nthreads) {
+thread_local launch_order order_mode = ORDER_ALTERNATE;
+thread_local uint64_t launches;
+
+void run_block(scheduler *s, int nthreads, bool reverse) {
     for (int t = 0; t < nthreads; t++) {
         fiber *f = &s->fibers[t];
         f->tid.x = t % cur_block_dim.x;
@@ -146,8 +150,10 @@ void run_block(scheduler *s, int nthreads) {
     }
     int nwarps = (nthreads + 31) / 32;
     for (;;) {
-        for (int t = 0; t < nthreads; t++)
+        for (int k = 0; k < nthreads; k++) {
+            int t = reverse ? nthreads - 1 - k : k;
             if (s->fibers[t].state == RUNNABLE) resume(s, &s->fibers[t]);
+        }
         int done = 0, at_block = 0, released = 0;
         for (int t = 0; t < nthreads; t++) {
             done += s->fibers[t].state == DONE;
@@ -202,6 +208,7 @@ cudaError_t fail(cudaError_t e) {
 std::mutex mem_mu;
 std::map<void *, size_t> device_allocs;
 size_t device_used;
+std::atomic<uint64_t> frees; // cudaFree calls so far
 
 size_t device_capacity() {
     static size_t cap = [] {
@@ -345,6 +352,37 @@ void mma_bf16_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
     memcpy(d, out, sizeof out);
 }
 
+bool device_pointer_ok(const char *kernel, int arg, const void *p) {
+    if (!p) return true;
+    // the last block found, while no block has been freed since: most arguments of a launch
+    // point into one arena, and launches are many
+    thread_local const char *lo, *hi;
+    thread_local uint64_t seen_frees = UINT64_MAX;
+    const char *c = (const char *)p;
+    if (seen_frees == frees.load(std::memory_order_relaxed) && c >= lo && c <= hi) return true;
+    {
+        std::lock_guard<std::mutex> g(mem_mu);
+        auto it = device_allocs.upper_bound((void *)p);
+        if (it != device_allocs.begin()) {
+            --it;
+            if (c <= (const char *)it->first + it->second) {
+                lo = (const char *)it->first, hi = lo + it->second;
+                seen_frees = frees.load(std::memory_order_relaxed);
+                return true;
+            }
+        }
+    }
+    fprintf(stderr,
+            "cuda_emu: kernel %s: argument %d (%p) is not device memory: a GPU would fault\n",
+            kernel, arg + 1, p);
+    fail(cudaErrorIllegalAddress);
+    return false;
+}
+
+void set_launch_order(launch_order o) {
+    order_mode = o;
+}
+
 void *dynamic_shared() {
     return sched->smem.data();
 }
@@ -374,13 +412,16 @@ void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t
     s->smem.assign(smem ? smem : 1, 0);
     cur_grid_dim = grid;
     cur_block_dim = block;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                cur_block = make_uint3(x, y, z);
-                if (smem) memset(s->smem.data(), 0, smem);
-                run_block(s, (int)nthreads);
-            }
+    bool reverse = order_mode == ORDER_REVERSE || (order_mode == ORDER_ALTERNATE && launches % 2);
+    launches++;
+    uint64_t nblocks = (uint64_t)grid.x * grid.y * grid.z;
+    for (uint64_t k = 0; k < nblocks; k++) {
+        uint64_t i = reverse ? nblocks - 1 - k : k;
+        cur_block = make_uint3((unsigned)(i % grid.x), (unsigned)(i / grid.x % grid.y),
+                               (unsigned)(i / ((uint64_t)grid.x * grid.y)));
+        if (smem) memset(s->smem.data(), 0, smem);
+        run_block(s, (int)nthreads, reverse);
+    }
 }
 
 } // namespace ppd_emu
@@ -415,6 +456,8 @@ const char *cudaGetErrorName(cudaError_t e) {
         return "cudaErrorInvalidDevice";
     case cudaErrorNoDevice:
         return "cudaErrorNoDevice";
+    case cudaErrorIllegalAddress:
+        return "cudaErrorIllegalAddress";
     default:
         return "cudaErrorUnknown";
     }
@@ -434,6 +477,8 @@ const char *cudaGetErrorString(cudaError_t e) {
         return "invalid device ordinal";
     case cudaErrorNoDevice:
         return "no CUDA-capable device is detected";
+    case cudaErrorIllegalAddress:
+        return "an illegal memory access was encountered";
     default:
         return "unknown error";
     }
@@ -512,6 +557,7 @@ cudaError_t cudaFree(void *p) {
     if (it == device_allocs.end()) return fail(cudaErrorInvalidValue);
     device_used -= it->second;
     device_allocs.erase(it);
+    frees++;
     free(p);
     return cudaSuccess;
 }

@@ -13,7 +13,9 @@
 // What it models:
 //  - every thread of a block is a fiber (ucontext stack) on one OS thread; blocks run one after
 //    another. A fiber runs until it reaches a barrier, so a missing __syncthreads shows as wrong
-//    results: thread 0 runs its whole phase before thread 1 writes anything.
+//    results: thread 0 runs its whole phase before thread 1 writes anything. Every other launch
+//    runs its blocks, and each block's threads, in reverse order (set_launch_order), so a read
+//    of another thread's or block's write without a barrier is stale in one of the two orders.
 //  - __syncthreads is a barrier of all the block's threads (one that has exited makes it an
 //    error, as CUDA leaves it undefined); the warp shuffles and __syncwarp
 //    are barriers of the warp's live lanes; so is the bf16 tensor-core mma (mma.sync m16n8k16,
@@ -39,9 +41,11 @@
 //    -ffp-contract=off), expf/sinf are glibc's. nvcc contracts a*b+c into FMAs where the source
 //    does not forbid it, so results can differ from a real GPU in the last bits; parity
 //    tolerances must allow for that, as on the GPU.
+//  - pointer spaces, at the launch: a pointer argument of a kernel must be null or point into
+//    device memory (cudaMalloc), else the launch is refused with cudaErrorIllegalAddress, as a
+//    GPU would fault; pointers inside structs passed by value are not checked.
 // What it does not model: concurrency between blocks, the memory model (a race
-// between blocks is invisible), timing, and pointer spaces (a host pointer passed to a kernel
-// works here and faults on a GPU).
+// between blocks is invisible), timing.
 #ifndef PPDOCK_TESTS_CUDA_EMU_H
 #define PPDOCK_TESTS_CUDA_EMU_H
 
@@ -67,6 +71,7 @@
 #include <string.h>
 
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 namespace ppd_emu {
@@ -87,9 +92,28 @@ void mma_bf16_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]);
 // The dynamic shared memory of the running block (the launch's smem bytes, zeroed per block).
 void *dynamic_shared();
 
+// The order a launch runs its blocks in, and a block's threads between barriers: alternating
+// (the default: every other launch runs both backwards), forwards or backwards. A thread that
+// reads another's write without a barrier between them reads stale data in one of the two
+// orders, and so does a block that depends on another block having run.
+enum launch_order { ORDER_ALTERNATE, ORDER_FORWARD, ORDER_REVERSE };
+void set_launch_order(launch_order o);
+
 // Run body() for every thread of the grid. `name` is the kernel's name, for diagnostics.
 void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
               void (*body)(void *), void *arg);
+
+// Pointer spaces: true when p is null or points into (or just past) a cudaMalloc block.
+// Otherwise the launch would fault on a GPU: prints the kernel, the argument's position and the
+// pointer, sets cudaErrorIllegalAddress, and the launch does not run.
+bool device_pointer_ok(const char *kernel, int arg, const void *p);
+
+template <class T> bool kernel_arg_ok(const char *kernel, int arg, const T &v) {
+    if constexpr (std::is_pointer<T>::value)
+        return device_pointer_ok(kernel, arg, (const void *)v);
+    else
+        return true;
+}
 
 template <class Kernel> struct launcher {
     const char *name;
@@ -98,6 +122,10 @@ template <class Kernel> struct launcher {
     size_t smem;
     cudaStream_t stream;
     template <class... Args> void operator()(Args... args) const {
+        int arg = 0;
+        bool ok = true;
+        ((ok = kernel_arg_ok(name, arg++, args) && ok), ...);
+        if (!ok) return;
         auto call = [&]() { kernel(args...); };
         using call_t = decltype(call);
         run_grid(

@@ -104,15 +104,56 @@ static void check_held_copies() {
     cudaFreeHost(pin);
 }
 
+// out[t] = in[(t + shift) mod n] through shared memory; sync 0 drops the barrier between the
+// write and the neighbour's read.
+static __global__ void neighbour(float *out, const float *in, int n, int shift, int sync) {
+    __shared__ float s[64];
+    int t = threadIdx.x;
+    s[t] = in[t];
+    if (sync) __syncthreads();
+    out[t] = s[(t + shift + n) % n];
+}
+
+// Each block reads the block before's result: order-dependent, undefined on a GPU.
+static __global__ void chain(float *out) {
+    int b = blockIdx.x;
+    if (threadIdx.x == 0) out[b] = b == 0 ? 1.0f : out[b - 1] + 1.0f;
+}
+
+// Over two launches (one forwards, one backwards), does the kernel ever come out wrong? New
+// inputs each launch: shared memory keeps the last launch's values, which would look right.
+static bool neighbour_ever_wrong(float *out, float *in, int shift, int sync) {
+    static int calls;
+    bool wrong = false;
+    for (int run = 0; run < 2; run++) {
+        calls++;
+        for (int t = 0; t < 64; t++) out[t] = -1.0f, in[t] = (float)((t * t + calls) % 61);
+        PPD_LAUNCH(neighbour, 1, 64, 0, NULL)(out, in, 64, shift, sync);
+        for (int t = 0; t < 64; t++) wrong = wrong || out[t] != in[(t + shift + 64) % 64];
+    }
+    return wrong;
+}
+
 // A barrier reached by half the block only: a hang on a GPU, an abort here.
 static __global__ void divergent(float *out) {
     if (threadIdx.x < 16) __syncthreads();
     out[threadIdx.x] = 1.0f;
 }
 
+// Emulated device memory (cudaMalloc), which kernels may be given; here it is host memory too, so
+// the checks fill and read it directly.
+static float *dmalloc(size_t n) {
+    void *p = nullptr;
+    if (cudaMalloc(&p, n * sizeof(float)) != cudaSuccess) {
+        fprintf(stderr, "emu-selftest: cudaMalloc failed\n");
+        exit(1);
+    }
+    return (float *)p;
+}
+
 int main() {
     enum { B = 3, N = 200 };
-    float in[B * N], out[B], want[B];
+    float *in = dmalloc(B * N), *out = dmalloc(B), want[B];
     for (int b = 0; b < B; b++) {
         want[b] = 0;
         for (int i = 0; i < N; i++) {
@@ -125,20 +166,40 @@ int main() {
     for (int b = 0; b < B; b++) ok = ok && out[b] == want[b];
     report("emu_block_reduction_with_barriers_is_right", ok, "wrong sums");
 
+    // forwards, the tree's readers (lower threads) run before the writers they need
+    ppd_emu::set_launch_order(ppd_emu::ORDER_FORWARD);
     PPD_LAUNCH(block_sum, B, 256, 0, NULL)(out, in, N, 0);
+    ppd_emu::set_launch_order(ppd_emu::ORDER_ALTERNATE);
     bool any_wrong = false;
     for (int b = 0; b < B; b++) any_wrong = any_wrong || out[b] != want[b];
     report("emu_missing_syncthreads_gives_wrong_sums", any_wrong,
            "a reduction without __syncthreads came out right: fibers do not run in phases");
 
-    float win[8 * 32], wout[8 * 32];
+    // a missing barrier shows whichever neighbour is read: the next thread's write (stale
+    // forwards) or the previous thread's (stale backwards)
+    float *nin = dmalloc(64), *nout = dmalloc(64);
+    report("emu_missing_syncthreads_shows_for_either_neighbour",
+           neighbour_ever_wrong(nout, nin, 1, 0) && neighbour_ever_wrong(nout, nin, -1, 0) &&
+               !neighbour_ever_wrong(nout, nin, 1, 1) && !neighbour_ever_wrong(nout, nin, -1, 1),
+           "a read of a neighbour's write without a barrier came out right in both orders, or "
+           "one with the barrier came out wrong");
+    bool chain_wrong = false;
+    for (int run = 0; run < 2; run++) {
+        for (int b = 0; b < 8; b++) nout[b] = 0.0f;
+        PPD_LAUNCH(chain, 8, 32, 0, NULL)(nout);
+        for (int b = 0; b < 8; b++) chain_wrong = chain_wrong || nout[b] != (float)(b + 1);
+    }
+    report("emu_blocks_depending_on_earlier_blocks_show", chain_wrong,
+           "a kernel whose blocks read each other's results came out right in both orders");
+
+    float *win = dmalloc(8 * 32), *wout = dmalloc(8 * 32);
     for (int i = 0; i < 8 * 32; i++) win[i] = (float)(i % 32) + 100.0f * (float)(i / 32);
     PPD_LAUNCH(warp_sum, 2, dim3(32, 4), 0, NULL)(wout, win);
     ok = cudaGetLastError() == cudaSuccess;
     for (int i = 0; i < 8 * 32; i++) ok = ok && wout[i] == 496.0f + 3200.0f * (float)(i / 32);
     report("emu_warp_xor_shuffle_sums_each_warp", ok, "wrong warp sums");
 
-    float rin[2 * 64], rout[2 * 64];
+    float *rin = dmalloc(2 * 64), *rout = dmalloc(2 * 64);
     for (int i = 0; i < 128; i++) rin[i] = (float)i;
     PPD_LAUNCH(reverse, 2, 64, 64 * sizeof(float), NULL)(rout, rin, 64);
     ok = cudaGetLastError() == cudaSuccess;
@@ -158,14 +219,23 @@ int main() {
     pid_t pid = fork();
     if (pid == 0) {
         freopen("/dev/null", "w", stderr);
-        float o[32];
-        PPD_LAUNCH(divergent, 1, 32, 0, NULL)(o);
+        PPD_LAUNCH(divergent, 1, 32, 0, NULL)(wout);
         _exit(0);
     }
     int status = 0;
     waitpid(pid, &status, 0);
     report("emu_divergent_syncthreads_aborts", WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "the launch returned");
+
+    // a host array given to a kernel faults on a GPU: refused, nothing written; one past the
+    // end of a device block (an empty range's pointer) is accepted
+    float host[B] = {-1.0f, -1.0f, -1.0f};
+    PPD_LAUNCH(block_sum, B, 256, 0, NULL)(host, in, N, 1);
+    ok = cudaGetLastError() == cudaErrorIllegalAddress && host[0] == -1.0f;
+    PPD_LAUNCH(block_sum, B, 256, 0, NULL)(out, in + B * N, 0, 1);
+    ok = ok && cudaGetLastError() == cudaSuccess;
+    report("emu_host_pointer_kernel_argument_is_refused", ok,
+           "a host array passed to a kernel was accepted, or an end pointer refused");
 
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
