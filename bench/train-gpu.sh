@@ -16,6 +16,7 @@
 # prep ms, the host noising, planning and staging passes (overlapped when prepared ahead); wait
 # ms, the host blocked on the GPU; read ms, the step waiting for its batch (0 when read ahead);
 # waited, the passes whose input upload had to wait for the pass before (0: all overlapped).
+# TRAIN_PROFILE: the share of each kind of op in the GPU's time of a batch-16 step (--profile).
 #   OUT=dir N=10000 STEPS=30 EPOCH_STEPS=0 bench/train-gpu.sh
 # MODEL=demo runs config/demo.yaml's small model instead (to try the script on the CPU emulation:
 # PPD_BIN=a directory with graph-build and build/emu/bin/train).
@@ -101,6 +102,14 @@ run() {
 run batch8 8 "$STEPS"
 run batch16 16 "$STEPS"
 run b16-tf32 16 "$STEPS" --precision tf32
+# where a batch-16 step's GPU time goes: each kind of op's share of the stream's time (CUDA
+# events between them, --profile), over 10 steps
+run b16-profile 16 10 --profile >/dev/null
+grep -o '"device_profile_ms": {[^}]*}' "$OUT/b16-profile.json" | tr -d '{}",' | awk '{
+        for (i = 2; i < NF; i += 2) { name[i] = $i; ms[i] = $(i + 1); total += $(i + 1) }
+        printf "TRAIN_PROFILE batch=16 steps=10 total_ms=%.1f", total
+        for (i = 2; i < NF; i += 2) printf " %s%.1f%%", name[i], (total > 0 ? 100 * ms[i] / total : 0)
+        printf "\n" }' | tee "$OUT/profile.line"
 run epoch 8 "$EPOCH_STEPS"
 printf '\n%-8s %6s %7s %9s %12s %12s %10s %12s %10s %14s %8s %8s %8s %8s %8s %7s\n' run \
     batch steps "steps/s" "complexes/s" "planned MB" "peak MB" "reserved MB" "driver MB" \
@@ -116,4 +125,5 @@ for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/b16-tf32.line "$OUT"/epoc
                  v["device_wait_ms"], v["batch_wait_ms"], v["uploads_waited"]}' \
         "$f" | tee -a "$OUT/summary.txt"
 done
+sed 's/^TRAIN_PROFILE /\nGPU time per kind of op, batch 16: /' "$OUT/profile.line" | tee -a "$OUT/summary.txt"
 rm -rf "$OUT/set" "$OUT/esm" "$OUT/graphs"

@@ -131,7 +131,7 @@ rm -rf "$OUT/esm-cache"
 # (EPOCH_STEPS=150: a sample of 1,200 complexes and the epoch time it gives; 0: the whole epoch)
 step train-bench env OUT="$OUT" PPD_BIN="$BIN_DIR" PPD_TESTBIN="$BUILD_DIR/tests" JOBS="$JOBS" \
     N=10000 STEPS=20 EPOCH_STEPS="${EPOCH_STEPS:-150}" bash bench/train-gpu.sh || bench_failed=1
-grep -E '^(TRAIN_BENCH|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$summary"
+grep -E '^(TRAIN_BENCH|TRAIN_PROFILE|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$summary"
 
 say ""
 say "== ESM-2 650M shape, 492 DB5.5 chains (132,414 residues), one GPU"

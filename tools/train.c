@@ -40,6 +40,17 @@ static void catch_stop_signals(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+/* The JSON of the GPU's time per kind of op ({"embed": ms, ...}), or null without --profile. */
+static const char *profile_json(const ppd_train_report *r, char *buf, size_t cap) {
+    if (!r->profiled || !r->device[0]) return "null";
+    size_t n = (size_t)snprintf(buf, cap, "{");
+    for (int k = 0; k < PPD_SCORE_NOPS && n < cap; k++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s\"%s\": %.2f", k ? ", " : "",
+                              ppd_score_op_name(k), r->device_op_ms[k]);
+    if (n < cap) snprintf(buf + n, cap - n, "}");
+    return buf;
+}
+
 static void usage(FILE *f) {
     fputs(
         "usage: train [options] --graphs DIR [--esm DIR] -o RUN\n"
@@ -69,6 +80,8 @@ static void usage(FILE *f) {
         "                          largest batch can need, at most 95% of free)\n"
         "      --deterministic     fp32 GEMMs on the GPU whatever --precision says, so that runs\n"
         "                          repeat bit for bit (train.deterministic)\n"
+        "      --profile           on the GPU, time each kind of op (CUDA events; for\n"
+        "                          benchmarks): device_profile_ms in the JSON summary\n"
         "  -c, --config FILE       YAML config (DiffDock-PP's own load as they are); repeatable\n"
         "      --set KEY=VALUE     override a setting; repeatable\n"
         "  -j, --jobs N            threads (default: all CPUs)\n"
@@ -99,7 +112,8 @@ enum {
     OPT_GPU,
     OPT_PRECISION,
     OPT_DEVMEM,
-    OPT_DETERMINISTIC
+    OPT_DETERMINISTIC,
+    OPT_PROFILE
 };
 
 int main(int argc, char **argv) {
@@ -123,6 +137,7 @@ int main(int argc, char **argv) {
                                 {"precision", required_argument, 0, OPT_PRECISION},
                                 {"device-mem-gb", required_argument, 0, OPT_DEVMEM},
                                 {"deterministic", no_argument, 0, OPT_DETERMINISTIC},
+                                {"profile", no_argument, 0, OPT_PROFILE},
                                 {0, 0, 0, 0}};
     /* options that are settings: --set KEY=VALUE under their own names */
     static const ppd_tool_setting_opt as_set[] = {{OPT_DEVICE, "device.engine"},
@@ -156,6 +171,9 @@ int main(int argc, char **argv) {
             break;
         case OPT_DETERMINISTIC:
             if (ppd_tool_add_set(&t, "train.deterministic", "true")) t.usage_error = 1;
+            break;
+        case OPT_PROFILE:
+            o.profile = 1;
             break;
         case OPT_SPLIT:
             o.split = optarg;
@@ -219,6 +237,7 @@ int main(int argc, char **argv) {
             rc = r.skipped || r.interrupted ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
         }
         if (!st && t.json) {
+            char prof[512];
             if (o.eval_only)
                 printf(
                     "{\"split\": \"%s\", \"complexes\": %lld, \"loss\": %.9g, \"tr_loss\": %.9g, "
@@ -233,7 +252,8 @@ int main(int argc, char **argv) {
                     "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
                     "\"device_measured_mb\": %.1f, \"device_planned_peak_mb\": %.1f, "
                     "\"device_peak_mb\": %.1f, \"device_uploads\": %llu, "
-                    "\"device_uploads_waited\": %llu, \"interrupted\": %s}\n",
+                    "\"device_uploads_waited\": %llu, \"device_profile_ms\": %s, "
+                    "\"interrupted\": %s}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
                     r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
@@ -242,7 +262,8 @@ int main(int argc, char **argv) {
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
                     (r.device_fixed + r.device_used_peak) / 1048576.0,
                     (unsigned long long)r.device_uploads,
-                    (unsigned long long)r.device_uploads_waited, r.interrupted ? "true" : "false");
+                    (unsigned long long)r.device_uploads_waited,
+                    profile_json(&r, prof, sizeof prof), r.interrupted ? "true" : "false");
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",

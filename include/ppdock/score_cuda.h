@@ -106,6 +106,29 @@ ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_config *c, 
                                  double max_norm);
 /* The total gradient norm (before clipping) of the last step; waits for the device. */
 ppd_status ppd_score_device_grad_norm(ppd_score_device *d, double *grad_norm);
+/* Profile mode on (1) or off (0): CUDA events between the kinds of op of every pass and step
+ * (no extra synchronisation; a few hundred events a pass), their times summed into
+ * ppd_score_device_usage.op_ms. For benchmarks: the events take launch slots. */
+ppd_status ppd_score_device_profile(ppd_score_device *d, int on);
+
+/* Profile mode (ppd_score_device_profile): the stream's time per kind of op, forward, backward
+ * and step together. */
+enum {
+    PPD_SCORE_OP_EMBED,      /* time, atom and ESM embeddings of the nodes */
+    PPD_SCORE_OP_EDGE_MLP,   /* the edge embeddings (distance expansion, MLP, SH) */
+    PPD_SCORE_OP_CONV_FC,    /* the convolutions' per-edge weight MLPs */
+    PPD_SCORE_OP_TP,         /* the tensor products (and their weight-gradient sums) */
+    PPD_SCORE_OP_SCATTER,    /* gathers, scatters, means and node updates */
+    PPD_SCORE_OP_BATCH_NORM, /* equivariant batch norm */
+    PPD_SCORE_OP_HEADS,      /* the final convolution and the two output heads */
+    PPD_SCORE_OP_OPTIMIZER,  /* gradient clipping and Adam */
+    PPD_SCORE_NOPS
+};
+static inline const char *ppd_score_op_name(int op) {
+    static const char *const names[PPD_SCORE_NOPS] = {
+        "embed", "edge_mlp", "conv_fc", "tp", "scatter", "batch_norm", "heads", "optimizer"};
+    return op >= 0 && op < PPD_SCORE_NOPS ? names[op] : "?";
+}
 
 typedef struct {
     size_t fixed_bytes;   /* the fixed allocation */
@@ -128,6 +151,9 @@ typedef struct {
     /* inputs uploaded (one per pass staged), and how many of those uploads had to wait for the
      * pass before (no room for them beside it in the pass arena) */
     uint64_t uploads, uploads_waited;
+    /* profile mode: milliseconds of the stream in each kind of op (PPD_SCORE_OP_*), counted
+     * once they have run; zeros otherwise */
+    double op_ms[PPD_SCORE_NOPS];
 } ppd_score_device_usage;
 void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_device_usage *u);
 
@@ -157,6 +183,7 @@ typedef struct ppd_score_device_ops_s {
     void (*usage)(const ppd_score_device *d, ppd_score_device_usage *u);
     size_t (*input_bytes)(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er, int64_t El,
                           int64_t Ec, int B);
+    ppd_status (*profile)(ppd_score_device *d, int on);
 } ppd_score_device_ops;
 
 extern const ppd_score_device_ops ppd_score_device_cuda;

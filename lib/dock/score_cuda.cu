@@ -266,6 +266,12 @@ struct ppd_score_device {
     cudaEvent_t ev[6];
     int ev_pending[3];
     double busy_ms;
+    // profile mode: events recorded between kinds of op since the last synchronisation, the op
+    // each one ends (-1: a start, ending nothing), and the times summed per op
+    int profiling, prof_n, prof_cap;
+    cudaEvent_t *prof_ev;
+    int *prof_op;
+    double op_ms[PPD_SCORE_NOPS];
 };
 
 namespace {
@@ -293,11 +299,43 @@ ppd_status mark(ppd_score_device *d, int k, int end) {
     return PPD_OK;
 }
 
+// Profile mode: event after the work queued since the last one, which was of kind `op` (-1: a
+// start: the gap before it, the host's, is not counted).
+ppd_status prof(ppd_score_device *d, int op) {
+    if (!d->profiling) return PPD_OK;
+    if (d->prof_n == d->prof_cap) { // more kinds of op in a pass than before: grow, once
+        int cap = d->prof_cap ? 2 * d->prof_cap : 256;
+        cudaEvent_t *ev = (cudaEvent_t *)realloc(d->prof_ev, sizeof *ev * (size_t)cap);
+        if (ev) d->prof_ev = ev;
+        int *op_of = (int *)realloc(d->prof_op, sizeof *op_of * (size_t)cap);
+        if (op_of) d->prof_op = op_of;
+        if (!ev || !op_of) return ppd_fail(PPD_ERR_NOMEM, "score device: profile events");
+        for (; d->prof_cap < cap; d->prof_cap++)
+            PPD_CUDA_CHECK(cudaEventCreate(&d->prof_ev[d->prof_cap]));
+    }
+    PPD_CUDA_CHECK(cudaEventRecord(d->prof_ev[d->prof_n], d->stream));
+    d->prof_op[d->prof_n++] = op;
+    return PPD_OK;
+}
+
+// Profile mode, once the stream has run everything: each event's time since the one before.
+ppd_status prof_collect(ppd_score_device *d) {
+    for (int i = 1; i < d->prof_n; i++) {
+        if (d->prof_op[i] < 0) continue;
+        float ms = 0;
+        PPD_CUDA_CHECK(cudaEventElapsedTime(&ms, d->prof_ev[i - 1], d->prof_ev[i]));
+        d->op_ms[d->prof_op[i]] += ms;
+    }
+    d->prof_n = 0;
+    return PPD_OK;
+}
+
 ppd_status sync_stream(ppd_score_device *d) {
     double t0 = ppd_now_seconds();
     cudaError_t e = cudaStreamSynchronize(d->stream);
     d->wait_s += ppd_now_seconds() - t0;
     PPD_CUDA_CHECK(e);
+    PPD_TRY(prof_collect(d));
     for (int k = 0; k < 3; k++) // every closed pair has run now
         if (d->ev_pending[k]) {
             float ms = 0;
@@ -367,6 +405,8 @@ extern "C" void ppd_score_device_destroy(ppd_score_device *d) {
     if (d->blas) ppd_cuda_blas_destroy(d->blas);
     for (int k = 0; k < 6; k++)
         if (d->ev[k]) cudaEventDestroy(d->ev[k]);
+    for (int k = 0; k < d->prof_cap; k++) cudaEventDestroy(d->prof_ev[k]);
+    free(d->prof_ev), free(d->prof_op);
     if (d->queued) cudaEventDestroy(d->queued);
     if (d->uploaded) cudaEventDestroy(d->uploaded);
     if (d->copy) cudaStreamDestroy(d->copy);
@@ -469,6 +509,13 @@ extern "C" void ppd_score_device_usage_get(const ppd_score_device *d, ppd_score_
     u->busy_seconds = 1e-3 * d->busy_ms;
     u->uploads = d->uploads;
     u->uploads_waited = d->uploads_waited;
+    for (int k = 0; k < PPD_SCORE_NOPS; k++) u->op_ms[k] = d->op_ms[k];
+}
+
+extern "C" ppd_status ppd_score_device_profile(ppd_score_device *d, int on) {
+    PPD_TRY(sync_stream(d)); // events recorded so far are counted or dropped whole
+    d->profiling = on;
+    return PPD_OK;
 }
 
 // ---- host preparation of one batch ---------------------------------------------------------
@@ -624,12 +671,15 @@ ppd_status conv_forward(ppd_score_device *d, const conv_job *j) {
     for (int64_t e0 = 0; e0 < j->E; e0 += C) {
         int64_t n = j->E - e0 < C ? j->E - e0 : C;
         TRY(conv_chunk_fc(d, j, e0, n));
+        TRY(prof(d, PPD_SCORE_OP_CONV_FC));
         for (int k = 0; k < j->ndir; k++) {
             const conv_dir *cd = &j->dir[k];
             TRY(ppd_cuda_tp_forward(j->tp_dev, t->msg, cd->hsend, cd->send + e0,
                                     j->Y + e0 * PPD_SH_DIM, t->Wt, j->fc[1].b, n, d->stream));
+            TRY(prof(d, PPD_SCORE_OP_TP));
             TRY(ppd_cuda_scatter_add_rows(cd->acc, t->msg, cd->precv->order, cd->precv->seg, e0, n,
                                           cd->precv->T, dout, d->stream));
+            TRY(prof(d, PPD_SCORE_OP_SCATTER));
         }
     }
     return PPD_OK;
@@ -643,14 +693,18 @@ ppd_status conv_backward(ppd_score_device *d, const conv_job *j) {
     for (int64_t e0 = 0; e0 < j->E; e0 += C) {
         int64_t n = j->E - e0 < C ? j->E - e0 : C;
         TRY(conv_chunk_fc(d, j, e0, n));
+        TRY(prof(d, PPD_SCORE_OP_CONV_FC));
         for (int k = 0; k < j->ndir; k++) {
             const conv_dir *cd = &j->dir[k];
             TRY(ppd_cuda_scatter_mean_grad(t->dmsg, cd->dU, cd->cnt, cd->recv, e0, n, dout, s));
+            TRY(prof(d, PPD_SCORE_OP_SCATTER));
             TRY(ppd_cuda_tp_backward(j->tp_dev, t->dX, k == 0 ? t->dWt : t->dWt2, j->gfc[1].b,
                                      t->dmsg, cd->hsend, cd->send + e0, j->Y + e0 * PPD_SH_DIM,
                                      t->Wt, j->fc[1].b, n, s));
+            TRY(prof(d, PPD_SCORE_OP_TP));
             TRY(ppd_cuda_scatter_add_rows(cd->dhsend, t->dX, cd->psend->order, cd->psend->seg, e0,
                                           n, cd->psend->T, din, s));
+            TRY(prof(d, PPD_SCORE_OP_SCATTER));
         }
         if (j->ndir == 2) TRY(ppd_cuda_add_rows(t->dWt, W, t->dWt2, W, n, W, s));
         float *dH1 = t->dA, *dAin = t->H1; // as the CPU: dH1 in dA's buffer, then dA in H1's
@@ -659,10 +713,12 @@ ppd_status conv_backward(ppd_score_device *d, const conv_job *j) {
         TRY(ppd_cuda_dropout_relu_backward(dH1, t->H1, n * F, d->pdrop, s));
         TRY(ppd_cuda_linear_backward(dAin, j->gfc[0].w, j->gfc[0].b, dH1, t->A, j->fc[0].w, n, F, F,
                                      d->blas));
+        TRY(prof(d, PPD_SCORE_OP_CONV_FC));
         const plan *pB = j->pB ? j->pB : j->pA;
         TRY(ppd_cuda_gather_concat3_backward(j->demb, j->dhA, j->dA, j->dhB, j->dB, dAin,
                                              j->pA->order, j->pA->seg, j->pA->T, pB->order, pB->seg,
                                              pB->T, e0, n, ns, s));
+        TRY(prof(d, PPD_SCORE_OP_SCATTER));
     }
     return PPD_OK;
 }
@@ -773,17 +829,20 @@ ppd_status device_forward(ppd_score_device *d) {
     int L = c->layers, B = d->z.B;
     int64_t Nr = d->z.Nr, Nl = d->z.Nl;
     cudaStream_t s = d->stream;
+    TRY(prof(d, -1));
     TRY(ppd_cuda_time_embedding_forward(t->temb_r, t->tn_r, Nr, s));
     TRY(ppd_cuda_time_embedding_forward(t->temb_l, t->tn_l, Nl, s));
     TRY(ppd_cuda_time_embedding_forward(t->gemb, t->t, B, s));
     TRY(embed_nodes(d, Nr, t->temb_r, t->idx_r, t->emb_r, t->lm_in_r, t->h_r[0]));
     TRY(embed_nodes(d, Nl, t->temb_l, t->idx_l, t->emb_l, t->lm_in_l, t->h_l[0]));
+    TRY(prof(d, PPD_SCORE_OP_EMBED));
     TRY(edge_features(d, &t->li, t->temb_l, t->lig_src, d->f.off_intra, m->gamma_intra, 0,
                       d->p.rec_edge, SITE_LIG_EDGES));
     TRY(edge_features(d, &t->ri, t->temb_r, t->rec_src, d->f.off_intra, m->gamma_intra, 0,
                       d->p.rec_edge, SITE_REC_EDGES));
     TRY(edge_features(d, &t->cr, t->temb_l, t->cross_l, d->f.off_cross, m->gamma_cross, 0,
                       d->p.cross_edge, SITE_CROSS_EDGES));
+    TRY(prof(d, PPD_SCORE_OP_EDGE_MLP));
     TRY(ppd_cuda_degrees_forward(t->cnt_li, t->li_recv.seg, Nl, s));
     TRY(ppd_cuda_degrees_forward(t->cnt_ri, t->ri_recv.seg, Nr, s));
     TRY(ppd_cuda_degrees_forward(t->cnt_lc, t->pcl.seg, Nl, s));
@@ -792,6 +851,7 @@ ppd_status device_forward(ppd_score_device *d) {
         int din = m->tp[k].in.dim, dout = m->tp[k].out.dim, calls = k < L - 1 ? 4 : 2;
         for (int call = 0; call < calls; call++)
             TRY(zero(d, t->acc[k][call], (call < 2 ? Nl : Nr) * dout));
+        TRY(prof(d, PPD_SCORE_OP_SCATTER)); // with the degrees before the first layer
         conv_job jobs[3];
         layer_jobs(d, k, jobs, t->acc[k]);
         for (int i = 0; i < 3; i++) TRY(conv_forward(d, &jobs[i]));
@@ -800,6 +860,7 @@ ppd_status device_forward(ppd_score_device *d) {
         for (int call = 0; call < calls; call++) {
             int64_t N = call < 2 ? Nl : Nr;
             TRY(ppd_cuda_scatter_mean_forward(t->acc[k][call], cnt[call], N, dout, s));
+            TRY(prof(d, PPD_SCORE_OP_SCATTER));
             if (!c->batch_norm) continue;
             int conv = call & 1;
             Y[call] = t->ybn[k][call];
@@ -807,13 +868,16 @@ ppd_status device_forward(ppd_score_device *d) {
                                     Y[call], N, d->p.bn[conv][k].w, d->p.bn[conv][k].b,
                                     d->bn_mean[conv][k], d->bn_var[conv][k], d->bn_training,
                                     t->bn_mu[k][call], t->bn_sf[k][call], s));
+            TRY(prof(d, PPD_SCORE_OP_BATCH_NORM));
         }
         TRY(ppd_cuda_update_nodes_forward(t->h_l[k + 1], t->h_l[k], Nl, din, dout, Y[0], Y[1], s));
         if (k < L - 1)
             TRY(ppd_cuda_update_nodes_forward(t->h_r[k + 1], t->h_r[k], Nr, din, dout, Y[2], Y[3],
                                               s));
+        TRY(prof(d, PPD_SCORE_OP_SCATTER));
     }
-    return heads_forward(d);
+    TRY(heads_forward(d));
+    return prof(d, PPD_SCORE_OP_HEADS);
 }
 
 ppd_status heads_backward(ppd_score_device *d, float *dh) {
@@ -887,12 +951,15 @@ ppd_status device_backward(ppd_score_device *d) {
     int L = m->cfg.layers;
     int64_t Nr = d->z.Nr, Nl = d->z.Nl;
     cudaStream_t s = d->stream;
+    TRY(prof(d, -1));
     for (int k = 0; k <= L; k++) {
         int dk = ppd_score_feature_dim(m, k);
         TRY(zero(d, t->dl[k], Nl * dk));
         if (k < L) TRY(zero(d, t->dr[k], Nr * dk));
     }
+    TRY(prof(d, PPD_SCORE_OP_SCATTER));
     TRY(heads_backward(d, t->dl[L]));
+    TRY(prof(d, PPD_SCORE_OP_HEADS));
     int ns = m->cfg.ns;
     TRY(zero(d, t->d_li, d->z.El * ns));
     TRY(zero(d, t->d_ri, d->z.Er * ns));
@@ -902,6 +969,7 @@ ppd_status device_backward(ppd_score_device *d) {
         TRY(ppd_cuda_add_rows(t->dl[k], din, t->dl[k + 1], dout, Nl, din, s));
         float *dr_next = k < L - 1 ? t->dr[k + 1] : NULL;
         if (dr_next) TRY(ppd_cuda_add_rows(t->dr[k], din, dr_next, dout, Nr, din, s));
+        TRY(prof(d, PPD_SCORE_OP_SCATTER));
         float *const no_acc[4] = {NULL, NULL, NULL, NULL};
         conv_job jobs[3];
         layer_jobs(d, k, jobs, no_acc);
@@ -915,6 +983,7 @@ ppd_status device_backward(ppd_score_device *d) {
                                          d->p.bn[conv][k].w, d->g.bn[conv][k].w, d->g.bn[conv][k].b,
                                          d->bn_training, t->bn_mu[k][c], t->bn_sf[k][c], s));
                 dU[c] = t->dU[c];
+                TRY(prof(d, PPD_SCORE_OP_BATCH_NORM));
             }
         jobs[0].dir[0].dU = dU[0], jobs[0].dir[0].dhsend = t->dl[k];
         jobs[0].dhA = jobs[0].dhB = t->dl[k], jobs[0].demb = t->d_li;
@@ -928,8 +997,10 @@ ppd_status device_backward(ppd_score_device *d) {
     TRY(edge_features_backward(d, &t->li, t->d_li, d->g.rec_edge, d->p.rec_edge, t->tmp));
     TRY(edge_features_backward(d, &t->ri, t->d_ri, d->g.rec_edge, d->p.rec_edge, t->tmp));
     TRY(edge_features_backward(d, &t->cr, t->d_cr, d->g.cross_edge, d->p.cross_edge, t->tmp));
+    TRY(prof(d, PPD_SCORE_OP_EDGE_MLP));
     TRY(embed_backward(d, Nl, t->dl[0], &t->atom_l, t->lm_in_l, t->temb_l));
-    return embed_backward(d, Nr, t->dr[0], &t->atom_r, t->lm_in_r, t->temb_r);
+    TRY(embed_backward(d, Nr, t->dr[0], &t->atom_r, t->lm_in_r, t->temb_r));
+    return prof(d, PPD_SCORE_OP_EMBED);
 }
 
 } // namespace
@@ -961,10 +1032,6 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
     d->in_base = d->pass.base + off;
     pass_layout(m, &z, &d->t, d->in_base, d->pass.base);
     d->last_pass = need;
-    // the most the arena holds at once: this pass, or the last one while these inputs arrive
-    size_t held = early ? (d->run_work > work ? d->run_work : work) + d->run_in.bytes + in : need;
-    if (held > d->pass.high_water) d->pass.high_water = held;
-    d->run_work = work, d->run_in = ppd_arena_span{off, in};
     double t0 = ppd_now_seconds();
     // the staging buffer is rewritten only once the last upload from it has run (it has when a
     // forward consumed it; this is a no-op wait then)
@@ -982,6 +1049,11 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
     // the compute stream reads the inputs only after they arrived: from the next work queued on
     // it, which is this pass's forward (the last pass's backward and step are queued already)
     PPD_CUDA_CHECK(cudaStreamWaitEvent(d->stream, d->uploaded, 0));
+    // only now is this the pass the next upload must avoid: had its inputs been refused above
+    // (a bad atom type, say), the last pass, whose backward may still run, stays the one
+    size_t held = early ? (d->run_work > work ? d->run_work : work) + d->run_in.bytes + in : need;
+    if (held > d->pass.high_water) d->pass.high_water = held;
+    d->run_work = work, d->run_in = ppd_arena_span{off, in};
     d->uploads++, d->uploads_waited += !early;
     d->staged = 1;
     return PPD_OK;
@@ -1032,10 +1104,12 @@ extern "C" ppd_status ppd_score_device_step(ppd_score_device *d, const ppd_adam_
                                             uint64_t step, double max_norm) {
     const ppd_score_model *m = d->m;
     PPD_TRY(mark(d, 2, 0));
+    PPD_TRY(prof(d, -1));
     PPD_TRY(ppd_cuda_clip_grad_norm(d->f.grads, m->nparams, d->f.tens_off, d->f.tens_num,
                                     m->ntensors, max_norm, d->f.clip_scratch, d->stream));
     PPD_TRY(ppd_cuda_adam_step(d->f.params, d->f.grads, d->f.adam_m, d->f.adam_v, m->nparams, c,
                                step, d->stream));
+    PPD_TRY(prof(d, PPD_SCORE_OP_OPTIMIZER));
     return mark(d, 2, 1);
 }
 
@@ -1053,4 +1127,5 @@ extern "C" const ppd_score_device_ops ppd_score_device_cuda = {
     ppd_score_device_create,    ppd_score_device_destroy,     ppd_score_device_upload,
     ppd_score_device_download,  ppd_score_device_stage,       ppd_score_device_forward,
     ppd_score_device_backward,  ppd_score_device_zero_grad,   ppd_score_device_step,
-    ppd_score_device_grad_norm, ppd_score_device_usage_get,   ppd_score_device_input_bytes};
+    ppd_score_device_grad_norm, ppd_score_device_usage_get,   ppd_score_device_input_bytes,
+    ppd_score_device_profile};

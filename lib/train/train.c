@@ -849,6 +849,7 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
                         floor_bytes / 1048576.0);
     PPD_TRY(ops->create(&t->dev, &t->m, budget - fixed, prec));
     t->ops = ops;
+    if (t->o->profile) PPD_TRY(ops->profile(t->dev, 1));
     t->act_budget = budget - fixed;
     snprintf(rep->device, sizeof rep->device, "%s", info.name);
     rep->device_fixed = fixed;
@@ -998,6 +999,8 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         ppd_score_device_usage u;
         t.ops->usage(t.dev, &u);
         rep->device_uploads = u.uploads, rep->device_uploads_waited = u.uploads_waited;
+        rep->profiled = o->profile;
+        for (int k = 0; k < PPD_SCORE_NOPS; k++) rep->device_op_ms[k] = u.op_ms[k];
         t.ops->destroy(t.dev);
     }
     ppd_read_ahead_stop(t.ahead); /* before the loader it reads through */

@@ -334,18 +334,43 @@ static void check_pass_over_budget(void) {
 }
 
 /* Clipping and Adam on the device against the CPU's, from the gradients of a device pass. */
+/* Models m and m2 of config c, m with the original's weights (golden set bn: batch norm or
+ * not), the case case_name in gc, and a device d whose pass arena holds exactly that case. On
+ * an error: reports `name` failed, frees what it made and returns non-zero. */
+static int device_case(const char *name, const ppd_score_config *c, int bn, const char *case_name,
+                       ppd_score_model *m, ppd_score_model *m2, ppt_golden_case *gc,
+                       ppd_score_device **d) {
+    memset(gc, 0, sizeof *gc);
+    *d = NULL;
+    if (ppd_score_model_init(m, c) != PPD_OK || ppd_score_model_init(m2, c) != PPD_OK) {
+        report(name, 0, "%s", ppd_errmsg());
+        return 1;
+    }
+    ppd_status st = ppt_golden_weights_load(m, golden_dir(bn));
+    if (!st) st = ppt_golden_case_load(gc, golden_dir(bn), case_name);
+    const ppd_score_batch *b = &gc->b;
+    if (!st)
+        st = ppd_score_device_create(d, m,
+                                     ppd_score_device_pass_bytes(m, b->Nr, b->Nl, b->Er, b->El,
+                                                                 ppd_score_count_cross_edges(m, b),
+                                                                 b->B),
+                                     PPD_CUDA_FP32);
+    if (!st) return 0;
+    report(name, 0, "%s", ppd_errmsg());
+    ppd_score_device_destroy(*d);
+    ppt_golden_case_free(gc);
+    ppd_score_model_free(m), ppd_score_model_free(m2);
+    return 1;
+}
+
 static void check_device_step(void) {
     const char *name = "gpu_score_step_matches_cpu_clip_and_adam";
     ppd_score_config c;
     ppt_golden_config(&c);
     ppd_score_model m, m2;
     ppt_golden_case gc;
-    ppd_score_device *d = NULL;
-    memset(&gc, 0, sizeof gc);
-    if (ppd_score_model_init(&m, &c) != PPD_OK || ppd_score_model_init(&m2, &c) != PPD_OK) {
-        report(name, 0, "%s", ppd_errmsg());
-        return;
-    }
+    ppd_score_device *d;
+    if (device_case(name, &c, 0, "AB_t0.60", &m, &m2, &gc, &d)) return;
     size_t P = m.nparams;
     int nt = m.ntensors;
     float *g = malloc(sizeof(float) * P), *g2 = malloc(sizeof(float) * P),
@@ -353,15 +378,8 @@ static void check_device_step(void) {
           *av = calloc(P, sizeof(float));
     size_t *off = malloc(sizeof(size_t) * (size_t)nt), *num = malloc(sizeof(size_t) * (size_t)nt);
     for (int i = 0; i < nt; i++) off[i] = m.tab[i].offset, num[i] = m.tab[i].numel;
-    ppd_status st = ppt_golden_weights_load(&m, golden_dir(0));
-    if (!st) st = ppt_golden_case_load(&gc, golden_dir(0), "AB_t0.60");
     const ppd_score_batch *b = &gc.b;
-    if (!st)
-        st = ppd_score_device_create(&d, &m,
-                                     ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El,
-                                                                 ppd_score_count_cross_edges(&m, b),
-                                                                 b->B),
-                                     PPD_CUDA_FP32);
+    ppd_status st = PPD_OK;
     float tr[6], rot[6], dtr[6], drot[6];
     double ltr, lrot, gn_dev = 0;
     if (!st) st = ppd_score_device_forward(d, b, tr, rot, NULL);
@@ -542,6 +560,65 @@ out:
     free(cpu_g), free(dev_g);
 }
 
+/* Profile mode: every kind of op of a batch-norm pass and step gets time, the kinds add up to no
+ * more than the stream's busy time, and the events change no bit of the result. */
+static void check_profile(void) {
+    const char *name = "gpu_score_profile_times_every_kind_of_op_and_changes_nothing";
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    c.batch_norm = 1;
+    ppd_score_model m, m2;
+    ppt_golden_case gc;
+    ppd_score_device *d;
+    if (device_case(name, &c, 1, "A_t0.85", &m, &m2, &gc, &d)) return;
+    size_t P = m.nparams;
+    float *g[2] = {malloc(sizeof(float) * P), malloc(sizeof(float) * P)};
+    const ppd_score_batch *b = &gc.b;
+    ppd_status st = PPD_OK;
+    ppd_adam_config ac = {1e-3, 0.9, 0.999, 1e-8, 0};
+    m.training = 1;
+    for (int on = 0; on < 2 && !st; on++) {
+        float tr[6], rot[6], dtr[6], drot[6];
+        double l1, l2, gn;
+        st = ppd_score_device_profile(d, on);
+        if (!st) st = ppd_score_device_upload(d, &m, NULL, NULL);
+        if (!st) st = ppd_score_device_zero_grad(d);
+        if (!st) st = ppd_score_device_forward(d, b, tr, rot, NULL);
+        ppt_golden_loss(&gc, tr, rot, dtr, drot, &l1, &l2);
+        if (!st) st = ppd_score_device_backward(d, dtr, drot);
+        if (!st) st = ppd_score_device_step(d, &ac, 1, 1e30);
+        if (!st) st = ppd_score_device_grad_norm(d, &gn);
+        if (!st) st = ppd_score_device_download(d, &m2, NULL, NULL, g[on]);
+    }
+    if (st) {
+        report(name, 0, "%s", ppd_errmsg());
+        goto out;
+    }
+    ppd_score_device_usage u;
+    ppd_score_device_usage_get(d, &u);
+    char why[512] = "";
+    int n = 0, timed = 1;
+    double sum = 0;
+    for (int k = 0; k < PPD_SCORE_NOPS; k++) {
+        n += snprintf(why + n, sizeof why - (size_t)n, "%s %.3g ms, ", ppd_score_op_name(k),
+                      u.op_ms[k]);
+        timed = timed && u.op_ms[k] > 0;
+        sum += u.op_ms[k];
+    }
+    /* the busy time spans both runs, the profile only the second */
+    report(name,
+           timed && sum <= 1e3 * u.busy_seconds * 1.001 + 0.01 &&
+               memcmp(g[0], g[1], sizeof(float) * P) == 0,
+           "%stotal %.3g ms against %.3g ms busy; gradients %s", why, sum, 1e3 * u.busy_seconds,
+           memcmp(g[0], g[1], sizeof(float) * P) ? "differ" : "equal");
+    if (getenv("PPD_TEST_VERBOSE")) printf("     %s: %stotal %.3g ms\n", name, why, sum);
+out:
+    ppd_score_device_destroy(d);
+    ppt_golden_case_free(&gc);
+    ppd_score_model_free(&m), ppd_score_model_free(&m2);
+    free(g[0]), free(g[1]);
+}
+
 /* train reserves the pass of ppd_loader_worst_pass's counts (each the largest B summed) for
  * any batch: sound only if a pass's bytes never shrink as any one count grows. */
 static void check_pass_bytes_monotone(void) {
@@ -598,5 +675,6 @@ void check_score_device(void) {
     check_stage_ahead(0);
     check_stage_ahead(1);
     check_device_step();
+    check_profile();
     check_measured_memory();
 }

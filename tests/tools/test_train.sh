@@ -377,6 +377,7 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
         # it has room for every pass's upload beside the pass before (3 steps + 1 evaluation
         # pass per val complex at least)
         assert_contains "$OUT" '"device_uploads_waited": 0,'
+        assert_contains "$OUT" '"device_profile_ms": null'
         printf '%s' "$OUT" | grep -q '"device_uploads": [4-9]' ||
             fail "uploads: $(printf '%s' "$OUT" | grep -o '"device_uploads": [0-9]*')"
         # a budget of the model and the largest pass only: uploads wait for the pass before,
@@ -388,6 +389,18 @@ if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
             fail "budget $tight GB: $(printf '%s' "$OUT" | grep -o '"device_uploads[^,]*, "device_uploads_waited": [0-9]*')"
         [ "$(step_losses auto/metrics.jsonl)" = "$(step_losses tight/metrics.jsonl)" ] ||
             fail "losses differ between the default and the tight reservation"
+        # --profile: the stream's time per kind of op, with batch norm so that every kind runs;
+        # the same losses as without
+        assert_rc 0 gtrn -g g -o p0 --max-steps 2 --set model.no_batch_norm=false --json
+        assert_rc 0 gtrn -g g -o p1 --max-steps 2 --set model.no_batch_norm=false --json --profile
+        local prof
+        prof=$(printf '%s' "$OUT" | grep -o '"device_profile_ms": {[^}]*}')
+        for op in embed edge_mlp conv_fc tp scatter batch_norm heads optimizer; do
+            printf '%s' "$prof" | grep -Eq "\"$op\": [0-9.]*[1-9]" ||
+                fail "no time for $op in: $prof"
+        done
+        [ "$(step_losses p0/metrics.jsonl)" = "$(step_losses p1/metrics.jsonl)" ] ||
+            fail "--profile changed the losses"
         assert_contains "$(sed -n 2p run/metrics.jsonl)" '"read_ahead": true' "step 2"
         # a budget below the model and one pass is refused at start-up with the sizes
         assert_rc 3 gtrn -g g -o small --max-steps 1 --device-mem-gb 0.01
