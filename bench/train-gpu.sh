@@ -105,9 +105,10 @@ run b16-tf32 16 "$STEPS" --precision tf32
 # where a batch-16 step's GPU time goes: each kind of op's share of the stream's time (CUDA
 # events between them, --profile), over 10 steps
 run b16-profile 16 10 --profile >/dev/null
-grep -o '"device_profile_ms": {[^}]*}' "$OUT/b16-profile.json" | tr -d '{}",' | awk '{
+psteps=$(grep -o '"steps": [0-9]*' "$OUT/b16-profile.json" | awk '{print $2}')
+grep -o '"device_profile_ms": {[^}]*}' "$OUT/b16-profile.json" | tr -d '{}",' | awk -v steps="$psteps" '{
         for (i = 2; i < NF; i += 2) { name[i] = $i; ms[i] = $(i + 1); total += $(i + 1) }
-        printf "TRAIN_PROFILE batch=16 steps=10 total_ms=%.1f", total
+        printf "TRAIN_PROFILE batch=16 steps=%d total_ms=%.1f", steps, total
         for (i = 2; i < NF; i += 2) printf " %s%.1f%%", name[i], (total > 0 ? 100 * ms[i] / total : 0)
         printf "\n" }' | tee "$OUT/profile.line"
 run epoch 8 "$EPOCH_STEPS"
