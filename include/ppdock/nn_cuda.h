@@ -53,7 +53,8 @@ ppd_status ppd_cuda_cast_bf16(uint16_t *dst, const float *src, int64_t n, cudaSt
  * Same shapes as the CPU ops, a cuBLAS handle (its stream) for the GEMM ones. The element ops
  * run ppdock/kernels/linear_ops.h's bodies (bit-identical to the CPU, dropout masks included);
  * the GEMMs sum in cuBLAS's order. db (the bias gradient) is a column sum without atomics, in a
- * fixed order: runs repeat bit for bit. */
+ * fixed order (slices of 4,096 rows summed in parallel, in the handle's workspace, when N is
+ * larger): runs repeat bit for bit. */
 ppd_status ppd_cuda_linear_forward(float *out, const float *in, const float *W, const float *b,
                                    int64_t N, int K, int M, ppd_cuda_blas *blas);
 ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db, const float *dout,
@@ -70,6 +71,10 @@ ppd_status ppd_cuda_dropout_relu_backward(float *dy, const float *y, int64_t n, 
 
 /* The stream a cuBLAS handle runs on (for element ops that must follow its GEMMs). */
 cudaStream_t ppd_cuda_blas_stream(const ppd_cuda_blas *b);
+/* The workspace given at creation (NULL, 0 bytes when none). cuBLAS uses it only during its
+ * calls, so ops queued on the handle's stream between GEMMs may use it as scratch (the linear
+ * layer's bias-gradient slices do). */
+void *ppd_cuda_blas_workspace(const ppd_cuda_blas *b, size_t *bytes);
 
 /* ---- scatter-add (ppdock/scatter.h) ------------------------------------------------------------
  * acc: (T, dim)   src: (n, dim); order (E), seg (T + 1): ppd_scatter_plan of the edge list's

@@ -14,6 +14,8 @@ struct ppd_cuda_blas {
     cublasHandle_t handle;
     ppd_cuda_precision precision;
     cudaStream_t stream;
+    void *workspace;
+    size_t ws_bytes;
 };
 
 static ppd_status blas_status(cublasStatus_t st, const char *what) {
@@ -61,6 +63,7 @@ extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t str
     }
     b->precision = prec;
     b->stream = stream;
+    if (workspace && ws_bytes) b->workspace = workspace, b->ws_bytes = ws_bytes;
     // FP32: pedantic, so that neither TF32 nor NVIDIA_TF32_OVERRIDE changes the parity runs.
     // BF16 GEMMs use tensor cores whatever the mode; their fp32 GEMMs (none in ESM) stay exact.
     cublasMath_t math = prec == PPD_CUDA_TF32   ? CUBLAS_TF32_TENSOR_OP_MATH
@@ -80,6 +83,11 @@ extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t str
 
 extern "C" cudaStream_t ppd_cuda_blas_stream(const ppd_cuda_blas *b) {
     return b->stream;
+}
+
+extern "C" void *ppd_cuda_blas_workspace(const ppd_cuda_blas *b, size_t *bytes) {
+    *bytes = b->ws_bytes;
+    return b->workspace;
 }
 
 extern "C" ppd_status ppd_cuda_sgemm(ppd_cuda_blas *b, int ta, int tb, int m, int n, int k,

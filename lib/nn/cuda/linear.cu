@@ -37,6 +37,57 @@ static __global__ void column_sum_kernel(float *db, const float *dout, int64_t N
     ppd_column_sum_block(db, dout, N, M, (int)blockIdx.x * 32, part);
 }
 
+// Long columns (the edge MLPs' bias gradients: 32 columns over up to millions of edges) would
+// give one block all the rows; they are cut into slices of rows, a block (32, 32) per 32
+// columns of a slice summing into partials[slice] (zeroed), then one thread per column adds the
+// slices in order. The slices are a function of N alone, so the sums' order and bits repeat on
+// every GPU. No atomics.
+static constexpr int64_t COLSUM_SLICE_ROWS = 4096, COLSUM_MAX_SLICES = 256;
+
+static __global__ void column_slices_kernel(float *partials, const float *dout, int64_t N, int M,
+                                            int64_t rows) {
+    __shared__ float part[32][33];
+    int64_t r0 = (int64_t)blockIdx.y * rows, n = N - r0 < rows ? N - r0 : rows;
+    ppd_column_sum_block(partials + (size_t)blockIdx.y * (size_t)M, dout + r0 * M, n, M,
+                         (int)blockIdx.x * 32, part);
+}
+
+static __global__ void column_slices_total_kernel(float *db, const float *partials, int slices,
+                                                  int M) {
+    int c = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (c >= M) return;
+    float t = 0.0f;
+    for (int k = 0; k < slices; k++) t += partials[(size_t)k * (size_t)M + (size_t)c];
+    db[c] += t;
+}
+
+// db (M) += the column sums of dout (N, M), on the handle's stream; the slices' partials live in
+// its workspace (unused between its GEMMs), else one pass.
+static ppd_status column_sum(float *db, const float *dout, int64_t N, int M, ppd_cuda_blas *blas) {
+    cudaStream_t s = ppd_cuda_blas_stream(blas);
+    size_t ws_bytes = 0;
+    float *ws = (float *)ppd_cuda_blas_workspace(blas, &ws_bytes);
+    int64_t slices = (N + COLSUM_SLICE_ROWS - 1) / COLSUM_SLICE_ROWS;
+    slices = slices < COLSUM_MAX_SLICES ? slices : COLSUM_MAX_SLICES;
+    if (slices < 2 || !ws || (size_t)slices * (size_t)M * sizeof(float) > ws_bytes) {
+        PPD_LAUNCH(column_sum_kernel, (unsigned)((M + 31) / 32), dim3(32, 32), 0, s)
+        (db, dout, N, M);
+        PPD_CUDA_CHECK_LAUNCH("column_sum_kernel");
+        return PPD_OK;
+    }
+    int64_t rows = (N + slices - 1) / slices;
+    slices = (N + rows - 1) / rows; // every slice non-empty
+    PPD_CUDA_CHECK(cudaMemsetAsync(ws, 0, (size_t)slices * (size_t)M * sizeof(float), s));
+    PPD_LAUNCH(column_slices_kernel, dim3((unsigned)((M + 31) / 32), (unsigned)slices),
+               dim3(32, 32), 0, s)
+    (ws, dout, N, M, rows);
+    PPD_CUDA_CHECK_LAUNCH("column_slices_kernel");
+    PPD_LAUNCH(column_slices_total_kernel, (unsigned)((M + 127) / 128), 128, 0, s)
+    (db, ws, (int)slices, M);
+    PPD_CUDA_CHECK_LAUNCH("column_slices_total_kernel");
+    return PPD_OK;
+}
+
 extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db, const float *dout,
                                                const float *in, const float *W, int64_t N, int K,
                                                int M, ppd_cuda_blas *blas) {
@@ -49,11 +100,7 @@ extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db,
     // dW (M, K) row-major = dW^T (K, M) column-major += in^T (K, N) x dout (N, M)
     if (dW && K > 0 && M > 0)
         PPD_TRY(ppd_cuda_sgemm(blas, 0, 1, K, M, (int)N, in, K, dout, M, 1.0f, dW, K));
-    if (db && M > 0) {
-        PPD_LAUNCH(column_sum_kernel, (unsigned)((M + 31) / 32), dim3(32, 32), 0, s)
-        (db, dout, N, M);
-        PPD_CUDA_CHECK_LAUNCH("column_sum_kernel");
-    }
+    if (db && M > 0) PPD_TRY(column_sum(db, dout, N, M, blas));
     if (din && K > 0) {
         if (M == 0) {
             PPD_LAUNCH(fill_rows_kernel, ppd_elem_blocks(N * K), PPD_ELEM_THREADS, 0, s)
