@@ -40,9 +40,10 @@ static void catch_stop_signals(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-/* The JSON of the GPU's time per kind of op ({"embed": ms, ...}), or null without --profile. */
-static const char *profile_json(const ppd_train_report *r, char *buf, size_t cap) {
-    if (!r->profiled || !r->device[0]) return "null";
+/* The JSON of the GPU's time per kind of op ({"embed": ms, ...}), or null when the run did not
+ * profile one (no --profile, or on the CPU). */
+static const char *profile_json(const ppd_train_report *r, int profile, char *buf, size_t cap) {
+    if (!profile || !r->device[0]) return "null";
     size_t n = (size_t)snprintf(buf, cap, "{");
     for (int k = 0; k < PPD_SCORE_NOPS && n < cap; k++)
         n += (size_t)snprintf(buf + n, cap - n, "%s\"%s\": %.2f", k ? ", " : "",
@@ -263,7 +264,8 @@ int main(int argc, char **argv) {
                     (r.device_fixed + r.device_used_peak) / 1048576.0,
                     (unsigned long long)r.device_uploads,
                     (unsigned long long)r.device_uploads_waited,
-                    profile_json(&r, prof, sizeof prof), r.interrupted ? "true" : "false");
+                    profile_json(&r, o.profile, prof, sizeof prof),
+                    r.interrupted ? "true" : "false");
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",

@@ -52,8 +52,8 @@ typedef struct {
     int64_t seed;             /* < 0: train.seed */
     int threads;
     int quiet;
-    int profile; /* on the GPU: time each kind of op (report.device_op_ms; ppd_score_device_profile)
-                  */
+    /* on the GPU: time each kind of op (report.device_op_ms; ppd_score_device_profile) */
+    int profile;
     /* The GPU pass (ppdock/score_cuda.h): &ppd_score_device_cuda in a tool built with CUDA, NULL
      * otherwise. Which one runs follows device.engine (auto: the GPU when there is one). */
     const struct ppd_score_device_ops_s *device_ops;
@@ -79,7 +79,6 @@ typedef struct {
      * beside it in the pass arena; 0 with the default reservation) */
     uint64_t device_uploads, device_uploads_waited;
     /* with opts.profile: the stream's milliseconds in each kind of op (PPD_SCORE_OP_*) */
-    int profiled;
     double device_op_ms[PPD_SCORE_NOPS];
     int interrupted; /* stopped by opts.stop; last.safetensors holds where to resume */
 } ppd_train_report;

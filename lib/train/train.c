@@ -999,7 +999,6 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         ppd_score_device_usage u;
         t.ops->usage(t.dev, &u);
         rep->device_uploads = u.uploads, rep->device_uploads_waited = u.uploads_waited;
-        rep->profiled = o->profile;
         for (int k = 0; k < PPD_SCORE_NOPS; k++) rep->device_op_ms[k] = u.op_ms[k];
         t.ops->destroy(t.dev);
     }

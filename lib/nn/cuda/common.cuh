@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "ppdock/cuda_check.h"
 #include "ppdock/half.h"
 
@@ -150,5 +152,17 @@ ppd_launch_attention(void (*kernel)(OutT *, const float *, const int64_t *, int,
     }
     return PPD_OK;
 }
+
+// The head dimensions an attention kernel is instantiated for, listed once: has(hd), and
+// call(hd, f, &status), which runs f(std::integral_constant<int, HD>{}) for the HD equal to hd
+// (f launches kernel<HD>) and returns whether there was one.
+template <int... HDS> struct ppd_head_dims {
+    static bool has(int hd) {
+        return ((hd == HDS) || ...);
+    }
+    template <class F> static bool call(int hd, F &&f, ppd_status *st) {
+        return ((hd == HDS && (*st = f(std::integral_constant<int, HDS>{}), true)) || ...);
+    }
+};
 
 #endif

@@ -185,8 +185,10 @@ static ppd_status launch_attention_bf16(OutT *out, const float *qkv, const int64
                                 TC_QROWS, TC_THREAD, out, qkv, tok_off, B, H, T_max, stream);
 }
 
+using tc_head_dims = ppd_head_dims<16, 32, 64, 128>;
+
 extern "C" int ppd_cuda_esm_attention_bf16_supported(int hd) {
-    return hd == 16 || hd == 32 || hd == 64 || hd == 128;
+    return tc_head_dims::has(hd);
 }
 
 template <class OutT>
@@ -196,21 +198,15 @@ static ppd_status attention_bf16(OutT *out, const float *qkv, const int64_t *tok
         return ppd_fail(PPD_ERR_USAGE, "esm attention bf16: bad size B=%d H=%d T_max=%d", B, H,
                         T_max);
     if (T_max == 0) return PPD_OK;
-    switch (hd) {
-    case 16:
-        return launch_attention_bf16<16>(out, qkv, tok_off, B, H, T_max, stream);
-    case 32:
-        return launch_attention_bf16<32>(out, qkv, tok_off, B, H, T_max, stream);
-    case 64:
-        return launch_attention_bf16<64>(out, qkv, tok_off, B, H, T_max, stream);
-    case 128:
-        return launch_attention_bf16<128>(out, qkv, tok_off, B, H, T_max, stream);
-    default:
-        return ppd_fail(PPD_ERR_USAGE,
-                        "esm attention bf16: head dimension %d has no tensor-core kernel (16, 32, "
-                        "64, 128; ppd_cuda_esm_attention_bf16_supported says which)",
-                        hd);
-    }
+    ppd_status st = PPD_OK;
+    auto launch = [&](auto HD) {
+        return launch_attention_bf16<decltype(HD)::value>(out, qkv, tok_off, B, H, T_max, stream);
+    };
+    if (tc_head_dims::call(hd, launch, &st)) return st;
+    return ppd_fail(PPD_ERR_USAGE,
+                    "esm attention bf16: head dimension %d has no tensor-core kernel (16, 32, "
+                    "64, 128; ppd_cuda_esm_attention_bf16_supported says which)",
+                    hd);
 }
 
 extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv,

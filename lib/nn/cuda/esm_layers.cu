@@ -238,27 +238,15 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
     if (B < 1 || H < 1 || T_max < 0)
         return ppd_fail(PPD_ERR_USAGE, "esm attention: bad size B=%d H=%d T_max=%d", B, H, T_max);
     if (T_max == 0) return PPD_OK;
-    switch (hd) {
-    case 4:
-        return launch_attention<4>(out, qkv, tok_off, B, H, T_max, stream);
-    case 8:
-        return launch_attention<8>(out, qkv, tok_off, B, H, T_max, stream);
-    case 16:
-        return launch_attention<16>(out, qkv, tok_off, B, H, T_max, stream);
-    case 24:
-        return launch_attention<24>(out, qkv, tok_off, B, H, T_max, stream);
-    case 32:
-        return launch_attention<32>(out, qkv, tok_off, B, H, T_max, stream);
-    case 64:
-        return launch_attention<64>(out, qkv, tok_off, B, H, T_max, stream);
-    case 128:
-        return launch_attention<128>(out, qkv, tok_off, B, H, T_max, stream);
-    default:
-        return ppd_fail(PPD_ERR_USAGE,
-                        "esm attention: head dimension %d has no CUDA kernel (built for 4, 8, 16, "
-                        "24, 32, 64, 128; add it in lib/nn/cuda/esm_layers.cu)",
-                        hd);
-    }
+    ppd_status st = PPD_OK;
+    auto launch = [&](auto HD) {
+        return launch_attention<decltype(HD)::value>(out, qkv, tok_off, B, H, T_max, stream);
+    };
+    if (ppd_head_dims<4, 8, 16, 24, 32, 64, 128>::call(hd, launch, &st)) return st;
+    return ppd_fail(PPD_ERR_USAGE,
+                    "esm attention: head dimension %d has no CUDA kernel (built for 4, 8, 16, "
+                    "24, 32, 64, 128; add it in lib/nn/cuda/esm_layers.cu)",
+                    hd);
 }
 
 // ---- bias + GELU and the residual update: flat grid-stride loops --------------------------------

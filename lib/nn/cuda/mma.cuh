@@ -5,9 +5,10 @@
 //
 // Fragments (the PTX ISA's layout for .m16n8k16 with .bf16; g = lane / 4, t = lane % 4; a 32-bit
 // register holds two bf16, the lower index in its low half: ppd_pack_bf16x2(lower, upper)):
-//   a[0] = A[g][2t, 2t+1]    a[1] = A[g+8][2t, 2t+1]    a[2] = A[g][2t+8, 2t+9]    a[3] =
-//   A[g+8][..] b[0] = B[2t, 2t+1][g]    b[1] = B[2t+8, 2t+9][g] d[0], d[1] = D[g][2t, 2t+1] d[2],
-//   d[3] = D[g+8][2t, 2t+1]
+//   a[0] = A[g][2t, 2t+1]      a[1] = A[g+8][2t, 2t+1]
+//   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
+//   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
+//   d[0], d[1] = D[g][2t, 2t+1]    d[2], d[3] = D[g+8][2t, 2t+1]
 // So a row of D's 8 columns lives in the 4 lanes of a group (lanes 4g .. 4g+3), and an fp32 D
 // tile, packed pairwise, is the A fragment of the next product's 16-wide k slice, with no
 // shuffle (FlashAttention-2's register reuse).
