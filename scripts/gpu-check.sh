@@ -13,7 +13,10 @@
 #
 # Environment: OUT; JOBS (make -j, default 16); BUILD/BIN are passed to make if set;
 # CUDA_ARCH overrides the architecture, which otherwise comes from nvidia-smi's compute_cap;
-# EMU=1 also builds and runs the CPU emulation of CUDA (off here: the GPU runs the real thing).
+# EMU=1 also builds and runs the CPU emulation of CUDA (off here: the GPU runs the real thing);
+# STEP_TIMEOUT: seconds one step may run (default 600);
+# PREBUILT=1: BUILD and BIN already hold the programs (scripts/gpu-pack.sh, for a GPU machine
+# without our build dependencies): no make, no build and no CPU `make test` (CI runs that).
 # Exit status: 0 when every step passed, 3 when there is no GPU (nvidia-smi fails or the GPU
 # test says so), 1 otherwise. A failed test does not stop the benchmarks (a device session is
 # scarce), only a failed build does.
@@ -21,6 +24,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-./gpu-out}
 JOBS=${JOBS:-16}
+STEP_TIMEOUT=${STEP_TIMEOUT:-600}
 mkdir -p "$OUT" || exit 2
 summary="$OUT/summary.txt"
 : >"$summary"
@@ -29,12 +33,17 @@ no_gpu=0
 
 say() { printf '%s\n' "$*" | tee -a "$summary"; }
 
-# step NAME COMMAND...: run it, output to the terminal and $OUT/NAME.log; record the status.
+# step NAME COMMAND...: run it, output to the terminal and $OUT/NAME.log; record the status
+# (124 when it ran past STEP_TIMEOUT: a hang costs one step, not the device session).
 step() {
     local name=$1 rc
     shift
     say "== $name: $*"
-    "$@" 2>&1 | tee "$OUT/$name.log"
+    if declare -F "$1" >/dev/null; then # a function of this script (timeout runs programs)
+        "$@" 2>&1 | tee "$OUT/$name.log"
+    else
+        timeout "$STEP_TIMEOUT" "$@" 2>&1 | tee "$OUT/$name.log"
+    fi
     rc=${PIPESTATUS[0]}
     grep -E '^[0-9]+ passed, [0-9]+ failed$|^FAIL ' "$OUT/$name.log" >>"$summary"
     say "== $name: exit $rc"
@@ -50,7 +59,7 @@ if ! step nvidia-smi nvidia-smi; then
     no_gpu=1
     failed=1
 fi
-step nvcc nvcc --version || failed=1
+step nvcc nvcc --version || [ "${PREBUILT:-0}" = 1 ] || failed=1
 
 arch=${CUDA_ARCH:-}
 if [ -z "$arch" ] && command -v nvidia-smi >/dev/null 2>&1; then
@@ -64,11 +73,26 @@ make_vars=()
 # checks (test-gpu, and the cuda_ suites below), so make test skips it (EMU=1 keeps it)
 make_vars+=("EMU=${EMU:-0}")
 
-if step build make -j"$JOBS" "${make_vars[@]}" all tests; then
-    step test make "${make_vars[@]}" test || failed=1
-    # verbose: the log keeps every check's measured error (TF32's against fp32 and the bf16
-    # attention's among them)
-    step test-gpu env PPD_TEST_VERBOSE=1 make "${make_vars[@]}" test-gpu
+# build: the programs and make test (CPU), or with PREBUILT=1 a check that the pack is complete
+build() {
+    if [ "${PREBUILT:-0}" = 1 ]; then
+        local f missing=0
+        for f in "${BUILD:-build}"/tests/gpu "${BUILD:-build}"/tests/esm-bench "${BIN:-bin}"/train; do
+            [ -x "$f" ] || {
+                echo "gpu-check: PREBUILT=1 but $f is missing (run scripts/gpu-pack.sh)"
+                missing=1
+            }
+        done
+        ldd "${BIN:-bin}"/* "${BUILD:-build}"/tests/gpu | grep 'not found' && missing=1
+        return "$missing"
+    fi
+    make -j"$JOBS" "${make_vars[@]}" all tests
+}
+if step build build; then
+    if [ "${PREBUILT:-0}" != 1 ]; then step test make "${make_vars[@]}" test || failed=1; fi
+    # make test-gpu's program; verbose: the log keeps every check's measured error (TF32's
+    # against fp32 and the bf16 attention's among them)
+    step test-gpu env PPD_TEST_VERBOSE=1 "${BUILD:-build}/tests/gpu"
     rc=$?
     grep -E '^ +[a-z0-9_]*(tf32|attention_bf16)[a-z0-9_]*: ' "$OUT/test-gpu.log" >>"$summary"
     if [ "$rc" -ne 0 ]; then
