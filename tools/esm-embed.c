@@ -369,7 +369,8 @@ typedef struct {
     size_t predicted_peak;
     int cuda;                           /* the engine that ran: 1 the GPU */
     size_t device_planned, device_used; /* device arena: planned bytes, high-water mark */
-    size_t device_measured;             /* what the driver counted for the set-up */
+    size_t device_measured;             /* what the driver counted for the arena */
+    size_t device_runtime; /* and for the stream and cuBLAS handle (outside the plan) */
     char device_name[256];
 } stats;
 
@@ -582,6 +583,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
             S->device_planned = rep.planned_bytes;
             S->device_used = rep.arena_high;
             S->device_measured = rep.measured_bytes;
+            S->device_runtime = rep.runtime_bytes;
         } else
 #endif
             st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
@@ -731,14 +733,15 @@ int main(int argc, char **argv) {
                "\"embed_seconds\": %.3f, "
                "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, "
                "\"predicted_peak_mb\": %llu, \"device\": \"%s\", \"device_planned_mb\": %.1f, "
-               "\"device_used_mb\": %.1f, \"device_measured_mb\": %.1f, \"cache\": ",
+               "\"device_used_mb\": %.1f, \"device_measured_mb\": %.1f, "
+               "\"device_runtime_mb\": %.1f, \"cache\": ",
                (unsigned long long)S.inputs, (unsigned long long)S.unique,
                (unsigned long long)S.cached, (unsigned long long)S.embedded,
                (unsigned long long)S.residues, (unsigned long long)S.refused,
                (unsigned long long)S.unknown, S.load_s, S.embed_s, rps, dt, rss,
                (unsigned long long)(S.predicted_peak >> 20), S.cuda ? "cuda" : "cpu",
                (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20),
-               (double)S.device_measured / (1 << 20));
+               (double)S.device_measured / (1 << 20), (double)S.device_runtime / (1 << 20));
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {
@@ -751,9 +754,10 @@ int main(int argc, char **argv) {
                (unsigned long long)(S.predicted_peak >> 20));
         if (S.cuda)
             printf("esm-embed: GPU %s: device memory planned %.1f MiB, used %.1f MiB (the "
-                   "driver counted %.1f MiB)\n",
+                   "driver counted %.1f MiB, and %.1f MiB for CUDA's own)\n",
                    S.device_name, (double)S.device_planned / (1 << 20),
-                   (double)S.device_used / (1 << 20), (double)S.device_measured / (1 << 20));
+                   (double)S.device_used / (1 << 20), (double)S.device_measured / (1 << 20),
+                   (double)S.device_runtime / (1 << 20));
     }
     rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 done:

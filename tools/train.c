@@ -251,7 +251,8 @@ int main(int argc, char **argv) {
                     "\"last_loss\": %.9g, \"best_val_loss\": %.9g, \"seconds\": %.3f, "
                     "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
                     "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
-                    "\"device_measured_mb\": %.1f, \"device_planned_peak_mb\": %.1f, "
+                    "\"device_measured_mb\": %.1f, \"device_runtime_mb\": %.1f, "
+                    "\"device_planned_peak_mb\": %.1f, "
                     "\"device_peak_mb\": %.1f, \"device_uploads\": %llu, "
                     "\"device_uploads_waited\": %llu, \"device_profile_ms\": %s, "
                     "\"interrupted\": %s}\n",
@@ -260,6 +261,7 @@ int main(int argc, char **argv) {
                     r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
                     r.device[0] ? r.device : "cpu", r.device_fixed / 1048576.0,
                     r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
+                    r.device_runtime / 1048576.0,
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
                     (r.device_fixed + r.device_used_peak) / 1048576.0,
                     (unsigned long long)r.device_uploads,
@@ -280,10 +282,12 @@ int main(int argc, char **argv) {
             if (r.device[0])
                 fprintf(stderr,
                         "train: GPU %s: device memory planned %.1f MB, used %.1f MB (of %.1f MB "
-                        "reserved; the driver counted %.1f MB for the reservation)\n",
+                        "reserved; the driver counted %.1f MB for the reservation and %.1f MB "
+                        "for CUDA's own)\n",
                         r.device, (r.device_fixed + r.device_planned_peak) / 1048576.0,
                         (r.device_fixed + r.device_used_peak) / 1048576.0,
-                        r.device_reserved / 1048576.0, r.device_measured / 1048576.0);
+                        r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
+                        r.device_runtime / 1048576.0);
         }
     }
     ppd_config_free(cfg);

@@ -154,10 +154,12 @@ typedef struct {
     size_t planned_bytes; /* what the plan predicted: the arena's capacity */
     size_t arena_high;    /* the arena's high-water mark */
     size_t pinned_bytes;  /* pinned host staging */
-    /* the device memory the run's set-up took as the driver counts it (cudaMemGetInfo before the
-     * arena and after the stream and cuBLAS handle): the arena plus their own, rounded to the
-     * driver's pages; 0 when it could not be read */
+    /* the arena as the driver counts it (cudaMemGetInfo before and after its allocation): the
+     * plan rounded to the driver's pages; 0 when it could not be read */
     size_t measured_bytes;
+    /* the stream's and the cuBLAS handle's own by the driver's count, outside the plan (about
+     * 67 MiB on an H200, CUDA 13) */
+    size_t runtime_bytes;
     int64_t tokens;     /* token rows computed */
     double gpu_seconds; /* wall time of the batch loop, synchronised */
     char device_name[256];

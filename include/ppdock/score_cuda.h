@@ -137,10 +137,13 @@ typedef struct {
     size_t pass_high_water;
     size_t last_pass_bytes; /* what the last forward + backward used */
     size_t staging_bytes;   /* pinned host staging */
-    /* the device memory create took as the driver counts it (cudaMemGetInfo before and after):
-     * the fixed part and the pass arena plus the stream's and cuBLAS handle's own, rounded to
-     * the driver's pages; 0 when it could not be read */
+    /* the fixed part and the pass arena as the driver counts them (cudaMemGetInfo before and
+     * after their allocation, the CUDA context already made): the plan, rounded to the driver's
+     * pages; 0 when it could not be read */
     size_t measured_bytes;
+    /* the rest of what create took by the driver's count, outside the plan: the streams, the
+     * cuBLAS handle and the kernels' code loaded so far (about 67 MiB on an H200, CUDA 13) */
+    size_t runtime_bytes;
     /* seconds since creation: the host preparing passes (cross edges, scatter plans, edge
      * vectors and ESM columns into pinned memory), while the device waits for them; and the
      * host blocked waiting for the device (predictions, gradient norm, downloads) */

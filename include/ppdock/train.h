@@ -72,9 +72,12 @@ typedef struct {
     double eval_loss, eval_tr_loss, eval_rot_loss;
     /* the GPU run (device[0] == 0 on the CPU): its name, the fixed device memory (parameters,
      * gradients, moments, tables), all it reserved (fixed part and pass arena), what the driver
-     * counted for that reservation, and the largest pass planned and used (bytes) */
+     * counted for that reservation, what the driver counted beside it for the CUDA runtime's
+     * own (streams, cuBLAS handle, kernel code; outside the plan), and the largest pass planned
+     * and used (bytes) */
     char device[256];
-    size_t device_fixed, device_reserved, device_measured, device_planned_peak, device_used_peak;
+    size_t device_fixed, device_reserved, device_measured, device_runtime, device_planned_peak,
+        device_used_peak;
     /* passes uploaded, and how many of those uploads waited for the pass before them (no room
      * beside it in the pass arena; 0 with the default reservation) */
     uint64_t device_uploads, device_uploads_waited;

@@ -857,6 +857,7 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
     ppd_score_device_usage u;
     ops->usage(t->dev, &u);
     rep->device_measured = u.measured_bytes;
+    rep->device_runtime = u.runtime_bytes;
     ppd_info("training on %s: %.0f MB of device memory reserved (%.0f MB model and optimizer, the "
              "rest for passes: %s), %s GEMMs",
              info.name, budget / 1048576.0, fixed / 1048576.0, why,

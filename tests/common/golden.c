@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const uint64_t ppt_golden_sequence_seeds[3] = {9, 27, 37};
+
 void ppt_golden_config(ppd_score_config *c) {
     ppd_score_config_default(c);
     c->ns = 8;

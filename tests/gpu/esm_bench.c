@@ -12,8 +12,9 @@
  *   ESM_ERROR precision=.. sequences=.. values=.. max_abs=.. max_abs_cpu=.. rel_to_max=.. rms=..
  * One line per run, then
  *   ESM_BENCH shape=.. precision=.. budget_gb=.. batches=.. largest_batch_tokens=.. fit_tokens=..
- *     planned_mib=.. used_mib=.. driver_mib=.. tokens=.. residues=.. seconds=.. tokens_per_s=..
- *     residues_per_s=..   (driver_mib: what the driver counted for the set-up, cudaMemGetInfo)
+ *     planned_mib=.. used_mib=.. driver_mib=.. runtime_mib=.. tokens=.. residues=.. seconds=..
+ *     tokens_per_s=.. residues_per_s=..   (driver_mib: what the driver counted for the arena,
+ *     cudaMemGetInfo; runtime_mib: for the stream and cuBLAS handle, outside the plan)
  * fit_tokens: the most token rows one batch of sequences as long as the longest here could hold
  * within the budget (the planner's own formula; with max_tokens 0 the data set may all fit in
  * one batch, and this says how much more would).
@@ -171,14 +172,14 @@ int main(int argc, char **argv) {
     printf(
         "ESM_BENCH device=\"%s\" shape=%s precision=%s budget_gb=%g max_tokens=%lld sequences=%d "
         "batches=%d largest_batch_tokens=%lld fit_tokens=%lld planned_mib=%.1f used_mib=%.1f "
-        "driver_mib=%.1f tokens=%lld "
+        "driver_mib=%.1f runtime_mib=%.1f tokens=%lld "
         "residues=%lld seconds=%.3f tokens_per_s=%.0f residues_per_s=%.0f\n",
         best.device_name, argv[1], argv[3], budget_gb, (long long)o.max_tokens, s.n, plan.n_batches,
         (long long)plan.max_batch_tokens, (long long)fit_tokens,
         (double)best.planned_bytes / (1 << 20), (double)best.arena_high / (1 << 20),
-        (double)best.measured_bytes / (1 << 20), (long long)best.tokens, (long long)residues,
-        best.gpu_seconds, (double)best.tokens / best.gpu_seconds,
-        (double)residues / best.gpu_seconds);
+        (double)best.measured_bytes / (1 << 20), (double)best.runtime_bytes / (1 << 20),
+        (long long)best.tokens, (long long)residues, best.gpu_seconds,
+        (double)best.tokens / best.gpu_seconds, (double)residues / best.gpu_seconds);
     if (profile) {
         ppd_cuda_esm_opts po = co;
         po.profile = 1;

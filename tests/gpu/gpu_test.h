@@ -15,6 +15,8 @@ extern int gpu_emulated;
 
 /* one PASS/FAIL line */
 void report(const char *name, int ok, const char *why_fmt, ...);
+/* report, and with PPD_TEST_VERBOSE also a passing check's measurement (gpu-check's log) */
+void report_measured(const char *name, int ok, const char *what_fmt, ...);
 /* max |gpu - cpu| <= tol · max |cpu| and no NaN; reports under name */
 int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, double tol);
 /* n normal floats times scale (malloc) */

@@ -55,20 +55,32 @@ enum { E_EDGES = 1000000, G_GAUSS = 32, N_TIMES = 100000, LOOP_REPS = 100 };
 
 int npass, nfail, gpu_emulated;
 
-void report(const char *name, int ok, const char *why_fmt, ...) {
+static void report_v(const char *name, int ok, int measured, const char *why_fmt, va_list ap) {
+    char why[1024];
+    vsnprintf(why, sizeof why, why_fmt, ap);
     if (ok) {
+        if (measured && getenv("PPD_TEST_VERBOSE")) printf("     %s: %s\n", name, why);
         printf("PASS %s\n", name);
         npass++;
     } else {
-        char why[1024];
-        va_list ap;
-        va_start(ap, why_fmt);
-        vsnprintf(why, sizeof why, why_fmt, ap);
-        va_end(ap);
         printf("FAIL %s (%s)\n", name, why);
         nfail++;
     }
     fflush(stdout);
+}
+
+void report(const char *name, int ok, const char *why_fmt, ...) {
+    va_list ap;
+    va_start(ap, why_fmt);
+    report_v(name, ok, 0, why_fmt, ap);
+    va_end(ap);
+}
+
+void report_measured(const char *name, int ok, const char *what_fmt, ...) {
+    va_list ap;
+    va_start(ap, what_fmt);
+    report_v(name, ok, 1, what_fmt, ap);
+    va_end(ap);
 }
 
 /* ---- comparison ---------------------------------------------------------------------------- */
@@ -398,11 +410,8 @@ int close_rel(const char *name, const float *gpu, const float *cpu, int64_t n, d
         mc = fmax(mc, fabs((double)cpu[i]));
     }
     int ok = !nan && md <= tol * fmax(mc, 1e-30);
-    if (ok && getenv("PPD_TEST_VERBOSE")) /* the measured error, for gpu-check's log */
-        printf("     %s: max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e)\n", name, md, mc,
-               tol);
-    report(name, ok, "max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e), %lld NaN", md, mc,
-           tol, (long long)nan);
+    report_measured(name, ok, "max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e), %lld NaN",
+                    md, mc, tol, (long long)nan);
     return ok;
 }
 
@@ -795,8 +804,10 @@ static void check_linear(const char *tag, int64_t N, int K, int M) {
         fetch_close(name, d_din, din, (int64_t)nin, 1e-5);
     snprintf(name, sizeof name, "gpu_linear_backward_dW_accumulates_like_cpu_%s", tag);
     if (!st) fetch_close(name, d_dW, dW, (int64_t)nw, 1e-5);
+    /* a column sum over all N rows, in slices of 4,096 on the GPU and in one run on the CPU: the
+     * issue's 1e-4 for reductions (H200, N 200,000: 1.3e-5; the emulation's N 5,000: 2.5e-6) */
     snprintf(name, sizeof name, "gpu_linear_backward_db_accumulates_like_cpu_%s", tag);
-    if (!st) fetch_close(name, d_db, db, M, 1e-5);
+    if (!st) fetch_close(name, d_db, db, M, 1e-4);
 
     /* bias + ReLU, dropout (p 0.3, rows offset by row0 = 1000), their backward: bit-identical */
     memcpy(y, dout, nout * 4);

@@ -158,12 +158,14 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
         assert_rc 0 cache-check e
         assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e1 --dtype f32 --layer 1 --export x1
         compare_goldens x1 layer1 1e-4
-        # small device batches (many batches, one arena): the same embeddings
+        # small device batches (many batches, one arena): the same embeddings, up to fp32
+        # rounding, since cuBLAS picks its GEMM kernels (and so the sums' order) by the batch's
+        # token count on a GPU (identical on the emulation)
         assert_rc 0 emu_emb --fasta "$ESM/sequences.fasta" -o e2 --dtype f32 --export x2 --set device.budget_gb=0.0322 -v
         assert_contains "$OUT" "in 5 batches"
-        local f
+        local f d
         for f in x/*.npy; do
-            "$NPYDIFF" "$f" "x2/$(basename "$f")" 1e-6 >/dev/null || fail "$(basename "$f") depends on the device batch"
+            d=$("$NPYDIFF" "$f" "x2/$(basename "$f")" 1e-5) || fail "$(basename "$f") depends on the device batch ($d)"
         done
     }
 
@@ -182,13 +184,14 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
         used=$(printf '%s' "$OUT" | grep -o '"device_used_mb": [0-9.]*' | grep -o '[0-9.]*$')
         awk -v p="$planned" -v u="$used" 'BEGIN { exit !(p > 0 && u <= p && u >= 0.95 * p) }' ||
             fail "device memory planned $planned MiB, used $used MiB"
-        # the driver's own count of the set-up (arena, stream, cuBLAS handle) against the plan:
-        # within 5%, plus 8 MiB for the handle's and stream's own memory, which the plan does not
-        # count and which shows at this test's size (exact on the emulation)
+        # the driver's own count of the arena against the plan, within 5% (exact on the
+        # emulation); the stream's and cuBLAS handle's own are reported beside it (about 67 MiB
+        # on an H200 with CUDA 13, 0 on the emulation), outside the plan
         local measured
         measured=$(printf '%s' "$OUT" | grep -o '"device_measured_mb": [0-9.]*' | grep -o '[0-9.]*$')
-        awk -v p="$planned" -v m="$measured" 'BEGIN { exit !(m >= 0.95 * p && m <= 1.05 * p + 8) }' ||
+        awk -v p="$planned" -v m="$measured" 'BEGIN { exit !(m >= 0.95 * p && m <= 1.05 * p) }' ||
             fail "device memory planned $planned MiB, the driver counted $measured MiB"
+        assert_contains "$OUT" '"device_runtime_mb": ' 
         # 20 MiB cannot hold the cuBLAS workspace, 32.6 MiB not the longest sequence: both are
         # refused at start-up, saying what is needed
         assert_rc 3 emu_emb --fasta "$ESM/sequences.fasta" -o s --device-mem-gb 0.02
