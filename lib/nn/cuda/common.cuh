@@ -52,6 +52,34 @@ static inline unsigned ppd_elem_blocks(int64_t n) {
 #define PPD_EXTERN_SHARED(type, name)                 extern __shared__ type name[]
 #endif
 
+// Element-wise ops over a row-major (N, C) array with a per-column operand (a bias): op(i, c) for
+// every element i = r * C + c. x threads over the columns, so nothing divides by C per element
+// (a flat index's `i % C` is a 64-bit integer division, done in software on the GPU: it cost
+// more than the bias + GELU it fed), y threads and blocks down the rows.
+template <class Op> static __global__ void ppd_cols_kernel(Op op, int64_t N, int C) {
+    int c = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (c >= C) return;
+    int64_t stride = (int64_t)gridDim.y * blockDim.y;
+    for (int64_t r = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; r < N; r += stride)
+        op(r * C + c, c);
+}
+
+template <class Op>
+static inline ppd_status ppd_launch_cols(const char *name, Op op, int64_t N, int C,
+                                         cudaStream_t stream) {
+    if (N <= 0 || C <= 0) return PPD_OK;
+    int bx = C >= PPD_ELEM_THREADS ? PPD_ELEM_THREADS : (C + 31) / 32 * 32;
+    int by = PPD_ELEM_THREADS / bx;
+    int64_t gx = (C + bx - 1) / bx, gy = (N + by - 1) / by;
+    int64_t cap = PPD_MAX_ELEM_BLOCKS / gx < 65535 ? PPD_MAX_ELEM_BLOCKS / gx : 65535;
+    gy = gy > cap ? cap : gy;
+    PPD_LAUNCH_NAMED(name, ppd_cols_kernel<Op>, dim3((unsigned)gx, (unsigned)gy),
+                     dim3((unsigned)bx, (unsigned)by), 0, stream)
+    (op, N, C);
+    cudaError_t err = cudaGetLastError();
+    return err == cudaSuccess ? PPD_OK : ppd_cuda_status(err, __FILE__, __LINE__, name);
+}
+
 // A kernel's output element: fp32 as is, or rounded to bf16 (nearest even, ppdock/half.h) where
 // the output only feeds a bf16 GEMM: the same value ppd_cuda_cast_bf16 would make of the fp32
 // one, without the fp32 round trip through memory.

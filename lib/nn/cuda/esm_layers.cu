@@ -249,26 +249,23 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
                     hd);
 }
 
-// ---- bias + GELU and the residual update: flat grid-stride loops --------------------------------
+// ---- bias + GELU and the residual update: threads over columns (ppd_launch_cols) --------------
 
 // out may be h (in place: each element is read before it is written, by the same thread).
-template <class T>
-static __global__ void bias_gelu_kernel(T *out, const float *h, const float *b, int64_t n, int F) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        ppd_store(&out[i], ppd_esm_gelu_elem(h[i] + b[i % F]));
-}
+template <class T> struct bias_gelu_op {
+    T *out;
+    const float *h, *b;
+    __device__ void operator()(int64_t i, int c) const {
+        ppd_store(&out[i], ppd_esm_gelu_elem(h[i] + b[c]));
+    }
+};
 
 template <class T>
 static ppd_status launch_bias_gelu(T *out, const float *h, const float *b, int64_t N, int F,
                                    cudaStream_t stream) {
     if (N < 0 || F < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
-    if (N == 0) return PPD_OK;
-    PPD_LAUNCH(bias_gelu_kernel<T>, ppd_elem_blocks(N * F), PPD_ELEM_THREADS, 0, stream)
-    (out, h, b, N * F, F);
-    PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("bias_gelu_kernel", bias_gelu_op<T>{out, h, b}, N, F, stream);
 }
 
 extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
@@ -282,21 +279,19 @@ extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, cons
     return launch_bias_gelu(out, h, b, N, F, stream);
 }
 
-static __global__ void residual_kernel(float *x, const float *y, const float *b, int64_t n, int d) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        x[i] = ppd_esm_residual_elem(x[i], y[i], b[i % d]);
-}
+struct residual_op {
+    float *x;
+    const float *y, *b;
+    __device__ void operator()(int64_t i, int c) const {
+        x[i] = ppd_esm_residual_elem(x[i], y[i], b[c]);
+    }
+};
 
 extern "C" ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b,
                                                     int64_t N, int d, cudaStream_t stream) {
     if (N < 0 || d < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm residual: bad size N=%lld d=%d", (long long)N, d);
-    if (N == 0) return PPD_OK;
-    PPD_LAUNCH(residual_kernel, ppd_elem_blocks(N * d), PPD_ELEM_THREADS, 0, stream)
-    (x, y, b, N * d, d);
-    PPD_CUDA_CHECK_LAUNCH("residual_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("residual_kernel", residual_op{x, y, b}, N, d, stream);
 }
 
 // ---- residue rows out of the packed token rows

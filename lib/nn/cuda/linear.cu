@@ -6,10 +6,16 @@
 #include "ppdock/kernels/linear_ops.h"
 
 // out: (N, M); every row = b (or 0 when b is NULL)
-static __global__ void fill_rows_kernel(float *out, const float *b, int64_t n, int M) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        out[i] = b ? b[i % M] : 0.0f;
+struct fill_rows_op {
+    float *out;
+    const float *b;
+    __device__ void operator()(int64_t i, int c) const {
+        out[i] = b ? b[c] : 0.0f;
+    }
+};
+
+static ppd_status fill_rows(float *out, const float *b, int64_t N, int M, cudaStream_t s) {
+    return ppd_launch_cols("fill_rows_kernel", fill_rows_op{out, b}, N, M, s);
 }
 
 extern "C" ppd_status ppd_cuda_linear_forward(float *out, const float *in, const float *W,
@@ -21,11 +27,8 @@ extern "C" ppd_status ppd_cuda_linear_forward(float *out, const float *in, const
                         M);
     if (N == 0 || M == 0) return PPD_OK;
     cudaStream_t s = ppd_cuda_blas_stream(blas);
-    if (b || K == 0) { // rows start as the bias; the GEMM adds in W^T (beta = 1), as the CPU
-        PPD_LAUNCH(fill_rows_kernel, ppd_elem_blocks(N * M), PPD_ELEM_THREADS, 0, s)
-        (out, b, N * M, M);
-        PPD_CUDA_CHECK_LAUNCH("fill_rows_kernel");
-    }
+    // rows start as the bias; the GEMM adds in W^T (beta = 1), as the CPU
+    if (b || K == 0) PPD_TRY(fill_rows(out, b, N, M, s));
     if (K == 0) return PPD_OK;
     // row-major out (N, M) = column-major out^T (M, N) = W (M, K) [W^T col-major] x in^T
     return ppd_cuda_sgemm(blas, 1, 0, M, (int)N, K, W, K, in, K, b ? 1.0f : 0.0f, out, M);
@@ -102,12 +105,7 @@ extern "C" ppd_status ppd_cuda_linear_backward(float *din, float *dW, float *db,
         PPD_TRY(ppd_cuda_sgemm(blas, 0, 1, K, M, (int)N, in, K, dout, M, 1.0f, dW, K));
     if (db && M > 0) PPD_TRY(column_sum(db, dout, N, M, blas));
     if (din && K > 0) {
-        if (M == 0) {
-            PPD_LAUNCH(fill_rows_kernel, ppd_elem_blocks(N * K), PPD_ELEM_THREADS, 0, s)
-            (din, (const float *)NULL, N * K, K);
-            PPD_CUDA_CHECK_LAUNCH("fill_rows_kernel");
-            return PPD_OK;
-        }
+        if (M == 0) return fill_rows(din, NULL, N, K, s);
         // din (N, K) row-major = din^T (K, N) column-major = W^T (K, M) x dout^T (M, N)
         PPD_TRY(ppd_cuda_sgemm(blas, 0, 0, K, (int)N, M, W, K, dout, M, 0.0f, din, K));
     }
@@ -120,11 +118,13 @@ static __global__ void relu_kernel(float *x, int64_t n) {
         x[i] = ppd_relu_elem(x[i]);
 }
 
-static __global__ void bias_relu_kernel(float *x, const float *b, int64_t n, int M) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        x[i] = ppd_bias_relu_elem(x[i], b[i % M]);
-}
+struct bias_relu_op {
+    float *x;
+    const float *b;
+    __device__ void operator()(int64_t i, int c) const {
+        x[i] = ppd_bias_relu_elem(x[i], b[c]);
+    }
+};
 
 static __global__ void relu_backward_kernel(float *d, const float *y, int64_t n) {
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -168,10 +168,7 @@ extern "C" ppd_status ppd_cuda_bias_relu_forward(float *x, const float *b, int64
                                                  cudaStream_t stream) {
     if (M < 1) return ppd_fail(PPD_ERR_USAGE, "bias_relu: M=%d", M);
     CHECK_N("bias_relu", N);
-    PPD_LAUNCH(bias_relu_kernel, ppd_elem_blocks(N * M), PPD_ELEM_THREADS, 0, stream)
-    (x, b, N * M, M);
-    PPD_CUDA_CHECK_LAUNCH("bias_relu_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("bias_relu_kernel", bias_relu_op{x, b}, N, M, stream);
 }
 
 extern "C" ppd_status ppd_cuda_relu_backward(float *d, const float *y, int64_t n,
