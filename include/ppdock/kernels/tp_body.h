@@ -17,19 +17,24 @@
 #error "define PPD_TP_REAL and PPD_TP_FN before including ppdock/kernels/tp_body.h"
 #endif
 
+/* M[i][k] = Σ_j C_ijk Y[j] of path p: one entry (the GPU's lanes take one each). */
+static inline PPD_HD PPD_INLINE PPD_TP_REAL PPD_TP_FN(ppd_tp_path_matrix_entry)(
+    const ppd_tp_path *p, const float *coef, const PPD_TP_REAL *Y, int i, int k) {
+    int n2 = 2 * p->l2 + 1, no = 2 * p->lo + 1;
+    const float *C = coef + p->coff;
+    PPD_TP_REAL s = (PPD_TP_REAL)0;
+    for (int j = 0; j < n2; j++) s += (PPD_TP_REAL)C[(i * n2 + j) * no + k] * Y[p->off2 + j];
+    return s;
+}
+
 static inline PPD_HD PPD_INLINE void PPD_TP_FN(ppd_tp_path_matrix)(const ppd_tp_path *p,
                                                                    const float *coef,
                                                                    const PPD_TP_REAL *Y,
                                                                    PPD_TP_REAL *M) {
-    int n1 = 2 * p->l1 + 1, n2 = 2 * p->l2 + 1, no = 2 * p->lo + 1;
-    const float *C = coef + p->coff;
+    int n1 = 2 * p->l1 + 1, no = 2 * p->lo + 1;
     for (int i = 0; i < n1; i++)
-        for (int k = 0; k < no; k++) {
-            PPD_TP_REAL s = (PPD_TP_REAL)0;
-            for (int j = 0; j < n2; j++)
-                s += (PPD_TP_REAL)C[(i * n2 + j) * no + k] * Y[p->off2 + j];
-            M[i * no + k] = s;
-        }
+        for (int k = 0; k < no; k++)
+            M[i * no + k] = PPD_TP_FN(ppd_tp_path_matrix_entry)(p, coef, Y, i, k);
 }
 
 /* Largest multiplicities the per-edge scratch holds (the model's are ns and nv), and the width of

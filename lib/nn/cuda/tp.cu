@@ -2,8 +2,8 @@
 // ppd_sh_forward, ppd_tp_forward and ppd_tp_backward (ppdock/nn_cuda.h). The harmonics run the
 // CPU's body (ppdock/kernels/so3.h) one thread per edge; the tensor product runs the CPU body's
 // per-path steps (ppdock/kernels/tp_body.h) one warp per edge, the lanes over channels so that
-// the per-edge weights (up to 3,032 floats per edge) are read and written coalesced. Not timed on
-// a GPU yet.
+// the per-edge weights (up to 3,032 floats per edge) are read and written coalesced. On an H200
+// (before the unrolling below) they took 55% of a batch-16 training step's GPU time.
 #include "ppdock/nn_cuda.h"
 
 #include "common.cuh"
@@ -25,18 +25,75 @@ static __global__ void sh_forward_kernel(float *Y, const float *vec, int64_t E) 
 }
 
 // The tensor product: one warp per edge (TP_WARPS edges per block). For each path the warp
-// forms M = C·Y (every lane, 25 numbers) and T[u][k] = c Σ_i x1[u, i] M[i][k] (lanes over the
-// input channels u, into shared memory); then the lanes take the output channels v, so the
-// per-edge weights w[u][v] are read coalesced. Each sum runs in the CPU body's order
-// (kernels/tp_body.h) but for dT of the backward, a sum over v that the CPU groups in blocks of
-// 8: within float rounding (the GPU comparison's tolerance).
+// forms M = C·Y (a lane per entry, into shared memory) and T[u][k] = c Σ_i x1[u, i] M[i][k]
+// (lanes over the input channels u, into shared memory); then the lanes take the output
+// channels v, so the per-edge weights w[u][v] are read coalesced. Each sum runs in the CPU body's
+// order (kernels/tp_body.h) but for dT of the backward, a sum over v that the CPU groups in
+// blocks of 8: within float rounding (the GPU comparison's tolerance). The loops over k, the
+// path's 2 lo + 1 output components, are unrolled for lo = 0, 1, 2 (NO = 1, 3, 5: M is at most
+// 5 x 5, l <= 2, as in the CPU body), so the per-lane accumulators are registers; with a
+// run-time bound they were a 120-byte stack frame read and written in the innermost loops.
 #define TP_WARPS 4
+
+// the warp's M of path p, a lane per entry; the caller syncs the warp before reading it
+static inline __device__ void tp_path_matrix(const ppd_tp *tp, const ppd_tp_path *p,
+                                             const float *Ye, float *M, int lane) {
+    int no = 2 * p->lo + 1;
+    if (lane < (2 * p->l1 + 1) * no)
+        M[lane] = ppd_tp_path_matrix_entry(p, tp->coef, Ye, lane / no, lane % no);
+}
+
+// T[u][k] = scale Σ_i x1[u, i] M[i][k], lanes over u
+template <int NO>
+static inline __device__ void tp_path_t(const ppd_tp_path *p, const float *x1, const float *M,
+                                        float scale, float *T, int lane) {
+    int n1 = 2 * p->l1 + 1, mul1 = p->mul1;
+    for (int u = lane; u < mul1; u += PPD_WARP) {
+        const float *xu = x1 + p->off1 + u * n1;
+#pragma unroll
+        for (int k = 0; k < NO; k++) {
+            float sum = 0.0f;
+            for (int i = 0; i < n1; i++) sum += xu[i] * M[i * NO + k];
+            T[u * NO + k] = scale * sum;
+        }
+    }
+}
+
+// out[v, k] += Σ_u T[u][k] (w + wb)[u][v], lanes over v
+template <int NO>
+static inline __device__ void tp_path_forward(const ppd_tp_path *p, const float *T, const float *we,
+                                              const float *wb, float *out, int lane) {
+    int mo = p->mulo, mul1 = p->mul1, woff = p->woff;
+    for (int v = lane; v < mo; v += PPD_WARP) {
+        float a[NO];
+#pragma unroll
+        for (int k = 0; k < NO; k++) a[k] = 0.0f;
+        for (int u = 0; u < mul1; u++) {
+            int at = woff + u * mo + v;
+            float wv = we[at] + (wb ? wb[at] : 0.0f);
+#pragma unroll
+            for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
+        }
+        float *o = out + p->offo + v * NO;
+#pragma unroll
+        for (int k = 0; k < NO; k++) o[k] += a[k];
+    }
+}
+
+template <int NO>
+static inline __device__ void tp_path_forward_all(const ppd_tp_path *p, const float *x1,
+                                                  const float *M, float *T, const float *we,
+                                                  const float *wb, float *out, int lane) {
+    tp_path_t<NO>(p, x1, M, p->c, T, lane);
+    __syncwarp();
+    tp_path_forward<NO>(p, T, we, wb, out, lane);
+}
 
 static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const float *h,
                                          const int64_t *send, const float *Y, const float *w,
                                          const float *wb, int64_t E) {
-    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX];
-    float *T = Tsh[threadIdx.y];
+    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Msh[TP_WARPS][25];
+    float *T = Tsh[threadIdx.y], *M = Msh[threadIdx.y];
     int lane = (int)threadIdx.x, di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
@@ -45,39 +102,74 @@ static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const flo
         for (int k = lane; k < dout; k += PPD_WARP) out[k] = 0.0f;
         for (int q = 0; q < tp->npath; q++) {
             const ppd_tp_path *p = &tp->path[q];
-            int n1 = 2 * p->l1 + 1, no = 2 * p->lo + 1, mo = p->mulo;
-            float M[25];
-            ppd_tp_path_matrix(p, tp->coef, Ye, M);
-            for (int u = lane; u < p->mul1; u += PPD_WARP) {
-                const float *xu = x1 + p->off1 + u * n1;
-                for (int k = 0; k < no; k++) {
-                    float sum = 0.0f;
-                    for (int i = 0; i < n1; i++) sum += xu[i] * M[i * no + k];
-                    T[u * no + k] = p->c * sum;
-                }
-            }
+            tp_path_matrix(tp, p, Ye, M, lane);
             __syncwarp();
-            for (int v = lane; v < mo; v += PPD_WARP) {
-                float a[5] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-                for (int u = 0; u < p->mul1; u++) {
-                    int at = p->woff + u * mo + v;
-                    float wv = we[at] + (wb ? wb[at] : 0.0f);
-                    for (int k = 0; k < no; k++) a[k] += T[u * no + k] * wv;
-                }
-                float *o = out + p->offo + v * no;
-                for (int k = 0; k < no; k++) o[k] += a[k];
-            }
-            __syncwarp(); // T is the next path's
+            if (p->lo == 0)
+                tp_path_forward_all<1>(p, x1, M, T, we, wb, out, lane);
+            else if (p->lo == 1)
+                tp_path_forward_all<3>(p, x1, M, T, we, wb, out, lane);
+            else
+                tp_path_forward_all<5>(p, x1, M, T, we, wb, out, lane);
+            __syncwarp(); // T and M are the next path's
         }
     }
+}
+
+// dw[u][v] = Σ_k T[u][k] G[k][v] (lanes over v, stores coalesced); dT[k] = Σ_v (w + wb)[u][v]
+// G[k][v], then dx1[u, i] += Σ_k M[i][k] dT[k] (lanes over u)
+template <int NO>
+static inline __device__ void tp_path_backward(const ppd_tp_path *p, const float *M, const float *T,
+                                               const float *G, const float *we, const float *wb,
+                                               float *dwe, float *dx1, int lane) {
+    int n1 = 2 * p->l1 + 1, mo = p->mulo, mul1 = p->mul1, woff = p->woff;
+    for (int v = lane; v < mo; v += PPD_WARP)
+        for (int u = 0; u < mul1; u++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int k = 0; k < NO; k++) d += T[u * NO + k] * G[k * mo + v];
+            dwe[woff + u * mo + v] = d;
+        }
+    for (int u = lane; u < mul1; u += PPD_WARP) {
+        float dT[NO];
+#pragma unroll
+        for (int k = 0; k < NO; k++) dT[k] = 0.0f;
+        for (int v = 0; v < mo; v++) {
+            int at = woff + u * mo + v;
+            float wv = we[at] + (wb ? wb[at] : 0.0f);
+#pragma unroll
+            for (int k = 0; k < NO; k++) dT[k] += wv * G[k * mo + v];
+        }
+        float *dxu = dx1 + p->off1 + u * n1;
+        for (int i = 0; i < n1; i++) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < NO; k++) sum += M[i * NO + k] * dT[k];
+            dxu[i] += sum;
+        }
+    }
+}
+
+template <int NO>
+static inline __device__ void
+tp_path_backward_all(const ppd_tp_path *p, const float *x1, const float *M, float *T, float *G,
+                     const float *go, const float *we, const float *wb, float *dwe, float *dx1,
+                     int lane) {
+    int mo = p->mulo;
+    tp_path_t<NO>(p, x1, M, 1.0f, T, lane);   // T without the path norm
+    for (int v = lane; v < mo; v += PPD_WARP) // G[k][v] = c dout[v, k]
+#pragma unroll
+        for (int k = 0; k < NO; k++) G[k * mo + v] = p->c * go[p->offo + v * NO + k];
+    __syncwarp();
+    tp_path_backward<NO>(p, M, T, G, we, wb, dwe, dx1, lane);
 }
 
 static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, float *dw,
                                           const float *dmsg, const float *h, const int64_t *send,
                                           const float *Y, const float *w, const float *wb,
                                           int64_t E) {
-    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Gsh[TP_WARPS][5 * PPD_TP_MUL_MAX];
-    float *T = Tsh[threadIdx.y], *G = Gsh[threadIdx.y];
+    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Gsh[TP_WARPS][5 * PPD_TP_MUL_MAX],
+        Msh[TP_WARPS][25];
+    float *T = Tsh[threadIdx.y], *G = Gsh[threadIdx.y], *M = Msh[threadIdx.y];
     int lane = (int)threadIdx.x, di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
@@ -85,46 +177,17 @@ static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, floa
         const float *x1 = h + send[e] * di, *Ye = Y + e * dy, *we = w + e * W,
                     *go = dmsg + e * dout;
         for (int i = lane; i < di; i += PPD_WARP) dx1[i] = 0.0f;
-        __syncwarp(); // lane u adds into rows another lane zeroed
         for (int q = 0; q < tp->npath; q++) {
             const ppd_tp_path *p = &tp->path[q];
-            int n1 = 2 * p->l1 + 1, no = 2 * p->lo + 1, mo = p->mulo;
-            float M[25];
-            ppd_tp_path_matrix(p, tp->coef, Ye, M);
-            for (int u = lane; u < p->mul1; u += PPD_WARP) { // T without the path norm
-                const float *xu = x1 + p->off1 + u * n1;
-                for (int k = 0; k < no; k++) {
-                    float sum = 0.0f;
-                    for (int i = 0; i < n1; i++) sum += xu[i] * M[i * no + k];
-                    T[u * no + k] = sum;
-                }
-            }
-            for (int v = lane; v < mo; v += PPD_WARP) // G[k][v] = c dout[v, k]
-                for (int k = 0; k < no; k++) G[k * mo + v] = p->c * go[p->offo + v * no + k];
-            __syncwarp();
-            // dw[u][v] = Σ_k T[u][k] G[k][v]: lanes over v, stores coalesced
-            for (int v = lane; v < mo; v += PPD_WARP)
-                for (int u = 0; u < p->mul1; u++) {
-                    float d = 0.0f;
-                    for (int k = 0; k < no; k++) d += T[u * no + k] * G[k * mo + v];
-                    dwe[p->woff + u * mo + v] = d;
-                }
-            // dT[k] = Σ_v (w + wb)[u][v] G[k][v], then dx1[u, i] += Σ_k M[i][k] dT[k]: lanes over u
-            for (int u = lane; u < p->mul1; u += PPD_WARP) {
-                float dT[5] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-                for (int v = 0; v < mo; v++) {
-                    int at = p->woff + u * mo + v;
-                    float wv = we[at] + (wb ? wb[at] : 0.0f);
-                    for (int k = 0; k < no; k++) dT[k] += wv * G[k * mo + v];
-                }
-                float *dxu = dx1 + p->off1 + u * n1;
-                for (int i = 0; i < n1; i++) {
-                    float sum = 0.0f;
-                    for (int k = 0; k < no; k++) sum += M[i * no + k] * dT[k];
-                    dxu[i] += sum;
-                }
-            }
-            __syncwarp(); // T and G are the next path's
+            tp_path_matrix(tp, p, Ye, M, lane);
+            __syncwarp(); // M; and lane u adds into rows another lane zeroed
+            if (p->lo == 0)
+                tp_path_backward_all<1>(p, x1, M, T, G, go, we, wb, dwe, dx1, lane);
+            else if (p->lo == 1)
+                tp_path_backward_all<3>(p, x1, M, T, G, go, we, wb, dwe, dx1, lane);
+            else
+                tp_path_backward_all<5>(p, x1, M, T, G, go, we, wb, dwe, dx1, lane);
+            __syncwarp(); // T, G and M are the next path's
         }
     }
 }
