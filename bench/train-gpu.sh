@@ -20,6 +20,9 @@
 #   OUT=dir N=10000 STEPS=30 EPOCH_STEPS=0 bench/train-gpu.sh
 # MODEL=demo runs config/demo.yaml's small model instead (to try the script on the CPU emulation:
 # PPD_BIN=a directory with graph-build and build/emu/bin/train).
+# RUNS: the runs to make (default "batch8 batch16 b16-tf32 b16-profile epoch"); KEEP_SET=1 keeps
+# the synthetic set's graph and ESM caches; SET_FROM=DIR trains on a kept set (DIR/graphs,
+# DIR/esm) instead of making one: scripts/gpu-check.sh's A/B against a baseline build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PPD_BIN:-bin}
@@ -29,23 +32,30 @@ N=${N:-10000}
 STEPS=${STEPS:-30}
 EPOCH_STEPS=${EPOCH_STEPS:-0}
 JOBS=${JOBS:-$(nproc)}
+RUNS=${RUNS:-batch8 batch16 b16-tf32 b16-profile epoch}
 rm -rf "$OUT"
-mkdir -p "$OUT/set/structures"
-mini=$(cd tests/data/db5-mini/structures && pwd)
-ids=(1R0R 1HIA 1R8S 1FC2)
-printf 'path,split\n' >"$OUT/set/splits.csv"
-for i in $(seq 0 $((N - 1))); do
-    c=$(printf 'S%05d' "$i") src=${ids[$((i % 4))]}
-    ln -s "$mini/${src}_r_b.pdb.gz" "$OUT/set/structures/${c}_r_b.pdb.gz"
-    ln -s "$mini/${src}_l_b.pdb.gz" "$OUT/set/structures/${c}_l_b.pdb.gz"
-    echo "$c,train" >>"$OUT/set/splits.csv"
-done
-"$BIN/graph-build" -c config/demo.yaml --set "data.data_path=$OUT/set" \
-    --set "data.data_file=$OUT/set/splits.csv" -j "$JOBS" -q -o "$OUT/graphs"
-"$TESTBIN/esm-random" "$OUT/graphs" "$OUT/esm" 1280 2>/dev/null
-# the device memory plan of batch 8 and 16 (bound poses at t = 0.5, and every pair a cross edge)
-"$TESTBIN/score-plan" "$OUT/graphs" 8 | tee "$OUT/plan8.line"
-"$TESTBIN/score-plan" "$OUT/graphs" 16 | tee "$OUT/plan16.line"
+mkdir -p "$OUT"
+GRAPHS=$OUT/graphs ESMC=$OUT/esm
+if [ -n "${SET_FROM:-}" ]; then
+    GRAPHS=$SET_FROM/graphs ESMC=$SET_FROM/esm
+else
+    mkdir -p "$OUT/set/structures"
+    mini=$(cd tests/data/db5-mini/structures && pwd)
+    ids=(1R0R 1HIA 1R8S 1FC2)
+    printf 'path,split\n' >"$OUT/set/splits.csv"
+    for i in $(seq 0 $((N - 1))); do
+        c=$(printf 'S%05d' "$i") src=${ids[$((i % 4))]}
+        ln -s "$mini/${src}_r_b.pdb.gz" "$OUT/set/structures/${c}_r_b.pdb.gz"
+        ln -s "$mini/${src}_l_b.pdb.gz" "$OUT/set/structures/${c}_l_b.pdb.gz"
+        echo "$c,train" >>"$OUT/set/splits.csv"
+    done
+    "$BIN/graph-build" -c config/demo.yaml --set "data.data_path=$OUT/set" \
+        --set "data.data_file=$OUT/set/splits.csv" -j "$JOBS" -q -o "$GRAPHS"
+    "$TESTBIN/esm-random" "$GRAPHS" "$ESMC" 1280 2>/dev/null
+    # the device memory plan of batch 8 and 16 (bound poses at t = 0.5, every pair a cross edge)
+    "$TESTBIN/score-plan" "$GRAPHS" 8 | tee "$OUT/plan8.line"
+    "$TESTBIN/score-plan" "$GRAPHS" 16 | tee "$OUT/plan16.line"
+fi
 released=(--set model.ns=32 --set model.nv=6 --set model.num_conv_layers=4
     --set model.lm_embed_dim=1280 --set model.dist_embed_dim=32 --set model.cross_dist_embed_dim=32
     --set train.epochs=1 --set train.checkpoint_steps=0)
@@ -58,9 +68,10 @@ fi
 run() {
     local name=$1 batch=$2 steps=$3 max=()
     shift 3
+    case " $RUNS " in *" $name "*) ;; *) return 0 ;; esac
     [ "$steps" -gt 0 ] && max=(--max-steps "$steps")
     "$BIN/train" -c config/demo.yaml "${released[@]}" --set train.batch_size="$batch" \
-        -g "$OUT/graphs" -e "$OUT/esm" -o "$OUT/run-$name" -j "$JOBS" --device cuda "${max[@]}" \
+        -g "$GRAPHS" -e "$ESMC" -o "$OUT/run-$name" -j "$JOBS" --device cuda "${max[@]}" \
         "$@" -q --json >"$OUT/$name.json"
     # the reservation (fixed part + pass arena) and what the driver counted for it
     # and how many passes' uploads had to wait for the pass before (0 when the copy stream
@@ -105,18 +116,21 @@ run b16-tf32 16 "$STEPS" --precision tf32
 # where a batch-16 step's GPU time goes: each kind of op's share of the stream's time (CUDA
 # events between them, --profile), over 10 steps
 run b16-profile 16 10 --profile >/dev/null
-psteps=$(grep -o '"steps": [0-9]*' "$OUT/b16-profile.json" | awk '{print $2}')
-grep -o '"device_profile_ms": {[^}]*}' "$OUT/b16-profile.json" | tr -d '{}",' | awk -v steps="$psteps" '{
-        for (i = 2; i < NF; i += 2) { name[i] = $i; ms[i] = $(i + 1); total += $(i + 1) }
-        printf "TRAIN_PROFILE batch=16 steps=%d total_ms=%.1f", steps, total
-        for (i = 2; i < NF; i += 2) printf " %s%.1f%%", name[i], (total > 0 ? 100 * ms[i] / total : 0)
-        printf "\n" }' | tee "$OUT/profile.line"
+if [ -e "$OUT/b16-profile.json" ]; then
+    psteps=$(grep -o '"steps": [0-9]*' "$OUT/b16-profile.json" | awk '{print $2}')
+    grep -o '"device_profile_ms": {[^}]*}' "$OUT/b16-profile.json" | tr -d '{}",' | awk -v steps="$psteps" '{
+            for (i = 2; i < NF; i += 2) { name[i] = $i; ms[i] = $(i + 1); total += $(i + 1) }
+            printf "TRAIN_PROFILE batch=16 steps=%d total_ms=%.1f", steps, total
+            for (i = 2; i < NF; i += 2) printf " %s%.1f%%", name[i], (total > 0 ? 100 * ms[i] / total : 0)
+            printf "\n" }' | tee "$OUT/profile.line"
+fi
 run epoch 8 "$EPOCH_STEPS"
 printf '\n%-8s %6s %7s %9s %12s %12s %10s %12s %10s %14s %8s %8s %8s %8s %8s %7s\n' run \
     batch steps "steps/s" "complexes/s" "planned MB" "peak MB" "reserved MB" "driver MB" \
     "epoch of $N" "step ms" "gpu ms" "prep ms" "wait ms" "read ms" "waited" |
     tee "$OUT/summary.txt"
 for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/b16-tf32.line "$OUT"/epoch.line; do
+    [ -e "$f" ] || continue
     awk '{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
           for(k in v) if (k ~ /^epoch_/) e = v[k]
           printf "%-8s %6s %7s %9s %12s %12s %10s %12s %10s %13ss %8s %8s %8s %8s %8s %7s\n",
@@ -126,5 +140,6 @@ for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/b16-tf32.line "$OUT"/epoc
                  v["device_wait_ms"], v["batch_wait_ms"], v["uploads_waited"]}' \
         "$f" | tee -a "$OUT/summary.txt"
 done
-sed 's/^TRAIN_PROFILE /\nGPU time per kind of op, batch 16: /' "$OUT/profile.line" | tee -a "$OUT/summary.txt"
-rm -rf "$OUT/set" "$OUT/esm" "$OUT/graphs"
+[ -e "$OUT/profile.line" ] &&
+    sed 's/^TRAIN_PROFILE /\nGPU time per kind of op, batch 16: /' "$OUT/profile.line" | tee -a "$OUT/summary.txt"
+[ "${KEEP_SET:-0}" = 1 ] || rm -rf "$OUT/set" "$OUT/esm" "$OUT/graphs"

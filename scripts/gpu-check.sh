@@ -14,7 +14,10 @@
 # Environment: OUT; JOBS (make -j, default 16); BUILD/BIN are passed to make if set;
 # CUDA_ARCH overrides the architecture, which otherwise comes from nvidia-smi's compute_cap;
 # EMU=1 also builds and runs the CPU emulation of CUDA (off here: the GPU runs the real thing);
-# STEP_TIMEOUT: seconds one step may run (default 600);
+# STEP_TIMEOUT: seconds one step may run (default 600); BASELINE: a directory with bin/ and
+# build/tests/ of another build (scripts/gpu-pack.sh BASELINE=<rev> packs one as
+# gpu-pack/baseline): its ESM bf16 and batch-16 training benchmarks run too, and an A/B table
+# with the ratios comes last;
 # PREBUILT=1: BUILD and BIN already hold the programs (scripts/gpu-pack.sh, for a GPU machine
 # without our build dependencies): no make, no build and no CPU `make test` (CI runs that).
 # Exit status: 0 when every step passed, 3 when there is no GPU (nvidia-smi fails or the GPU
@@ -153,9 +156,23 @@ rm -rf "$OUT/esm-cache"
 
 # training at the released size: batch 8 and 16, and an epoch of 10,000 synthetic complexes
 # (EPOCH_STEPS=150: a sample of 1,200 complexes and the epoch time it gives; 0: the whole epoch)
+keep=0
+[ -n "${BASELINE:-}" ] && keep=1 # the baseline trains on the same set
 step train-bench env OUT="$OUT" PPD_BIN="$BIN_DIR" PPD_TESTBIN="$BUILD_DIR/tests" JOBS="$JOBS" \
-    N=10000 STEPS=20 EPOCH_STEPS="${EPOCH_STEPS:-150}" bash bench/train-gpu.sh || bench_failed=1
+    N=10000 STEPS=20 EPOCH_STEPS="${EPOCH_STEPS:-150}" KEEP_SET=$keep bash bench/train-gpu.sh ||
+    bench_failed=1
 grep -E '^(TRAIN_BENCH|TRAIN_PROFILE|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$summary"
+
+# A/B: ESM bf16 and training at batch 16 (with the profile) again from a baseline build, on the
+# same GPU in the same run, for ratios that do not depend on the machine
+if [ -n "${BASELINE:-}" ]; then
+    step base-esm-bf16 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" bf16 20 0 2 0 1 ||
+        bench_failed=1
+    step base-train-bench env OUT="$OUT/base" PPD_BIN="$BASELINE/bin" JOBS="$JOBS" N=10000 \
+        STEPS=20 RUNS="batch16 b16-profile" SET_FROM="$OUT/train-gpu" bash bench/train-gpu.sh ||
+        bench_failed=1
+    rm -rf "$OUT/train-gpu/set" "$OUT/train-gpu/graphs" "$OUT/train-gpu/esm"
+fi
 
 say ""
 say "== ESM-2 650M shape, 492 DB5.5 chains (132,414 residues), one GPU"
@@ -174,6 +191,36 @@ grep -h '^ESM_PROFILE ' "$OUT"/esm-*-*g.log 2>/dev/null | sed 's/^ESM_PROFILE //
 say ""
 say "== score model training, released size (ns 32, nv 6, 4 layers, lm 1280), one GPU"
 [ -e "$OUT/train-gpu/summary.txt" ] && tee -a "$summary" <"$OUT/train-gpu/summary.txt"
+# kv FILE PREFIX KEY: KEY's value (KEY=v or KEY:v) on FILE's first line that starts with PREFIX
+kv() {
+    [ -e "$1" ] && awk -v p="$2" -v k="$3" 'index($0, p) == 1 {
+        for (i = 2; i <= NF; i++) if (index($i, k "=") == 1 || index($i, k ":") == 1) {
+            print substr($i, length(k) + 2); exit } }' "$1"
+}
+if [ -n "${BASELINE:-}" ]; then
+    say ""
+    say "== A/B: this build against the baseline ($BASELINE), the same GPU in the same run"
+    ab() { # label base new
+        awk -v l="$1" -v b="$2" -v n="$3" 'BEGIN {
+            r = ""
+            if (b + 0 > 0 && n + 0 > 0 && b !~ /%/) r = sprintf("x%.3f", n / b)
+            if (b == "") b = "-"
+            if (n == "") n = "-"
+            printf "%-36s base %-10s new %-10s %s\n", l, b, n, r }' | tee -a "$summary"
+    }
+    ab "ESM-2 650M bf16 tokens/s" "$(kv "$OUT/base-esm-bf16.log" ESM_BENCH tokens_per_s)" \
+        "$(kv "$OUT/esm-bf16-20g.log" ESM_BENCH tokens_per_s)"
+    ab "ESM bf16 attention share" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE attention)" \
+        "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE attention)"
+    ab "ESM bf16 bias + GELU share" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE gelu)" \
+        "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE gelu)"
+    ab "train batch 16 steps/s" "$(kv "$OUT/base/train-gpu/batch16.line" TRAIN_BENCH steps_per_s)" \
+        "$(kv "$OUT/train-gpu/batch16.line" TRAIN_BENCH steps_per_s)"
+    ab "train batch 16 tensor-product share" "$(kv "$OUT/base/train-gpu/profile.line" TRAIN_PROFILE tp)" \
+        "$(kv "$OUT/train-gpu/profile.line" TRAIN_PROFILE tp)"
+    ab "train batch 16 conv_fc share" "$(kv "$OUT/base/train-gpu/profile.line" TRAIN_PROFILE conv_fc)" \
+        "$(kv "$OUT/train-gpu/profile.line" TRAIN_PROFILE conv_fc)"
+fi
 if [ "$bench_failed" -ne 0 ] || [ "$failed" -ne 0 ]; then
     [ "$failed" -ne 0 ] && say "gpu-check: tests FAILED (see $OUT/*.log and the FAIL lines above)"
     [ "$bench_failed" -ne 0 ] && say "gpu-check: a benchmark FAILED (see $OUT/*.log)"

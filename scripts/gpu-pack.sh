@@ -12,7 +12,9 @@
 # (Debian 12's 2.36 runs on Ubuntu 24.04's 2.39). CUDA's libraries (cuBLAS, cudart) are not packed
 # (hundreds of MB): the GPU machine's toolkit must be of the same major version as nvcc here.
 # Environment: CUDA_ARCH (default 90: H100/H200), JOBS (make -j, default nproc), PACK (default
-# gpu-pack). Exit status: 0 when packed, 1 when the build or a library lookup failed.
+# gpu-pack); BASELINE=<git revision> also builds that revision (in a temporary worktree) into
+# the pack's baseline/ (bin/, build/tests/), for gpu-check's A/B: BASELINE=gpu-pack/baseline there.
+# Exit status: 0 when packed, 1 when a build or a library lookup failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACK=${PACK:-gpu-pack}
@@ -20,16 +22,30 @@ CUDA_ARCH=${CUDA_ARCH:-90}
 JOBS=${JOBS:-$(nproc)}
 make -j"$JOBS" BUILD="$PACK/build" BIN="$PACK/bin" EMU=0 CUDA_ARCH="$CUDA_ARCH" all tests
 stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/$PACK/bin" "$stage/$PACK/build/tests" "$stage/$PACK/lib" "$PACK/ship"
-cp "$PACK"/bin/* "$stage/$PACK/bin/"
-# every program the GPU check runs: the GPU test, the benchmarks' programs, the tool tests' helpers
-for f in "$PACK"/build/tests/*; do
-    [ -f "$f" ] && [ -x "$f" ] && cp "$f" "$stage/$PACK/build/tests/"
-done
-strip --strip-debug "$stage/$PACK"/bin/* "$stage/$PACK"/build/tests/*
+trap 'rm -rf "$stage"; git worktree prune' EXIT
+mkdir -p "$stage/$PACK/lib" "$PACK/ship"
+# stage_build SRC DST: the tools and every program the GPU check runs (the GPU test, the
+# benchmarks' programs, the tool tests' helpers) of build SRC (bin/, build/tests/) into DST
+stage_build() {
+    mkdir -p "$2/bin" "$2/build/tests"
+    cp "$1"/bin/* "$2/bin/"
+    local f
+    for f in "$1"/build/tests/*; do
+        if [ -f "$f" ] && [ -x "$f" ]; then cp "$f" "$2/build/tests/"; fi
+    done
+    strip --strip-debug "$2"/bin/* "$2"/build/tests/*
+}
+stage_build "$PACK" "$stage/$PACK"
+if [ -n "${BASELINE:-}" ]; then
+    src="$stage/baseline-src"
+    git worktree add -q --detach "$src" "$BASELINE"
+    make -C "$src" -j"$JOBS" BUILD=build BIN=bin EMU=0 CUDA_ARCH="$CUDA_ARCH" all tests
+    stage_build "$src" "$stage/$PACK/baseline"
+    git worktree remove --force "$src"
+fi
 # the libraries outside glibc, libstdc++/libgcc, zlib and CUDA, by their sonames
-ldd "$stage/$PACK"/bin/* "$stage/$PACK"/build/tests/* | awk '$2 == "=>" {print $1, $3}' | sort -u |
+find "$stage/$PACK" -path "$stage/$PACK/lib" -prune -o -type f -perm -u+x -exec ldd {} + 2>/dev/null |
+    awk '$2 == "=>" {print $1, $3}' | sort -u |
     while read -r soname path; do
         case $soname in
             libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | ld-linux* | libstdc++.so* | \

@@ -371,6 +371,7 @@ typedef struct {
     size_t device_planned, device_used; /* device arena: planned bytes, high-water mark */
     size_t device_measured;             /* what the driver counted for the arena */
     size_t device_runtime; /* and for the stream and cuBLAS handle (outside the plan) */
+    double device_setup_s, device_loop_s, sink_s; /* where embed_s went on the GPU */
     char device_name[256];
 } stats;
 
@@ -584,6 +585,9 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
             S->device_used = rep.arena_high;
             S->device_measured = rep.measured_bytes;
             S->device_runtime = rep.runtime_bytes;
+            S->device_setup_s = rep.setup_seconds;
+            S->device_loop_s = rep.gpu_seconds;
+            S->sink_s = rep.sink_seconds;
         } else
 #endif
             st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
@@ -734,14 +738,16 @@ int main(int argc, char **argv) {
                "\"residues_per_s\": %.1f, \"seconds\": %.3f, \"peak_rss_mb\": %llu, "
                "\"predicted_peak_mb\": %llu, \"device\": \"%s\", \"device_planned_mb\": %.1f, "
                "\"device_used_mb\": %.1f, \"device_measured_mb\": %.1f, "
-               "\"device_runtime_mb\": %.1f, \"cache\": ",
+               "\"device_runtime_mb\": %.1f, \"device_setup_seconds\": %.3f, "
+               "\"device_loop_seconds\": %.3f, \"sink_seconds\": %.3f, \"cache\": ",
                (unsigned long long)S.inputs, (unsigned long long)S.unique,
                (unsigned long long)S.cached, (unsigned long long)S.embedded,
                (unsigned long long)S.residues, (unsigned long long)S.refused,
                (unsigned long long)S.unknown, S.load_s, S.embed_s, rps, dt, rss,
                (unsigned long long)(S.predicted_peak >> 20), S.cuda ? "cuda" : "cpu",
                (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20),
-               (double)S.device_measured / (1 << 20), (double)S.device_runtime / (1 << 20));
+               (double)S.device_measured / (1 << 20), (double)S.device_runtime / (1 << 20),
+               S.device_setup_s, S.device_loop_s, S.sink_s);
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {

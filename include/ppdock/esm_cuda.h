@@ -162,6 +162,10 @@ typedef struct {
     size_t runtime_bytes;
     int64_t tokens;     /* token rows computed */
     double gpu_seconds; /* wall time of the batch loop, synchronised */
+    /* wall time before the loop (the device, the arena, the weights' upload and bf16 copies,
+     * cuBLAS), and the sink's share of the loop (the host's, overlapped with the next batch's
+     * kernels but not the last one's) */
+    double setup_seconds, sink_seconds;
     char device_name[256];
     double op_ms[PPD_ESM_NOPS]; /* profile mode: the stream's time in each op, all layers */
 } ppd_cuda_esm_report;

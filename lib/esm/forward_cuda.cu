@@ -188,19 +188,22 @@ ppd_status finish_batch(const ppd_esm_plan *plan, const batch_out *p, const stag
                             "ESM CUDA run: batch %d of %d (%d sequences, %lld token rows)",
                             p->bi + 1, plan->n_batches, p->B, (long long)p->N);
     rep->tokens += p->N;
-    for (int j = 0; j < p->B; j++) {
+    double t0 = ppd_now_seconds();
+    ppd_status s = PPD_OK;
+    for (int j = 0; j < p->B && !s; j++) {
         const ppd_esm_item *it = &p->its[j];
         const float *out = sg->out + sg->out_off[j] * (int64_t)d;
         if (it->n_windows == 1) {
-            PPD_TRY(sink(ctx, it->seq, out, it->len, d));
+            s = sink(ctx, it->seq, out, it->len, d);
             continue;
         }
         if (it->window == 0) *acc_end = 0;
         ppd_esm_blend_window(acc, out, it->start, it->len, *acc_end, d);
         *acc_end = it->start + it->len;
-        if (it->window == it->n_windows - 1) PPD_TRY(sink(ctx, it->seq, acc, *acc_end, d));
+        if (it->window == it->n_windows - 1) s = sink(ctx, it->seq, acc, *acc_end, d);
     }
-    return PPD_OK;
+    rep->sink_seconds += ppd_now_seconds() - t0;
+    return s;
 }
 
 } // namespace
@@ -237,6 +240,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         if (bt->tokens - 2 * bt->count > maxR) maxR = bt->tokens - 2 * bt->count;
     }
 
+    double t_setup = ppd_now_seconds();
     ppd_device_info info;
     PPD_CUDA_CHECK(cudaSetDevice(o->device));
     PPD_TRY(ppd_device_describe(o->device, &info));
@@ -352,6 +356,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
 
     {
         double t0 = ppd_now_seconds();
+        rep.setup_seconds = t0 - t_setup;
         int acc_end = 0;
         batch_out pending = {-1, 0, 0, NULL};
         for (int bi = 0; bi < plan->n_batches && !s; bi++) {

@@ -191,7 +191,17 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
         measured=$(printf '%s' "$OUT" | grep -o '"device_measured_mb": [0-9.]*' | grep -o '[0-9.]*$')
         awk -v p="$planned" -v m="$measured" 'BEGIN { exit !(m >= 0.95 * p && m <= 1.05 * p) }' ||
             fail "device memory planned $planned MiB, the driver counted $measured MiB"
-        assert_contains "$OUT" '"device_runtime_mb": ' 
+        assert_contains "$OUT" '"device_runtime_mb": '
+        # where the embedding time went: set-up and the batch loop within embed_seconds, the
+        # sink's share within the loop
+        local e su lo sk
+        e=$(printf '%s' "$OUT" | grep -o '"embed_seconds": [0-9.]*' | grep -o '[0-9.]*$')
+        su=$(printf '%s' "$OUT" | grep -o '"device_setup_seconds": [0-9.]*' | grep -o '[0-9.]*$')
+        lo=$(printf '%s' "$OUT" | grep -o '"device_loop_seconds": [0-9.]*' | grep -o '[0-9.]*$')
+        sk=$(printf '%s' "$OUT" | grep -o '"sink_seconds": [0-9.]*' | grep -o '[0-9.]*$')
+        awk -v e="$e" -v su="$su" -v lo="$lo" -v sk="$sk" \
+            'BEGIN { exit !(su >= 0 && lo > 0 && su + lo <= e + 0.002 && sk <= lo + 0.001) }' ||
+            fail "embedding time: $e s, set-up $su s, loop $lo s, sink $sk s"
         # 20 MiB cannot hold the cuBLAS workspace, 32.6 MiB not the longest sequence: both are
         # refused at start-up, saying what is needed
         assert_rc 3 emu_emb --fasta "$ESM/sequences.fasta" -o s --device-mem-gb 0.02

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole device call of a GPU session, run on the lent machine from the repository root:
+# unpacks scripts/gpu-pack.sh's pack, finds CUDA's libraries, runs scripts/gpu-check.sh on the
+# prebuilt programs (with the A/B against gpu-pack/baseline when the pack has one), then leaves
+# in $OUT what comes back: summary.txt and logs.tgz (every log and line file, not the synthetic
+# set), since a device call returns at most 8 files. The summary's tables go to the terminal.
+#
+#   here:  BASELINE=<revision> scripts/gpu-pack.sh        (or without BASELINE)
+#   there: OUT=... scripts/gpu-remote.sh                  (carry gpu-pack/ship)
+#
+# Environment: OUT (required), CHECK_TIMEOUT (seconds for the whole check, default 480),
+# STEP_TIMEOUT (per step, default 200). Exit status: gpu-check's (0 all passed, 1 a failure,
+# 3 no GPU, 124 out of time), 9 when the pack is missing.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+: "${OUT:?set OUT to the folder that comes back}"
+tar -xJf gpu-pack/ship/pack.tar.xz || {
+    echo "gpu-remote: no pack (carry gpu-pack/ship, made by scripts/gpu-pack.sh)"
+    exit 9
+}
+export LD_LIBRARY_PATH=$PWD/gpu-pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# cuBLAS and the runtime: the programs' rpath names /usr/local/cuda/lib64; elsewhere, find them
+for n in libcublas.so.13 libcudart.so.13; do
+    if ldd gpu-pack/bin/train | grep -q "$n => not found"; then
+        d=$(dirname "$(find /usr /opt -name "$n" 2>/dev/null | head -1)")
+        echo "gpu-remote: $n from $d"
+        LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+    fi
+done
+work=/tmp/gpu-check
+rm -rf "$work"
+mkdir -p "$work"
+base=()
+[ -d gpu-pack/baseline ] && base=(BASELINE=gpu-pack/baseline)
+env OUT="$work" BUILD=gpu-pack/build BIN=gpu-pack/bin PREBUILT=1 "${base[@]}" \
+    STEP_TIMEOUT="${STEP_TIMEOUT:-200}" timeout "${CHECK_TIMEOUT:-480}" scripts/gpu-check.sh \
+    >"$work/all.log" 2>&1
+rc=$?
+echo "gpu-check: exit $rc"
+cp "$work/summary.txt" "$OUT/" 2>/dev/null
+(cd "$work" && find . -type f -size -16M -not -path './*/set/*' -not -path './*/graphs/*' \
+    -not -path './*/esm/*' -not -path './esm-cache/*' -not -name '*.safetensors' |
+    tar -czf "$OUT/logs.tgz" -T -)
+tail -c 9000 "$work/summary.txt"
+exit "$rc"
