@@ -37,9 +37,10 @@ no_gpu=0
 say() { printf '%s\n' "$*" | tee -a "$summary"; }
 
 # step NAME COMMAND...: run it, output to the terminal and $OUT/NAME.log; record the status
-# (124 when it ran past STEP_TIMEOUT: a hang costs one step, not the device session).
+# (124 when it ran past STEP_TIMEOUT: a hang costs one step, not the device session) and its
+# seconds, for sizing the next device call.
 step() {
-    local name=$1 rc
+    local name=$1 rc t0=$SECONDS
     shift
     say "== $name: $*"
     if declare -F "$1" >/dev/null; then # a function of this script (timeout runs programs)
@@ -49,7 +50,7 @@ step() {
     fi
     rc=${PIPESTATUS[0]}
     grep -E '^[0-9]+ passed, [0-9]+ failed$|^FAIL ' "$OUT/$name.log" >>"$summary"
-    say "== $name: exit $rc"
+    say "== $name: exit $rc ($((SECONDS - t0)) s)"
     return "$rc"
 }
 
