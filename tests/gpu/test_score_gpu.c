@@ -332,7 +332,6 @@ static void check_pass_over_budget(void) {
     ppd_score_model_free(&m);
 }
 
-/* Clipping and Adam on the device against the CPU's, from the gradients of a device pass. */
 /* Models m and m2 of config c, m with the original's weights (golden set bn: batch norm or
  * not), the case case_name in gc, and a device d whose pass arena holds exactly that case. On
  * an error: reports `name` failed, frees what it made and returns non-zero. */
@@ -362,6 +361,7 @@ static int device_case(const char *name, const ppd_score_config *c, int bn, cons
     return 1;
 }
 
+/* Clipping and Adam on the device against the CPU's, from the gradients of a device pass. */
 static void check_device_step(void) {
     const char *name = "gpu_score_step_matches_cpu_clip_and_adam";
     ppd_score_config c;
@@ -444,6 +444,30 @@ static void check_measured_memory(void) {
     ppd_score_model_free(&m);
 }
 
+/* The a, b, a sequence's set-up: models m and m2 of the golden config with dropout p and chunks
+ * of 700 edges, m with the original's weights, a = A_t0.30 and b = AB_t0.60. On an error:
+ * reports `name` failed, frees what it made and returns non-zero. */
+static int sequence_case(const char *name, float dropout, ppd_score_model *m, ppd_score_model *m2,
+                         ppt_golden_case *ga, ppt_golden_case *gb) {
+    ppd_score_config c;
+    ppt_golden_config(&c);
+    c.dropout = dropout;
+    c.chunk_edges = 700;
+    memset(ga, 0, sizeof *ga), memset(gb, 0, sizeof *gb);
+    if (ppd_score_model_init(m, &c) != PPD_OK || ppd_score_model_init(m2, &c) != PPD_OK) {
+        report(name, 0, "model: %s", ppd_errmsg());
+        return 1;
+    }
+    ppd_status st = ppt_golden_weights_load(m, golden_dir(0));
+    if (!st) st = ppt_golden_case_load(ga, golden_dir(0), "A_t0.30");
+    if (!st) st = ppt_golden_case_load(gb, golden_dir(0), "AB_t0.60");
+    if (!st) return 0;
+    report(name, 0, "set-up: %s", ppd_errmsg());
+    ppt_golden_case_free(ga), ppt_golden_case_free(gb);
+    ppd_score_model_free(m), ppd_score_model_free(m2);
+    return 1;
+}
+
 /* Passes a, b, a (ppt_golden_sequence_seeds) one after another without staging, the gradients
  * downloaded after each: they must add up like the CPU's after every pass (a failure names the pass
  * that went wrong, which the staged sequence below cannot). */
@@ -451,32 +475,19 @@ static void check_pass_sequence(float dropout) {
     char name[160];
     snprintf(name, sizeof name, "gpu_score_passes_a_b_a_accumulate_like_cpu_%s",
              dropout > 0 ? "dropout" : "no_dropout");
-    ppd_score_config c;
-    ppt_golden_config(&c);
-    c.dropout = dropout;
-    c.chunk_edges = 700;
     ppd_score_model m, m2;
     ppt_golden_case ga, gb;
     ppd_score_device *d = NULL;
-    memset(&ga, 0, sizeof ga), memset(&gb, 0, sizeof gb);
-    if (ppd_score_model_init(&m, &c) != PPD_OK || ppd_score_model_init(&m2, &c) != PPD_OK) {
-        report(name, 0, "model: %s", ppd_errmsg());
-        return;
-    }
+    if (sequence_case(name, dropout, &m, &m2, &ga, &gb)) return;
     size_t P = m.nparams;
     float *cpu_g = malloc(sizeof(float) * P), *dev_g = malloc(sizeof(float) * P);
-    ppd_status st = ppt_golden_weights_load(&m, golden_dir(0));
-    if (!st) st = ppt_golden_case_load(&ga, golden_dir(0), "A_t0.30");
-    if (!st) st = ppt_golden_case_load(&gb, golden_dir(0), "AB_t0.60");
     const ppd_score_batch *seq[3] = {&ga.b, &gb.b, &ga.b};
     const ppt_golden_case *gseq[3] = {&ga, &gb, &ga};
-    if (!st) {
-        const ppd_score_batch *b = &gb.b;
-        int64_t ec = ppd_score_count_cross_edges(&m, b);
-        st = ppd_score_device_create(
-            &d, &m, 2 * ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B),
-            PPD_CUDA_FP32);
-    }
+    const ppd_score_batch *b = &gb.b;
+    int64_t ec = ppd_score_count_cross_edges(&m, b);
+    ppd_status st = ppd_score_device_create(
+        &d, &m, 2 * ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B),
+        PPD_CUDA_FP32);
     m.training = 1;
     ppd_score_zero_grad(&m);
     if (!st) st = ppd_score_device_zero_grad(d);
@@ -527,30 +538,17 @@ static void check_stage_ahead(int room) {
     static float *serial_g;
     const char *name = room ? "gpu_score_pass_uploads_beside_the_running_pass_match_cpu"
                             : "gpu_score_pass_staged_ahead_matches_cpu";
-    ppd_score_config c;
-    ppt_golden_config(&c);
-    c.dropout = 0.2f;
-    c.chunk_edges = 700;
     ppd_score_model m, m2;
     ppt_golden_case ga, gb;
     ppd_score_device *d = NULL;
-    memset(&ga, 0, sizeof ga), memset(&gb, 0, sizeof gb);
-    if (ppd_score_model_init(&m, &c) != PPD_OK || ppd_score_model_init(&m2, &c) != PPD_OK) {
-        report(name, 0, "model: %s", ppd_errmsg());
-        return;
-    }
+    if (sequence_case(name, 0.2f, &m, &m2, &ga, &gb)) return;
     size_t P = m.nparams;
     float *cpu_g = malloc(sizeof(float) * P), *dev_g = malloc(sizeof(float) * P);
-    ppd_status st = ppt_golden_weights_load(&m, golden_dir(0));
-    if (!st) st = ppt_golden_case_load(&ga, golden_dir(0), "A_t0.30");
-    if (!st) st = ppt_golden_case_load(&gb, golden_dir(0), "AB_t0.60");
     const ppd_score_batch *a = &ga.b, *b = &gb.b;
-    if (!st) {
-        int64_t ec = ppd_score_count_cross_edges(&m, b);
-        size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
-        size_t in = ppd_score_device_input_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
-        st = ppd_score_device_create(&d, &m, need + (room ? 2 * in : 0), PPD_CUDA_FP32);
-    }
+    int64_t ec = ppd_score_count_cross_edges(&m, b);
+    size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
+    size_t in = ppd_score_device_input_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
+    ppd_status st = ppd_score_device_create(&d, &m, need + (room ? 2 * in : 0), PPD_CUDA_FP32);
     /* the CPU: passes a, b, a with their seeds, gradients summed */
     const ppd_score_batch *seq[3] = {a, b, a};
     const ppt_golden_case *gseq[3] = {&ga, &gb, &ga};
