@@ -3,10 +3,11 @@
  * The tensor-core attention (ppd_cuda_esm_attention_bf16_forward) against two independent
  * truths:
  *  - a plain C loop of the same algorithm (q, k, v rounded to bf16, keys in tiles of
- *    PPD_CUDA_ESM_TC_KEY_TILE, the online softmax, p rounded to bf16, l the sum of the rounded p):
- *    this checks the kernel's fragment layout, tiling and masking; the tensor core sums in its
- *    own order, so a score can differ in its last fp32 bit and flip the bf16 rounding of a p now
- *    and then: bounded at 2e-3 of the largest output;
+ *    PPD_CUDA_ESM_TC_KEY_TILE, the online softmax with exp(s - m) as 2^(s log2 e - m log2 e), p
+ *    rounded to bf16, l the sum of the rounded p): this checks the kernel's fragment layout,
+ *    tiling and masking; the tensor core sums in its own order and the GPU's ex2.approx is
+ *    within 2 ulp of exp2f, so a p can differ in its last fp32 bit and flip its bf16 rounding
+ *    now and then: bounded at 2e-3 of the largest output;
  *  - the CPU engine's fp32 attention (lib/esm): the error bf16 costs, bounded at 2e-2 (bf16 has
  *    8 significant bits: 4e-3 per rounding, averaged over the keys).
  * Sequences of 1 to 200 tokens cross the 64-key tiles and 64-row query blocks on both sides of
@@ -30,6 +31,10 @@ static float bf16_round(float x) {
     return ppd_bf16_to_f32(ppd_f32_to_bf16(x));
 }
 
+/* log2(e) in float32: the kernel's exponentials are 2^(s log2 e - m log2 e), the product and
+ * sum fused (fmaf) */
+#define LOG2E 1.44269504088896341f
+
 /* The kernel's algorithm for one sequence of T token rows starting at row r0, head h. */
 static void attention_bf16_reference(float *out, const float *qkv, int64_t r0, int T, int H, int hd,
                                      int h) {
@@ -51,14 +56,14 @@ static void attention_bf16_reference(float *out, const float *qkv, int64_t r0, i
             }
             float mnew = k0 == 0 || tmax > m ? tmax : m;
             if (k0 > 0 && mnew > m) {
-                float corr = expf(m - mnew);
+                float corr = exp2f((m - mnew) * LOG2E);
                 l *= corr;
                 for (int c = 0; c < hd; c++) o[c] *= corr;
             }
             m = mnew;
             for (int j = 0; j < nk; j++) {
                 const float *v = qkv + (r0 + k0 + j) * ld + 2 * d + h * hd;
-                float p = bf16_round(expf(s[j] - m));
+                float p = bf16_round(exp2f(fmaf(s[j], LOG2E, -(m * LOG2E))));
                 l += p;
                 for (int c = 0; c < hd; c++) o[c] += p * bf16_round(v[c]);
             }

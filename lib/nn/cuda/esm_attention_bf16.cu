@@ -15,15 +15,16 @@
 // warp then computes its 16 x 64 scores S = Q K^T (8 n-tiles x hd/16 k-steps of mma), updates
 // the running max m and sum l of its rows, rounds P = exp(S - m) to bf16 and adds P V (4 k-steps
 // x hd/8 n-tiles) into its fp32 output fragments. Rounding points: q, k, v and p to bf16 (nearest
-// even); scores, exponentials, sums and the output in fp32; l sums the rounded p, so the output
-// is exactly a convex combination of the bf16 v rows up to fp32 rounding.
+// even); scores, exponentials (2^(s log2 e - m log2 e), tc_exp2), sums and the output in fp32; l
+// sums the rounded p, so the output is exactly a convex combination of the bf16 v rows up to fp32
+// rounding.
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
 #include "mma.cuh"
-#include "ppdock/kernels/esm_ops.h"
 
 #include <float.h>
+#include <math.h>
 
 // 8 warps: every query block reads its sequence's whole K and V (fp32, converted while staged),
 // so the rows per block set that traffic. On the H200 with 4 warps (64 rows) the attention took
@@ -35,17 +36,41 @@
 #define TC_KEYS   PPD_CUDA_ESM_TC_KEY_TILE
 #define TC_THREAD (32 * TC_WARPS)
 
-// Row strides of the staged tiles in 32-bit words (a pair of bf16 each): 4 words of padding make
-// a fragment read (lane 4g + t reads word g * stride + t) hit 32 distinct banks for every hd.
-#define K_STRIDE(HD) ((HD) / 2 + 4)
-#define V_STRIDE     (TC_KEYS / 2 + 4)
+// The staged tiles hold bf16 pairs, one 32-bit word each, in rows: Ks[key][channel pair] and
+// Vt[channel][key pair]. An mma B fragment takes pairs 8kk + t and 8kk + 4 + t of a row (mma.cuh),
+// so within each group of 8 words the pairs are interleaved (pair x at word 2x for x < 4, at
+// 2(x - 4) + 1 above) and a lane reads its fragment as one 64-bit word pair. A 64-bit read is
+// served 16 lanes at a time (g = 0..3 or 4..7, t = 0..3, words g * stride + 2t, +1): a row
+// stride of 8 mod 32 words puts those 32 words in 32 distinct banks.
+static inline __device__ int tc_word(int pair) {
+    return (pair & ~7) | (pair & 3) << 1 | (pair >> 2 & 1);
+}
+#define K_STRIDE(HD) ((HD) / 2 + (40 - (HD) / 2 % 32) % 32)
+#define V_STRIDE     (TC_KEYS / 2 + 8)
+
+// 2^x for the softmax: on the GPU ex2.approx.ftz (one special-function instruction, relative
+// error below 2^-22, results under 2^-126 flushed to zero) instead of ppd_esm_expf's 25
+// instructions, which made the exponentials the largest part of the kernel's arithmetic (one per
+// score). This mode rounds every p to bf16 (8 bits), so the last-bit difference is far below its
+// error; the fp32 kernel keeps the CPU's exp. The emulation computes exp2f.
+static inline __device__ float tc_exp2(float x) {
+#ifdef PPD_CUDA_EMU
+    return exp2f(x);
+#else
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+#endif
+}
+#define TC_LOG2E 1.44269504088896341f
 
 template <int HD, class OutT>
 static __global__ void __launch_bounds__(TC_THREAD)
     attention_bf16_kernel(OutT *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
     static_assert(HD % 16 == 0 && TC_KEYS == 64, "tiles: hd a multiple of 16, 64 keys");
-    __shared__ uint32_t Ks[TC_KEYS][K_STRIDE(HD)]; // Ks[j][c/2] = k[j][c, c+1]
-    __shared__ uint32_t Vt[HD][V_STRIDE];          // Vt[c][j/2] = v[j, j+1][c]
+    static_assert(K_STRIDE(HD) % 32 == 8 && V_STRIDE % 32 == 8, "strides: 8 mod 32 words");
+    __shared__ __align__(8) uint32_t Ks[TC_KEYS][K_STRIDE(HD)]; // k[j][c, c+1] at tc_word(c/2)
+    __shared__ __align__(8) uint32_t Vt[HD][V_STRIDE];          // v[j, j+1][c] at tc_word(j/2)
     int b = b0 + (int)blockIdx.z, h = blockIdx.y;
     int64_t r0 = tok_off[b];
     int T = (int)(tok_off[b + 1] - r0);
@@ -75,24 +100,10 @@ static __global__ void __launch_bounds__(TC_THREAD)
     float mA = 0.0f, mB = 0.0f, lA = 0.0f, lB = 0.0f; // l: this lane's share of its rows' sums
     bool first = true;
 
-    for (int k0 = 0; k0 < T; k0 += TC_KEYS) {
-        int nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
-        __syncthreads(); // the previous tile is consumed
-        const float *kv = qkv + (r0 + k0) * ld + d + h * HD;
-        for (int i = threadIdx.x; i < TC_KEYS * HD / 2; i += TC_THREAD) {
-            int j = i / (HD / 2), cp = i % (HD / 2); // consecutive threads: one row's pairs
-            const float *kr = kv + (int64_t)j * ld;
-            Ks[j][cp] = j < nk ? ppd_pack_bf16x2(kr[2 * cp], kr[2 * cp + 1]) : 0u;
-        }
-        for (int i = threadIdx.x; i < HD * TC_KEYS / 2; i += TC_THREAD) {
-            int c = i % HD, jp = i / HD; // consecutive threads: consecutive channels of 2 rows
-            const float *vr = kv + d + (int64_t)(2 * jp) * ld + c;
-            float v0 = 2 * jp < nk ? vr[0] : 0.0f, v1 = 2 * jp + 1 < nk ? vr[ld] : 0.0f;
-            Vt[c][jp] = ppd_pack_bf16x2(v0, v1);
-        }
-        __syncthreads();
-        if (!live) continue;
-
+    // One key tile of nk keys: scores, the online softmax's update, O += P V. FULL (nk = 64,
+    // every tile but a sequence's last) drops the per-score key masks.
+    auto tile = [&](auto full, int nk) {
+        constexpr bool FULL = decltype(full)::value;
         // S = Q K^T: n-tile n holds keys 8n .. 8n+7; this lane's are 8n + 2t, 8n + 2t + 1
         float s[TC_KEYS / 8][4];
 #pragma unroll
@@ -100,7 +111,8 @@ static __global__ void __launch_bounds__(TC_THREAD)
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t kb[2] = {Ks[8 * n + g][8 * kk + t], Ks[8 * n + g][8 * kk + 4 + t]};
+                uint2 w = *reinterpret_cast<const uint2 *>(&Ks[8 * n + g][8 * kk + 2 * t]);
+                uint32_t kb[2] = {w.x, w.y};
                 ppd_mma_bf16_16816(s[n], qa[kk], kb);
             }
         }
@@ -110,7 +122,7 @@ static __global__ void __launch_bounds__(TC_THREAD)
         for (int n = 0; n < TC_KEYS / 8; n++)
 #pragma unroll
             for (int e = 0; e < 2; e++)
-                if (8 * n + 2 * t + e < nk) {
+                if (FULL || 8 * n + 2 * t + e < nk) {
                     tA = s[n][e] > tA ? s[n][e] : tA;
                     tB = s[n][2 + e] > tB ? s[n][2 + e] : tB;
                 }
@@ -123,8 +135,8 @@ static __global__ void __launch_bounds__(TC_THREAD)
         }
         float nA = first || tA > mA ? tA : mA, nB = first || tB > mB ? tB : mB;
         if (!first) {
-            float cA = nA > mA ? ppd_esm_softmax_exp(mA, nA) : 1.0f;
-            float cB = nB > mB ? ppd_esm_softmax_exp(mB, nB) : 1.0f;
+            float cA = nA > mA ? tc_exp2((mA - nA) * TC_LOG2E) : 1.0f;
+            float cB = nB > mB ? tc_exp2((mB - nB) * TC_LOG2E) : 1.0f;
             lA *= cA;
             lB *= cB;
 #pragma unroll
@@ -134,6 +146,8 @@ static __global__ void __launch_bounds__(TC_THREAD)
             }
         }
         mA = nA, mB = nB, first = false;
+        // exp(s - m) = 2^(s log2 e - m log2 e): one fused multiply-add and one ex2 a score
+        float mlA = mA * TC_LOG2E, mlB = mB * TC_LOG2E;
 
         // P = exp(S - m) in bf16, packed straight into A fragments (keys 16kk .. 16kk+15), then
         // O += P V
@@ -144,10 +158,11 @@ static __global__ void __launch_bounds__(TC_THREAD)
             for (int half = 0; half < 2; half++) { // n-tile 2kk (keys +0..7), 2kk+1 (+8..15)
                 const float *sn = s[2 * kk + half];
                 int key = 16 * kk + 8 * half + 2 * t;
-                float p0 = key < nk ? ppd_esm_softmax_exp(sn[0], mA) : 0.0f;
-                float p1 = key + 1 < nk ? ppd_esm_softmax_exp(sn[1], mA) : 0.0f;
-                float p2 = key < nk ? ppd_esm_softmax_exp(sn[2], mB) : 0.0f;
-                float p3 = key + 1 < nk ? ppd_esm_softmax_exp(sn[3], mB) : 0.0f;
+                bool v0 = FULL || key < nk, v1 = FULL || key + 1 < nk;
+                float p0 = v0 ? tc_exp2(fmaf(sn[0], TC_LOG2E, -mlA)) : 0.0f;
+                float p1 = v1 ? tc_exp2(fmaf(sn[1], TC_LOG2E, -mlA)) : 0.0f;
+                float p2 = v0 ? tc_exp2(fmaf(sn[2], TC_LOG2E, -mlB)) : 0.0f;
+                float p3 = v1 ? tc_exp2(fmaf(sn[3], TC_LOG2E, -mlB)) : 0.0f;
                 pa[2 * half] = ppd_pack_bf16x2(p0, p1);
                 pa[2 * half + 1] = ppd_pack_bf16x2(p2, p3);
                 lA += ppd_bf16x2_half(pa[2 * half], 0) + ppd_bf16x2_half(pa[2 * half], 1);
@@ -155,10 +170,42 @@ static __global__ void __launch_bounds__(TC_THREAD)
             }
 #pragma unroll
             for (int n = 0; n < HD / 8; n++) {
-                uint32_t vb[2] = {Vt[8 * n + g][8 * kk + t], Vt[8 * n + g][8 * kk + 4 + t]};
+                uint2 w = *reinterpret_cast<const uint2 *>(&Vt[8 * n + g][8 * kk + 2 * t]);
+                uint32_t vb[2] = {w.x, w.y};
                 ppd_mma_bf16_16816(o[n], pa, vb);
             }
         }
+    };
+
+    const float2 zero2 = {0.0f, 0.0f}; // the keys past the sequence's end
+    for (int k0 = 0; k0 < T; k0 += TC_KEYS) {
+        int nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
+        __syncthreads(); // the previous tile is consumed
+        const float *kv = qkv + (r0 + k0) * ld + d + h * HD;
+        // K: consecutive threads take one row's consecutive channel pairs (8-byte loads)
+        for (int i = threadIdx.x; i < TC_KEYS * HD / 2; i += TC_THREAD) {
+            int j = i / (HD / 2), cp = i % (HD / 2);
+            float2 k2 =
+                j < nk ? *reinterpret_cast<const float2 *>(kv + (int64_t)j * ld + 2 * cp) : zero2;
+            Ks[j][tc_word(cp)] = ppd_pack_bf16x2(k2.x, k2.y);
+        }
+        // V^T: a thread takes two channels of two keys (8-byte loads), a warp 8 channels of 16
+        // keys (16 full 32-byte sectors); its stores land in 2 rows per bank group (2-way)
+        for (int i = threadIdx.x; i < HD / 2 * TC_KEYS / 2; i += TC_THREAD) {
+            int w = i / 32, l = i % 32;
+            int c = 2 * (4 * (w % (HD / 8)) + l / 8), jp = 8 * (w / (HD / 8)) + l % 8;
+            const float *vr = kv + d + (int64_t)(2 * jp) * ld + c;
+            float2 v0 = 2 * jp < nk ? *reinterpret_cast<const float2 *>(vr) : zero2;
+            float2 v1 = 2 * jp + 1 < nk ? *reinterpret_cast<const float2 *>(vr + ld) : zero2;
+            Vt[c][tc_word(jp)] = ppd_pack_bf16x2(v0.x, v1.x);
+            Vt[c + 1][tc_word(jp)] = ppd_pack_bf16x2(v0.y, v1.y);
+        }
+        __syncthreads();
+        if (!live) continue;
+        if (nk == TC_KEYS)
+            tile(std::true_type{}, nk);
+        else
+            tile(std::false_type{}, nk);
     }
     if (!live) return;
     // the rows' sums over the group's 4 lanes, in a fixed order

@@ -45,14 +45,23 @@ static __device__ __forceinline__ void ppd_mma_bf16_16816(float d[4], const uint
 #endif
 
 // Two floats rounded to bf16 (nearest, ties to even: ppdock/half.h, the CPU's rounding) and
-// packed, `lo` in the low half.
+// packed, `lo` in the low half. On sm_80+ one cvt.rn.bf16x2.f32 instruction instead of the bit
+// arithmetic (about six integer operations a value, which the attention kernel pays for every
+// score and every staged K and V element): the same bits for every number and infinity; a NaN
+// stays a NaN but becomes the canonical one (0x7fff) where ppd_f32_to_bf16 keeps its payload.
 static inline __device__ uint32_t ppd_pack_bf16x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
     return (uint32_t)ppd_f32_to_bf16(lo) | (uint32_t)ppd_f32_to_bf16(hi) << 16;
+#endif
 }
 
 // The float value of one half of a packed pair (exact widening).
 static inline __device__ float ppd_bf16x2_half(uint32_t pair, int upper) {
-    uint32_t bits = (upper ? pair >> 16 : pair & 0xffffu) << 16;
+    uint32_t bits = upper ? pair & 0xffff0000u : pair << 16;
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;
