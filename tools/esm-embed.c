@@ -9,6 +9,7 @@
  */
 #include "ppdock/blas.h"
 #include "ppdock/cache.h"
+#include "ppdock/cache_queue.h"
 #include "ppdock/cli.h"
 #include "ppdock/config.h"
 #include "ppdock/dataset.h"
@@ -261,7 +262,8 @@ typedef struct {
 } options;
 
 typedef struct {
-    ppd_cache_writer *w;
+    ppd_cache_queue *q; /* the writer's puts, on their own thread */
+    uint64_t params_hash;
     inputs *I;
     int *pending_idx; /* plan sequence -> unique index */
     uint64_t model;
@@ -276,8 +278,8 @@ static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
     unique_seq *u = &s->I->uq[s->pending_idx[seq]];
     const uint8_t *t = s->I->toks.data + u->tokens;
     PPD_TRY(ppd_esm_record_build(u->key, emb, t, n, d, s->half, s->model, s->layer, &s->value));
-    PPD_TRY(ppd_cache_writer_put(s->w, u->key, s->value.data, s->value.len,
-                                 ppd_hash64(t, (size_t)n), ppd_cache_writer_params_hash(s->w)));
+    PPD_TRY(
+        ppd_cache_queue_push(s->q, u->key, &s->value, ppd_hash64(t, (size_t)n), s->params_hash));
     s->embedded++;
     s->residues += (uint64_t)n;
     ppd_progress_add(s->bar, (uint64_t)u->n);
@@ -372,6 +374,7 @@ typedef struct {
     size_t device_measured;             /* what the driver counted for the arena */
     size_t device_runtime; /* and for the stream and cuBLAS handle (outside the plan) */
     double device_setup_s, device_loop_s, sink_s; /* where embed_s went on the GPU */
+    double put_s; /* the cache queue thread's time in puts (beside the loop) */
     char device_name[256];
 } stats;
 
@@ -511,8 +514,10 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     ppd_esm_plan_opts po = PPD_ESM_PLAN_OPTS_DEFAULT;
     /* The engine's plan covers the model, its workspace and fixed overheads; this tool adds what
      * it holds itself: the input sequences, the cache writer's batch in memory and LMDB's dirty
-     * pages of the transaction being written (each up to cache.batch_mb), one record and its
-     * float32 rows, and ESM_EMBED_FIXED_BYTES. */
+     * pages of the transaction being written (each up to cache.batch_mb), the records queued
+     * for the writer's thread (up to cache.batch_mb, and PPD_CACHE_QUEUE_SPARES + 2 records
+     * beside them: ppdock/cache_queue.h), one record's float32 rows, and
+     * ESM_EMBED_FIXED_BYTES. */
     int longest = 0;
     size_t records = 0; /* bytes of all records this run writes */
     for (int i = 0; i < n_pending; i++) {
@@ -520,10 +525,12 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         records += (size_t)lens[i] * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
     }
     size_t batch = wo.batch_bytes < records ? wo.batch_bytes : records;
+    size_t longest_record = (size_t)longest * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
     size_t fixed = records / 4 < ESM_EMBED_FIXED_BYTES ? records / 4 : ESM_EMBED_FIXED_BYTES;
     size_t tool_bytes = I.toks.cap + I.names.cap + I.cap_in * sizeof *I.in +
-                        I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 2 * batch +
-                        2 * (size_t)longest * (size_t)m.cfg.d * 4 + fixed;
+                        I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 3 * batch +
+                        (PPD_CACHE_QUEUE_SPARES + 2) * longest_record +
+                        (size_t)longest * (size_t)m.cfg.d * 4 + fixed;
     size_t budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
     if (!st && n_pending && budget <= tool_bytes)
         st = ppd_fail(PPD_ERR_NOMEM,
@@ -567,7 +574,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                       u->key, u->n, maxlen);
             I.refused++;
         }
-        sink_ctx sc = {.w = w,
+        sink_ctx sc = {.params_hash = ppd_cache_writer_params_hash(w),
                        .I = &I,
                        .pending_idx = pending_idx,
                        .model = m.identity,
@@ -577,20 +584,27 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         for (int i = 0; i < n_pending; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
         double t1 = ppd_now_seconds();
+        st = ppd_cache_queue_start(w, batch, &sc.q);
+        if (!st) {
 #ifdef PPD_HAVE_CUDA
-        if (S->cuda) {
-            ppd_cuda_esm_report rep;
-            st = ppd_cuda_esm_run(&m, &plan, toks, layer, sink, &sc, &co, &rep);
-            S->device_planned = rep.planned_bytes;
-            S->device_used = rep.arena_high;
-            S->device_measured = rep.measured_bytes;
-            S->device_runtime = rep.runtime_bytes;
-            S->device_setup_s = rep.setup_seconds;
-            S->device_loop_s = rep.gpu_seconds;
-            S->sink_s = rep.sink_seconds;
-        } else
+            if (S->cuda) {
+                ppd_cuda_esm_report rep;
+                st = ppd_cuda_esm_run(&m, &plan, toks, layer, sink, &sc, &co, &rep);
+                S->device_planned = rep.planned_bytes;
+                S->device_used = rep.arena_high;
+                S->device_measured = rep.measured_bytes;
+                S->device_runtime = rep.runtime_bytes;
+                S->device_setup_s = rep.setup_seconds;
+                S->device_loop_s = rep.gpu_seconds;
+                S->sink_s = rep.sink_seconds;
+            } else
 #endif
-            st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
+                st = ppd_esm_run(&m, &plan, toks, layer, sink, &sc);
+        }
+        if (sc.q) { /* the queued records go in even after an error, as direct puts would */
+            ppd_status qst = ppd_cache_queue_finish(sc.q, &S->put_s);
+            if (!st) st = qst;
+        }
         S->embed_s = ppd_now_seconds() - t1;
         ppd_progress_finish(sc.bar);
         S->embedded = sc.embedded;
@@ -739,7 +753,8 @@ int main(int argc, char **argv) {
                "\"predicted_peak_mb\": %llu, \"device\": \"%s\", \"device_planned_mb\": %.1f, "
                "\"device_used_mb\": %.1f, \"device_measured_mb\": %.1f, "
                "\"device_runtime_mb\": %.1f, \"device_setup_seconds\": %.3f, "
-               "\"device_loop_seconds\": %.3f, \"sink_seconds\": %.3f, \"cache\": ",
+               "\"device_loop_seconds\": %.3f, \"sink_seconds\": %.3f, "
+               "\"cache_put_seconds\": %.3f, \"cache\": ",
                (unsigned long long)S.inputs, (unsigned long long)S.unique,
                (unsigned long long)S.cached, (unsigned long long)S.embedded,
                (unsigned long long)S.residues, (unsigned long long)S.refused,
@@ -747,7 +762,7 @@ int main(int argc, char **argv) {
                (unsigned long long)(S.predicted_peak >> 20), S.cuda ? "cuda" : "cpu",
                (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20),
                (double)S.device_measured / (1 << 20), (double)S.device_runtime / (1 << 20),
-               S.device_setup_s, S.device_loop_s, S.sink_s);
+               S.device_setup_s, S.device_loop_s, S.sink_s, S.put_s);
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {

@@ -68,10 +68,11 @@ typedef struct {
     size_t map_bytes;     /* initial map size; 0 = 1 GiB (address space, not memory) */
 } ppd_cache_writer_opts;
 
-/* Create `dir` if needed and open it for writing. An existing cache must have the same schema
- * and record type (PPD_ERR_VERSION / PPD_ERR_USAGE otherwise, naming both). Unseals it.
- * Errors: PPD_ERR_IO (directory, lock held by another writer), PPD_ERR_CORRUPT (data file
- * shorter than LMDB expects: repair or delete it), PPD_ERR_LMDB. */
+/* Create `dir` if needed and open it for writing. A writer is used by one thread at a time, not
+ * necessarily the one that opened it (ppdock/cache_queue.h puts from its own thread). An existing
+ * cache must have the same schema and record type (PPD_ERR_VERSION / PPD_ERR_USAGE otherwise,
+ * naming both). Unseals it. Errors: PPD_ERR_IO (directory, lock held by another writer),
+ * PPD_ERR_CORRUPT (data file shorter than LMDB expects: repair or delete it), PPD_ERR_LMDB. */
 ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o,
                                  ppd_cache_writer **out);
 /* params_hash of the writer's params (what new records should carry). */

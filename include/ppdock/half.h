@@ -62,7 +62,10 @@ static inline PPD_HD uint16_t ppd_f32_to_bf16(float f) {
 float ppd_f16_to_f32(uint16_t h);
 float ppd_bf16_to_f32(uint16_t b);
 
-/* Array forms (n elements; dst and src must not overlap). */
+/* Array forms (n elements; dst and src must not overlap). ppd_f32_to_f16_array gives the scalar
+ * function's bits and uses x86's F16C instructions where the CPU has them (8 values an
+ * instruction; ppd_f16_array_uses_f16c says whether it does, for tests and reports). */
+int ppd_f16_array_uses_f16c(void);
 void ppd_f32_to_f16_array(uint16_t *dst, const float *src, size_t n);
 void ppd_f16_to_f32_array(float *dst, const uint16_t *src, size_t n);
 void ppd_f32_to_bf16_array(uint16_t *dst, const float *src, size_t n);

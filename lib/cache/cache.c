@@ -361,7 +361,9 @@ ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o
         mdb_env_set_maxdbs(w->env, 4);
         /* LMDB never shrinks a map below the existing file; set_mapsize(0) below adopts it. */
         mdb_env_set_mapsize(w->env, w->map_size);
-        rc = mdb_env_open(w->env, dir, 0, 0664);
+        /* MDB_NOTLS: the read snapshot belongs to the txn, not to the thread, so a writer may
+         * move between threads (ppdock/cache_queue.h puts on its own thread) */
+        rc = mdb_env_open(w->env, dir, MDB_NOTLS, 0664);
         if (rc == MDB_INVALID)
             st = ppd_fail(PPD_ERR_CORRUPT,
                           "%s: data.mdb is not an LMDB file (or its header is damaged); "

@@ -36,8 +36,7 @@ ppd_status ppd_esm_record_build(const char *key, const float *emb, const uint8_t
     PPD_TRY(ppd_rec_layout_build(&l, out));
     size_t count = (size_t)n * (size_t)d;
     if (half) {
-        uint16_t *dst = ppd_rec_array_ptr(out, se);
-        for (size_t i = 0; i < count; i++) dst[i] = ppd_f32_to_f16(emb[i]);
+        ppd_f32_to_f16_array(ppd_rec_array_ptr(out, se), emb, count);
     } else {
         memcpy(ppd_rec_array_ptr(out, se), emb, count * sizeof(float));
     }

@@ -28,7 +28,42 @@ float ppd_bf16_to_f32(uint16_t b) {
     return f;
 }
 
+/* x86's F16C instruction VCVTPS2PH rounds 8 floats at a time to nearest even, with the scalar
+ * rules above for overflow, subnormals and NaN (quiet bit forced, top payload kept): checked
+ * equal to ppd_f32_to_f16 on all 2^32 inputs, and on a structured 3M-value subset in the unit
+ * tests. It is the cost of esm-embed's cache writes: the scalar loop takes 3-4 ns a value, which
+ * at the GPU's 150k+ residues/s (1280 values each) would be most of a CPU core. Chosen at run
+ * time, so one binary runs on CPUs without it (x86 since 2012 has it). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PPD_HAVE_F16C_PATH 1
+__attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(uint16_t *dst, const float *src,
+                                                                size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(dst + i), h);
+    }
+    for (; i < n; i++) dst[i] = ppd_f32_to_f16(src[i]);
+}
+#endif
+
+int ppd_f16_array_uses_f16c(void) {
+#ifdef PPD_HAVE_F16C_PATH
+    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#else
+    return 0;
+#endif
+}
+
 void ppd_f32_to_f16_array(uint16_t *dst, const float *src, size_t n) {
+#ifdef PPD_HAVE_F16C_PATH
+    if (ppd_f16_array_uses_f16c()) {
+        f32_to_f16_f16c(dst, src, n);
+        return;
+    }
+#endif
     for (size_t i = 0; i < n; i++) dst[i] = ppd_f32_to_f16(src[i]);
 }
 
