@@ -169,6 +169,11 @@ grep -E '^(TRAIN_BENCH|TRAIN_PROFILE|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$su
 if [ -n "${BASELINE:-}" ]; then
     step base-esm-bf16 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" bf16 20 0 2 0 1 ||
         bench_failed=1
+    rm -rf "$OUT/esm-cache"
+    step base-esm-embed-bf16 "$BASELINE/bin/esm-embed" --random-init "$SHAPE" --fasta "$FASTA" \
+        -o "$OUT/esm-cache" --device cuda --precision bf16 --device-mem-gb 20 -j "$JOBS" --json ||
+        bench_failed=1
+    rm -rf "$OUT/esm-cache"
     step base-train-bench env OUT="$OUT/base" PPD_BIN="$BASELINE/bin" JOBS="$JOBS" N=10000 \
         STEPS=20 RUNS="batch16 b16-profile" SET_FROM="$OUT/train-gpu" bash bench/train-gpu.sh ||
         bench_failed=1
@@ -213,6 +218,12 @@ if [ -n "${BASELINE:-}" ]; then
         "$(kv "$OUT/esm-bf16-20g.log" ESM_BENCH tokens_per_s)"
     ab "ESM bf16 attention share" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE attention)" \
         "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE attention)"
+    # json FILE KEY: a number from esm-embed's --json line
+    json() { [ -e "$1" ] && grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'; }
+    ab "esm-embed bf16 residues/s" "$(json "$OUT/base-esm-embed-bf16.log" residues_per_s)" \
+        "$(json "$OUT/esm-embed-bf16.log" residues_per_s)"
+    ab "esm-embed bf16 embed seconds" "$(json "$OUT/base-esm-embed-bf16.log" embed_seconds)" \
+        "$(json "$OUT/esm-embed-bf16.log" embed_seconds)"
     ab "ESM bf16 bias + GELU share" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE gelu)" \
         "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE gelu)"
     ab "train batch 16 steps/s" "$(kv "$OUT/base/train-gpu/batch16.line" TRAIN_BENCH steps_per_s)" \
