@@ -90,8 +90,10 @@ ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv, const in
 /* The bf16 precision mode's attention, on tensor cores (lib/nn/cuda/esm_attention_bf16.cu): the
  * same arguments and the same flash-style online softmax, with q, k, v and the probabilities
  * rounded to bf16 (nearest even) for the two products, keys in tiles of PPD_CUDA_ESM_TC_KEY_TILE,
- * and fp32 scores, sums and outputs. Needs sm_80; head dimensions 16, 32, 64 and 128
- * (ppd_cuda_esm_attention_bf16_supported; the run loop uses the fp32 kernel for the others). */
+ * the exponentials as 2^(s log2 e - m log2 e) by the GPU's ex2.approx (within 2 ulp of exp2f; the
+ * fp32 kernel above uses the CPU's exp body), and fp32 scores, sums and outputs. Needs sm_80; head
+ * dimensions 16, 32, 64 and 128 (ppd_cuda_esm_attention_bf16_supported; the run loop uses the fp32
+ * kernel for the others). */
 #define PPD_CUDA_ESM_TC_KEY_TILE 64
 int ppd_cuda_esm_attention_bf16_supported(int hd);
 ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv, const int64_t *tok_off,
