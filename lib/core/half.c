@@ -35,6 +35,7 @@ float ppd_bf16_to_f32(uint16_t b) {
  * at the GPU's 150k+ residues/s (1280 values each) would be most of a CPU core. Chosen at run
  * time, so one binary runs on CPUs without it (x86 since 2012 has it). */
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define PPD_HAVE_F16C_PATH 1
 __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(uint16_t *dst, const float *src,
@@ -51,7 +52,10 @@ __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(uint16_t *dst, c
 
 int ppd_f16_array_uses_f16c(void) {
 #ifdef PPD_HAVE_F16C_PATH
-    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    /* F16C from CPUID leaf 1 (clang's __builtin_cpu_supports has no "f16c"); "avx" also checks
+     * that the OS saves the ymm registers */
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx");
 #else
     return 0;
 #endif
