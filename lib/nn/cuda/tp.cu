@@ -35,6 +35,17 @@ static __global__ void sh_forward_kernel(float *Y, const float *vec, int64_t E) 
 // run-time bound they were a 120-byte stack frame read and written in the innermost loops.
 #define TP_WARPS 4
 
+// f(std::integral_constant<int, NO>{}) for the path's output width NO = 2 lo + 1 (lo <= 2): the
+// one place the per-width instantiations are chosen, for the forward and the backward kernel
+template <class F> static inline __device__ void tp_by_width(const ppd_tp_path *p, F &&f) {
+    if (p->lo == 0)
+        f(std::integral_constant<int, 1>{});
+    else if (p->lo == 1)
+        f(std::integral_constant<int, 3>{});
+    else
+        f(std::integral_constant<int, 5>{});
+}
+
 // the warp's M of path p, a lane per entry; the caller syncs the warp before reading it
 static inline __device__ void tp_path_matrix(const ppd_tp *tp, const ppd_tp_path *p,
                                              const float *Ye, float *M, int lane) {
@@ -104,12 +115,9 @@ static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const flo
             const ppd_tp_path *p = &tp->path[q];
             tp_path_matrix(tp, p, Ye, M, lane);
             __syncwarp();
-            if (p->lo == 0)
-                tp_path_forward_all<1>(p, x1, M, T, we, wb, out, lane);
-            else if (p->lo == 1)
-                tp_path_forward_all<3>(p, x1, M, T, we, wb, out, lane);
-            else
-                tp_path_forward_all<5>(p, x1, M, T, we, wb, out, lane);
+            tp_by_width(p, [&](auto NO) {
+                tp_path_forward_all<decltype(NO)::value>(p, x1, M, T, we, wb, out, lane);
+            });
             __syncwarp(); // T and M are the next path's
         }
     }
@@ -181,12 +189,10 @@ static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, floa
             const ppd_tp_path *p = &tp->path[q];
             tp_path_matrix(tp, p, Ye, M, lane);
             __syncwarp(); // M; and lane u adds into rows another lane zeroed
-            if (p->lo == 0)
-                tp_path_backward_all<1>(p, x1, M, T, G, go, we, wb, dwe, dx1, lane);
-            else if (p->lo == 1)
-                tp_path_backward_all<3>(p, x1, M, T, G, go, we, wb, dwe, dx1, lane);
-            else
-                tp_path_backward_all<5>(p, x1, M, T, G, go, we, wb, dwe, dx1, lane);
+            tp_by_width(p, [&](auto NO) {
+                tp_path_backward_all<decltype(NO)::value>(p, x1, M, T, G, go, we, wb, dwe, dx1,
+                                                          lane);
+            });
             __syncwarp(); // T, G and M are the next path's
         }
     }
