@@ -251,6 +251,7 @@ demo: tools
 bench: tools tests
 	@PPD_BIN=$(BIN) bench/graph-build.sh
 	@PPD_BIN=$(BIN) bench/esm-embed.sh
+	@PPD_TESTBIN=$(BUILD)/tests bench/esm-sink.sh
 	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests bench/train.sh
 	@PPD_BIN=$(BIN) PPD_TESTBIN=$(BUILD)/tests bench/train-scale.sh
 
