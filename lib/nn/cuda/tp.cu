@@ -123,20 +123,25 @@ static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const flo
     }
 }
 
-// dw[u][v] = Σ_k T[u][k] G[k][v] (lanes over v, stores coalesced); dT[k] = Σ_v (w + wb)[u][v]
-// G[k][v], then dx1[u, i] += Σ_k M[i][k] dT[k] (lanes over u)
+// dw[u][v] = Σ_k T[u][k] G[k][v] (lanes over the path's mul1 x mo entries in storage order, so
+// every warp store is 32 consecutive floats: with lanes over v alone, a path of 6 output channels
+// kept 6 lanes busy for 32 rounds); dT[k] = Σ_v (w + wb)[u][v] G[k][v], then dx1[u, i] +=
+// Σ_k M[i][k] dT[k] (lanes over u)
 template <int NO>
 static inline __device__ void tp_path_backward(const ppd_tp_path *p, const float *M, const float *T,
                                                const float *G, const float *we, const float *wb,
                                                float *dwe, float *dx1, int lane) {
     int n1 = 2 * p->l1 + 1, mo = p->mulo, mul1 = p->mul1, woff = p->woff;
-    for (int v = lane; v < mo; v += PPD_WARP)
-        for (int u = 0; u < mul1; u++) {
-            float d = 0.0f;
+    // entry i = u mo + v; a step of 32 entries is du rows and dv columns, one carry at most
+    int u = lane / mo, v = lane % mo, du = PPD_WARP / mo, dv = PPD_WARP % mo;
+    for (int i = lane; i < mul1 * mo; i += PPD_WARP) {
+        float d = 0.0f;
 #pragma unroll
-            for (int k = 0; k < NO; k++) d += T[u * NO + k] * G[k * mo + v];
-            dwe[woff + u * mo + v] = d;
-        }
+        for (int k = 0; k < NO; k++) d += T[u * NO + k] * G[k * mo + v];
+        dwe[woff + i] = d;
+        u += du, v += dv;
+        if (v >= mo) v -= mo, u++;
+    }
     for (int u = lane; u < mul1; u += PPD_WARP) {
         float dT[NO];
 #pragma unroll
