@@ -106,10 +106,14 @@ extern "C" ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, cons
 
 // ---- q/k/v bias, query scale and RoPE: one warp per row, a lane per channel pair ----------------
 
+// HD > 0: the head dimension as a constant, so the pair's head and offset (j / h2, j % h2) are
+// shifts, not the software integer division a run-time hd costs per pair; HD = 0: hd at run
+// time (head dimensions the launch does not list). The same arithmetic either way.
+template <int HD>
 static __global__ void qkv_rope_kernel(float *qkv, const float *bqkv, const int64_t *tok_off, int B,
-                                       int d, int hd, float qscale, const float *cosv,
+                                       int d, int hd_rt, float qscale, const float *cosv,
                                        const float *sinv, int64_t N) {
-    int h2 = hd / 2, half = d / 2;
+    int hd = HD ? HD : hd_rt, h2 = hd / 2, half = d / 2;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
         int p = (int)(r - tok_off[seq_of_row(tok_off, B, r)]);
@@ -140,10 +144,17 @@ extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqk
         return ppd_fail(PPD_ERR_USAGE, "esm qkv_rope: bad size N=%lld B=%d d=%d hd=%d",
                         (long long)N, B, d, hd);
     if (N == 0) return PPD_OK;
-    PPD_LAUNCH(qkv_rope_kernel, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
-    (qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
+    auto launch = [&](auto HD) {
+        PPD_LAUNCH_NAMED("qkv_rope_kernel", qkv_rope_kernel<decltype(HD)::value>, ppd_row_blocks(N),
+                         dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
+        (qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
+        return PPD_OK;
+    };
+    ppd_status st = PPD_OK;
+    if (!ppd_head_dims<16, 32, 64, 128>::call(hd, launch, &st))
+        launch(std::integral_constant<int, 0>{});
     PPD_CUDA_CHECK_LAUNCH("qkv_rope_kernel");
-    return PPD_OK;
+    return st;
 }
 
 // ---- attention: flash-style, one thread per query row
