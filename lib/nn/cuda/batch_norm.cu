@@ -11,6 +11,20 @@
 
 #define BN_THREADS 256
 
+// A thread's walk over a field's N x d values i = n d + j (i = tid, tid + BN_THREADS, ...),
+// stepping n and j instead of dividing: a 64-bit i / d and i % d per value are integer
+// divisions done in software on the GPU. The same values in the same order.
+struct field_walk {
+    int64_t n;
+    int j, d, dn, dj;
+    __device__ field_walk(int d_, int i0)
+        : n(i0 / d_), j(i0 % d_), d(d_), dn(BN_THREADS / d_), dj(BN_THREADS % d_) {}
+    __device__ void next() {
+        n += dn, j += dj;
+        if (j >= d) j -= d, n++;
+    }
+};
+
 static __global__ void bn_forward_kernel(const ppd_bn_field *fields, int D, const float *x,
                                          float *y, int64_t N, const float *w, const float *bias,
                                          float *rmean, float *rvar, int training, float *mu,
@@ -38,8 +52,9 @@ static __global__ void bn_forward_kernel(const ppd_bn_field *fields, int D, cons
     float v;
     if (training) {
         double acc = 0;
-        for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS) {
-            float xc = x[(i / d) * D + col + i % d] - m;
+        field_walk at_i(d, (int)threadIdx.x);
+        for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS, at_i.next()) {
+            float xc = x[at_i.n * D + col + at_i.j] - m;
             acc += (double)xc * xc;
         }
         v = (float)(ppd_block_sum_double(acc, part) / ((double)N * d));
@@ -53,8 +68,9 @@ static __global__ void bn_forward_kernel(const ppd_bn_field *fields, int D, cons
     float f = 1.0f / (float)sqrt((double)(v + eps));
     if (threadIdx.x == 0) sf[iw] = f;
     float scale = PPD_MUL(f, w[iw]);
-    for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS) {
-        int64_t at = (i / d) * D + col + i % d;
+    field_walk at_i(d, (int)threadIdx.x);
+    for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS, at_i.next()) {
+        int64_t at = at_i.n * D + col + at_i.j;
         float xc = x[at] - m;
         float out = PPD_MUL(xc, scale);
         y[at] = ib >= 0 ? out + bias[ib] : out;
@@ -71,8 +87,9 @@ static __global__ void bn_backward_kernel(const ppd_bn_field *fields, int D, con
     int64_t nv = N * d;
     float m = ib >= 0 ? mu[ib] : 0.0f, f = sf[iw];
     double gx = 0, gs = 0; // Σ dy (x - m), Σ dy
-    for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS) {
-        int64_t at = (i / d) * D + col + i % d;
+    field_walk at_i(d, (int)threadIdx.x);
+    for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS, at_i.next()) {
+        int64_t at = at_i.n * D + col + at_i.j;
         float g = dy[at];
         gx += (double)g * (x[at] - m);
         gs += g;
@@ -85,8 +102,9 @@ static __global__ void bn_backward_kernel(const ppd_bn_field *fields, int D, con
     }
     double k3 = training ? (double)w[iw] * f * f * f * gx / ((double)N * d) : 0.0;
     double mean_dxc = 0;
-    for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS) {
-        int64_t at = (i / d) * D + col + i % d;
+    field_walk at_i2(d, (int)threadIdx.x);
+    for (int64_t i = threadIdx.x; i < nv; i += BN_THREADS, at_i2.next()) {
+        int64_t at = at_i2.n * D + col + at_i2.j;
         double xc = x[at] - m;
         double v = (double)w[iw] * f * dy[at] - xc * k3;
         dx[at] = (float)v;

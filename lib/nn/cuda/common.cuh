@@ -52,16 +52,17 @@ static inline unsigned ppd_elem_blocks(int64_t n) {
 #define PPD_EXTERN_SHARED(type, name)                 extern __shared__ type name[]
 #endif
 
-// Element-wise ops over a row-major (N, C) array with a per-column operand (a bias): op(i, c) for
-// every element i = r * C + c. x threads over the columns, so nothing divides by C per element
-// (a flat index's `i % C` is a 64-bit integer division, done in software on the GPU: it cost
-// more than the bias + GELU it fed), y threads and blocks down the rows.
+// Element-wise ops over a row-major (N, C) array with a per-column operand (a bias) or rows of
+// another stride: op(i, r, c) for every element i = r * C + c of row r, column c. x threads over
+// the columns, so nothing divides by C per element (a flat index's `i / C`, `i % C` is a 64-bit
+// integer division, done in software on the GPU: it cost more than the bias + GELU it fed), y
+// threads and blocks down the rows.
 template <class Op> static __global__ void ppd_cols_kernel(Op op, int64_t N, int C) {
     int c = (int)(blockIdx.x * blockDim.x + threadIdx.x);
     if (c >= C) return;
     int64_t stride = (int64_t)gridDim.y * blockDim.y;
     for (int64_t r = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; r < N; r += stride)
-        op(r * C + c, c);
+        op(r * C + c, r, c);
 }
 
 template <class Op>

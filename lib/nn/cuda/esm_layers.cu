@@ -266,7 +266,7 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
 template <class T> struct bias_gelu_op {
     T *out;
     const float *h, *b;
-    __device__ void operator()(int64_t i, int c) const {
+    __device__ void operator()(int64_t i, int64_t, int c) const {
         ppd_store(&out[i], ppd_esm_gelu_elem(h[i] + b[c]));
     }
 };
@@ -293,7 +293,7 @@ extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, cons
 struct residual_op {
     float *x;
     const float *y, *b;
-    __device__ void operator()(int64_t i, int c) const {
+    __device__ void operator()(int64_t i, int64_t, int c) const {
         x[i] = ppd_esm_residual_elem(x[i], y[i], b[c]);
     }
 };

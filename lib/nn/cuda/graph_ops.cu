@@ -62,16 +62,16 @@ extern "C" ppd_status ppd_cuda_scatter_mean_grad(float *dmsg, const float *dU, c
     return PPD_OK;
 }
 
-static __global__ void update_nodes_kernel(float *hn, const float *h, int64_t total, int din,
-                                           int dout, const float *yi, const float *yc) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        int64_t nrow = i / dout;
-        int k = (int)(i % dout);
-        float base = k < din ? h[nrow * din + k] : 0.0f;
+// hn: (N, dout) = the node's h (N, din; zero-padded to dout) + the two convolutions' outputs
+struct update_nodes_op {
+    float *hn;
+    const float *h, *yi, *yc;
+    int din;
+    __device__ void operator()(int64_t i, int64_t r, int k) const {
+        float base = k < din ? h[r * din + k] : 0.0f;
         hn[i] = ppd_update_node_elem(base, yi[i], yc[i]);
     }
-}
+};
 
 extern "C" ppd_status ppd_cuda_update_nodes_forward(float *hn, const float *h, int64_t N, int din,
                                                     int dout, const float *yi, const float *yc,
@@ -79,12 +79,8 @@ extern "C" ppd_status ppd_cuda_update_nodes_forward(float *hn, const float *h, i
     if (N < 0 || din < 0 || dout < 1)
         return ppd_fail(PPD_ERR_USAGE, "update_nodes: bad size N=%lld din=%d dout=%d", (long long)N,
                         din, dout);
-    if (N == 0) return PPD_OK;
-    int64_t total = N * dout;
-    PPD_LAUNCH(update_nodes_kernel, ppd_elem_blocks(total), PPD_ELEM_THREADS, 0, stream)
-    (hn, h, total, din, dout, yi, yc);
-    PPD_CUDA_CHECK_LAUNCH("update_nodes_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("update_nodes_kernel", update_nodes_op{hn, h, yi, yc, din}, N, dout,
+                           stream);
 }
 
 static __global__ void degrees_kernel(float *cnt, const int64_t *seg, int64_t N) {
@@ -180,15 +176,18 @@ extern "C" ppd_status ppd_cuda_gather_concat3_backward(float *demb, float *dhA, 
     return PPD_OK;
 }
 
-// flat over the n x w block; idx NULL = the rows e0 .. e0 + n - 1
-static __global__ void gather_rows_kernel(float *dst, int ldd, const float *src, int lds,
-                                          const int64_t *idx, int64_t e0, int64_t n, int w) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = n * w;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        int64_t r = i / w, j = i % w, from = idx ? idx[e0 + r] : e0 + r;
+// over the n x w block; idx NULL = the rows e0 .. e0 + n - 1
+struct gather_rows_op {
+    float *dst;
+    const float *src;
+    const int64_t *idx;
+    int64_t e0;
+    int ldd, lds;
+    __device__ void operator()(int64_t, int64_t r, int j) const {
+        int64_t from = idx ? idx[e0 + r] : e0 + r;
         dst[r * ldd + j] = src[from * lds + j];
     }
-}
+};
 
 extern "C" ppd_status ppd_cuda_gather_rows(float *dst, int ldd, const float *src, int lds,
                                            const int64_t *idx, int64_t e0, int64_t n, int w,
@@ -196,49 +195,40 @@ extern "C" ppd_status ppd_cuda_gather_rows(float *dst, int ldd, const float *src
     if (e0 < 0 || n < 0 || w < 0 || ldd < w || lds < w)
         return ppd_fail(PPD_ERR_USAGE, "gather_rows: bad size e0=%lld n=%lld w=%d ldd=%d lds=%d",
                         (long long)e0, (long long)n, w, ldd, lds);
-    if (n == 0 || w == 0) return PPD_OK;
-    PPD_LAUNCH(gather_rows_kernel, ppd_elem_blocks(n * w), PPD_ELEM_THREADS, 0, stream)
-    (dst, ldd, src, lds, idx, e0, n, w);
-    PPD_CUDA_CHECK_LAUNCH("gather_rows_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("gather_rows_kernel", gather_rows_op{dst, src, idx, e0, ldd, lds}, n, w,
+                           stream);
 }
 
-static __global__ void add_rows_kernel(float *dst, int ldd, const float *src, int lds, int64_t n,
-                                       int w) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = n * w;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        int64_t r = i / w, j = i % w;
+struct add_rows_op {
+    float *dst;
+    const float *src;
+    int ldd, lds;
+    __device__ void operator()(int64_t, int64_t r, int j) const {
         dst[r * ldd + j] += src[r * lds + j];
     }
-}
+};
 
 extern "C" ppd_status ppd_cuda_add_rows(float *dst, int ldd, const float *src, int lds, int64_t n,
                                         int w, cudaStream_t stream) {
     if (n < 0 || w < 0 || ldd < w || lds < w)
         return ppd_fail(PPD_ERR_USAGE, "add_rows: bad size n=%lld w=%d ldd=%d lds=%d", (long long)n,
                         w, ldd, lds);
-    if (n == 0 || w == 0) return PPD_OK;
-    PPD_LAUNCH(add_rows_kernel, ppd_elem_blocks(n * w), PPD_ELEM_THREADS, 0, stream)
-    (dst, ldd, src, lds, n, w);
-    PPD_CUDA_CHECK_LAUNCH("add_rows_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("add_rows_kernel", add_rows_op{dst, src, ldd, lds}, n, w, stream);
 }
 
-static __global__ void scatter_mean_kernel(float *acc, const float *cnt, int64_t N, int d) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.x, total = N * d;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
-        acc[i] /= cnt[i / d];
-}
+struct scatter_mean_op {
+    float *acc;
+    const float *cnt;
+    __device__ void operator()(int64_t i, int64_t r, int) const {
+        acc[i] /= cnt[r];
+    }
+};
 
 extern "C" ppd_status ppd_cuda_scatter_mean_forward(float *acc, const float *cnt, int64_t N, int d,
                                                     cudaStream_t stream) {
     if (N < 0 || d < 0)
         return ppd_fail(PPD_ERR_USAGE, "scatter_mean: bad size N=%lld d=%d", (long long)N, d);
-    if (N == 0 || d == 0) return PPD_OK;
-    PPD_LAUNCH(scatter_mean_kernel, ppd_elem_blocks(N * d), PPD_ELEM_THREADS, 0, stream)
-    (acc, cnt, N, d);
-    PPD_CUDA_CHECK_LAUNCH("scatter_mean_kernel");
-    return PPD_OK;
+    return ppd_launch_cols("scatter_mean_kernel", scatter_mean_op{acc, cnt}, N, d, stream);
 }
 
 // ---- the magnitude heads: one thread per complex (B is the batch size: a few dozen at most)

@@ -9,7 +9,7 @@
 struct fill_rows_op {
     float *out;
     const float *b;
-    __device__ void operator()(int64_t i, int c) const {
+    __device__ void operator()(int64_t i, int64_t, int c) const {
         out[i] = b ? b[c] : 0.0f;
     }
 };
@@ -121,7 +121,7 @@ static __global__ void relu_kernel(float *x, int64_t n) {
 struct bias_relu_op {
     float *x;
     const float *b;
-    __device__ void operator()(int64_t i, int c) const {
+    __device__ void operator()(int64_t i, int64_t, int c) const {
         x[i] = ppd_bias_relu_elem(x[i], b[c]);
     }
 };
