@@ -53,9 +53,16 @@ __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(uint16_t *dst, c
 int ppd_f16_array_uses_f16c(void) {
 #ifdef PPD_HAVE_F16C_PATH
     /* F16C from CPUID leaf 1 (clang's __builtin_cpu_supports has no "f16c"); "avx" also checks
-     * that the OS saves the ymm registers */
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx");
+     * that the OS saves the ymm registers. Asked once: CPUID traps to the hypervisor in a VM, and
+     * this runs for every record. */
+    static int known = -1; /* -1 not asked yet; any thread may ask, all get the same answer */
+    int has = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (has < 0) {
+        unsigned a, b, c, d;
+        has = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx");
+        __atomic_store_n(&known, has, __ATOMIC_RELAXED);
+    }
+    return has;
 #else
     return 0;
 #endif

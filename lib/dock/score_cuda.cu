@@ -428,14 +428,13 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
     // and after them, with the context made first (cudaFree(0)) so that its own memory is not
     // counted; then what the rest of the creation takes (streams, the cuBLAS handle, the kernels'
     // code), which the plan does not hold: about 67 MiB on an H200 with CUDA 13
-    size_t free0 = 0, free_mid = 0, free1 = 0, total = 0;
-    if (cudaFree(0) != cudaSuccess || cudaMemGetInfo(&free0, &total) != cudaSuccess) free0 = 0;
+    size_t free0 = cudaFree(0) == cudaSuccess ? ppd_cuda_free_bytes() : 0, free_mid = 0;
     ppd_status s = ppd_device_malloc((void **)&d->fixed_mem, fixed_layout(m, &d->f, NULL));
     if (!s) {
         fixed_layout(m, &d->f, d->fixed_mem);
         s = ppd_device_arena_create(&d->pass, pass_bytes);
     }
-    if (!s && free0 && cudaMemGetInfo(&free_mid, &total) != cudaSuccess) free0 = 0;
+    if (!s) free_mid = ppd_cuda_free_bytes();
     if (!s) {
         cudaError_t ce = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking);
         if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&d->copy, cudaStreamNonBlocking);
@@ -495,9 +494,8 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
         ppd_score_device_destroy(d);
         return s;
     }
-    if (free0 && free_mid < free0) d->measured = free0 - free_mid;
-    if (free0 && cudaMemGetInfo(&free1, &total) == cudaSuccess && free1 < free_mid)
-        d->runtime = free_mid - free1;
+    d->measured = ppd_cuda_bytes_taken(free0, free_mid);
+    d->runtime = ppd_cuda_bytes_taken(free_mid, ppd_cuda_free_bytes());
     *out = d;
     return PPD_OK;
 }

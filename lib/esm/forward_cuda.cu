@@ -254,12 +254,11 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     rep.planned_bytes = capacity;
     // the driver's count of the arena, against the plan; then of the stream and cuBLAS handle,
     // which the plan does not hold (about 67 MiB on an H200 with CUDA 13)
-    size_t free0 = 0, free_mid = 0, free1 = 0, total = 0;
-    if (cudaMemGetInfo(&free0, &total) != cudaSuccess) free0 = 0;
+    size_t free0 = ppd_cuda_free_bytes();
     ppd_device_arena arena;
     PPD_TRY(ppd_device_arena_create(&arena, capacity));
-    if (free0 && cudaMemGetInfo(&free_mid, &total) != cudaSuccess) free0 = 0;
-    if (free0 && free_mid < free0) rep.measured_bytes = free0 - free_mid;
+    size_t free_mid = ppd_cuda_free_bytes();
+    rep.measured_bytes = ppd_cuda_bytes_taken(free0, free_mid);
 
     device_engine e;
     memset(&e, 0, sizeof e);
@@ -299,8 +298,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     }
     if (o->profile) e.op_ms = rep.op_ms;
     if (s) goto done;
-    if (free0 && cudaMemGetInfo(&free1, &total) == cudaSuccess && free1 < free_mid)
-        rep.runtime_bytes = free_mid - free1;
+    rep.runtime_bytes = ppd_cuda_bytes_taken(free_mid, ppd_cuda_free_bytes());
 
     // weights: one copy of the host buffer; tables: the CPU's own cosf/sinf values
     STEP(ppd_device_upload(dmem, m->mem, m->n_params * sizeof(float)));

@@ -81,6 +81,17 @@ static inline ppd_status ppd_launch_cols(const char *name, Op op, int64_t N, int
     return err == cudaSuccess ? PPD_OK : ppd_cuda_status(err, __FILE__, __LINE__, name);
 }
 
+// The driver's free device memory (cudaMemGetInfo; 0 when it cannot be read), and the bytes
+// taken between two such readings (0 when either is unknown): how the tools set the driver's
+// count of their allocations, and of the CUDA runtime's own beside them, against their plans.
+static inline size_t ppd_cuda_free_bytes() {
+    size_t free_b = 0, total_b = 0;
+    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? free_b : 0;
+}
+static inline size_t ppd_cuda_bytes_taken(size_t before, size_t after) {
+    return before && after && after < before ? before - after : 0;
+}
+
 // A kernel's output element: fp32 as is, or rounded to bf16 (nearest even, ppdock/half.h) where
 // the output only feeds a bf16 GEMM: the same value ppd_cuda_cast_bf16 would make of the fp32
 // one, without the fp32 round trip through memory.

@@ -46,6 +46,11 @@ template <class F> static inline __device__ void tp_by_width(const ppd_tp_path *
         f(std::integral_constant<int, 5>{});
 }
 
+// the edge's weight at index `at`: its own plus the shared bias (wb may be NULL)
+static inline __device__ float tp_weight(const float *we, const float *wb, int at) {
+    return we[at] + (wb ? wb[at] : 0.0f);
+}
+
 // the warp's M of path p, a lane per entry; the caller syncs the warp before reading it
 static inline __device__ void tp_path_matrix(const ppd_tp *tp, const ppd_tp_path *p,
                                              const float *Ye, float *M, int lane) {
@@ -80,8 +85,7 @@ static inline __device__ void tp_path_forward(const ppd_tp_path *p, const float 
 #pragma unroll
         for (int k = 0; k < NO; k++) a[k] = 0.0f;
         for (int u = 0; u < mul1; u++) {
-            int at = woff + u * mo + v;
-            float wv = we[at] + (wb ? wb[at] : 0.0f);
+            float wv = tp_weight(we, wb, woff + u * mo + v);
 #pragma unroll
             for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
         }
@@ -147,8 +151,7 @@ static inline __device__ void tp_path_backward(const ppd_tp_path *p, const float
 #pragma unroll
         for (int k = 0; k < NO; k++) dT[k] = 0.0f;
         for (int v = 0; v < mo; v++) {
-            int at = woff + u * mo + v;
-            float wv = we[at] + (wb ? wb[at] : 0.0f);
+            float wv = tp_weight(we, wb, woff + u * mo + v);
 #pragma unroll
             for (int k = 0; k < NO; k++) dT[k] += wv * G[k * mo + v];
         }
