@@ -149,11 +149,16 @@ esm_bench fp32-20g fp32 20 4 1
 esm_bench tf32-20g tf32 20 4 0
 esm_bench bf16-20g bf16 20 4 1
 esm_bench bf16-70g bf16 70 0 0
-rm -rf "$OUT/esm-cache"
-step esm-embed-bf16 "$BIN_DIR/esm-embed" --random-init "$SHAPE" --fasta "$FASTA" -o "$OUT/esm-cache" \
-    --device cuda --precision bf16 --device-mem-gb 20 -j "$JOBS" --json || bench_failed=1
+# embed_bf16 STEP BIN: esm-embed end to end in bf16 (random 650M weights, every chain) into a
+# fresh cache, removed after
+embed_bf16() {
+    rm -rf "$OUT/esm-cache"
+    step "$1" "$2/esm-embed" --random-init "$SHAPE" --fasta "$FASTA" -o "$OUT/esm-cache" \
+        --device cuda --precision bf16 --device-mem-gb 20 -j "$JOBS" --json || bench_failed=1
+    rm -rf "$OUT/esm-cache"
+}
+embed_bf16 esm-embed-bf16 "$BIN_DIR"
 grep -E '^\{' "$OUT/esm-embed-bf16.log" >>"$summary"
-rm -rf "$OUT/esm-cache"
 
 # training at the released size: batch 8 and 16, and an epoch of 10,000 synthetic complexes
 # (EPOCH_STEPS=150: a sample of 1,200 complexes and the epoch time it gives; 0: the whole epoch)
@@ -169,11 +174,7 @@ grep -E '^(TRAIN_BENCH|TRAIN_PROFILE|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$su
 if [ -n "${BASELINE:-}" ]; then
     step base-esm-bf16 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" bf16 20 0 2 0 1 ||
         bench_failed=1
-    rm -rf "$OUT/esm-cache"
-    step base-esm-embed-bf16 "$BASELINE/bin/esm-embed" --random-init "$SHAPE" --fasta "$FASTA" \
-        -o "$OUT/esm-cache" --device cuda --precision bf16 --device-mem-gb 20 -j "$JOBS" --json ||
-        bench_failed=1
-    rm -rf "$OUT/esm-cache"
+    embed_bf16 base-esm-embed-bf16 "$BASELINE/bin"
     step base-train-bench env OUT="$OUT/base" PPD_BIN="$BASELINE/bin" JOBS="$JOBS" N=10000 \
         STEPS=20 RUNS="batch16 b16-profile" SET_FROM="$OUT/train-gpu" bash bench/train-gpu.sh ||
         bench_failed=1
