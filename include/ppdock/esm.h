@@ -205,7 +205,8 @@ size_t ppd_esm_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_
 
 /* The same for the CUDA engine (ppdock/esm_cuda.h): activations and outputs only; its attention
  * keeps no score tiles (memory linear in T) and its RoPE tables live beside the weights. bf16:
- * plus the bf16 copy of each GEMM input (2 bytes x tokens x max(d, F)). */
+ * plus the bf16 copy of each GEMM input, which also holds RoPE's bf16 q/k/v (2 bytes x tokens x
+ * max(3d, F)). */
 size_t ppd_esm_device_workspace_bytes(const ppd_esm_config *c, int64_t tokens, int max_len,
                                       int bf16);
 

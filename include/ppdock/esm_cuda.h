@@ -36,9 +36,9 @@
  * nearest even) and of each GEMM's input (written in bf16 by the op before it: LayerNorm,
  * attention, bias + GELU `_to_bf16`, the rounding of ppd_cuda_cast_bf16), fp32 accumulation and
  * fp32 outputs; the attention's two products run on bf16 tensor cores too
- * (ppd_cuda_esm_attention_bf16_forward, for head dimensions 16, 32, 64 and 128; the fp32 kernel
- * for others); the residual stream, LayerNorm, softmax and GELU stay fp32. Plan with
- * opts.device = 2 for it (the bf16 copies are counted).
+ * (ppd_cuda_esm_attention_bf16_forward, for head dimensions 16, 32, 64 and 128, on the bf16 q/k/v
+ * that RoPE writes; the fp32 kernel for others); the residual stream, LayerNorm, softmax and GELU
+ * stay fp32. Plan with opts.device = 2 for it (the bf16 copies are counted).
  *
  * Errors: PPD_ERR_CUDA with the CUDA or cuBLAS error and the op ("no CUDA device" when there is
  * none), PPD_ERR_NOMEM when the plan does not fit the device's free memory (the message gives
@@ -84,21 +84,29 @@ ppd_status ppd_cuda_esm_layernorm_forward(float *out, const float *inp, const fl
 ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqkv, const int64_t *tok_off,
                                          int B, int d, int hd, float qscale, const float *cosv,
                                          const float *sinv, int64_t N, cudaStream_t stream);
+/* The same writing bf16 rows (uint16_t bit patterns, (N, 3d)) to out, each element the fp32
+ * result rounded to nearest even; qkv is left as it was. The bf16 mode's tensor-core attention
+ * reads them: it would round q, k and v to bf16 itself. */
+ppd_status ppd_cuda_esm_qkv_rope_forward_to_bf16(uint16_t *out, const float *qkv, const float *bqkv,
+                                                 const int64_t *tok_off, int B, int d, int hd,
+                                                 float qscale, const float *cosv, const float *sinv,
+                                                 int64_t N, cudaStream_t stream);
 /* out: (N, d)   qkv: (N, 3d); T_max = the longest sequence's token rows. */
 ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv, const int64_t *tok_off,
                                           int B, int H, int hd, int T_max, cudaStream_t stream);
 /* The bf16 precision mode's attention, on tensor cores (lib/nn/cuda/esm_attention_bf16.cu): the
- * same arguments and the same flash-style online softmax, with q, k, v and the probabilities
- * rounded to bf16 (nearest even) for the two products, keys in tiles of PPD_CUDA_ESM_TC_KEY_TILE,
+ * same arguments but qkv in bf16 (ppd_cuda_esm_qkv_rope_forward_to_bf16's rows), the same
+ * flash-style online softmax, with the probabilities rounded to bf16 (nearest even) for the
+ * second product, keys in tiles of PPD_CUDA_ESM_TC_KEY_TILE,
  * the exponentials as 2^(s log2 e - m log2 e) by the GPU's ex2.approx (within 2 ulp of exp2f; the
  * fp32 kernel above uses the CPU's exp body), and fp32 scores, sums and outputs. Needs sm_80; head
  * dimensions 16, 32, 64 and 128 (ppd_cuda_esm_attention_bf16_supported; the run loop uses the fp32
  * kernel for the others). */
 #define PPD_CUDA_ESM_TC_KEY_TILE 64
 int ppd_cuda_esm_attention_bf16_supported(int hd);
-ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv, const int64_t *tok_off,
-                                               int B, int H, int hd, int T_max,
-                                               cudaStream_t stream);
+ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const uint16_t *qkv,
+                                               const int64_t *tok_off, int B, int H, int hd,
+                                               int T_max, cudaStream_t stream);
 /* h: (N, F) in place   b: (F) */
 ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
                                           cudaStream_t stream);
@@ -110,7 +118,7 @@ ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, i
 ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, const float *inp, const float *w,
                                                   const float *b, int64_t N, int d,
                                                   cudaStream_t stream);
-ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out, const float *qkv,
+ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out, const uint16_t *qkv,
                                                        const int64_t *tok_off, int B, int H, int hd,
                                                        int T_max, cudaStream_t stream);
 ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h, const float *b,

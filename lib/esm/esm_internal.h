@@ -24,7 +24,7 @@ ppd_status ppd_esm_model_alloc(ppd_esm_model *m, const ppd_esm_config *c);
 /* One batch's buffers inside a workspace (host or device memory). */
 typedef struct {
     float *x, *u, *big, *out, *scores, *cosv, *sinv, *div;
-    uint16_t *in16; /* CUDA bf16 mode: the bf16 copy of a GEMM's input (N x max(d, F)) */
+    uint16_t *in16; /* CUDA bf16 mode: a GEMM's bf16 input or RoPE's bf16 q/k/v (N x max(3d, F)) */
     uint8_t *tok;
     int64_t *tok_off, *out_off;
     int64_t tile_floats;

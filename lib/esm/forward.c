@@ -173,7 +173,9 @@ size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, i
     CARVE(tok, uint8_t, N);
     CARVE(tok_off, int64_t, B + 1);
     CARVE(out_off, int64_t, B + 1);
-    if (!threads && bf16) CARVE(in16, uint16_t, (size_t)N * (3 * c->d > c->ffn ? c->d : c->ffn));
+    /* the bf16 GEMM inputs (d or F wide) and, for the tensor-core attention, RoPE's bf16 q/k/v
+     * (3d): as wide as big */
+    if (!threads && bf16) CARVE(in16, uint16_t, (size_t)N * wide);
 #undef CARVE
     if (base) lay->tile_floats = T * T;
     return off;

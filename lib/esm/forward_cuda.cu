@@ -44,18 +44,28 @@ ppd_esm_params rebase(const ppd_esm_model *m, float *dev) {
     return p;
 }
 
-// out (N, M) = inp (N, K) W^T: fp32 (or TF32) cuBLAS, or in bf16 mode w->in16 (N, K) times the
-// weights' bf16 copy, w->in16 having been written by the op before (layernorm_op, attention_op,
+// out (N, M) = inp (N, K) W^T: fp32 (or TF32) cuBLAS, or in bf16 mode in16 (N, K) times the
+// weights' bf16 copy, in16 having been written by the op before (layernorm_op, attention_op,
 // gelu_op), which then ignores inp.
-ppd_status project(const device_engine *e, const ppd_esm_layout *w, float *out, const float *inp,
+ppd_status project(const device_engine *e, float *out, const float *inp, const uint16_t *in16,
                    const float *W, const uint16_t *W16, int64_t N, int K, int M) {
     if (!e->bf16) return ppd_cuda_esm_matmul_forward(out, inp, W, N, K, M, e->blas);
-    return ppd_cuda_esm_matmul_bf16_forward(out, w->in16, W16, N, K, M, e->blas);
+    return ppd_cuda_esm_matmul_bf16_forward(out, in16, W16, N, K, M, e->blas);
 }
 
-// The ops that feed a projection. In bf16 mode they write its bf16 input (w->in16) directly,
-// rounded as ppd_cuda_cast_bf16 rounds, so no fp32 copy goes through memory; otherwise w->u
-// (LayerNorm, attention) or w->big in place (GELU).
+// The attention block's buffers. bf16 mode with the tensor-core attention ("tc"): RoPE writes
+// q/k/v in bf16 over in16 (the projection input it came from is consumed; the attention would
+// round them to bf16 itself, so the bits are the same), the attention its bf16 output over big
+// (the fp32 q/k/v are consumed), and the out projection reads it there and writes u. Otherwise
+// RoPE works in place in big, the attention writes u (and in bf16 mode its bf16 copy in16), and
+// the out projection writes big.
+bool tc_attention(const device_engine *e) {
+    return e->bf16 && ppd_cuda_esm_attention_bf16_supported(e->c->head_dim);
+}
+
+// The ops that feed a projection. In bf16 mode they write its bf16 input (w->in16, or big for
+// the tc attention) directly, rounded as ppd_cuda_cast_bf16 rounds, so no fp32 copy goes
+// through memory; otherwise w->u (LayerNorm, attention) or w->big in place (GELU).
 ppd_status layernorm_op(const device_engine *e, const ppd_esm_layout *w, const float *lw,
                         const float *lb, int64_t N) {
     int d = e->c->d;
@@ -64,12 +74,22 @@ ppd_status layernorm_op(const device_engine *e, const ppd_esm_layout *w, const f
     return ppd_cuda_esm_layernorm_forward(w->u, w->x, lw, lb, N, d, e->stream);
 }
 
+ppd_status rope_op(const device_engine *e, const ppd_esm_layout *w, const float *bqkv, int B,
+                   float qscale, const float *cosv, const float *sinv, int64_t N) {
+    const ppd_esm_config *c = e->c;
+    if (tc_attention(e))
+        return ppd_cuda_esm_qkv_rope_forward_to_bf16(w->in16, w->big, bqkv, w->tok_off, B, c->d,
+                                                     c->head_dim, qscale, cosv, sinv, N, e->stream);
+    return ppd_cuda_esm_qkv_rope_forward(w->big, bqkv, w->tok_off, B, c->d, c->head_dim, qscale,
+                                         cosv, sinv, N, e->stream);
+}
+
 ppd_status attention_op(const device_engine *e, const ppd_esm_layout *w, int B, int64_t N,
                         int T_max) {
     const ppd_esm_config *c = e->c;
-    if (e->bf16 && ppd_cuda_esm_attention_bf16_supported(c->head_dim))
+    if (tc_attention(e))
         return ppd_cuda_esm_attention_bf16_forward_to_bf16(
-            w->in16, w->big, w->tok_off, B, c->n_heads, c->head_dim, T_max, e->stream);
+            (uint16_t *)w->big, w->in16, w->tok_off, B, c->n_heads, c->head_dim, T_max, e->stream);
     PPD_TRY(ppd_cuda_esm_attention_forward(w->u, w->big, w->tok_off, B, c->n_heads, c->head_dim,
                                            T_max, e->stream));
     return e->bf16 ? ppd_cuda_cast_bf16(w->in16, w->u, N * c->d, e->stream) : PPD_OK;
@@ -120,21 +140,25 @@ ppd_status layer_forward(device_engine *e, int l, const ppd_esm_layout *w, int B
         PPD_TRY(prof_mark(e, n++, op));                                                            \
     } while (0)
     PPD_TRY(prof_mark(e, n++, 0));
+    // the out projection's input and output (tc_attention)
+    bool tc = tc_attention(e);
+    const uint16_t *att16 = tc ? (const uint16_t *)w->big : w->in16;
+    float *att_out = tc ? w->u : w->big;
+
     OP(PPD_ESM_OP_LAYERNORM, layernorm_op(e, w, p->ln1_w + li * D, p->ln1_b + li * D, N));
-    OP(PPD_ESM_OP_QKV_GEMM, project(e, w, w->big, w->u, p->wqkv + li * 3 * D * D,
+    OP(PPD_ESM_OP_QKV_GEMM, project(e, w->big, w->u, w->in16, p->wqkv + li * 3 * D * D,
                                     e->wqkv16 + li * 3 * D * D, N, d, 3 * d));
-    OP(PPD_ESM_OP_ROPE, ppd_cuda_esm_qkv_rope_forward(w->big, p->bqkv + li * 3 * D, w->tok_off, B,
-                                                      d, hd, qscale, cosv, sinv, N, s));
+    OP(PPD_ESM_OP_ROPE, rope_op(e, w, p->bqkv + li * 3 * D, B, qscale, cosv, sinv, N));
     OP(PPD_ESM_OP_ATTENTION, attention_op(e, w, B, N, T_max));
     OP(PPD_ESM_OP_OUT_GEMM,
-       project(e, w, w->big, w->u, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
-    OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, w->big, p->bo + li * D, N, d, s));
+       project(e, att_out, w->u, att16, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
+    OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, att_out, p->bo + li * D, N, d, s));
 
     OP(PPD_ESM_OP_LAYERNORM, layernorm_op(e, w, p->ln2_w + li * D, p->ln2_b + li * D, N));
-    OP(PPD_ESM_OP_FC1_GEMM, project(e, w, w->big, w->u, p->w1 + li * (size_t)F * D,
+    OP(PPD_ESM_OP_FC1_GEMM, project(e, w->big, w->u, w->in16, p->w1 + li * (size_t)F * D,
                                     e->w116 + li * (size_t)F * D, N, d, F));
     OP(PPD_ESM_OP_GELU, gelu_op(e, w, p->b1 + li * (size_t)F, N));
-    OP(PPD_ESM_OP_FC2_GEMM, project(e, w, w->u, w->big, p->w2 + li * D * (size_t)F,
+    OP(PPD_ESM_OP_FC2_GEMM, project(e, w->u, w->big, w->in16, p->w2 + li * D * (size_t)F,
                                     e->w216 + li * D * (size_t)F, N, F, d));
     OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, s));
 #undef OP

@@ -1,7 +1,7 @@
 /* tests/gpu/test_esm_bf16_gpu.c — the ESM bf16 mode's own kernels.
  *
- * The tensor-core attention (ppd_cuda_esm_attention_bf16_forward) against two independent
- * truths:
+ * The tensor-core attention (ppd_cuda_esm_attention_bf16_forward, on q/k/v rounded to bf16 as
+ * RoPE's `_to_bf16` twin writes them) against two independent truths:
  *  - a plain C loop of the same algorithm (q, k, v rounded to bf16, keys in tiles of
  *    PPD_CUDA_ESM_TC_KEY_TILE, the online softmax with exp(s - m) as 2^(s log2 e - m log2 e), p
  *    rounded to bf16, l the sum of the rounded p): this checks the kernel's fragment layout,
@@ -13,8 +13,8 @@
  * Sequences of 1 to 200 tokens cross the 64-key tiles and 64-row query blocks on both sides of
  * each boundary; head dimensions 16, 32, 64 and 128.
  *
- * The producers of GEMM inputs that write bf16 (LayerNorm, attention, bias + GELU
- * `_to_bf16`): each element is its fp32 twin's output rounded to bf16, on poisoned outputs. The
+ * The kernels that write bf16 (LayerNorm, RoPE, attention, bias + GELU `_to_bf16`): each element
+ * is its fp32 twin's output rounded to bf16, on poisoned outputs. The
  * two are separate instantiations of one kernel body, which nvcc may contract into FMAs
  * differently, so one bf16 step apart is allowed on a GPU; the emulation must match exactly. */
 #include "../../lib/esm/esm_internal.h"
@@ -93,6 +93,9 @@ static void check_attention_bf16(int hd, int H, const int *T, int B) {
         for (int h = 0; h < H; h++) attention_bf16_reference(ref, qkv, tok_off[b], T[b], H, hd, h);
     ppd_esm_attention_forward(f32, qkv, tok_off, B, H, hd, scores, (int64_t)T_max * T_max, 1);
 
+    uint16_t *qkv16 = malloc((size_t)N * 3 * d * 2);
+    for (int64_t i = 0; i < N * 3 * d; i++) qkv16[i] = ppd_f32_to_bf16(qkv[i]);
+
     ppd_device_arena a;
     size_t need = (size_t)N * 4 * d * 4 + 16 * 8 + 4 * PPD_DEVICE_ALIGN;
     snprintf(name, sizeof name, "gpu_esm_attention_bf16_hd%d", hd);
@@ -100,7 +103,7 @@ static void check_attention_bf16(int hd, int H, const int *T, int B) {
         report(name, 0, "arena: %s", ppd_errmsg());
         goto out;
     }
-    float *d_qkv = dev_copy(&a, qkv, (size_t)N * 3 * d * 4);
+    uint16_t *d_qkv = dev_copy(&a, qkv16, (size_t)N * 3 * d * 2);
     int64_t *d_off = dev_copy(&a, tok_off, (size_t)(B + 1) * 8);
     float *d_out = dev_copy(&a, NULL, (size_t)N * d * 4); /* poisoned */
     if (!d_qkv || !d_off || !d_out) {
@@ -117,7 +120,7 @@ static void check_attention_bf16(int hd, int H, const int *T, int B) {
     }
     ppd_device_arena_destroy(&a);
 out:
-    free(qkv), free(ref), free(f32), free(scores);
+    free(qkv), free(qkv16), free(ref), free(f32), free(scores);
 }
 
 /* Each element of d16 (n bf16) is bf16(d32[i]) (n fp32): exactly on the emulation, within one
@@ -142,7 +145,7 @@ static void check_is_bf16_of(const char *name, const uint16_t *d16, const float 
     free(g16), free(g32);
 }
 
-/* LayerNorm, attention and bias + GELU writing bf16, against their fp32 twins. */
+/* LayerNorm, RoPE, attention and bias + GELU writing bf16, against their fp32 twins. */
 static void check_bf16_producers(void) {
     const char *name = "gpu_esm_bf16_producers";
     int d = 128, H = 2, hd = 64, F = 512, B = 3; /* sequences of 70, 3 and 129 tokens */
@@ -151,10 +154,12 @@ static void check_bf16_producers(void) {
     ppd_rng_seed(&r, 77);
     float *x = rand_floats(&r, (size_t)N * d, 3.0), *lw = rand_floats(&r, (size_t)d, 1.0),
           *lb = rand_floats(&r, (size_t)d, 1.0), *qkv = rand_floats(&r, (size_t)N * 3 * d, 0.7),
-          *h = rand_floats(&r, (size_t)N * F, 2.0), *b1 = rand_floats(&r, (size_t)F, 0.5);
+          *h = rand_floats(&r, (size_t)N * F, 2.0), *b1 = rand_floats(&r, (size_t)F, 0.5),
+          *bq = rand_floats(&r, (size_t)3 * d, 0.5), *cosv = rand_floats(&r, 129 * 32, 1.0),
+          *sinv = rand_floats(&r, 129 * 32, 1.0);
     ppd_device_arena a;
-    size_t need =
-        (size_t)N * (4 * d + 3 * F) * 4 + (size_t)(2 * d + F) * 4 + 64 + 16 * PPD_DEVICE_ALIGN;
+    size_t need = (size_t)N * (10 * d + 3 * F) * 4 + (size_t)(5 * d + F + 2 * 129 * 32) * 4 + 64 +
+                  32 * PPD_DEVICE_ALIGN;
     if (ppd_device_arena_create(&a, need) != PPD_OK) {
         report(name, 0, "arena: %s", ppd_errmsg());
         goto out;
@@ -163,10 +168,14 @@ static void check_bf16_producers(void) {
           *d_lb = dev_copy(&a, lb, (size_t)d * 4),
           *d_qkv = dev_copy(&a, qkv, (size_t)N * 3 * d * 4),
           *d_h = dev_copy(&a, h, (size_t)N * F * 4), *d_b1 = dev_copy(&a, b1, (size_t)F * 4),
-          *d_o32 = dev_copy(&a, NULL, (size_t)N * F * 4);
-    uint16_t *d_o16 = dev_copy(&a, NULL, (size_t)N * F * 2);
+          *d_o32 = dev_copy(&a, NULL, (size_t)N * F * 4),
+          *d_bq = dev_copy(&a, bq, (size_t)3 * d * 4), *d_cos = dev_copy(&a, cosv, 129 * 32 * 4),
+          *d_sin = dev_copy(&a, sinv, 129 * 32 * 4);
+    uint16_t *d_o16 = dev_copy(&a, NULL, (size_t)N * F * 2),
+             *d_qkv16 = dev_copy(&a, NULL, (size_t)N * 3 * d * 2);
     int64_t *d_off = dev_copy(&a, tok_off, sizeof tok_off);
-    if (!d_x || !d_lw || !d_lb || !d_qkv || !d_h || !d_b1 || !d_o32 || !d_o16 || !d_off) {
+    if (!d_x || !d_lw || !d_lb || !d_qkv || !d_h || !d_b1 || !d_o32 || !d_bq || !d_cos || !d_sin ||
+        !d_o16 || !d_qkv16 || !d_off) {
         report(name, 0, "device buffers: %s", ppd_errmsg());
         goto out_arena;
     }
@@ -176,8 +185,18 @@ static void check_bf16_producers(void) {
         report("gpu_esm_layernorm_to_bf16", 0, "%s", ppd_errmsg());
     else
         check_is_bf16_of("gpu_esm_layernorm_to_bf16", d_o16, d_o32, N * d);
-    if (ppd_cuda_esm_attention_bf16_forward(d_o32, d_qkv, d_off, B, H, hd, 129, NULL) ||
-        ppd_cuda_esm_attention_bf16_forward_to_bf16(d_o16, d_qkv, d_off, B, H, hd, 129, NULL) ||
+    /* bf16 first: it must leave qkv as it was for the in-place fp32 twin */
+    float qscale = 0.125f;
+    if (ppd_cuda_esm_qkv_rope_forward_to_bf16(d_qkv16, d_qkv, d_bq, d_off, B, d, hd, qscale, d_cos,
+                                              d_sin, N, NULL) ||
+        ppd_cuda_esm_qkv_rope_forward(d_qkv, d_bq, d_off, B, d, hd, qscale, d_cos, d_sin, N,
+                                      NULL) ||
+        ppd_device_synchronize())
+        report("gpu_esm_qkv_rope_to_bf16", 0, "%s", ppd_errmsg());
+    else
+        check_is_bf16_of("gpu_esm_qkv_rope_to_bf16", d_qkv16, d_qkv, N * 3 * d);
+    if (ppd_cuda_esm_attention_bf16_forward(d_o32, d_qkv16, d_off, B, H, hd, 129, NULL) ||
+        ppd_cuda_esm_attention_bf16_forward_to_bf16(d_o16, d_qkv16, d_off, B, H, hd, 129, NULL) ||
         ppd_device_synchronize())
         report("gpu_esm_attention_bf16_to_bf16", 0, "%s", ppd_errmsg());
     else
@@ -191,7 +210,7 @@ static void check_bf16_producers(void) {
 out_arena:
     ppd_device_arena_destroy(&a);
 out:
-    free(x), free(lw), free(lb), free(qkv), free(h), free(b1);
+    free(x), free(lw), free(lb), free(qkv), free(h), free(b1), free(bq), free(cosv), free(sinv);
 }
 
 void check_esm_attention_bf16(void) {

@@ -177,10 +177,10 @@ ppd_status ppd_cuda_scatter_parts(float *acc, int dacc, const float *src, int sr
 // The ESM attention kernels' launch (esm_layers.cu, esm_attention_bf16.cu): grid (blocks of
 // `rows` query rows over the longest sequence, heads, sequences), the sequences in chunks of
 // 65535 (grid.z's limit); the kernel takes (out, qkv, tok_off, H, first sequence of the chunk).
-template <class OutT>
+template <class OutT, class InT>
 static ppd_status
-ppd_launch_attention(void (*kernel)(OutT *, const float *, const int64_t *, int, int),
-                     const char *name, int rows, unsigned threads, OutT *out, const float *qkv,
+ppd_launch_attention(void (*kernel)(OutT *, const InT *, const int64_t *, int, int),
+                     const char *name, int rows, unsigned threads, OutT *out, const InT *qkv,
                      const int64_t *tok_off, int B, int H, int T_max, cudaStream_t stream) {
     unsigned qblocks = (unsigned)((T_max + rows - 1) / rows);
     for (int b0 = 0; b0 < B; b0 += 65535) {

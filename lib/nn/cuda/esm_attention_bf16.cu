@@ -14,10 +14,10 @@
 // rows. Per key tile of 64 rows the block stages K and V^T in shared memory as bf16 pairs; each
 // warp then computes its 16 x 64 scores S = Q K^T (8 n-tiles x hd/16 k-steps of mma), updates
 // the running max m and sum l of its rows, rounds P = exp(S - m) to bf16 and adds P V (4 k-steps
-// x hd/8 n-tiles) into its fp32 output fragments. Rounding points: q, k, v and p to bf16 (nearest
-// even); scores, exponentials (2^(s log2 e - m log2 e), tc_exp2), sums and the output in fp32; l
-// sums the rounded p, so the output is exactly a convex combination of the bf16 v rows up to fp32
-// rounding.
+// x hd/8 n-tiles) into its fp32 output fragments. Rounding points: q, k, v to bf16 (nearest even,
+// by the RoPE kernel that writes them) and p; scores, exponentials (2^(s log2 e - m log2 e),
+// tc_exp2), sums and the output in fp32; l sums the rounded p, so the output is exactly a convex
+// combination of the bf16 v rows up to fp32 rounding.
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
@@ -26,8 +26,12 @@
 #include <float.h>
 #include <math.h>
 
-// 8 warps: every query block reads its sequence's whole K and V (fp32, converted while staged),
-// so the rows per block set that traffic. On the H200 with 4 warps (64 rows) the attention took
+// The input is bf16: the q/k/v rows as RoPE wrote them (ppd_cuda_esm_qkv_rope_forward_to_bf16),
+// the rounding this kernel's products need anyway, done once per element instead of once per
+// query block that stages it, and half the bytes to read.
+//
+// 8 warps: every query block reads its sequence's whole K and V, so the rows per block set that
+// traffic. On the H200 with 4 warps (64 rows) the attention took
 // 43% of the 650M's bf16 time, 7x its instruction count's share: about 13 GB of K/V tile reads
 // per layer over the DB5.5 chains. 128 rows halve them at the same 16 warps per SM (128
 // registers a thread); the results are the same bits (each query row is computed alone).
@@ -64,9 +68,15 @@ static inline __device__ float tc_exp2(float x) {
 }
 #define TC_LOG2E 1.44269504088896341f
 
+// The bf16 pair at element e of a row (e even): one 32-bit word, the lower channel in its low
+// half as the mma fragments want it (mma.cuh).
+static inline __device__ uint32_t tc_pair(const uint16_t *row, int e) {
+    return *reinterpret_cast<const uint32_t *>(row + e);
+}
+
 template <int HD, class OutT>
 static __global__ void __launch_bounds__(TC_THREAD)
-    attention_bf16_kernel(OutT *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
+    attention_bf16_kernel(OutT *out, const uint16_t *qkv, const int64_t *tok_off, int H, int b0) {
     static_assert(HD % 16 == 0 && TC_KEYS == 64, "tiles: hd a multiple of 16, 64 keys");
     static_assert(K_STRIDE(HD) % 32 == 8 && V_STRIDE % 32 == 8, "strides: 8 mod 32 words");
     __shared__ __align__(8) uint32_t Ks[TC_KEYS][K_STRIDE(HD)]; // k[j][c, c+1] at tc_word(c/2)
@@ -83,16 +93,15 @@ static __global__ void __launch_bounds__(TC_THREAD)
 
     // Q as A fragments, one per 16-wide k slice of the head dimension (rows past T are zeros)
     uint32_t qa[HD / 16][4];
-    const float *qA = qkv + (r0 + (rowA < T ? rowA : 0)) * ld + h * HD;
-    const float *qB = qkv + (r0 + (rowB < T ? rowB : 0)) * ld + h * HD;
-    float zA = rowA < T ? 1.0f : 0.0f, zB = rowB < T ? 1.0f : 0.0f;
+    const uint16_t *qA = qkv + (r0 + (rowA < T ? rowA : 0)) * ld + h * HD;
+    const uint16_t *qB = qkv + (r0 + (rowB < T ? rowB : 0)) * ld + h * HD;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
         int c = 16 * kk + 2 * t;
-        qa[kk][0] = ppd_pack_bf16x2(zA * qA[c], zA * qA[c + 1]);
-        qa[kk][1] = ppd_pack_bf16x2(zB * qB[c], zB * qB[c + 1]);
-        qa[kk][2] = ppd_pack_bf16x2(zA * qA[c + 8], zA * qA[c + 9]);
-        qa[kk][3] = ppd_pack_bf16x2(zB * qB[c + 8], zB * qB[c + 9]);
+        qa[kk][0] = rowA < T ? tc_pair(qA, c) : 0u;
+        qa[kk][1] = rowB < T ? tc_pair(qB, c) : 0u;
+        qa[kk][2] = rowA < T ? tc_pair(qA, c + 8) : 0u;
+        qa[kk][3] = rowB < T ? tc_pair(qB, c + 8) : 0u;
     }
     float o[HD / 8][4];
 #pragma unroll
@@ -177,28 +186,27 @@ static __global__ void __launch_bounds__(TC_THREAD)
         }
     };
 
-    const float2 zero2 = {0.0f, 0.0f}; // the keys past the sequence's end
     for (int k0 = 0; k0 < T; k0 += TC_KEYS) {
         int nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
         __syncthreads(); // the previous tile is consumed
-        const float *kv = qkv + (r0 + k0) * ld + d + h * HD;
-        // K: consecutive threads take one row's consecutive channel pairs (8-byte loads)
+        const uint16_t *kv = qkv + (r0 + k0) * ld + d + h * HD;
+        // K: consecutive threads take one row's consecutive channel pairs (4-byte loads); keys
+        // past the sequence's end are zeros
         for (int i = threadIdx.x; i < TC_KEYS * HD / 2; i += TC_THREAD) {
             int j = i / (HD / 2), cp = i % (HD / 2);
-            float2 k2 =
-                j < nk ? *reinterpret_cast<const float2 *>(kv + (int64_t)j * ld + 2 * cp) : zero2;
-            Ks[j][tc_word(cp)] = ppd_pack_bf16x2(k2.x, k2.y);
+            Ks[j][tc_word(cp)] = j < nk ? tc_pair(kv + (int64_t)j * ld, 2 * cp) : 0u;
         }
-        // V^T: a thread takes two channels of two keys (8-byte loads), a warp 8 channels of 16
-        // keys (16 full 32-byte sectors); its stores land in 2 rows per bank group (2-way)
+        // V^T: a thread takes two channels of two keys and swaps their halves into two
+        // (key, key + 1) pairs; a warp takes 8 channels of 16 keys, and its stores land in 2
+        // rows per bank group (2-way)
         for (int i = threadIdx.x; i < HD / 2 * TC_KEYS / 2; i += TC_THREAD) {
             int w = i / 32, l = i % 32;
             int c = 2 * (4 * (w % (HD / 8)) + l / 8), jp = 8 * (w / (HD / 8)) + l % 8;
-            const float *vr = kv + d + (int64_t)(2 * jp) * ld + c;
-            float2 v0 = 2 * jp < nk ? *reinterpret_cast<const float2 *>(vr) : zero2;
-            float2 v1 = 2 * jp + 1 < nk ? *reinterpret_cast<const float2 *>(vr + ld) : zero2;
-            Vt[c][tc_word(jp)] = ppd_pack_bf16x2(v0.x, v1.x);
-            Vt[c + 1][tc_word(jp)] = ppd_pack_bf16x2(v0.y, v1.y);
+            const uint16_t *vr = kv + d + (int64_t)(2 * jp) * ld;
+            uint32_t v0 = 2 * jp < nk ? tc_pair(vr, c) : 0u;
+            uint32_t v1 = 2 * jp + 1 < nk ? tc_pair(vr + ld, c) : 0u;
+            Vt[c][tc_word(jp)] = (v0 & 0xffffu) | v1 << 16;
+            Vt[c + 1][tc_word(jp)] = v0 >> 16 | (v1 & 0xffff0000u);
         }
         __syncthreads();
         if (!live) continue;
@@ -231,8 +239,8 @@ static __global__ void __launch_bounds__(TC_THREAD)
 }
 
 template <int HD, class OutT>
-static ppd_status launch_attention_bf16(OutT *out, const float *qkv, const int64_t *tok_off, int B,
-                                        int H, int T_max, cudaStream_t stream) {
+static ppd_status launch_attention_bf16(OutT *out, const uint16_t *qkv, const int64_t *tok_off,
+                                        int B, int H, int T_max, cudaStream_t stream) {
     return ppd_launch_attention(attention_bf16_kernel<HD, OutT>, "attention_bf16_kernel launch",
                                 TC_QROWS, TC_THREAD, out, qkv, tok_off, B, H, T_max, stream);
 }
@@ -244,8 +252,8 @@ extern "C" int ppd_cuda_esm_attention_bf16_supported(int hd) {
 }
 
 template <class OutT>
-static ppd_status attention_bf16(OutT *out, const float *qkv, const int64_t *tok_off, int B, int H,
-                                 int hd, int T_max, cudaStream_t stream) {
+static ppd_status attention_bf16(OutT *out, const uint16_t *qkv, const int64_t *tok_off, int B,
+                                 int H, int hd, int T_max, cudaStream_t stream) {
     if (B < 1 || H < 1 || T_max < 0)
         return ppd_fail(PPD_ERR_USAGE, "esm attention bf16: bad size B=%d H=%d T_max=%d", B, H,
                         T_max);
@@ -261,13 +269,14 @@ static ppd_status attention_bf16(OutT *out, const float *qkv, const int64_t *tok
                     hd);
 }
 
-extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const float *qkv,
+extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const uint16_t *qkv,
                                                           const int64_t *tok_off, int B, int H,
                                                           int hd, int T_max, cudaStream_t stream) {
     return attention_bf16(out, qkv, tok_off, B, H, hd, T_max, stream);
 }
 
-extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out, const float *qkv,
+extern "C" ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out,
+                                                                  const uint16_t *qkv,
                                                                   const int64_t *tok_off, int B,
                                                                   int H, int hd, int T_max,
                                                                   cudaStream_t stream) {

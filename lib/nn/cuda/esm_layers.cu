@@ -108,16 +108,19 @@ extern "C" ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, cons
 
 // HD > 0: the head dimension as a constant, so the pair's head and offset (j / h2, j % h2) are
 // shifts, not the software integer division a run-time hd costs per pair; HD = 0: hd at run
-// time (head dimensions the launch does not list). The same arithmetic either way.
-template <int HD>
-static __global__ void qkv_rope_kernel(float *qkv, const float *bqkv, const int64_t *tok_off, int B,
-                                       int d, int hd_rt, float qscale, const float *cosv,
-                                       const float *sinv, int64_t N) {
+// time (head dimensions the launch does not list). The same arithmetic either way. out: qkv
+// itself (fp32, in place: each element is read before it is written, by the same thread) or the
+// bf16 rows the tensor-core attention reads.
+template <int HD, class T>
+static __global__ void
+qkv_rope_kernel(T *out, const float *qkv, const float *bqkv, const int64_t *tok_off, int B, int d,
+                int hd_rt, float qscale, const float *cosv, const float *sinv, int64_t N) {
     int hd = HD ? HD : hd_rt, h2 = hd / 2, half = d / 2;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
         int p = (int)(r - tok_off[seq_of_row(tok_off, B, r)]);
-        float *q = qkv + r * 3 * d, *k = q + d, *v = q + 2 * d;
+        const float *q = qkv + r * 3 * d, *k = q + d, *v = q + 2 * d;
+        T *oq = out + r * 3 * d, *ok = oq + d, *ov = oq + 2 * d;
         const float *c = cosv + (int64_t)p * h2, *s = sinv + (int64_t)p * h2;
         for (int j = threadIdx.x; j < half; j += PPD_WARP) {
             int i = j % h2, a = (j / h2) * hd + i, e = a + h2;
@@ -125,29 +128,30 @@ static __global__ void qkv_rope_kernel(float *qkv, const float *bqkv, const int6
             float q2 = ppd_esm_bias_scale_elem(q[e], bqkv[e], qscale);
             float k1 = ppd_esm_bias_scale_elem(k[a], bqkv[d + a], 1.0f);
             float k2 = ppd_esm_bias_scale_elem(k[e], bqkv[d + e], 1.0f);
-            q[a] = ppd_esm_rope_lo(q1, q2, c[i], s[i]);
-            q[e] = ppd_esm_rope_hi(q1, q2, c[i], s[i]);
-            k[a] = ppd_esm_rope_lo(k1, k2, c[i], s[i]);
-            k[e] = ppd_esm_rope_hi(k1, k2, c[i], s[i]);
+            ppd_store(&oq[a], ppd_esm_rope_lo(q1, q2, c[i], s[i]));
+            ppd_store(&oq[e], ppd_esm_rope_hi(q1, q2, c[i], s[i]));
+            ppd_store(&ok[a], ppd_esm_rope_lo(k1, k2, c[i], s[i]));
+            ppd_store(&ok[e], ppd_esm_rope_hi(k1, k2, c[i], s[i]));
         }
         for (int j = threadIdx.x; j < d; j += PPD_WARP)
-            v[j] = ppd_esm_bias_scale_elem(v[j], bqkv[2 * d + j], 1.0f);
+            ppd_store(&ov[j], ppd_esm_bias_scale_elem(v[j], bqkv[2 * d + j], 1.0f));
     }
 }
 
-extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqkv,
-                                                    const int64_t *tok_off, int B, int d, int hd,
-                                                    float qscale, const float *cosv,
-                                                    const float *sinv, int64_t N,
-                                                    cudaStream_t stream) {
+template <class T>
+static ppd_status launch_qkv_rope(T *out, const float *qkv, const float *bqkv,
+                                  const int64_t *tok_off, int B, int d, int hd, float qscale,
+                                  const float *cosv, const float *sinv, int64_t N,
+                                  cudaStream_t stream) {
     if (N < 0 || B < 1 || hd < 2 || hd % 2 || d % hd)
         return ppd_fail(PPD_ERR_USAGE, "esm qkv_rope: bad size N=%lld B=%d d=%d hd=%d",
                         (long long)N, B, d, hd);
     if (N == 0) return PPD_OK;
     auto launch = [&](auto HD) {
-        PPD_LAUNCH_NAMED("qkv_rope_kernel", qkv_rope_kernel<decltype(HD)::value>, ppd_row_blocks(N),
+        auto kernel = qkv_rope_kernel<decltype(HD)::value, T>;
+        PPD_LAUNCH_NAMED("qkv_rope_kernel", kernel, ppd_row_blocks(N),
                          dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0, stream)
-        (qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
+        (out, qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
         return PPD_OK;
     };
     ppd_status st = PPD_OK;
@@ -155,6 +159,20 @@ extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqk
         launch(std::integral_constant<int, 0>{});
     PPD_CUDA_CHECK_LAUNCH("qkv_rope_kernel");
     return st;
+}
+
+extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward(float *qkv, const float *bqkv,
+                                                    const int64_t *tok_off, int B, int d, int hd,
+                                                    float qscale, const float *cosv,
+                                                    const float *sinv, int64_t N,
+                                                    cudaStream_t stream) {
+    return launch_qkv_rope(qkv, qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N, stream);
+}
+
+extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward_to_bf16(
+    uint16_t *out, const float *qkv, const float *bqkv, const int64_t *tok_off, int B, int d,
+    int hd, float qscale, const float *cosv, const float *sinv, int64_t N, cudaStream_t stream) {
+    return launch_qkv_rope(out, qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N, stream);
 }
 
 // ---- attention: flash-style, one thread per query row
