@@ -313,6 +313,18 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src) {
     return v;
 }
 
+unsigned warp_ballot(unsigned mask, int pred) {
+    scheduler *s = sched;
+    int t = (int)(s->cur - s->fibers.data()), w = t / 32, lane = t % 32;
+    s->slots[w][lane] = pred != 0;
+    warp_barrier(mask);
+    unsigned r = 0;
+    for (int l = 0; l < 32; l++)
+        if ((mask >> l & 1) && s->slots[w][l]) r |= 1u << l;
+    warp_barrier(mask);
+    return r;
+}
+
 // The PTX ISA's fragment layout for mma.m16n8k16 with bf16 inputs (g = lane / 4, t = lane % 4;
 // each 32-bit register holds two bf16, the lower index in the low half):
 //   A (16 x 16, row): a[0] = A[g][2t, 2t+1]   a[1] = A[g+8][2t, 2t+1]

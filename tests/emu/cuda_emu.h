@@ -17,7 +17,7 @@
 //    runs its blocks, and each block's threads, in reverse order (set_launch_order), so a read
 //    of another thread's or block's write without a barrier is stale in one of the two orders.
 //  - __syncthreads is a barrier of all the block's threads (one that has exited makes it an
-//    error, as CUDA leaves it undefined); the warp shuffles and __syncwarp
+//    error, as CUDA leaves it undefined); the warp shuffles, __ballot_sync and __syncwarp
 //    are barriers of the warp's live lanes; so is the bf16 tensor-core mma (mma.sync m16n8k16,
 //    computed from the PTX ISA's fragment layout, products exact, sums in order in fp32), which
 //    needs all 32. Threads waiting at different barriers with nothing
@@ -86,6 +86,8 @@ void warp_barrier(unsigned mask);
 // Exchange 8 bytes with lane `src` of the caller's warp (all lanes in `mask` take part); a source
 // outside [0, 32) reads the caller's own value.
 uint64_t warp_exchange(unsigned mask, uint64_t mine, int src);
+// The lanes of `mask` whose pred is nonzero, as a bit mask (a warp-collective barrier).
+unsigned warp_ballot(unsigned mask, int pred);
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 of the caller's warp: d += A B with the
 // PTX ISA's fragment layout (cuda_emu.cpp spells it out); all 32 lanes must call it.
 void mma_bf16_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]);
@@ -195,10 +197,19 @@ static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 3
     return ppd_emu::from_bits<T>(ppd_emu::warp_exchange(mask, ppd_emu::to_bits(v), s));
 }
 
+static inline unsigned __ballot_sync(unsigned mask, int pred) {
+    return ppd_emu::warp_ballot(mask, pred);
+}
+
 // Only the device functions ppdock's kernels use. No atomics: the kernels do without them, so
 // that every reduction has a fixed order (a kernel that used one would not compile here).
 static inline float __fmul_rn(float a, float b) {
     return a * b;
+}
+static inline int __popc(unsigned x) {
+    int n = 0;
+    for (; x; x &= x - 1) n++;
+    return n;
 }
 
 #endif

@@ -397,6 +397,57 @@ TEST(esm_exp_erf_bodies_accuracy) {
            worst_exp, worst_erf, worst_gelu);
 }
 
+static uint32_t float_bits(float f) {
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+static float bits_float(uint32_t b) {
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+TEST(esm_gelu_gpu_pieces_give_the_cpu_bits) {
+    /* The GPU's bias + GELU divides by sqrt(2) through ppd_esm_div_sqrt2_fma and runs erf's far
+     * range only where ppd_esm_erf_is_far says (anything else in its place must not matter):
+     * both must give the CPU's bits. Floats: every 1021st bit pattern (all binades, both signs,
+     * subnormals, inf, NaN), plus every 7th of both signs in the binades where it could break:
+     * the FMA path's smallest [2^-100, 2^-99) and largest [2^127, inf), and [1, 4), erf's far
+     * range (the division was checked on all 2^32 once, see esm_ops.h). */
+    uint64_t div_bad = 0, erf_bad = 0, n = 0;
+    uint32_t first_bad = 0;
+    const uint32_t lo[] = {0x0d800000u, 0x7f000000u, 0x3f800000u};
+    const uint32_t hi[] = {0x0e000000u, 0x7f800000u, 0x40800000u};
+    for (int range = -1; range < 3; range++) {
+        uint64_t b0 = range < 0 ? 0 : lo[range], b1 = range < 0 ? (1ull << 32) : hi[range];
+        uint64_t step = range < 0 ? 1021 : 7;
+        for (uint64_t b = b0; b < b1; b += step) {
+            for (int sign = 0; sign < (range < 0 ? 1 : 2); sign++) {
+                float z = bits_float((uint32_t)b ^ (sign ? 0x80000000u : 0u));
+                float want = z / PPD_ESM_SQRT2, got = ppd_esm_div_sqrt2_fma(z);
+                int same = float_bits(want) == float_bits(got) || (isnan(want) && isnan(got));
+                if (!same && !div_bad++) first_bad = float_bits(z);
+                float a = fabsf(z);
+                float far = ppd_esm_erf_is_far(a) ? ppd_esm_erf_far(a) : NAN;
+                float e = ppd_esm_erf_join(z, a, ppd_esm_erf_near(a), far), w = ppd_esm_erff(z);
+                erf_bad += float_bits(e) != float_bits(w) && !(isnan(e) && isnan(w));
+                n++;
+            }
+        }
+    }
+    printf("  esm GELU's GPU pieces: %llu floats, %llu divisions and %llu erfs differ",
+           (unsigned long long)n, (unsigned long long)div_bad, (unsigned long long)erf_bad);
+    if (div_bad) printf(" (first division at bits 0x%08x)", first_bad);
+    printf("\n");
+    CHECK(n > 10000000u);
+    CHECK(div_bad == 0);
+    CHECK(erf_bad == 0);
+    /* the guard matters: unguarded, the FMA step gives 2^-148 / sqrt(2) as 2^-148, not 2^-149 */
+    CHECK(float_bits(ppd_esm_div_sqrt2_fma(0x1p-148f)) == float_bits(0x1p-149f));
+}
+
 /* ---- weights ------------------------------------------------------------------------------ */
 
 static uint64_t fnv1a64_bytes(const void *p, size_t n) {

@@ -93,11 +93,12 @@ static inline PPD_HD float ppd_esm_expf(float x) {
  *   1 <= |x| < 4: erf = 1 - exp(-a^2) R(1/a), R a degree-10 fit of erfc(a) exp(a^2) in 1/a
  *                 (relative error 1.3e-9), exp by ppd_esm_expf;
  *   |x| >= 4:     erf = 1 (as in float32 from 3.92 on).
- * Coefficients: least-squares fits with error reweighting, rounded to float32. Both branches are
- * computed and the result selected bitwise; the one not taken may be inf or NaN (x = 0, huge
- * |x|), which the select discards. */
-static inline PPD_HD float ppd_esm_erff(float x) {
-    float a = fabsf(x);
+ * Coefficients: least-squares fits with error reweighting, rounded to float32. The CPU computes
+ * both ranges and selects bitwise; the one not taken may be inf or NaN (x = 0, huge |x|), which
+ * the select discards. The pieces are separate bodies (a = |x|) so that the GPU's bias + GELU can
+ * run the far one, four times the near one's work, only for the elements that need it
+ * (lib/nn/cuda/esm_gelu.cu); ppd_esm_erff is their composition for everyone else. */
+static inline PPD_HD float ppd_esm_erf_near(float a) {
     float u = a * a;
     float q = 7.889118569437414e-05f;
     q = PPD_MUL(q, u) + -0.0008020841050893068f;
@@ -106,7 +107,11 @@ static inline PPD_HD float ppd_esm_erff(float x) {
     q = PPD_MUL(q, u) + 0.11283600330352783f;
     q = PPD_MUL(q, u) + -0.3761262595653534f;
     q = PPD_MUL(q, u) + 0.12837916612625122f;
-    float small = a + PPD_MUL(a, q);
+    return a + PPD_MUL(a, q);
+}
+
+static inline PPD_HD float ppd_esm_erf_far(float a) {
+    float u = a * a;
     float t = 1.0f / a;
     float r = -0.03380413353443146f;
     r = PPD_MUL(r, t) + 0.2372840791940689f;
@@ -119,18 +124,66 @@ static inline PPD_HD float ppd_esm_erff(float x) {
     r = PPD_MUL(r, t) + 0.005303992889821529f;
     r = PPD_MUL(r, t) + 0.5634600520133972f;
     r = PPD_MUL(r, t) + 3.880750227835961e-05f;
-    float big = 1.0f - PPD_MUL(ppd_esm_expf(-u), r);
-    float res = ppd_esm_select(a < 1.0f, small, big);
+    return 1.0f - PPD_MUL(ppd_esm_expf(-u), r);
+}
+
+/* Whether a = |x| takes the far range: 1 <= a < 4 (false for NaN, whose erf is the 1 below). */
+static inline PPD_HD int ppd_esm_erf_is_far(float a) {
+    return a >= 1.0f && a < 4.0f;
+}
+
+/* erf(x) from a = |x| and the two ranges' values (`far` is ignored where a is not in its range,
+ * so a caller that skipped it may pass anything there). */
+static inline PPD_HD float ppd_esm_erf_join(float x, float a, float near, float far) {
+    float res = ppd_esm_select(a < 1.0f, near, far);
     res = ppd_esm_select(a < 4.0f, res, 1.0f);
     return copysignf(res, x);
+}
+
+static inline PPD_HD float ppd_esm_erff(float x) {
+    float a = fabsf(x);
+    return ppd_esm_erf_join(x, a, ppd_esm_erf_near(a), ppd_esm_erf_far(a));
+}
+
+/* sqrt(2) rounded to float32 (1.41421354f), fair-esm's divisor in its GELU, and 1/that rounded
+ * to float32. */
+#define PPD_ESM_SQRT2     1.41421356237309505f
+#define PPD_ESM_INV_SQRT2 0.707106781186547524f
+
+/* z / PPD_ESM_SQRT2 without a division: q = z r (r = PPD_ESM_INV_SQRT2), then one correction,
+ * q + (z - q sqrt2) r, both steps fused multiply-adds. For 2^-100 <= |z| <= FLT_MAX that is the
+ * correctly rounded quotient, the true division's bits: checked on all 2^32 floats once (0
+ * mismatches; below 2^-100 the remainder underflows and 3 million differ) and on a dense subset
+ * by tests/unit/test_esm.c. Other z (tiny, inf, NaN) divide. The GPU's GELU uses it (a division
+ * there is a reciprocal, five FMAs and a range check); the CPU, which has no FMA in its baseline
+ * build, divides. */
+static inline PPD_HD float ppd_esm_div_sqrt2_fma(float z) {
+    float a = fabsf(z);
+    if (!(a >= 0x1p-100f && a <= 0x1.fffffep127f)) return z / PPD_ESM_SQRT2;
+    float q = PPD_MUL(z, PPD_ESM_INV_SQRT2);
+    return fmaf(fmaf(-q, PPD_ESM_SQRT2, z), PPD_ESM_INV_SQRT2, q);
+}
+
+/* GELU's erf argument z / sqrt(2), a true division as fair-esm writes it (the same bits on the
+ * GPU through ppd_esm_div_sqrt2_fma). */
+static inline PPD_HD float ppd_esm_gelu_arg(float z) {
+#ifdef __CUDA_ARCH__
+    return ppd_esm_div_sqrt2_fma(z);
+#else
+    return z / PPD_ESM_SQRT2;
+#endif
+}
+
+/* GELU from z and e = erf(z / sqrt(2)): (z * 0.5) * (1 + e). */
+static inline PPD_HD float ppd_esm_gelu_from_erf(float z, float e) {
+    float a = z * 0.5f;
+    return a * (1.0f + e);
 }
 
 /* Exact (erf) GELU as fair-esm writes it: (z * 0.5) * (1 + erf(z / sqrt(2))), sqrt(2) rounded to
  * float32 (1.41421354f) and a true division; erf by ppd_esm_erff. */
 static inline PPD_HD float ppd_esm_gelu_elem(float z) {
-    float a = z * 0.5f;
-    float e = ppd_esm_erff(z / 1.41421356237309505f);
-    return a * (1.0f + e);
+    return ppd_esm_gelu_from_erf(z, ppd_esm_erff(ppd_esm_gelu_arg(z)));
 }
 
 /* Projection output plus bias, then the query scale (spec §2.3.3: q = (uWq^T + bq) * hd^-0.5,

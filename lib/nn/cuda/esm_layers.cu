@@ -1,5 +1,5 @@
 // ESM-2 layers on the GPU: the CUDA twins of lib/esm's embed, LayerNorm, q/k/v bias + RoPE,
-// attention, bias + GELU and residual (ppdock/esm_cuda.h). Element arithmetic is
+// attention and residual (ppdock/esm_cuda.h; bias + GELU is esm_gelu.cu). Element arithmetic is
 // ppdock/kernels/esm_ops.h, the CPU's own; only the reductions' order differs.
 #include "ppdock/esm_cuda.h"
 
@@ -278,35 +278,7 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
                     hd);
 }
 
-// ---- bias + GELU and the residual update: threads over columns (ppd_launch_cols) --------------
-
-// out may be h (in place: each element is read before it is written, by the same thread).
-template <class T> struct bias_gelu_op {
-    T *out;
-    const float *h, *b;
-    __device__ void operator()(int64_t i, int64_t, int c) const {
-        ppd_store(&out[i], ppd_esm_gelu_elem(h[i] + b[c]));
-    }
-};
-
-template <class T>
-static ppd_status launch_bias_gelu(T *out, const float *h, const float *b, int64_t N, int F,
-                                   cudaStream_t stream) {
-    if (N < 0 || F < 1)
-        return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
-    return ppd_launch_cols("bias_gelu_kernel", bias_gelu_op<T>{out, h, b}, N, F, stream);
-}
-
-extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, int F,
-                                                     cudaStream_t stream) {
-    return launch_bias_gelu(h, h, b, N, F, stream);
-}
-
-extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h,
-                                                             const float *b, int64_t N, int F,
-                                                             cudaStream_t stream) {
-    return launch_bias_gelu(out, h, b, N, F, stream);
-}
+// ---- the residual update: threads over columns (ppd_launch_cols) ----------------------------
 
 struct residual_op {
     float *x;
