@@ -126,6 +126,17 @@ ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h,
 /* x, y: (N, d)   b: (d); x = x + (y + b) */
 ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,
                                          cudaStream_t stream);
+/* The residual update followed by a LayerNorm, as every residual update of the layer loop is
+ * (lib/nn/cuda/esm_residual_ln.cu): x = x + (y + rb) (ppd_cuda_esm_residual_forward), then
+ * out = LayerNorm(x; w, b) (ppd_cuda_esm_layernorm_forward), in one pass over x. out: (N, d),
+ * fp32 or bf16 bit patterns. */
+ppd_status ppd_cuda_esm_residual_layernorm_forward(float *out, float *x, const float *y,
+                                                   const float *rb, const float *w, const float *b,
+                                                   int64_t N, int d, cudaStream_t stream);
+ppd_status ppd_cuda_esm_residual_layernorm_forward_to_bf16(uint16_t *out, float *x, const float *y,
+                                                           const float *rb, const float *w,
+                                                           const float *b, int64_t N, int d,
+                                                           cudaStream_t stream);
 
 /* out: (R, d)   x: (N, d)   out_off: (B + 1). The residue rows of each sequence (its <cls> and
  * <eos> rows dropped), packed: what the CPU's forward copies out per sequence. */
@@ -145,7 +156,9 @@ typedef struct {
     ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0, .profile = 0})
 
 /* The ops of a layer as profile mode times them (in bf16 mode the op before a projection writes
- * its bf16 input: LayerNorm, attention, GELU). */
+ * its bf16 input: LayerNorm, attention, GELU). "residual" is the residual update fused with the
+ * LayerNorm that follows it (the layer's second, the next layer's first, or the final one);
+ * "layernorm" is then the first layer's first LayerNorm alone. */
 enum {
     PPD_ESM_OP_LAYERNORM,
     PPD_ESM_OP_QKV_GEMM,

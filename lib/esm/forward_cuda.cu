@@ -74,6 +74,19 @@ ppd_status layernorm_op(const device_engine *e, const ppd_esm_layout *w, const f
     return ppd_cuda_esm_layernorm_forward(w->u, w->x, lw, lb, N, d, e->stream);
 }
 
+// What follows a residual update: a LayerNorm feeding a projection (lw != NULL, to_u 0: written
+// where layernorm_op writes), the final LayerNorm (to_u 1: fp32 into u, whatever the mode), or
+// nothing (lw == NULL: the run stops at this layer's raw residual stream). y may be u.
+ppd_status residual_op(const device_engine *e, const ppd_esm_layout *w, const float *y,
+                       const float *rb, const float *lw, const float *lb, int to_u, int64_t N) {
+    int d = e->c->d;
+    if (!lw) return ppd_cuda_esm_residual_forward(w->x, y, rb, N, d, e->stream);
+    if (e->bf16 && !to_u)
+        return ppd_cuda_esm_residual_layernorm_forward_to_bf16(w->in16, w->x, y, rb, lw, lb, N, d,
+                                                               e->stream);
+    return ppd_cuda_esm_residual_layernorm_forward(w->u, w->x, y, rb, lw, lb, N, d, e->stream);
+}
+
 ppd_status rope_op(const device_engine *e, const ppd_esm_layout *w, const float *bqkv, int B,
                    float qscale, const float *cosv, const float *sinv, int64_t N) {
     const ppd_esm_config *c = e->c;
@@ -122,14 +135,16 @@ ppd_status prof_collect(device_engine *e, int n) {
     return PPD_OK;
 }
 
-ppd_status layer_forward(device_engine *e, int l, const ppd_esm_layout *w, int B, int64_t N,
-                         int T_max) {
+// Layer l of the `lay` the run computes. Each residual update carries the LayerNorm after it
+// (residual_op): the layer's second, then the next layer's first or, after the model's last
+// layer, the final one (into u); so only layer 0 runs its first LayerNorm alone.
+ppd_status layer_forward(device_engine *e, int l, int lay, const ppd_esm_layout *w, int B,
+                         int64_t N, int T_max) {
     const ppd_esm_config *c = e->c;
     const ppd_esm_params *p = &e->p;
     int d = c->d, F = c->ffn, hd = c->head_dim;
     size_t D = (size_t)d, li = (size_t)l, h2 = (size_t)hd / 2;
     float qscale = (float)pow((double)hd, -0.5);
-    cudaStream_t s = e->stream;
     const float *cosv = e->cosv + li * (size_t)e->T_cap * h2;
     const float *sinv = e->sinv + li * (size_t)e->T_cap * h2;
 
@@ -145,22 +160,25 @@ ppd_status layer_forward(device_engine *e, int l, const ppd_esm_layout *w, int B
     const uint16_t *att16 = tc ? (const uint16_t *)w->big : w->in16;
     float *att_out = tc ? w->u : w->big;
 
-    OP(PPD_ESM_OP_LAYERNORM, layernorm_op(e, w, p->ln1_w + li * D, p->ln1_b + li * D, N));
+    if (l == 0) OP(PPD_ESM_OP_LAYERNORM, layernorm_op(e, w, p->ln1_w, p->ln1_b, N));
     OP(PPD_ESM_OP_QKV_GEMM, project(e, w->big, w->u, w->in16, p->wqkv + li * 3 * D * D,
                                     e->wqkv16 + li * 3 * D * D, N, d, 3 * d));
     OP(PPD_ESM_OP_ROPE, rope_op(e, w, p->bqkv + li * 3 * D, B, qscale, cosv, sinv, N));
     OP(PPD_ESM_OP_ATTENTION, attention_op(e, w, B, N, T_max));
     OP(PPD_ESM_OP_OUT_GEMM,
        project(e, att_out, w->u, att16, p->wo + li * D * D, e->wo16 + li * D * D, N, d, d));
-    OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, att_out, p->bo + li * D, N, d, s));
-
-    OP(PPD_ESM_OP_LAYERNORM, layernorm_op(e, w, p->ln2_w + li * D, p->ln2_b + li * D, N));
+    OP(PPD_ESM_OP_RESIDUAL,
+       residual_op(e, w, att_out, p->bo + li * D, p->ln2_w + li * D, p->ln2_b + li * D, 0, N));
     OP(PPD_ESM_OP_FC1_GEMM, project(e, w->big, w->u, w->in16, p->w1 + li * (size_t)F * D,
                                     e->w116 + li * (size_t)F * D, N, d, F));
     OP(PPD_ESM_OP_GELU, gelu_op(e, w, p->b1 + li * (size_t)F, N));
     OP(PPD_ESM_OP_FC2_GEMM, project(e, w->u, w->big, w->in16, p->w2 + li * D * (size_t)F,
                                     e->w216 + li * D * (size_t)F, N, F, d));
-    OP(PPD_ESM_OP_RESIDUAL, ppd_cuda_esm_residual_forward(w->x, w->u, p->b2 + li * D, N, d, s));
+    // the LayerNorm after the layer: the next layer's first, the final one, or none
+    bool last = l + 1 == c->n_layers;
+    const float *nw = l + 1 < lay ? p->ln1_w + (li + 1) * D : last ? p->lnf_w : NULL;
+    const float *nb = l + 1 < lay ? p->ln1_b + (li + 1) * D : last ? p->lnf_b : NULL;
+    OP(PPD_ESM_OP_RESIDUAL, residual_op(e, w, w->u, p->b2 + li * D, nw, nb, last, N));
 #undef OP
     return prof_collect(e, n);
 }
@@ -421,12 +439,10 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
             }
             STEP(ppd_cuda_esm_embed_forward(w.x, w.tok, w.tok_off, w.div, B, e.p.embed, c->d, N,
                                             sm));
-            for (int l = 0; l < lay && !s; l++) STEP(layer_forward(&e, l, &w, B, N, maxn + 2));
-            const float *src = w.x;
-            if (lay == c->n_layers) { // rep[L] is post-LayerNorm; the norm is per row
-                STEP(ppd_cuda_esm_layernorm_forward(w.u, w.x, e.p.lnf_w, e.p.lnf_b, N, c->d, sm));
-                src = w.u;
-            }
+            for (int l = 0; l < lay && !s; l++) STEP(layer_forward(&e, l, lay, &w, B, N, maxn + 2));
+            // rep[L] is post-LayerNorm (the last layer's residual update wrote it to u); the
+            // norm is per row
+            const float *src = lay == c->n_layers ? w.u : w.x;
             STEP(ppd_cuda_esm_gather_residues(w.out, src, w.tok_off, w.out_off, B, c->d, R, sm));
             if (!s) {
                 ce = cudaMemcpyAsync(sg->out, w.out, (size_t)R * (size_t)c->d * sizeof(float),

@@ -30,6 +30,8 @@ int fetch_close(const char *name, const void *dev, const float *cpu, int64_t n, 
 void check_esm_attention_bf16(void);
 /* tests/gpu/test_esm_gelu_gpu.c */
 void check_esm_bias_gelu(void);
+/* tests/gpu/test_esm_residual_ln_gpu.c */
+void check_esm_residual_layernorm(void);
 
 /* tests/gpu/test_score_gpu.c */
 void check_score_glue(void);

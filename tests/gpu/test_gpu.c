@@ -1391,6 +1391,7 @@ int main(void) {
     check_esm_layers("hd64", lens_a, 6, 128, 64);
     check_esm_attention_bf16();
     check_esm_bias_gelu();
+    check_esm_residual_layernorm();
     int lens_run[] = {12, 140, 3, 64, 31, 90, 200, 7, 0, 45};
     check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 1e-4);
     check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 1e-4);

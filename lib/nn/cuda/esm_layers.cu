@@ -1,6 +1,7 @@
-// ESM-2 layers on the GPU: the CUDA twins of lib/esm's embed, LayerNorm, q/k/v bias + RoPE,
-// attention and residual (ppdock/esm_cuda.h; bias + GELU is esm_gelu.cu). Element arithmetic is
-// ppdock/kernels/esm_ops.h, the CPU's own; only the reductions' order differs.
+// ESM-2 layers on the GPU: the CUDA twins of lib/esm's embed, q/k/v bias + RoPE and attention
+// (ppdock/esm_cuda.h; LayerNorm and the residual are esm_residual_ln.cu, bias + GELU
+// esm_gelu.cu). Element arithmetic is ppdock/kernels/esm_ops.h, the CPU's own; only the
+// reductions' order differs.
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
@@ -19,11 +20,6 @@ static __device__ int seq_of_row(const int64_t *tok_off, int B, int64_t r) {
             hi = mid - 1;
     }
     return lo;
-}
-
-static __device__ double warp_sum_double(double v) {
-    for (int o = PPD_WARP / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
 }
 
 // ---- embedding: one warp per row -----------------------------------------------------------
@@ -52,56 +48,6 @@ extern "C" ppd_status ppd_cuda_esm_embed_forward(float *x, const uint8_t *tok,
     (x, tok, tok_off, div, B, E, d, N);
     PPD_CUDA_CHECK_LAUNCH("embed_kernel");
     return PPD_OK;
-}
-
-// ---- LayerNorm: one warp per row, statistics in double as on the CPU ---------------------------
-
-template <class T>
-static __global__ void layernorm_kernel(T *out, const float *inp, const float *w, const float *b,
-                                        int64_t N, int d) {
-    int64_t stride = (int64_t)gridDim.x * blockDim.y;
-    for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
-        const float *xr = inp + r * d;
-        T *yr = out + r * d;
-        double s = 0.0;
-        for (int c = threadIdx.x; c < d; c += PPD_WARP) s += xr[c];
-        double mean = warp_sum_double(s) / d, v = 0.0;
-        for (int c = threadIdx.x; c < d; c += PPD_WARP) {
-            double t = xr[c] - mean;
-            v += t * t;
-        }
-        v = warp_sum_double(v);
-        float meanf = (float)mean, var = (float)(v / d);
-        float rstd = 1.0f / sqrtf(var + PPD_ESM_LN_EPS);
-        for (int c = threadIdx.x; c < d; c += PPD_WARP)
-            ppd_store(&yr[c], ppd_esm_layernorm_elem(xr[c], meanf, rstd, w[c], b[c]));
-    }
-}
-
-template <class T>
-static ppd_status launch_layernorm(T *out, const float *inp, const float *w, const float *b,
-                                   int64_t N, int d, cudaStream_t stream) {
-    if (N < 0 || d < 1)
-        return ppd_fail(PPD_ERR_USAGE, "esm layernorm: bad size N=%lld d=%d", (long long)N, d);
-    if (N == 0) return PPD_OK;
-    PPD_LAUNCH(layernorm_kernel<T>, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
-               stream)
-    (out, inp, w, b, N, d);
-    PPD_CUDA_CHECK_LAUNCH("layernorm_kernel");
-    return PPD_OK;
-}
-
-extern "C" ppd_status ppd_cuda_esm_layernorm_forward(float *out, const float *inp, const float *w,
-                                                     const float *b, int64_t N, int d,
-                                                     cudaStream_t stream) {
-    return launch_layernorm(out, inp, w, b, N, d, stream);
-}
-
-extern "C" ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, const float *inp,
-                                                             const float *w, const float *b,
-                                                             int64_t N, int d,
-                                                             cudaStream_t stream) {
-    return launch_layernorm(out, inp, w, b, N, d, stream);
 }
 
 // ---- q/k/v bias, query scale and RoPE: one warp per row, a lane per channel pair ----------------
@@ -276,23 +222,6 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
                     "esm attention: head dimension %d has no CUDA kernel (built for 4, 8, 16, "
                     "24, 32, 64, 128; add it in lib/nn/cuda/esm_layers.cu)",
                     hd);
-}
-
-// ---- the residual update: threads over columns (ppd_launch_cols) ----------------------------
-
-struct residual_op {
-    float *x;
-    const float *y, *b;
-    __device__ void operator()(int64_t i, int64_t, int c) const {
-        x[i] = ppd_esm_residual_elem(x[i], y[i], b[c]);
-    }
-};
-
-extern "C" ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b,
-                                                    int64_t N, int d, cudaStream_t stream) {
-    if (N < 0 || d < 1)
-        return ppd_fail(PPD_ERR_USAGE, "esm residual: bad size N=%lld d=%d", (long long)N, d);
-    return ppd_launch_cols("residual_kernel", residual_op{x, y, b}, N, d, stream);
 }
 
 // ---- residue rows out of the packed token rows
