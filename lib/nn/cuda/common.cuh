@@ -94,12 +94,20 @@ static inline size_t ppd_cuda_bytes_taken(size_t before, size_t after) {
 
 // A kernel's output element: fp32 as is, or rounded to bf16 (nearest even, ppdock/half.h) where
 // the output only feeds a bf16 GEMM: the same value ppd_cuda_cast_bf16 would make of the fp32
-// one, without the fp32 round trip through memory.
+// one, without the fp32 round trip through memory. On sm_80+ the rounding is one
+// cvt.rn.bf16.f32 instead of ppd_f32_to_bf16's eight integer operations: the same bits for every
+// number and infinity; a NaN becomes the canonical one (as ppd_pack_bf16x2, mma.cuh).
 static inline __device__ void ppd_store(float *p, float v) {
     *p = v;
 }
 static inline __device__ void ppd_store(uint16_t *p, float v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned short r;
+    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(v));
+    *p = r;
+#else
     *p = ppd_f32_to_bf16(v);
+#endif
 }
 
 // Column-major C = op(A) op(B) + beta C on the handle's stream (lib/nn/cuda/gemm.cu); ta/tb 1 =

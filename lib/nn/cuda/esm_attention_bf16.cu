@@ -16,8 +16,8 @@
 // the running max m and sum l of its rows, rounds P = exp(S - m) to bf16 and adds P V (4 k-steps
 // x hd/8 n-tiles) into its fp32 output fragments. Rounding points: q, k, v to bf16 (nearest even,
 // by the RoPE kernel that writes them) and p; scores, exponentials (2^(s log2 e - m log2 e),
-// tc_exp2), sums and the output in fp32; l sums the rounded p, so the output is exactly a convex
-// combination of the bf16 v rows up to fp32 rounding.
+// tc_exp2), sums and the output in fp32; l sums the rounded p (on the tensor cores, as P times
+// ones), so the output is exactly a convex combination of the bf16 v rows up to fp32 rounding.
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
@@ -74,8 +74,10 @@ static inline __device__ uint32_t tc_pair(const uint16_t *row, int e) {
     return *reinterpret_cast<const uint32_t *>(row + e);
 }
 
+// Up to hd 64, two blocks an SM (16 warps): at most 128 registers a thread, which ptxas meets
+// with 8 bytes of spill at hd 64 (unbounded it takes 137 and one block); hd 128 needs more.
 template <int HD, class OutT>
-static __global__ void __launch_bounds__(TC_THREAD)
+static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
     attention_bf16_kernel(OutT *out, const uint16_t *qkv, const int64_t *tok_off, int H, int b0) {
     static_assert(HD % 16 == 0 && TC_KEYS == 64, "tiles: hd a multiple of 16, 64 keys");
     static_assert(K_STRIDE(HD) % 32 == 8 && V_STRIDE % 32 == 8, "strides: 8 mod 32 words");
@@ -106,7 +108,12 @@ static __global__ void __launch_bounds__(TC_THREAD)
     float o[HD / 8][4];
 #pragma unroll
     for (int n = 0; n < HD / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    float mA = 0.0f, mB = 0.0f, lA = 0.0f, lB = 0.0f; // l: this lane's share of its rows' sums
+    // l: the rows' sums of the rounded p as an mma accumulator, P times a column of ones (D's
+    // columns are all equal: l[0] row A's sum, l[2] row B's). The tensor cores add the 16 p of
+    // each k slice across the group's 4 lanes; on CUDA cores that was 64 of the full tile's 401
+    // SASS instructions (unpacking each bf16 half and adding it), for 4 mma here.
+    float mA = 0.0f, mB = 0.0f, l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const uint32_t ones[2] = {0x3f803f80u, 0x3f803f80u}; // bf16 pairs (1, 1)
     bool first = true;
 
     // One key tile of nk keys: scores, the online softmax's update, O += P V. FULL (nk = 64,
@@ -132,22 +139,22 @@ static __global__ void __launch_bounds__(TC_THREAD)
 #pragma unroll
             for (int e = 0; e < 2; e++)
                 if (FULL || 8 * n + 2 * t + e < nk) {
-                    tA = s[n][e] > tA ? s[n][e] : tA;
-                    tB = s[n][2 + e] > tB ? s[n][2 + e] : tB;
+                    tA = fmaxf(tA, s[n][e]); // one FMNMX; t is never NaN, so as t < s ? s : t
+                    tB = fmaxf(tB, s[n][2 + e]);
                 }
 #pragma unroll
         for (int x = 1; x < 4; x *= 2) {
             float oA = __shfl_xor_sync(0xffffffffu, tA, x),
                   oB = __shfl_xor_sync(0xffffffffu, tB, x);
-            tA = oA > tA ? oA : tA;
-            tB = oB > tB ? oB : tB;
+            tA = fmaxf(tA, oA);
+            tB = fmaxf(tB, oB);
         }
         float nA = first || tA > mA ? tA : mA, nB = first || tB > mB ? tB : mB;
         if (!first) {
             float cA = nA > mA ? tc_exp2((mA - nA) * TC_LOG2E) : 1.0f;
             float cB = nB > mB ? tc_exp2((mB - nB) * TC_LOG2E) : 1.0f;
-            lA *= cA;
-            lB *= cB;
+            l[0] *= cA, l[1] *= cA;
+            l[2] *= cB, l[3] *= cB;
 #pragma unroll
             for (int n = 0; n < HD / 8; n++) {
                 o[n][0] *= cA, o[n][1] *= cA;
@@ -174,9 +181,8 @@ static __global__ void __launch_bounds__(TC_THREAD)
                 float p3 = v1 ? tc_exp2(fmaf(sn[3], TC_LOG2E, -mlB)) : 0.0f;
                 pa[2 * half] = ppd_pack_bf16x2(p0, p1);
                 pa[2 * half + 1] = ppd_pack_bf16x2(p2, p3);
-                lA += ppd_bf16x2_half(pa[2 * half], 0) + ppd_bf16x2_half(pa[2 * half], 1);
-                lB += ppd_bf16x2_half(pa[2 * half + 1], 0) + ppd_bf16x2_half(pa[2 * half + 1], 1);
             }
+            ppd_mma_bf16_16816(l, pa, ones);
 #pragma unroll
             for (int n = 0; n < HD / 8; n++) {
                 uint2 w = *reinterpret_cast<const uint2 *>(&Vt[8 * n + g][8 * kk + 2 * t]);
@@ -216,12 +222,7 @@ static __global__ void __launch_bounds__(TC_THREAD)
             tile(std::false_type{}, nk);
     }
     if (!live) return;
-    // the rows' sums over the group's 4 lanes, in a fixed order
-    lA += __shfl_xor_sync(0xffffffffu, lA, 1);
-    lB += __shfl_xor_sync(0xffffffffu, lB, 1);
-    lA += __shfl_xor_sync(0xffffffffu, lA, 2);
-    lB += __shfl_xor_sync(0xffffffffu, lB, 2);
-    float iA = 1.0f / lA, iB = 1.0f / lB;
+    float iA = 1.0f / l[0], iB = 1.0f / l[2];
 #pragma unroll
     for (int n = 0; n < HD / 8; n++) {
         int c = h * HD + 8 * n + 2 * t;

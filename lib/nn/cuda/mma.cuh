@@ -59,12 +59,4 @@ static inline __device__ uint32_t ppd_pack_bf16x2(float lo, float hi) {
 #endif
 }
 
-// The float value of one half of a packed pair (exact widening).
-static inline __device__ float ppd_bf16x2_half(uint32_t pair, int upper) {
-    uint32_t bits = upper ? pair & 0xffff0000u : pair << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 #endif
