@@ -96,7 +96,7 @@ static inline size_t ppd_cuda_bytes_taken(size_t before, size_t after) {
 // the output only feeds a bf16 GEMM: the same value ppd_cuda_cast_bf16 would make of the fp32
 // one, without the fp32 round trip through memory. On sm_80+ the rounding is one
 // cvt.rn.bf16.f32 instead of ppd_f32_to_bf16's eight integer operations: the same bits for every
-// number and infinity; a NaN becomes the canonical one (as ppd_pack_bf16x2, mma.cuh).
+// number and infinity; a NaN becomes the canonical one (as ppd_pack_bf16x2 below).
 static inline __device__ void ppd_store(float *p, float v) {
     *p = v;
 }
@@ -108,6 +108,42 @@ static inline __device__ void ppd_store(uint16_t *p, float v) {
 #else
     *p = ppd_f32_to_bf16(v);
 #endif
+}
+
+// Two floats rounded to bf16 (nearest, ties to even: ppdock/half.h, the CPU's rounding) and
+// packed, `lo` in the low half. On sm_80+ one cvt.rn.bf16x2.f32 instruction instead of the bit
+// arithmetic (about six integer operations a value, which the attention kernel pays for every
+// score and every staged K and V element): the same bits for every number and infinity; a NaN
+// stays a NaN but becomes the canonical one (0x7fff) where ppd_f32_to_bf16 keeps its payload.
+static inline __device__ uint32_t ppd_pack_bf16x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
+    return (uint32_t)ppd_f32_to_bf16(lo) | (uint32_t)ppd_f32_to_bf16(hi) << 16;
+#endif
+}
+
+// Consecutive outputs in one store, fp32 or bf16 (rounded as ppd_pack_bf16x2 rounds): two (8 or
+// 4 bytes) or four (16 or 8 bytes); p aligned to that width. Kernels that check ppd_aligned16 on
+// their bases use them for 8- and 16-byte accesses.
+static inline __device__ void ppd_store2(float *p, float lo, float hi) {
+    float2 v = {lo, hi};
+    *reinterpret_cast<float2 *>(p) = v;
+}
+static inline __device__ void ppd_store2(uint16_t *p, float lo, float hi) {
+    *reinterpret_cast<uint32_t *>(p) = ppd_pack_bf16x2(lo, hi);
+}
+static inline __device__ void ppd_store4(float *p, float4 v) {
+    *reinterpret_cast<float4 *>(p) = v;
+}
+static inline __device__ void ppd_store4(uint16_t *p, float4 v) {
+    uint2 w = {ppd_pack_bf16x2(v.x, v.y), ppd_pack_bf16x2(v.z, v.w)};
+    *reinterpret_cast<uint2 *>(p) = w;
+}
+static inline bool ppd_aligned16(const void *p) {
+    return (uintptr_t)p % 16 == 0;
 }
 
 // Column-major C = op(A) op(B) + beta C on the handle's stream (lib/nn/cuda/gemm.cu); ta/tb 1 =

@@ -19,24 +19,17 @@
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
-#include "mma.cuh"
 #include "ppdock/kernels/esm_ops.h"
 
 #define GELU_THREADS 128 // 5 blocks per row of the 650M's F = 5120, none partial
 #define GELU_VEC     8
 #define GELU_WARPS   (GELU_THREADS / PPD_WARP)
 
-// GELU_VEC outputs to consecutive columns: fp32 as two 16-byte stores; bf16 as four packed pairs
-// (the rounding of ppd_store) in one 16-byte store.
-static inline __device__ void store_vec(float *p, const float v[GELU_VEC]) {
+// GELU_VEC outputs to consecutive columns: fp32 in two 16-byte stores, bf16 in two 8-byte ones.
+template <class T> static inline __device__ void store_vec(T *p, const float v[GELU_VEC]) {
     float4 lo = {v[0], v[1], v[2], v[3]}, hi = {v[4], v[5], v[6], v[7]};
-    reinterpret_cast<float4 *>(p)[0] = lo;
-    reinterpret_cast<float4 *>(p)[1] = hi;
-}
-static inline __device__ void store_vec(uint16_t *p, const float v[GELU_VEC]) {
-    uint4 w = {ppd_pack_bf16x2(v[0], v[1]), ppd_pack_bf16x2(v[2], v[3]),
-               ppd_pack_bf16x2(v[4], v[5]), ppd_pack_bf16x2(v[6], v[7])};
-    *reinterpret_cast<uint4 *>(p) = w;
+    ppd_store4(p, lo);
+    ppd_store4(p + 4, hi);
 }
 static inline __device__ void load_vec(float v[GELU_VEC], const float *p) {
     float4 lo = reinterpret_cast<const float4 *>(p)[0], hi = reinterpret_cast<const float4 *>(p)[1];
@@ -104,8 +97,7 @@ static ppd_status launch_bias_gelu(T *out, const float *h, const float *b, int64
     if (N < 0 || F < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
     if (N == 0) return PPD_OK;
-    bool vec = F % GELU_VEC == 0 && (uintptr_t)h % 16 == 0 && (uintptr_t)b % 16 == 0 &&
-               (uintptr_t)out % 16 == 0;
+    bool vec = F % GELU_VEC == 0 && ppd_aligned16(h) && ppd_aligned16(b) && ppd_aligned16(out);
     if (!vec) return ppd_launch_cols("bias_gelu_kernel", bias_gelu_op<T>{out, h, b}, N, F, stream);
     int64_t gx = (F / GELU_VEC + GELU_THREADS - 1) / GELU_THREADS;
     int64_t cap = PPD_MAX_ELEM_BLOCKS / gx < 65535 ? PPD_MAX_ELEM_BLOCKS / gx : 65535;

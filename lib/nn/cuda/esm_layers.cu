@@ -50,37 +50,78 @@ extern "C" ppd_status ppd_cuda_esm_embed_forward(float *x, const uint8_t *tok,
     return PPD_OK;
 }
 
-// ---- q/k/v bias, query scale and RoPE: one warp per row, a lane per channel pair ----------------
+// ---- q/k/v bias, query scale and RoPE: one warp per row ----------------------------------------
 
-// HD > 0: the head dimension as a constant, so the pair's head and offset (j / h2, j % h2) are
-// shifts, not the software integer division a run-time hd costs per pair; HD = 0: hd at run
-// time (head dimensions the launch does not list). The same arithmetic either way. out: qkv
-// itself (fp32, in place: each element is read before it is written, by the same thread) or the
-// bf16 rows the tensor-core attention reads.
+// One rotary pair: channels a and e = a + h2 of q and k (values and biases), angle (c, s).
+struct rope_outs {
+    float qa, qe, ka, ke;
+};
+static inline __device__ rope_outs rope_pair(float qa, float qe, float ka, float ke, float bqa,
+                                             float bqe, float bka, float bke, float c, float s,
+                                             float qscale) {
+    float q1 = ppd_esm_bias_scale_elem(qa, bqa, qscale),
+          q2 = ppd_esm_bias_scale_elem(qe, bqe, qscale);
+    float k1 = ppd_esm_bias_scale_elem(ka, bka, 1.0f), k2 = ppd_esm_bias_scale_elem(ke, bke, 1.0f);
+    return {ppd_esm_rope_lo(q1, q2, c, s), ppd_esm_rope_hi(q1, q2, c, s),
+            ppd_esm_rope_lo(k1, k2, c, s), ppd_esm_rope_hi(k1, k2, c, s)};
+}
+
+static inline __device__ float2 ld2(const float *p) {
+    return *reinterpret_cast<const float2 *>(p);
+}
+static inline __device__ float4 ld4(const float *p) {
+    return *reinterpret_cast<const float4 *>(p);
+}
+// HD > 0: the head dimension as a constant (16, 32, 64, 128), so the pair's head and offset
+// (j / h2, j % h2) are shifts, not the software integer division a run-time hd costs, and each
+// lane takes two neighbouring pairs and four v channels at once (8- and 16-byte accesses; the
+// launcher checks the alignment). HD = 0: hd at run time, one pair and one v channel a lane. The
+// same arithmetic either way. out: qkv itself (fp32, in place: each element is read before it is
+// written, by the same thread) or the bf16 rows the tensor-core attention reads.
 template <int HD, class T>
 static __global__ void
 qkv_rope_kernel(T *out, const float *qkv, const float *bqkv, const int64_t *tok_off, int B, int d,
                 int hd_rt, float qscale, const float *cosv, const float *sinv, int64_t N) {
     int hd = HD ? HD : hd_rt, h2 = hd / 2, half = d / 2;
+    const float *bq = bqkv, *bk = bqkv + d, *bv = bqkv + 2 * d;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; r < N; r += stride) {
         int p = (int)(r - tok_off[seq_of_row(tok_off, B, r)]);
         const float *q = qkv + r * 3 * d, *k = q + d, *v = q + 2 * d;
         T *oq = out + r * 3 * d, *ok = oq + d, *ov = oq + 2 * d;
         const float *c = cosv + (int64_t)p * h2, *s = sinv + (int64_t)p * h2;
-        for (int j = threadIdx.x; j < half; j += PPD_WARP) {
-            int i = j % h2, a = (j / h2) * hd + i, e = a + h2;
-            float q1 = ppd_esm_bias_scale_elem(q[a], bqkv[a], qscale);
-            float q2 = ppd_esm_bias_scale_elem(q[e], bqkv[e], qscale);
-            float k1 = ppd_esm_bias_scale_elem(k[a], bqkv[d + a], 1.0f);
-            float k2 = ppd_esm_bias_scale_elem(k[e], bqkv[d + e], 1.0f);
-            ppd_store(&oq[a], ppd_esm_rope_lo(q1, q2, c[i], s[i]));
-            ppd_store(&oq[e], ppd_esm_rope_hi(q1, q2, c[i], s[i]));
-            ppd_store(&ok[a], ppd_esm_rope_lo(k1, k2, c[i], s[i]));
-            ppd_store(&ok[e], ppd_esm_rope_hi(k1, k2, c[i], s[i]));
+        if constexpr (HD > 0) {
+            for (int j = 2 * (int)threadIdx.x; j < half; j += 2 * PPD_WARP) {
+                int i = j % h2, a = (j / h2) * hd + i, e = a + h2; // i, a, e even
+                float2 qa = ld2(q + a), qe = ld2(q + e), ka = ld2(k + a), ke = ld2(k + e);
+                float2 bqa = ld2(bq + a), bqe = ld2(bq + e), bka = ld2(bk + a), bke = ld2(bk + e);
+                float2 cc = ld2(c + i), ss = ld2(s + i);
+                rope_outs x = rope_pair(qa.x, qe.x, ka.x, ke.x, bqa.x, bqe.x, bka.x, bke.x, cc.x,
+                                        ss.x, qscale);
+                rope_outs y = rope_pair(qa.y, qe.y, ka.y, ke.y, bqa.y, bqe.y, bka.y, bke.y, cc.y,
+                                        ss.y, qscale);
+                ppd_store2(oq + a, x.qa, y.qa), ppd_store2(oq + e, x.qe, y.qe);
+                ppd_store2(ok + a, x.ka, y.ka), ppd_store2(ok + e, x.ke, y.ke);
+            }
+            for (int j = 4 * (int)threadIdx.x; j < d; j += 4 * PPD_WARP) {
+                float4 vv = ld4(v + j), bb = ld4(bv + j);
+                float4 o = {ppd_esm_bias_scale_elem(vv.x, bb.x, 1.0f),
+                            ppd_esm_bias_scale_elem(vv.y, bb.y, 1.0f),
+                            ppd_esm_bias_scale_elem(vv.z, bb.z, 1.0f),
+                            ppd_esm_bias_scale_elem(vv.w, bb.w, 1.0f)};
+                ppd_store4(ov + j, o);
+            }
+        } else {
+            for (int j = threadIdx.x; j < half; j += PPD_WARP) {
+                int i = j % h2, a = (j / h2) * hd + i, e = a + h2;
+                rope_outs x = rope_pair(q[a], q[e], k[a], k[e], bq[a], bq[e], bk[a], bk[e], c[i],
+                                        s[i], qscale);
+                ppd_store(&oq[a], x.qa), ppd_store(&oq[e], x.qe);
+                ppd_store(&ok[a], x.ka), ppd_store(&ok[e], x.ke);
+            }
+            for (int j = threadIdx.x; j < d; j += PPD_WARP)
+                ppd_store(&ov[j], ppd_esm_bias_scale_elem(v[j], bv[j], 1.0f));
         }
-        for (int j = threadIdx.x; j < d; j += PPD_WARP)
-            ppd_store(&ov[j], ppd_esm_bias_scale_elem(v[j], bqkv[2 * d + j], 1.0f));
     }
 }
 
@@ -100,8 +141,12 @@ static ppd_status launch_qkv_rope(T *out, const float *qkv, const float *bqkv,
         (out, qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N);
         return PPD_OK;
     };
+    // the listed head dimensions are multiples of 4, so with 16-byte aligned bases every row,
+    // pair and table entry the vector loops touch is aligned
+    bool vec = ppd_aligned16(out) && ppd_aligned16(qkv) && ppd_aligned16(bqkv) &&
+               ppd_aligned16(cosv) && ppd_aligned16(sinv);
     ppd_status st = PPD_OK;
-    if (!ppd_head_dims<16, 32, 64, 128>::call(hd, launch, &st))
+    if (!vec || !ppd_head_dims<16, 32, 64, 128>::call(hd, launch, &st))
         launch(std::integral_constant<int, 0>{});
     PPD_CUDA_CHECK_LAUNCH("qkv_rope_kernel");
     return st;

@@ -17,7 +17,6 @@
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
-#include "mma.cuh"
 #include "ppdock/kernels/esm_ops.h"
 
 static __device__ double warp_sum_double(double v) {
@@ -58,16 +57,6 @@ struct residual_op {
 };
 
 // ---- the vector kernel: the row in registers ---------------------------------------------------
-
-// Four outputs to consecutive columns: fp32 as one 16-byte store, bf16 as two packed pairs (the
-// rounding of ppd_store) in one 8-byte store.
-static inline __device__ void store4(float *p, float4 v) {
-    *reinterpret_cast<float4 *>(p) = v;
-}
-static inline __device__ void store4(uint16_t *p, float4 v) {
-    uint2 w = {ppd_pack_bf16x2(v.x, v.y), ppd_pack_bf16x2(v.z, v.w)};
-    *reinterpret_cast<uint2 *>(p) = w;
-}
 
 // y == NULL: LayerNorm of x alone (x is not written).
 template <int V, class T>
@@ -115,7 +104,7 @@ static __global__ void residual_layernorm_kernel(T *out, float *x, const float *
                         ppd_esm_layernorm_elem(v[k].y, meanf, rstd, wv.y, bv.y),
                         ppd_esm_layernorm_elem(v[k].z, meanf, rstd, wv.z, bv.z),
                         ppd_esm_layernorm_elem(v[k].w, meanf, rstd, wv.w, bv.w)};
-            store4(out + r * d + 4 * c4, o);
+            ppd_store4(out + r * d + 4 * c4, o);
         }
     }
 }
@@ -129,10 +118,6 @@ template <int... VS> struct ln_vec_bounds {
 };
 using ln_bounds = ln_vec_bounds<1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24>;
 
-static bool aligned16(const void *p) {
-    return (uintptr_t)p % 16 == 0;
-}
-
 // out = LayerNorm(x + (y + rb)) with x updated (y == NULL: LayerNorm(x), x unchanged).
 template <class T>
 static ppd_status residual_layernorm(T *out, float *x, const float *y, const float *rb,
@@ -142,8 +127,9 @@ static ppd_status residual_layernorm(T *out, float *x, const float *y, const flo
         return ppd_fail(PPD_ERR_USAGE, "esm %s: bad size N=%lld d=%d",
                         y ? "residual_layernorm" : "layernorm", (long long)N, d);
     if (N == 0) return PPD_OK;
-    bool vec = d % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(b) &&
-               (uintptr_t)out % (4 * sizeof(T)) == 0 && (!y || (aligned16(y) && aligned16(rb)));
+    bool vec = d % 4 == 0 && ppd_aligned16(x) && ppd_aligned16(w) && ppd_aligned16(b) &&
+               (uintptr_t)out % (4 * sizeof(T)) == 0 &&
+               (!y || (ppd_aligned16(y) && ppd_aligned16(rb)));
     ppd_status st = PPD_OK;
     auto launch = [&](auto V) {
         auto kernel = residual_layernorm_kernel<decltype(V)::value, T>;

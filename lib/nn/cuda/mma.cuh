@@ -4,7 +4,8 @@
 //   ppd_mma_bf16_16816(d, a, b);     // d (16 x 8, fp32) += A (16 x 16, bf16) B (16 x 8, bf16)
 //
 // Fragments (the PTX ISA's layout for .m16n8k16 with .bf16; g = lane / 4, t = lane % 4; a 32-bit
-// register holds two bf16, the lower index in its low half: ppd_pack_bf16x2(lower, upper)):
+// register holds two bf16, the lower index in its low half: ppd_pack_bf16x2(lower, upper),
+// common.cuh):
 //   a[0] = A[g][2t, 2t+1]      a[1] = A[g+8][2t, 2t+1]
 //   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
 //   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
@@ -43,20 +44,5 @@ static __device__ __forceinline__ void ppd_mma_bf16_16816(float d[4], const uint
 #endif
 }
 #endif
-
-// Two floats rounded to bf16 (nearest, ties to even: ppdock/half.h, the CPU's rounding) and
-// packed, `lo` in the low half. On sm_80+ one cvt.rn.bf16x2.f32 instruction instead of the bit
-// arithmetic (about six integer operations a value, which the attention kernel pays for every
-// score and every staged K and V element): the same bits for every number and infinity; a NaN
-// stays a NaN but becomes the canonical one (0x7fff) where ppd_f32_to_bf16 keeps its payload.
-static inline __device__ uint32_t ppd_pack_bf16x2(float lo, float hi) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    uint32_t r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-#else
-    return (uint32_t)ppd_f32_to_bf16(lo) | (uint32_t)ppd_f32_to_bf16(hi) << 16;
-#endif
-}
 
 #endif
