@@ -219,6 +219,24 @@ if [ -n "${BASELINE:-}" ]; then
         "$(kv "$OUT/esm-bf16-20g.log" ESM_BENCH tokens_per_s)"
     ab "ESM bf16 attention share" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE attention)" \
         "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE attention)"
+    # opms FILE OP...: the stream milliseconds of the ops in FILE's ESM_PROFILE line (its total
+    # times their shares); per op, so builds whose op lists were fused differently compare (the
+    # residual carries the next LayerNorm since f60e5d0: compare residual + layernorm)
+    opms() {
+        [ -e "$1" ] || return 0
+        local f=$1
+        shift
+        awk -v ops="$*" 'index($0, "ESM_PROFILE ") == 1 {
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] + 0 }
+            n = split(ops, o, " "); s = 0
+            for (j = 1; j <= n; j++) s += v[o[j]]
+            printf "%.1f\n", v["total_ms"] * s / 100; exit }' "$f"
+    }
+    for ops in "attention" "gelu" "rope" "residual layernorm" "qkv_gemm out_gemm fc1_gemm fc2_gemm"; do
+        # shellcheck disable=SC2086 # ops is a list of op names
+        ab "ESM bf16 ms: $ops" "$(opms "$OUT/base-esm-bf16.log" $ops)" \
+            "$(opms "$OUT/esm-bf16-20g.log" $ops)"
+    done
     # json FILE KEY: a number from esm-embed's --json line
     json() { [ -e "$1" ] && grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'; }
     ab "esm-embed bf16 residues/s" "$(json "$OUT/base-esm-embed-bf16.log" residues_per_s)" \
