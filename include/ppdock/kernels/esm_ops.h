@@ -152,11 +152,11 @@ static inline PPD_HD float ppd_esm_erff(float x) {
 
 /* z / PPD_ESM_SQRT2 without a division: q = z r (r = PPD_ESM_INV_SQRT2), then one correction,
  * q + (z - q sqrt2) r, both steps fused multiply-adds. For 2^-100 <= |z| <= FLT_MAX that is the
- * correctly rounded quotient, the true division's bits: checked on all 2^32 floats once (0
- * mismatches; below 2^-100 the remainder underflows and 3 million differ) and on a dense subset
- * by tests/unit/test_esm.c. Other z (tiny, inf, NaN) divide. The GPU's GELU uses it (a division
- * there is a reciprocal, five FMAs and a range check); the CPU, which has no FMA in its baseline
- * build, divides. */
+ * correctly rounded quotient, the true division's bits: checked on all 2^32 floats (0
+ * mismatches; below 2^-100 the remainder underflows and 3 million differ) by `make test-long`
+ * and on a dense subset by `make test` (tests/unit/test_esm.c). Other z (tiny, inf, NaN) divide.
+ * The GPU's GELU uses it (a division there is a reciprocal, five FMAs and a range check); the CPU,
+ * which has no FMA in its baseline build, divides. */
 static inline PPD_HD float ppd_esm_div_sqrt2_fma(float z) {
     float a = fabsf(z);
     if (!(a >= 0x1p-100f && a <= 0x1.fffffep127f)) return z / PPD_ESM_SQRT2;
