@@ -65,15 +65,20 @@ template <class Op> static __global__ void ppd_cols_kernel(Op op, int64_t N, int
         op(r * C + c, r, c);
 }
 
+// The grid's y extent for gx column blocks over `rows` row blocks: at most 65535 and at most
+// PPD_MAX_ELEM_BLOCKS blocks in all; the kernels' grid-stride row loops take the rest.
+static inline int64_t ppd_col_grid_rows(int64_t gx, int64_t rows) {
+    int64_t cap = PPD_MAX_ELEM_BLOCKS / gx < 65535 ? PPD_MAX_ELEM_BLOCKS / gx : 65535;
+    return rows < cap ? rows : cap;
+}
+
 template <class Op>
 static inline ppd_status ppd_launch_cols(const char *name, Op op, int64_t N, int C,
                                          cudaStream_t stream) {
     if (N <= 0 || C <= 0) return PPD_OK;
     int bx = C >= PPD_ELEM_THREADS ? PPD_ELEM_THREADS : (C + 31) / 32 * 32;
     int by = PPD_ELEM_THREADS / bx;
-    int64_t gx = (C + bx - 1) / bx, gy = (N + by - 1) / by;
-    int64_t cap = PPD_MAX_ELEM_BLOCKS / gx < 65535 ? PPD_MAX_ELEM_BLOCKS / gx : 65535;
-    gy = gy > cap ? cap : gy;
+    int64_t gx = (C + bx - 1) / bx, gy = ppd_col_grid_rows(gx, (N + by - 1) / by);
     PPD_LAUNCH_NAMED(name, ppd_cols_kernel<Op>, dim3((unsigned)gx, (unsigned)gy),
                      dim3((unsigned)bx, (unsigned)by), 0, stream)
     (op, N, C);
@@ -125,9 +130,9 @@ static inline __device__ uint32_t ppd_pack_bf16x2(float lo, float hi) {
 #endif
 }
 
-// Consecutive outputs in one store, fp32 or bf16 (rounded as ppd_pack_bf16x2 rounds): two (8 or
-// 4 bytes) or four (16 or 8 bytes); p aligned to that width. Kernels that check ppd_aligned16 on
-// their bases use them for 8- and 16-byte accesses.
+// Consecutive outputs in one store (and inputs in one load: ppd_load2, ppd_load4), fp32 or bf16
+// (rounded as ppd_pack_bf16x2 rounds): two (8 or 4 bytes) or four (16 or 8 bytes); p aligned to
+// that width. Kernels that check ppd_aligned16 on their bases use them for 8- and 16-byte accesses.
 static inline __device__ void ppd_store2(float *p, float lo, float hi) {
     float2 v = {lo, hi};
     *reinterpret_cast<float2 *>(p) = v;
@@ -141,6 +146,12 @@ static inline __device__ void ppd_store4(float *p, float4 v) {
 static inline __device__ void ppd_store4(uint16_t *p, float4 v) {
     uint2 w = {ppd_pack_bf16x2(v.x, v.y), ppd_pack_bf16x2(v.z, v.w)};
     *reinterpret_cast<uint2 *>(p) = w;
+}
+static inline __device__ float2 ppd_load2(const float *p) {
+    return *reinterpret_cast<const float2 *>(p);
+}
+static inline __device__ float4 ppd_load4(const float *p) {
+    return *reinterpret_cast<const float4 *>(p);
 }
 static inline bool ppd_aligned16(const void *p) {
     return (uintptr_t)p % 16 == 0;

@@ -32,7 +32,7 @@ template <class T> static inline __device__ void store_vec(T *p, const float v[G
     ppd_store4(p + 4, hi);
 }
 static inline __device__ void load_vec(float v[GELU_VEC], const float *p) {
-    float4 lo = reinterpret_cast<const float4 *>(p)[0], hi = reinterpret_cast<const float4 *>(p)[1];
+    float4 lo = ppd_load4(p), hi = ppd_load4(p + 4);
     v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
     v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
 }
@@ -100,8 +100,7 @@ static ppd_status launch_bias_gelu(T *out, const float *h, const float *b, int64
     bool vec = F % GELU_VEC == 0 && ppd_aligned16(h) && ppd_aligned16(b) && ppd_aligned16(out);
     if (!vec) return ppd_launch_cols("bias_gelu_kernel", bias_gelu_op<T>{out, h, b}, N, F, stream);
     int64_t gx = (F / GELU_VEC + GELU_THREADS - 1) / GELU_THREADS;
-    int64_t cap = PPD_MAX_ELEM_BLOCKS / gx < 65535 ? PPD_MAX_ELEM_BLOCKS / gx : 65535;
-    int64_t gy = N < cap ? N : cap;
+    int64_t gy = ppd_col_grid_rows(gx, N);
     PPD_LAUNCH(bias_gelu_kernel<T>, dim3((unsigned)gx, (unsigned)gy), GELU_THREADS, 0, stream)
     (out, h, b, N, F);
     PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");

@@ -66,12 +66,6 @@ static inline __device__ rope_outs rope_pair(float qa, float qe, float ka, float
             ppd_esm_rope_lo(k1, k2, c, s), ppd_esm_rope_hi(k1, k2, c, s)};
 }
 
-static inline __device__ float2 ld2(const float *p) {
-    return *reinterpret_cast<const float2 *>(p);
-}
-static inline __device__ float4 ld4(const float *p) {
-    return *reinterpret_cast<const float4 *>(p);
-}
 // HD > 0: the head dimension as a constant (16, 32, 64, 128), so the pair's head and offset
 // (j / h2, j % h2) are shifts, not the software integer division a run-time hd costs, and each
 // lane takes two neighbouring pairs and four v channels at once (8- and 16-byte accesses; the
@@ -93,9 +87,11 @@ qkv_rope_kernel(T *out, const float *qkv, const float *bqkv, const int64_t *tok_
         if constexpr (HD > 0) {
             for (int j = 2 * (int)threadIdx.x; j < half; j += 2 * PPD_WARP) {
                 int i = j % h2, a = (j / h2) * hd + i, e = a + h2; // i, a, e even
-                float2 qa = ld2(q + a), qe = ld2(q + e), ka = ld2(k + a), ke = ld2(k + e);
-                float2 bqa = ld2(bq + a), bqe = ld2(bq + e), bka = ld2(bk + a), bke = ld2(bk + e);
-                float2 cc = ld2(c + i), ss = ld2(s + i);
+                float2 qa = ppd_load2(q + a), qe = ppd_load2(q + e), ka = ppd_load2(k + a),
+                       ke = ppd_load2(k + e);
+                float2 bqa = ppd_load2(bq + a), bqe = ppd_load2(bq + e), bka = ppd_load2(bk + a),
+                       bke = ppd_load2(bk + e);
+                float2 cc = ppd_load2(c + i), ss = ppd_load2(s + i);
                 rope_outs x = rope_pair(qa.x, qe.x, ka.x, ke.x, bqa.x, bqe.x, bka.x, bke.x, cc.x,
                                         ss.x, qscale);
                 rope_outs y = rope_pair(qa.y, qe.y, ka.y, ke.y, bqa.y, bqe.y, bka.y, bke.y, cc.y,
@@ -104,7 +100,7 @@ qkv_rope_kernel(T *out, const float *qkv, const float *bqkv, const int64_t *tok_
                 ppd_store2(ok + a, x.ka, y.ka), ppd_store2(ok + e, x.ke, y.ke);
             }
             for (int j = 4 * (int)threadIdx.x; j < d; j += 4 * PPD_WARP) {
-                float4 vv = ld4(v + j), bb = ld4(bv + j);
+                float4 vv = ppd_load4(v + j), bb = ppd_load4(bv + j);
                 float4 o = {ppd_esm_bias_scale_elem(vv.x, bb.x, 1.0f),
                             ppd_esm_bias_scale_elem(vv.y, bb.y, 1.0f),
                             ppd_esm_bias_scale_elem(vv.z, bb.z, 1.0f),

@@ -74,8 +74,7 @@ static __global__ void residual_layernorm_kernel(T *out, float *x, const float *
             if (c4 >= d4) break;
             v[k] = xr[c4];
             if (y) {
-                float4 yv = reinterpret_cast<const float4 *>(y + r * d)[c4];
-                float4 bv = reinterpret_cast<const float4 *>(rb)[c4];
+                float4 yv = ppd_load4(y + r * d + 4 * c4), bv = ppd_load4(rb + 4 * c4);
                 v[k].x = ppd_esm_residual_elem(v[k].x, yv.x, bv.x);
                 v[k].y = ppd_esm_residual_elem(v[k].y, yv.y, bv.y);
                 v[k].z = ppd_esm_residual_elem(v[k].z, yv.z, bv.z);
@@ -98,8 +97,7 @@ static __global__ void residual_layernorm_kernel(T *out, float *x, const float *
         for (int k = 0; k < V; k++) {
             int c4 = lane + PPD_WARP * k;
             if (c4 >= d4) break;
-            float4 wv = reinterpret_cast<const float4 *>(w)[c4];
-            float4 bv = reinterpret_cast<const float4 *>(b)[c4];
+            float4 wv = ppd_load4(w + 4 * c4), bv = ppd_load4(b + 4 * c4);
             float4 o = {ppd_esm_layernorm_elem(v[k].x, meanf, rstd, wv.x, bv.x),
                         ppd_esm_layernorm_elem(v[k].y, meanf, rstd, wv.y, bv.y),
                         ppd_esm_layernorm_elem(v[k].z, meanf, rstd, wv.z, bv.z),
@@ -142,7 +140,7 @@ static ppd_status residual_layernorm(T *out, float *x, const float *y, const flo
         PPD_CUDA_CHECK_LAUNCH("residual_layernorm_kernel");
         return st;
     }
-    if (y) PPD_TRY(ppd_launch_cols("residual_kernel", residual_op{x, y, rb}, N, d, stream));
+    if (y) PPD_TRY(ppd_cuda_esm_residual_forward(x, y, rb, N, d, stream));
     PPD_LAUNCH(layernorm_kernel<T>, ppd_row_blocks(N), dim3(PPD_WARP, PPD_ROWS_PER_BLOCK), 0,
                stream)
     (out, x, w, b, N, d);
