@@ -101,7 +101,8 @@ ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv, const in
  * the exponentials as 2^(s log2 e - m log2 e) by the GPU's ex2.approx (within 2 ulp of exp2f; the
  * fp32 kernel above uses the CPU's exp body), and fp32 scores, sums and outputs. Needs sm_80; head
  * dimensions 16, 32, 64 and 128 (ppd_cuda_esm_attention_bf16_supported; the run loop uses the fp32
- * kernel for the others). */
+ * kernel for the others). qkv must be 16-byte aligned (device arena blocks are): PPD_ERR_USAGE
+ * otherwise. */
 #define PPD_CUDA_ESM_TC_KEY_TILE 64
 int ppd_cuda_esm_attention_bf16_supported(int hd);
 ppd_status ppd_cuda_esm_attention_bf16_forward(float *out, const uint16_t *qkv,

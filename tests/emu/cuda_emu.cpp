@@ -34,13 +34,26 @@ namespace {
 
 enum fiber_state { RUNNABLE, WAIT_BLOCK, WAIT_WARP, DONE };
 
+// A cp.async in flight (late mode): lands at the first __syncthreads after a wait_group of its
+// thread let its group go. On a GPU it may land any time before that wait returns; ppdock's
+// kernels read staged tiles only after the wait and a barrier, and the other threads' copies
+// need both, so landing this late makes a missing barrier as visible as a missing wait.
+struct async_copy {
+    void *dst;
+    unsigned char bytes[16];
+    int group;
+    bool released; // a wait_group has let it go: it lands at the next __syncthreads
+};
+
 struct fiber {
     ucontext_t start;
     jmp_buf jb;
     char *stack;
     uint3 tid;
     int state, started;
-    unsigned warp_mask; // the mask of the warp barrier it waits at
+    unsigned warp_mask;             // the mask of the warp barrier it waits at
+    std::vector<async_copy> copies; // cp.async not yet landed (late mode)
+    int groups;                     // cp.async groups committed so far
 };
 
 // Fiber stacks: the per-edge tensor-product bodies keep ~20 KB of scratch on the stack.
@@ -63,6 +76,7 @@ struct scheduler {
         uint32_t a[4], b[2];
     } mma[MAX_THREADS / 32][32];
     std::vector<unsigned char> smem;
+    bool late_copies = false; // cp.async lands at wait_group (reversed launches) or at once
 
     scheduler() : fibers(MAX_THREADS) {
         stacks = (char *)mmap(nullptr, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
@@ -137,6 +151,17 @@ __attribute__((noinline)) void yield(int state) {
     abort();
 }
 
+// The late-mode cp.async copies a wait_group has released, at a block barrier's release.
+void land_released(fiber *f) {
+    size_t kept = 0;
+    for (async_copy &c : f->copies)
+        if (c.released)
+            memcpy(c.dst, c.bytes, sizeof c.bytes);
+        else
+            f->copies[kept++] = c;
+    f->copies.resize(kept);
+}
+
 thread_local launch_order order_mode = ORDER_ALTERNATE;
 thread_local uint64_t launches;
 
@@ -147,6 +172,8 @@ void run_block(scheduler *s, int nthreads, bool reverse) {
         f->tid.y = (t / cur_block_dim.x) % cur_block_dim.y;
         f->tid.z = t / (cur_block_dim.x * cur_block_dim.y);
         f->state = RUNNABLE; // started stays: a fiber entered once is resumed by _longjmp
+        f->copies.clear();
+        f->groups = 0;
     }
     int nwarps = (nthreads + 31) / 32;
     for (;;) {
@@ -186,8 +213,10 @@ void run_block(scheduler *s, int nthreads, bool reverse) {
         // CUDA requires every thread of the block at each __syncthreads: one that exited (an
         // early return) makes the barrier undefined, so it is an error here
         if (at_block == nthreads) {
-            for (int t = 0; t < nthreads; t++)
+            for (int t = 0; t < nthreads; t++) {
                 if (s->fibers[t].state == WAIT_BLOCK) s->fibers[t].state = RUNNABLE;
+                land_released(&s->fibers[t]);
+            }
             continue;
         }
         deadlock(s, nthreads,
@@ -325,6 +354,67 @@ unsigned warp_ballot(unsigned mask, int pred) {
     return r;
 }
 
+[[noreturn]] void misaligned(const char *what, const void *p) {
+    fprintf(stderr,
+            "cuda_emu: kernel %s: %s address %p is not 16-byte aligned: a GPU would fault\n",
+            sched->kernel, what, p);
+    abort();
+}
+
+// ldmatrix m8n8.x4, b16: lane 8m + r gives the address of row r of matrix m (8 bf16, 16 bytes);
+// register m of lane 4r + w is word w of row r (elements 2w, 2w + 1, the lower in the low half),
+// or with .trans word w of row r of the transpose: elements [2w][r] and [2w + 1][r].
+void ldmatrix_x4(uint32_t r[4], const void *row, bool trans) {
+    scheduler *s = sched;
+    int t = (int)(s->cur - s->fibers.data()), w = t / 32, lane = t % 32;
+    if ((uintptr_t)row % 16) misaligned("ldmatrix row", row);
+    s->slots[w][lane] = (uint64_t)(uintptr_t)row;
+    warp_barrier(0xffffffffu); // .sync.aligned: all 32 lanes
+    int g = lane / 4, tq = lane % 4;
+    uint32_t out[4];
+    for (int m = 0; m < 4; m++) {
+        uint16_t lo, hi;
+        if (!trans) {
+            const uint16_t *p = (const uint16_t *)(uintptr_t)s->slots[w][8 * m + g];
+            lo = p[2 * tq], hi = p[2 * tq + 1];
+        } else {
+            lo = ((const uint16_t *)(uintptr_t)s->slots[w][8 * m + 2 * tq])[g];
+            hi = ((const uint16_t *)(uintptr_t)s->slots[w][8 * m + 2 * tq + 1])[g];
+        }
+        out[m] = (uint32_t)lo | (uint32_t)hi << 16;
+    }
+    warp_barrier(0xffffffffu); // every lane has read the addresses before a slot is reused
+    memcpy(r, out, sizeof out);
+}
+
+// The source is read at the copy (no kernel writes global memory that it also copies from);
+// the destination is written when the copy lands.
+void cp_async16(void *dst, const void *src, int src_bytes) {
+    if ((uintptr_t)dst % 16) misaligned("cp.async shared", dst);
+    if (src_bytes && (uintptr_t)src % 16) misaligned("cp.async global", src);
+    async_copy c;
+    c.dst = dst;
+    memset(c.bytes, 0, sizeof c.bytes);
+    if (src_bytes) memcpy(c.bytes, src, (size_t)(src_bytes < 16 ? src_bytes : 16));
+    fiber *f = sched->cur;
+    c.group = f->groups;
+    c.released = false;
+    if (sched->late_copies)
+        f->copies.push_back(c);
+    else
+        memcpy(dst, c.bytes, sizeof c.bytes);
+}
+
+void cp_async_commit() {
+    sched->cur->groups++;
+}
+
+void cp_async_wait(int n) {
+    fiber *f = sched->cur;
+    for (async_copy &c : f->copies)
+        if (c.group < f->groups - n) c.released = true;
+}
+
 // The PTX ISA's fragment layout for mma.m16n8k16 with bf16 inputs (g = lane / 4, t = lane % 4;
 // each 32-bit register holds two bf16, the lower index in the low half):
 //   A (16 x 16, row): a[0] = A[g][2t, 2t+1]   a[1] = A[g+8][2t, 2t+1]
@@ -399,8 +489,18 @@ void *dynamic_shared() {
     return sched->smem.data();
 }
 
-void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-              void (*body)(void *), void *arg) {
+// cudaFuncAttributeMaxDynamicSharedMemorySize per kernel (48 KiB unless raised).
+std::mutex attr_mu;
+std::map<const void *, int> max_dynamic_shared;
+
+size_t dynamic_shared_limit(const void *func) {
+    std::lock_guard<std::mutex> g(attr_mu);
+    auto it = max_dynamic_shared.find(func);
+    return it == max_dynamic_shared.end() ? 48 * 1024 : (size_t)it->second;
+}
+
+void run_grid(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+              cudaStream_t stream, void (*body)(void *), void *arg) {
     order_before(stream);
     if (last_error != cudaSuccess && last_error != cudaErrorMemoryAllocation &&
         last_error != cudaErrorInvalidValue)
@@ -408,7 +508,8 @@ void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     if (nthreads == 0 || nthreads > MAX_THREADS || block.x > 1024 || block.y > 1024 ||
         block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
-        grid.y > 65535 || grid.z > 65535 || smem > MAX_SHARED) {
+        grid.y > 65535 || grid.z > 65535 || smem > MAX_SHARED ||
+        smem > dynamic_shared_limit(func)) {
         fprintf(stderr,
                 "cuda_emu: kernel %s: invalid launch configuration grid (%u,%u,%u) block "
                 "(%u,%u,%u) shared %zu bytes\n",
@@ -426,6 +527,7 @@ void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t
     cur_block_dim = block;
     bool reverse = order_mode == ORDER_REVERSE || (order_mode == ORDER_ALTERNATE && launches % 2);
     launches++;
+    s->late_copies = reverse;
     uint64_t nblocks = (uint64_t)grid.x * grid.y * grid.z;
     for (uint64_t k = 0; k < nblocks; k++) {
         uint64_t i = reverse ? nblocks - 1 - k : k;
@@ -522,6 +624,14 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
     p->maxThreadsPerBlock = MAX_THREADS;
     p->maxThreadsDim[0] = 1024;
     p->memoryBusWidth = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
+    if (value < 0 || (size_t)value > MAX_SHARED) return fail(cudaErrorInvalidValue);
+    std::lock_guard<std::mutex> g(attr_mu);
+    max_dynamic_shared[func] = value;
     return cudaSuccess;
 }
 

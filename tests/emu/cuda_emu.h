@@ -20,13 +20,23 @@
 //    error, as CUDA leaves it undefined); the warp shuffles, __ballot_sync and __syncwarp
 //    are barriers of the warp's live lanes; so is the bf16 tensor-core mma (mma.sync m16n8k16,
 //    computed from the PTX ISA's fragment layout, products exact, sums in order in fp32), which
-//    needs all 32. Threads waiting at different barriers with nothing
-//    else able to run is a deadlock: the launch prints the kernel, block and thread states and
-//    aborts, since on a GPU it would hang or be undefined.
+//    needs all 32; and so is ldmatrix (m8n8.x4, plain and .trans, from the PTX ISA's layout:
+//    lane 8m + r names row r of matrix m, lane 4r + w receives word w of row r). Threads waiting at
+//    different barriers with nothing else able to run is a deadlock: the launch prints the kernel,
+//    block and thread states and aborts, since on a GPU it would hang or be undefined.
 //  - __shared__ is a static thread_local variable: shared by the fibers of the running block.
 //    It keeps its contents from block to block (a GPU starts each block with garbage).
+//  - cp.async (16-byte copies from global to shared memory, zero-filled past the source bytes)
+//    lands late on launches that run reversed: at the first __syncthreads after a
+//    cp.async.wait_group let it go, so a missing wait or a missing barrier between the wait and
+//    the reads gives stale data (later than a GPU for a thread reading its own copy between the
+//    wait and the barrier, which ppdock's kernels do not); and at once on the others, so a
+//    buffer refilled while other threads still read it (a missing __syncthreads before the
+//    copies) is overwritten under them.
 //  - launch configurations are checked as the GPU would (block <= 1024 threads, dimensions,
-//    shared memory <= 227 KiB); a bad one sets cudaErrorInvalidConfiguration and runs nothing.
+//    shared memory <= 227 KiB, dynamic shared memory over 48 KiB only up to the kernel's
+//    cudaFuncAttributeMaxDynamicSharedMemorySize); a bad one sets
+//    cudaErrorInvalidConfiguration and runs nothing.
 //  - device memory is host memory, counted against an emulated capacity (PPD_EMU_DEVICE_MB,
 //    default 4096) so that out-of-memory paths are exercised.
 //  - streams and events: kernels, GEMMs and memsets run at launch, in order; events record wall
@@ -91,6 +101,15 @@ unsigned warp_ballot(unsigned mask, int pred);
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 of the caller's warp: d += A B with the
 // PTX ISA's fragment layout (cuda_emu.cpp spells it out); all 32 lanes must call it.
 void mma_bf16_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]);
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16 of the caller's warp: `row` is the 16-byte
+// aligned address of the row this lane names; all 32 lanes must call it.
+void ldmatrix_x4(uint32_t r[4], const void *row, bool trans);
+// cp.async.cg.shared.global of 16 bytes (both addresses 16-byte aligned), the first src_bytes
+// (0 or 16) from src and the rest zeros; commit_group; wait_group(n): all but the n newest
+// committed groups of the caller have landed.
+void cp_async16(void *dst, const void *src, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int n);
 // The dynamic shared memory of the running block (the launch's smem bytes, zeroed per block).
 void *dynamic_shared();
 
@@ -102,8 +121,9 @@ enum launch_order { ORDER_ALTERNATE, ORDER_FORWARD, ORDER_REVERSE };
 void set_launch_order(launch_order o);
 
 // Run body() for every thread of the grid. `name` is the kernel's name, for diagnostics.
-void run_grid(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-              void (*body)(void *), void *arg);
+// func is the kernel (for its dynamic shared memory limit).
+void run_grid(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+              cudaStream_t stream, void (*body)(void *), void *arg);
 
 // Pointer spaces: true when p is null or points into (or just past) a cudaMalloc block.
 // Otherwise the launch would fault on a GPU: prints the kernel, the argument's position and the
@@ -115,6 +135,14 @@ template <class T> bool kernel_arg_ok(const char *kernel, int arg, const T &v) {
         return device_pointer_ok(kernel, arg, (const void *)v);
     else
         return true;
+}
+
+// A kernel's identity for cudaFuncSetAttribute: its address (kernels are function pointers).
+template <class Kernel> const void *func_key(Kernel k) {
+    if constexpr (std::is_pointer<Kernel>::value)
+        return reinterpret_cast<const void *>(k);
+    else
+        return nullptr;
 }
 
 template <class Kernel> struct launcher {
@@ -131,7 +159,8 @@ template <class Kernel> struct launcher {
         auto call = [&]() { kernel(args...); };
         using call_t = decltype(call);
         run_grid(
-            name, grid, block, smem, stream, [](void *p) { (*static_cast<call_t *>(p))(); }, &call);
+            name, func_key(kernel), grid, block, smem, stream,
+            [](void *p) { (*static_cast<call_t *>(p))(); }, &call);
     }
 };
 

@@ -3,7 +3,9 @@
 // is meant to expose (a missing __syncthreads, a divergent barrier) do show. Compiled with
 // cuda_emu.h force-included, like the library's .cu sources. Prints PASS/FAIL lines and
 // "N passed, N failed".
+#include "../../lib/nn/cuda/async_copy.cuh"
 #include "../../lib/nn/cuda/common.cuh"
+#include "../../lib/nn/cuda/mma.cuh"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +142,96 @@ static __global__ void divergent(float *out) {
     out[threadIdx.x] = 1.0f;
 }
 
+// ldmatrix feeding mma, as the bf16 attention uses it (one warp): with A (16 x 16), K (16 keys x 16
+// channels) and V (16 keys x 16 channels) row-major in shared memory, s = A K^T from K's plain
+// ldmatrix and o = A V from V's transposed one, both 16 x 16 row-major. Integer values: the
+// products are exact, so they equal plain loops only if every fragment is where the PTX ISA puts
+// it.
+static __global__ void ldmatrix_products(float *s, float *o, const uint16_t *a, const uint16_t *k,
+                                         const uint16_t *v) {
+    __shared__ __align__(16) uint16_t ks[16][24], vs[16][24]; // rows padded as the kernel's
+    int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+    for (int i = lane; i < 256; i += 32) ks[i / 16][i % 16] = k[i], vs[i / 16][i % 16] = v[i];
+    __syncthreads();
+    uint32_t af[4], kb[4], vb[4];
+    for (int r = 0; r < 4; r++) {
+        int row = g + 8 * (r & 1), col = 2 * t + 8 * (r >> 1);
+        af[r] = (uint32_t)a[row * 16 + col] | (uint32_t)a[row * 16 + col + 1] << 16;
+    }
+    ppd_ldmatrix_x4(kb, &ks[8 * (lane >> 4) + (lane & 7)][8 * ((lane >> 3) & 1)]);
+    ppd_ldmatrix_x4_trans(vb, &vs[8 * ((lane >> 3) & 1) + (lane & 7)][8 * (lane >> 4)]);
+    float d[4][4] = {};
+    ppd_mma_bf16_16816(d[0], af, kb);     // s columns 0..7 (keys 0..7)
+    ppd_mma_bf16_16816(d[1], af, kb + 2); // s columns 8..15
+    ppd_mma_bf16_16816(d[2], af, vb);     // o columns 0..7 (channels 0..7)
+    ppd_mma_bf16_16816(d[3], af, vb + 2); // o columns 8..15
+    for (int n = 0; n < 4; n++) {
+        float *dst = n < 2 ? s : o;
+        int c = 8 * (n & 1) + 2 * t;
+        dst[g * 16 + c] = d[n][0], dst[g * 16 + c + 1] = d[n][1];
+        dst[(g + 8) * 16 + c] = d[n][2], dst[(g + 8) * 16 + c + 1] = d[n][3];
+    }
+}
+
+static void check_ldmatrix() {
+    uint16_t *a, *k, *v;
+    float *s, *o;
+    cudaMalloc((void **)&a, 3 * 256 * sizeof(uint16_t));
+    cudaMalloc((void **)&s, 2 * 256 * sizeof(float));
+    k = a + 256, v = a + 512, o = s + 256;
+    float af[256], kf[256], vf[256];
+    for (int i = 0; i < 256; i++) {
+        af[i] = (float)((i * 7) % 11 - 5), kf[i] = (float)((i * 5) % 13 - 6);
+        vf[i] = (float)((i * 3) % 7 - 3) + (float)(i / 16); // rows differ: a transpose shows
+        a[i] = ppd_f32_to_bf16(af[i]), k[i] = ppd_f32_to_bf16(kf[i]), v[i] = ppd_f32_to_bf16(vf[i]);
+    }
+    PPD_LAUNCH(ldmatrix_products, 1, 32, 0, NULL)(s, o, a, k, v);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float ws = 0.0f, wo = 0.0f;
+            for (int c = 0; c < 16; c++) {
+                ws += af[i * 16 + c] * kf[j * 16 + c];
+                wo += af[i * 16 + c] * vf[c * 16 + j];
+            }
+            ok = ok && s[i * 16 + j] == ws && o[i * 16 + j] == wo;
+        }
+    report("emu_ldmatrix_fragments_feed_mma_as_the_ptx_layout", ok,
+           "A K^T by plain ldmatrix or A V by ldmatrix.trans differs from the loops");
+    cudaFree(a);
+    cudaFree(s);
+}
+
+// 16 threads stage in[0..64) into shared memory by cp.async (16 bytes each; with fill, the last
+// chunk is zero-filled instead), then all 64 read a value another thread copied: out[t] =
+// staged[(t + 4) % 64]. wait and sync drop the wait_group or the barrier after it.
+static __global__ void staged_neighbour(float *out, const float *in, int wait, int sync, int fill) {
+    __shared__ __align__(16) float st[64];
+    int t = threadIdx.x;
+    if (t < 16) ppd_cp_async16(&st[4 * t], &in[4 * t], fill && t == 15 ? 0 : 16);
+    ppd_cp_async_commit();
+    if (wait) ppd_cp_async_wait<0>();
+    if (sync) __syncthreads();
+    out[t] = st[(t + 4) % 64];
+}
+
+// Over two launches (forwards: copies land at once; backwards: at the barrier after the wait),
+// is the staged read ever wrong? New inputs each launch (shared memory keeps the last values).
+static bool staged_ever_wrong(float *out, float *in, int wait, int sync, int fill) {
+    static int calls;
+    bool wrong = false;
+    for (int run = 0; run < 2; run++) {
+        calls++;
+        for (int i = 0; i < 64; i++) out[i] = -1.0f, in[i] = (float)((i * i + calls) % 61);
+        PPD_LAUNCH(staged_neighbour, 1, 64, 0, NULL)(out, in, wait, sync, fill);
+        for (int t = 0; t < 64; t++) {
+            int i = (t + 4) % 64;
+            wrong = wrong || out[t] != (fill && i >= 60 ? 0.0f : in[i]);
+        }
+    }
+    return wrong;
+}
+
 // Emulated device memory (cudaMalloc), which kernels may be given; here it is host memory too, so
 // the checks fill and read it directly.
 static float *dmalloc(size_t n) {
@@ -214,6 +306,26 @@ int main() {
            "launch accepted");
 
     check_held_copies();
+    check_ldmatrix();
+
+    float *sin_ = dmalloc(64), *sout = dmalloc(64);
+    report("emu_cp_async_needs_its_wait_and_a_barrier",
+           !staged_ever_wrong(sout, sin_, 1, 1, 0) && staged_ever_wrong(sout, sin_, 0, 1, 0) &&
+               staged_ever_wrong(sout, sin_, 1, 0, 0),
+           "staging with wait and barrier came out wrong, or without one of them right");
+    report("emu_cp_async_zero_fills", !staged_ever_wrong(sout, sin_, 1, 1, 1),
+           "a copy of 0 source bytes did not write zeros");
+
+    // dynamic shared memory over 48 KiB: refused until the kernel's limit is raised
+    PPD_LAUNCH(reverse, 1, 64, 64 * 1024, NULL)(rout, rin, 64);
+    ok = cudaGetLastError() == cudaErrorInvalidConfiguration;
+    ok = ok &&
+         cudaFuncSetAttribute((const void *)reverse, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              64 * 1024) == cudaSuccess;
+    PPD_LAUNCH(reverse, 1, 64, 64 * 1024, NULL)(rout, rin, 64);
+    ok = ok && cudaGetLastError() == cudaSuccess;
+    report("emu_dynamic_shared_over_48k_needs_the_attribute", ok,
+           "a 64 KiB launch was accepted without cudaFuncSetAttribute, or refused with it");
 
     fflush(stdout);
     pid_t pid = fork();

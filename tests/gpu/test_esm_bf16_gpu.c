@@ -93,17 +93,20 @@ static void check_attention_bf16(int hd, int H, const int *T, int B) {
         for (int h = 0; h < H; h++) attention_bf16_reference(ref, qkv, tok_off[b], T[b], H, hd, h);
     ppd_esm_attention_forward(f32, qkv, tok_off, B, H, hd, scores, (int64_t)T_max * T_max, 1);
 
-    uint16_t *qkv16 = malloc((size_t)N * 3 * d * 2);
-    for (int64_t i = 0; i < N * 3 * d; i++) qkv16[i] = ppd_f32_to_bf16(qkv[i]);
+    /* a key tile of NaN rows after the last sequence: the kernel must not read past a
+     * sequence's end (its last tile's missing keys are zeros, not memory) */
+    int64_t n16 = (N + PPD_CUDA_ESM_TC_KEY_TILE) * 3 * d;
+    uint16_t *qkv16 = malloc((size_t)n16 * 2);
+    for (int64_t i = 0; i < n16; i++) qkv16[i] = i < N * 3 * d ? ppd_f32_to_bf16(qkv[i]) : 0x7fc0;
 
     ppd_device_arena a;
-    size_t need = (size_t)N * 4 * d * 4 + 16 * 8 + 4 * PPD_DEVICE_ALIGN;
+    size_t need = (size_t)n16 * 2 + (size_t)N * d * 4 + 16 * 8 + 4 * PPD_DEVICE_ALIGN;
     snprintf(name, sizeof name, "gpu_esm_attention_bf16_hd%d", hd);
     if (ppd_device_arena_create(&a, need) != PPD_OK) {
         report(name, 0, "arena: %s", ppd_errmsg());
         goto out;
     }
-    uint16_t *d_qkv = dev_copy(&a, qkv16, (size_t)N * 3 * d * 2);
+    uint16_t *d_qkv = dev_copy(&a, qkv16, (size_t)n16 * 2);
     int64_t *d_off = dev_copy(&a, tok_off, (size_t)(B + 1) * 8);
     float *d_out = dev_copy(&a, NULL, (size_t)N * d * 4); /* poisoned */
     if (!d_qkv || !d_off || !d_out) {

@@ -231,16 +231,23 @@ ppd_status ppd_cuda_scatter_parts(float *acc, int dacc, const float *src, int sr
 
 // The ESM attention kernels' launch (esm_layers.cu, esm_attention_bf16.cu): grid (blocks of
 // `rows` query rows over the longest sequence, heads, sequences), the sequences in chunks of
-// 65535 (grid.z's limit); the kernel takes (out, qkv, tok_off, H, first sequence of the chunk).
+// 65535 (grid.z's limit); the kernel takes (out, qkv, tok_off, H, first sequence of the chunk)
+// and `smem` bytes of dynamic shared memory (over 48 KiB, the kernel's limit is raised to it).
 template <class OutT, class InT>
-static ppd_status
-ppd_launch_attention(void (*kernel)(OutT *, const InT *, const int64_t *, int, int),
-                     const char *name, int rows, unsigned threads, OutT *out, const InT *qkv,
-                     const int64_t *tok_off, int B, int H, int T_max, cudaStream_t stream) {
+static ppd_status ppd_launch_attention(void (*kernel)(OutT *, const InT *, const int64_t *, int,
+                                                      int),
+                                       const char *name, int rows, unsigned threads, size_t smem,
+                                       OutT *out, const InT *qkv, const int64_t *tok_off, int B,
+                                       int H, int T_max, cudaStream_t stream) {
     unsigned qblocks = (unsigned)((T_max + rows - 1) / rows);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(
+            (const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return ppd_cuda_status(e, __FILE__, __LINE__, name);
+    }
     for (int b0 = 0; b0 < B; b0 += 65535) {
         unsigned nb = (unsigned)(B - b0 < 65535 ? B - b0 : 65535);
-        PPD_LAUNCH_NAMED(name, kernel, dim3(qblocks, (unsigned)H, nb), threads, 0, stream)
+        PPD_LAUNCH_NAMED(name, kernel, dim3(qblocks, (unsigned)H, nb), threads, smem, stream)
         (out, qkv, tok_off, H, b0);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return ppd_cuda_status(e, __FILE__, __LINE__, name);

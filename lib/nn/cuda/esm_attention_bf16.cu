@@ -11,15 +11,19 @@
 // in the CPU emulation that checks every kernel in `make test`.
 //
 // Block (b0 + blockIdx.z, head blockIdx.y, query rows blockIdx.x * 128 ...), 8 warps of 16 query
-// rows. Per key tile of 64 rows the block stages K and V^T in shared memory as bf16 pairs; each
-// warp then computes its 16 x 64 scores S = Q K^T (8 n-tiles x hd/16 k-steps of mma), updates
-// the running max m and sum l of its rows, rounds P = exp(S - m) to bf16 and adds P V (4 k-steps
-// x hd/8 n-tiles) into its fp32 output fragments. Rounding points: q, k, v to bf16 (nearest even,
-// by the RoPE kernel that writes them) and p; scores, exponentials (2^(s log2 e - m log2 e),
-// tc_exp2), sums and the output in fp32; l sums the rounded p (on the tensor cores, as P times
-// ones), so the output is exactly a convex combination of the bf16 v rows up to fp32 rounding.
+// rows. Key tiles of 64 rows stream through two shared-memory buffers: while the warps compute
+// on one tile, the next one's K and V rows are in flight by cp.async (lib/nn/cuda/async_copy.cuh)
+// into the other. Each warp computes its 16 x 64 scores S = Q K^T (8 n-tiles x hd/16 k-steps of
+// mma), updates the running max m and sum l of its rows, rounds P = exp(S - m) to bf16 and adds
+// P V (4 k-steps x hd/8 n-tiles) into its fp32 output fragments; K and V fragments come from the
+// staged rows by ldmatrix (V's transposed, mma.cuh). Rounding points: q, k, v to bf16 (nearest
+// even, by the RoPE kernel that writes them) and p; scores, exponentials (2^(s log2 e - m log2
+// e), tc_exp2), sums and the output in fp32; l sums the rounded p (on the tensor cores, as P
+// times ones), so the output is exactly a convex combination of the bf16 v rows up to fp32
+// rounding.
 #include "ppdock/esm_cuda.h"
 
+#include "async_copy.cuh"
 #include "common.cuh"
 #include "mma.cuh"
 
@@ -35,22 +39,27 @@
 // 43% of the 650M's bf16 time, 7x its instruction count's share: about 13 GB of K/V tile reads
 // per layer over the DB5.5 chains. 128 rows halve them at the same 16 warps per SM (128
 // registers a thread); the results are the same bits (each query row is computed alone).
+//
+// Why two buffers and cp.async: staging a tile through registers (load, then store to shared
+// memory, between two barriers) left the SM idle for a global-memory latency or more per tile:
+// the SASS issued the 16 loads of a thread in rounds of at most 4, each waited for before its
+// stores (about 5 latencies a tile against the tile's ~300 instructions a warp). Now a tile's
+// copies are issued a whole tile ahead, without registers, and the only wait is for copies that
+// have had a tile's computation to land.
 #define TC_WARPS  8
 #define TC_QROWS  (16 * TC_WARPS)
 #define TC_KEYS   PPD_CUDA_ESM_TC_KEY_TILE
 #define TC_THREAD (32 * TC_WARPS)
 
-// The staged tiles hold bf16 pairs, one 32-bit word each, in rows: Ks[key][channel pair] and
-// Vt[channel][key pair]. An mma B fragment takes pairs 8kk + t and 8kk + 4 + t of a row (mma.cuh),
-// so within each group of 8 words the pairs are interleaved (pair x at word 2x for x < 4, at
-// 2(x - 4) + 1 above) and a lane reads its fragment as one 64-bit word pair. A 64-bit read is
-// served 16 lanes at a time (g = 0..3 or 4..7, t = 0..3, words g * stride + 2t, +1): a row
-// stride of 8 mod 32 words puts those 32 words in 32 distinct banks.
-static inline __device__ int tc_word(int pair) {
-    return (pair & ~7) | (pair & 3) << 1 | (pair >> 2 & 1);
+// Staged rows: TC_KEYS keys of hd bf16 each, K and V alike as the global rows are, padded by 8
+// bf16 so that the stride is an odd multiple of 16 bytes (ldmatrix reads conflict-free,
+// mma.cuh). Two buffers of a K tile and a V tile each, in dynamic shared memory (hd 128's 68 KiB
+// is over the 48 KiB a kernel gets by default).
+#define TC_ROW(HD)  ((HD) + 8)
+#define TC_TILE(HD) (TC_KEYS * TC_ROW(HD))
+static constexpr size_t tc_smem_bytes(int hd) {
+    return (size_t)4 * TC_TILE(hd) * sizeof(uint16_t);
 }
-#define K_STRIDE(HD) ((HD) / 2 + (40 - (HD) / 2 % 32) % 32)
-#define V_STRIDE     (TC_KEYS / 2 + 8)
 
 // 2^x for the softmax: on the GPU ex2.approx.ftz (one special-function instruction, relative
 // error below 2^-22, results under 2^-126 flushed to zero) instead of ppd_esm_expf's 25
@@ -74,15 +83,13 @@ static inline __device__ uint32_t tc_pair(const uint16_t *row, int e) {
     return *reinterpret_cast<const uint32_t *>(row + e);
 }
 
-// Up to hd 64, two blocks an SM (16 warps): at most 128 registers a thread, which ptxas meets
-// with 8 bytes of spill at hd 64 (unbounded it takes 137 and one block); hd 128 needs more.
+// Up to hd 64, two blocks an SM (16 warps): at most 128 registers a thread; hd 128 needs more.
 template <int HD, class OutT>
 static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
     attention_bf16_kernel(OutT *out, const uint16_t *qkv, const int64_t *tok_off, int H, int b0) {
     static_assert(HD % 16 == 0 && TC_KEYS == 64, "tiles: hd a multiple of 16, 64 keys");
-    static_assert(K_STRIDE(HD) % 32 == 8 && V_STRIDE % 32 == 8, "strides: 8 mod 32 words");
-    __shared__ __align__(8) uint32_t Ks[TC_KEYS][K_STRIDE(HD)]; // k[j][c, c+1] at tc_word(c/2)
-    __shared__ __align__(8) uint32_t Vt[HD][V_STRIDE];          // v[j, j+1][c] at tc_word(j/2)
+    PPD_EXTERN_SHARED(uint4, tc_smem); // uint4: 16-byte aligned, as cp.async and ldmatrix need
+    uint16_t *stage = reinterpret_cast<uint16_t *>(tc_smem); // buffer u: K at 2u, V at 2u + 1
     int b = b0 + (int)blockIdx.z, h = blockIdx.y;
     int64_t r0 = tok_off[b];
     int T = (int)(tok_off[b + 1] - r0);
@@ -92,6 +99,28 @@ static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
     int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int rowA = q0 + 16 * warp + g, rowB = rowA + 8; // the two query rows of this lane
     bool live = q0 + 16 * warp < T;                 // warp-uniform: any of its rows is a query
+
+    // K and V rows k0 .. k0 + 63 into buffer u, 16-byte copies, 8 lanes to a 128-byte row span;
+    // rows past the sequence's end are zeros (its last tile), read from nowhere
+    auto stage_tile = [&](int k0, int u) {
+        constexpr int CHUNKS = TC_KEYS * HD / 8;
+        uint16_t *Ks = stage + 2 * u * TC_TILE(HD), *Vs = Ks + TC_TILE(HD);
+        const uint16_t *kv = qkv + (r0 + k0) * ld + d + h * HD;
+        int nk = T - k0;
+#pragma unroll
+        for (int i0 = 0; i0 < CHUNKS; i0 += TC_THREAD) {
+            int i = i0 + (int)threadIdx.x, j = i / (HD / 8), c = 8 * (i % (HD / 8));
+            if (CHUNKS % TC_THREAD == 0 || i < CHUNKS) {
+                int n = j < nk ? 16 : 0;
+                const uint16_t *src = kv + (int64_t)(j < nk ? j : 0) * ld + c;
+                ppd_cp_async16(Ks + j * TC_ROW(HD) + c, src, n);
+                ppd_cp_async16(Vs + j * TC_ROW(HD) + c, src + d, n);
+            }
+        }
+        ppd_cp_async_commit();
+    };
+    int ntiles = (T + TC_KEYS - 1) / TC_KEYS;
+    stage_tile(0, 0);
 
     // Q as A fragments, one per 16-wide k slice of the head dimension (rows past T are zeros)
     uint32_t qa[HD / 16][4];
@@ -115,23 +144,31 @@ static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
     float mA = 0.0f, mB = 0.0f, l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     const uint32_t ones[2] = {0x3f803f80u, 0x3f803f80u}; // bf16 pairs (1, 1)
     bool first = true;
+    // This lane's ldmatrix rows within a tile: for K (plain), matrix m = lane / 8 is keys
+    // 8 (m / 2) .. +7 of an n-tile pair, channels 8 (m % 2) .. +7 of a k slice (b[0], b[1] of
+    // n-tile 2np, then of 2np + 1); for V (.trans), keys 8 (m % 2) .. +7 of a 16-key slice,
+    // channels 8 (m / 2) .. +7 of an n-tile pair (the same order of fragments).
+    int k_row = (8 * (lane >> 4) + (lane & 7)) * TC_ROW(HD) + 8 * ((lane >> 3) & 1);
+    int v_row = (8 * ((lane >> 3) & 1) + (lane & 7)) * TC_ROW(HD) + 8 * (lane >> 4);
 
-    // One key tile of nk keys: scores, the online softmax's update, O += P V. FULL (nk = 64,
-    // every tile but a sequence's last) drops the per-score key masks.
-    auto tile = [&](auto full, int nk) {
+    // One key tile of nk keys from buffer u: scores, the online softmax's update, O += P V.
+    // FULL (nk = 64, every tile but a sequence's last) drops the per-score key masks.
+    auto tile = [&](auto full, int nk, int u) {
         constexpr bool FULL = decltype(full)::value;
+        const uint16_t *Ks = stage + 2 * u * TC_TILE(HD), *Vs = Ks + TC_TILE(HD);
         // S = Q K^T: n-tile n holds keys 8n .. 8n+7; this lane's are 8n + 2t, 8n + 2t + 1
         float s[TC_KEYS / 8][4];
 #pragma unroll
-        for (int n = 0; n < TC_KEYS / 8; n++) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        for (int n = 0; n < TC_KEYS / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int np = 0; np < TC_KEYS / 16; np++)
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
-                uint2 w = *reinterpret_cast<const uint2 *>(&Ks[8 * n + g][8 * kk + 2 * t]);
-                uint32_t kb[2] = {w.x, w.y};
-                ppd_mma_bf16_16816(s[n], qa[kk], kb);
+                uint32_t kb[4];
+                ppd_ldmatrix_x4(kb, Ks + 16 * np * TC_ROW(HD) + 16 * kk + k_row);
+                ppd_mma_bf16_16816(s[2 * np], qa[kk], kb);
+                ppd_mma_bf16_16816(s[2 * np + 1], qa[kk], kb + 2);
             }
-        }
         // the tile's row maxima over the valid keys, across the 4 lanes of the group
         float tA = -FLT_MAX, tB = -FLT_MAX;
 #pragma unroll
@@ -184,42 +221,33 @@ static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
             }
             ppd_mma_bf16_16816(l, pa, ones);
 #pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                uint2 w = *reinterpret_cast<const uint2 *>(&Vt[8 * n + g][8 * kk + 2 * t]);
-                uint32_t vb[2] = {w.x, w.y};
-                ppd_mma_bf16_16816(o[n], pa, vb);
+            for (int np = 0; np < HD / 16; np++) {
+                uint32_t vb[4];
+                ppd_ldmatrix_x4_trans(vb, Vs + 16 * kk * TC_ROW(HD) + 16 * np + v_row);
+                ppd_mma_bf16_16816(o[2 * np], pa, vb);
+                ppd_mma_bf16_16816(o[2 * np + 1], pa, vb + 2);
             }
         }
     };
 
-    for (int k0 = 0; k0 < T; k0 += TC_KEYS) {
-        int nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
-        __syncthreads(); // the previous tile is consumed
-        const uint16_t *kv = qkv + (r0 + k0) * ld + d + h * HD;
-        // K: consecutive threads take one row's consecutive channel pairs (4-byte loads); keys
-        // past the sequence's end are zeros
-        for (int i = threadIdx.x; i < TC_KEYS * HD / 2; i += TC_THREAD) {
-            int j = i / (HD / 2), cp = i % (HD / 2);
-            Ks[j][tc_word(cp)] = j < nk ? tc_pair(kv + (int64_t)j * ld, 2 * cp) : 0u;
+    // Tile it computes from buffer it % 2 while tile it + 1 lands in the other; the barrier after
+    // a tile keeps its buffer from being refilled (at the next step's copies) under a slower warp.
+    for (int it = 0; it < ntiles; it++) {
+        int k0 = it * TC_KEYS, nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
+        if (it + 1 < ntiles) {
+            stage_tile(k0 + TC_KEYS, (it + 1) & 1);
+            ppd_cp_async_wait<1>(); // this tile's group, not the one just issued
+        } else {
+            ppd_cp_async_wait<0>();
         }
-        // V^T: a thread takes two channels of two keys and swaps their halves into two
-        // (key, key + 1) pairs; a warp takes 8 channels of 16 keys, and its stores land in 2
-        // rows per bank group (2-way)
-        for (int i = threadIdx.x; i < HD / 2 * TC_KEYS / 2; i += TC_THREAD) {
-            int w = i / 32, l = i % 32;
-            int c = 2 * (4 * (w % (HD / 8)) + l / 8), jp = 8 * (w / (HD / 8)) + l % 8;
-            const uint16_t *vr = kv + d + (int64_t)(2 * jp) * ld;
-            uint32_t v0 = 2 * jp < nk ? tc_pair(vr, c) : 0u;
-            uint32_t v1 = 2 * jp + 1 < nk ? tc_pair(vr + ld, c) : 0u;
-            Vt[c][tc_word(jp)] = (v0 & 0xffffu) | v1 << 16;
-            Vt[c + 1][tc_word(jp)] = v0 >> 16 | (v1 & 0xffff0000u);
+        __syncthreads(); // every thread's copies of this tile have landed
+        if (live) {
+            if (nk == TC_KEYS)
+                tile(std::true_type{}, nk, it & 1);
+            else
+                tile(std::false_type{}, nk, it & 1);
         }
         __syncthreads();
-        if (!live) continue;
-        if (nk == TC_KEYS)
-            tile(std::true_type{}, nk);
-        else
-            tile(std::false_type{}, nk);
     }
     if (!live) return;
     float iA = 1.0f / l[0], iB = 1.0f / l[2];
@@ -243,7 +271,8 @@ template <int HD, class OutT>
 static ppd_status launch_attention_bf16(OutT *out, const uint16_t *qkv, const int64_t *tok_off,
                                         int B, int H, int T_max, cudaStream_t stream) {
     return ppd_launch_attention(attention_bf16_kernel<HD, OutT>, "attention_bf16_kernel launch",
-                                TC_QROWS, TC_THREAD, out, qkv, tok_off, B, H, T_max, stream);
+                                TC_QROWS, TC_THREAD, tc_smem_bytes(HD), out, qkv, tok_off, B, H,
+                                T_max, stream);
 }
 
 using tc_head_dims = ppd_head_dims<16, 32, 64, 128>;
@@ -259,6 +288,11 @@ static ppd_status attention_bf16(OutT *out, const uint16_t *qkv, const int64_t *
         return ppd_fail(PPD_ERR_USAGE, "esm attention bf16: bad size B=%d H=%d T_max=%d", B, H,
                         T_max);
     if (T_max == 0) return PPD_OK;
+    if ((uintptr_t)qkv % 16)
+        return ppd_fail(PPD_ERR_USAGE,
+                        "esm attention bf16: q/k/v at %p is not 16-byte aligned (its tiles are "
+                        "copied 16 bytes at a time; device arena blocks are)",
+                        (const void *)qkv);
     ppd_status st = PPD_OK;
     auto launch = [&](auto HD) {
         return launch_attention_bf16<decltype(HD)::value>(out, qkv, tok_off, B, H, T_max, stream);

@@ -244,8 +244,8 @@ static __global__ void __launch_bounds__(QROWS)
 template <int HD>
 static ppd_status launch_attention(float *out, const float *qkv, const int64_t *tok_off, int B,
                                    int H, int T_max, cudaStream_t stream) {
-    return ppd_launch_attention(attention_kernel<HD>, "attention_kernel launch", QROWS, QROWS, out,
-                                qkv, tok_off, B, H, T_max, stream);
+    return ppd_launch_attention(attention_kernel<HD>, "attention_kernel launch", QROWS, QROWS, 0,
+                                out, qkv, tok_off, B, H, T_max, stream);
 }
 
 extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv,
