@@ -146,7 +146,7 @@ esm_bench() { # name precision budget_gb compare profile
 }
 # profile 1: one more run with each op timed (where the time goes: attention or GEMMs)
 esm_bench fp32-20g fp32 20 4 1
-esm_bench tf32-20g tf32 20 4 0
+esm_bench tf32-20g tf32 20 4 1
 esm_bench bf16-20g bf16 20 4 1
 esm_bench bf16-70g bf16 70 0 0
 # embed_bf16 STEP BIN: esm-embed end to end in bf16 (random 650M weights, every chain) into a
@@ -173,6 +173,9 @@ grep -E '^(TRAIN_BENCH|TRAIN_PROFILE|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$su
 # same GPU in the same run, for ratios that do not depend on the machine
 if [ -n "${BASELINE:-}" ]; then
     step base-esm-bf16 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" bf16 20 0 2 0 1 ||
+        bench_failed=1
+    # tf32: its attention is the fp32 kernel (one thread per query row), restaged since 88f9d47
+    step base-esm-tf32 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" tf32 20 0 2 0 1 ||
         bench_failed=1
     embed_bf16 base-esm-embed-bf16 "$BASELINE/bin"
     step base-train-bench env OUT="$OUT/base" PPD_BIN="$BASELINE/bin" JOBS="$JOBS" N=10000 \
@@ -237,6 +240,10 @@ if [ -n "${BASELINE:-}" ]; then
         ab "ESM bf16 ms: $ops" "$(opms "$OUT/base-esm-bf16.log" $ops)" \
             "$(opms "$OUT/esm-bf16-20g.log" $ops)"
     done
+    ab "ESM-2 650M tf32 tokens/s" "$(kv "$OUT/base-esm-tf32.log" ESM_BENCH tokens_per_s)" \
+        "$(kv "$OUT/esm-tf32-20g.log" ESM_BENCH tokens_per_s)"
+    ab "ESM tf32 ms: attention" "$(opms "$OUT/base-esm-tf32.log" attention)" \
+        "$(opms "$OUT/esm-tf32-20g.log" attention)"
     # json FILE KEY: a number from esm-embed's --json line
     json() { [ -e "$1" ] && grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'; }
     ab "esm-embed bf16 residues/s" "$(json "$OUT/base-esm-embed-bf16.log" residues_per_s)" \

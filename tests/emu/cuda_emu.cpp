@@ -533,7 +533,7 @@ void run_grid(const char *name, const void *func, dim3 grid, dim3 block, size_t 
         uint64_t i = reverse ? nblocks - 1 - k : k;
         cur_block = make_uint3((unsigned)(i % grid.x), (unsigned)(i / grid.x % grid.y),
                                (unsigned)(i / ((uint64_t)grid.x * grid.y)));
-        if (smem) memset(s->smem.data(), 0, smem);
+        if (smem) memset(s->smem.data(), 0xff, smem); // a GPU's are garbage: NaN here
         run_block(s, (int)nthreads, reverse);
     }
 }

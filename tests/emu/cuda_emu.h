@@ -25,7 +25,8 @@
 //    different barriers with nothing else able to run is a deadlock: the launch prints the kernel,
 //    block and thread states and aborts, since on a GPU it would hang or be undefined.
 //  - __shared__ is a static thread_local variable: shared by the fibers of the running block.
-//    It keeps its contents from block to block (a GPU starts each block with garbage).
+//    It keeps its contents from block to block (a GPU starts each block with garbage); dynamic
+//    shared memory starts each block as bytes 0xff (NaN as floats and bf16).
 //  - cp.async (16-byte copies from global to shared memory, zero-filled past the source bytes)
 //    lands late on launches that run reversed: at the first __syncthreads after a
 //    cp.async.wait_group let it go, so a missing wait or a missing barrier between the wait and
@@ -110,7 +111,8 @@ void ldmatrix_x4(uint32_t r[4], const void *row, bool trans);
 void cp_async16(void *dst, const void *src, int src_bytes);
 void cp_async_commit();
 void cp_async_wait(int n);
-// The dynamic shared memory of the running block (the launch's smem bytes, zeroed per block).
+// The dynamic shared memory of the running block (the launch's smem bytes, all bytes 0xff at
+// the start of each block: NaN as floats or bf16, so a read of what no thread wrote shows).
 void *dynamic_shared();
 
 // The order a launch runs its blocks in, and a block's threads between barriers: alternating

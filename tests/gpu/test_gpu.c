@@ -647,12 +647,19 @@ static void check_esm_layers(const char *tag, const int *lens, int B, int d, int
     ppd_device_upload(d_qkv, o2, (size_t)N * 3 * d * 4);
     ppd_esm_attention_forward(o_cpu, o2, tok_off, B, H, hd, scores, (int64_t)T * T, 1);
     free(scores);
-    st = ppd_cuda_esm_attention_forward(d_out, d_qkv, d_off, B, H, hd, T, NULL);
-    snprintf(name, sizeof name, "gpu_esm_attention_matches_cpu_%s", tag);
-    if (st)
-        report(name, 0, "%s", ppd_errmsg());
-    else
-        fetch_close(name, d_out, o_cpu, N * d, 1e-5);
+    /* twice, on a poisoned output: consecutive launches run in the emulation's two orders (its
+     * cp.async staging lands early in one, late in the other) */
+    for (int run = 0; run < 2; run++) {
+        st = cudaMemset(d_out, 0xff, (size_t)N * d * 4) != cudaSuccess
+                 ? PPD_ERR_CUDA
+                 : ppd_cuda_esm_attention_forward(d_out, d_qkv, d_off, B, H, hd, T, NULL);
+        snprintf(name, sizeof name, "gpu_esm_attention_matches_cpu_%s%s", tag,
+                 run ? "_second_launch" : "");
+        if (st)
+            report(name, 0, "%s", ppd_errmsg());
+        else
+            fetch_close(name, d_out, o_cpu, N * d, 1e-5);
+    }
 
     memcpy(o_cpu, hh, (size_t)N * F * 4);
     ppd_esm_bias_gelu_forward(o_cpu, b1, N, F, 1);

@@ -100,23 +100,12 @@ static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
     int rowA = q0 + 16 * warp + g, rowB = rowA + 8; // the two query rows of this lane
     bool live = q0 + 16 * warp < T;                 // warp-uniform: any of its rows is a query
 
-    // K and V rows k0 .. k0 + 63 into buffer u, 16-byte copies, 8 lanes to a 128-byte row span;
-    // rows past the sequence's end are zeros (its last tile), read from nowhere
-    auto stage_tile = [&](int k0, int u) {
-        constexpr int CHUNKS = TC_KEYS * HD / 8;
-        uint16_t *Ks = stage + 2 * u * TC_TILE(HD), *Vs = Ks + TC_TILE(HD);
-        const uint16_t *kv = qkv + (r0 + k0) * ld + d + h * HD;
-        int nk = T - k0;
-#pragma unroll
-        for (int i0 = 0; i0 < CHUNKS; i0 += TC_THREAD) {
-            int i = i0 + (int)threadIdx.x, j = i / (HD / 8), c = 8 * (i % (HD / 8));
-            if (CHUNKS % TC_THREAD == 0 || i < CHUNKS) {
-                int n = j < nk ? 16 : 0;
-                const uint16_t *src = kv + (int64_t)(j < nk ? j : 0) * ld + c;
-                ppd_cp_async16(Ks + j * TC_ROW(HD) + c, src, n);
-                ppd_cp_async16(Vs + j * TC_ROW(HD) + c, src + d, n);
-            }
-        }
+    // K and V rows of key tile k into buffer u; keys past the sequence's end are zeros
+    auto stage_tile = [&](int k, int u) {
+        const uint16_t *kv = qkv + (r0 + k * TC_KEYS) * ld + d + h * HD;
+        ppd_cp_async_rows<TC_KEYS, HD * 2, TC_THREAD, 2>(stage + 2 * u * TC_TILE(HD),
+                                                         TC_ROW(HD) * 2, TC_TILE(HD) * 2, kv,
+                                                         2 * ld, 2 * d, T - k * TC_KEYS);
         ppd_cp_async_commit();
     };
     int ntiles = (T + TC_KEYS - 1) / TC_KEYS;
@@ -230,22 +219,14 @@ static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
         }
     };
 
-    // Tile it computes from buffer it % 2 while tile it + 1 lands in the other; the barrier after
-    // a tile keeps its buffer from being refilled (at the next step's copies) under a slower warp.
-    for (int it = 0; it < ntiles; it++) {
-        int k0 = it * TC_KEYS, nk = T - k0 < TC_KEYS ? T - k0 : TC_KEYS;
-        if (it + 1 < ntiles) {
-            stage_tile(k0 + TC_KEYS, (it + 1) & 1);
-            ppd_cp_async_wait<1>(); // this tile's group, not the one just issued
-        } else {
-            ppd_cp_async_wait<0>();
-        }
-        __syncthreads(); // every thread's copies of this tile have landed
+    for (int k = 0; k < ntiles; k++) {
+        ppd_tile_ready(k, ntiles, stage_tile);
+        int nk = T - k * TC_KEYS < TC_KEYS ? T - k * TC_KEYS : TC_KEYS;
         if (live) {
             if (nk == TC_KEYS)
-                tile(std::true_type{}, nk, it & 1);
+                tile(std::true_type{}, nk, k & 1);
             else
-                tile(std::false_type{}, nk, it & 1);
+                tile(std::false_type{}, nk, k & 1);
         }
         __syncthreads();
     }

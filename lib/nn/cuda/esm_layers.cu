@@ -4,6 +4,7 @@
 // reductions' order differs.
 #include "ppdock/esm_cuda.h"
 
+#include "async_copy.cuh"
 #include "common.cuh"
 #include "ppdock/kernels/esm_ops.h"
 
@@ -162,20 +163,31 @@ extern "C" ppd_status ppd_cuda_esm_qkv_rope_forward_to_bf16(
     return launch_qkv_rope(out, qkv, bqkv, tok_off, B, d, hd, qscale, cosv, sinv, N, stream);
 }
 
-// ---- attention: flash-style, one thread per query row
-// -------------------------------------------- Block (b0 + blockIdx.z, head blockIdx.y, query rows
-// blockIdx.x * QROWS ...): the block walks the sequence's keys in tiles of KT rows staged in shared
-// memory; each thread keeps its query, its running max, sum and output accumulator in registers.
-// Memory: O(T) per sequence, no scores.
+// ---- attention: flash-style, one thread per query row -------------------------------------
+// Block (b0 + blockIdx.z, head blockIdx.y, query rows blockIdx.x * QROWS ...): the block walks the
+// sequence's keys in tiles of KT rows staged in shared memory; each thread keeps its query, its
+// running max, sum and output accumulator in registers. Memory: O(T) per sequence, no scores.
+//
+// The tiles stream through two buffers by cp.async (async_copy.cuh), as in the bf16 kernel: tile
+// i + 1's K and V rows are in flight while tile i is computed. Loaded through registers between
+// two barriers, a tile cost the block its 64 loads a thread in rounds of a few, each a
+// global-memory latency, at 4 blocks of 2 warps an SM (226 registers a thread at hd 64), with
+// little else to run meanwhile.
 
 #define QROWS 64
 #define KT    PPD_CUDA_ESM_KEY_TILE
 
+// two buffers of a K and a V tile, KT x hd floats each
+static constexpr size_t at_smem_bytes(int hd) {
+    return (size_t)4 * KT * hd * sizeof(float);
+}
+
 template <int HD>
 static __global__ void __launch_bounds__(QROWS)
     attention_kernel(float *out, const float *qkv, const int64_t *tok_off, int H, int b0) {
-    __shared__ float Ks[KT][HD];
-    __shared__ float Vs[KT][HD];
+    static_assert(HD % 4 == 0, "rows of whole 16-byte copies");
+    PPD_EXTERN_SHARED(float4, at_smem);                // 16-byte aligned, as cp.async needs
+    float *stage = reinterpret_cast<float *>(at_smem); // buffer u: K at 2u, V at 2u + 1
     int b = b0 + (int)blockIdx.z, h = blockIdx.y;
     int64_t r0 = tok_off[b];
     int T = (int)(tok_off[b + 1] - r0);
@@ -184,6 +196,18 @@ static __global__ void __launch_bounds__(QROWS)
     int d = H * HD, ld = 3 * d;
     int row = q0 + threadIdx.x;
     bool active = row < T;
+
+    // K and V rows of key tile k into buffer u; keys past the sequence's end are zeros (never
+    // read: the scores mask them)
+    auto stage_tile = [&](int k, int u) {
+        const float *kv = qkv + (r0 + k * KT) * ld + d + h * HD;
+        ppd_cp_async_rows<KT, HD * 4, QROWS, 2>(stage + 2 * u * KT * HD, HD * 4, KT * HD * 4, kv,
+                                                4 * ld, 4 * d, T - k * KT);
+        ppd_cp_async_commit();
+    };
+    int ntiles = (T + KT - 1) / KT;
+    stage_tile(0, 0);
+
     float q[HD], acc[HD];
     const float *qp = qkv + (r0 + (active ? row : q0)) * ld + h * HD;
 #pragma unroll
@@ -193,46 +217,43 @@ static __global__ void __launch_bounds__(QROWS)
     }
     float m = 0.0f, l = 0.0f;
     bool first = true;
-    for (int k0 = 0; k0 < T; k0 += KT) {
-        int nk = T - k0 < KT ? T - k0 : KT;
-        __syncthreads(); // the previous tile is consumed
-        for (int idx = threadIdx.x; idx < nk * HD; idx += QROWS) {
-            int j = idx / HD, c = idx % HD;
-            const float *kp = qkv + (r0 + k0 + j) * ld + d + h * HD;
-            Ks[j][c] = kp[c];
-            Vs[j][c] = kp[d + c];
+    for (int k = 0; k < ntiles; k++) {
+        ppd_tile_ready(k, ntiles, stage_tile);
+        int nk = T - k * KT < KT ? T - k * KT : KT;
+        const float(*Ks)[HD] = reinterpret_cast<const float(*)[HD]>(stage + 2 * (k & 1) * KT * HD);
+        const float(*Vs)[HD] = Ks + KT;
+        if (active) {
+            float s[KT], tmax = -FLT_MAX;
+#pragma unroll
+            for (int j = 0; j < KT; j++) {
+                if (j < nk) {
+                    float dot = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < HD; c++) dot += q[c] * Ks[j][c];
+                    s[j] = dot;
+                    tmax = dot > tmax ? dot : tmax;
+                }
+            }
+            float mnew = first || tmax > m ? tmax : m;
+            if (!first && mnew > m) {
+                float corr = ppd_esm_softmax_exp(m, mnew);
+                l *= corr;
+#pragma unroll
+                for (int c = 0; c < HD; c++) acc[c] *= corr;
+            }
+            m = mnew;
+            first = false;
+#pragma unroll
+            for (int j = 0; j < KT; j++) {
+                if (j < nk) {
+                    float p = ppd_esm_softmax_exp(s[j], m);
+                    l += p;
+#pragma unroll
+                    for (int c = 0; c < HD; c++) acc[c] += p * Vs[j][c];
+                }
+            }
         }
         __syncthreads();
-        if (!active) continue;
-        float s[KT], tmax = -FLT_MAX;
-#pragma unroll
-        for (int j = 0; j < KT; j++) {
-            if (j < nk) {
-                float dot = 0.0f;
-#pragma unroll
-                for (int c = 0; c < HD; c++) dot += q[c] * Ks[j][c];
-                s[j] = dot;
-                tmax = dot > tmax ? dot : tmax;
-            }
-        }
-        float mnew = first || tmax > m ? tmax : m;
-        if (!first && mnew > m) {
-            float corr = ppd_esm_softmax_exp(m, mnew);
-            l *= corr;
-#pragma unroll
-            for (int c = 0; c < HD; c++) acc[c] *= corr;
-        }
-        m = mnew;
-        first = false;
-#pragma unroll
-        for (int j = 0; j < KT; j++) {
-            if (j < nk) {
-                float p = ppd_esm_softmax_exp(s[j], m);
-                l += p;
-#pragma unroll
-                for (int c = 0; c < HD; c++) acc[c] += p * Vs[j][c];
-            }
-        }
     }
     if (!active) return;
     float inv = 1.0f / l;
@@ -244,8 +265,8 @@ static __global__ void __launch_bounds__(QROWS)
 template <int HD>
 static ppd_status launch_attention(float *out, const float *qkv, const int64_t *tok_off, int B,
                                    int H, int T_max, cudaStream_t stream) {
-    return ppd_launch_attention(attention_kernel<HD>, "attention_kernel launch", QROWS, QROWS, 0,
-                                out, qkv, tok_off, B, H, T_max, stream);
+    return ppd_launch_attention(attention_kernel<HD>, "attention_kernel launch", QROWS, QROWS,
+                                at_smem_bytes(HD), out, qkv, tok_off, B, H, T_max, stream);
 }
 
 extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qkv,
@@ -254,6 +275,11 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
     if (B < 1 || H < 1 || T_max < 0)
         return ppd_fail(PPD_ERR_USAGE, "esm attention: bad size B=%d H=%d T_max=%d", B, H, T_max);
     if (T_max == 0) return PPD_OK;
+    if ((uintptr_t)qkv % 16)
+        return ppd_fail(PPD_ERR_USAGE,
+                        "esm attention: q/k/v at %p is not 16-byte aligned (its tiles are copied "
+                        "16 bytes at a time; device arena blocks are)",
+                        (const void *)qkv);
     ppd_status st = PPD_OK;
     auto launch = [&](auto HD) {
         return launch_attention<decltype(HD)::value>(out, qkv, tok_off, B, H, T_max, stream);
