@@ -244,6 +244,8 @@ if [ -n "${BASELINE:-}" ]; then
         "$(kv "$OUT/esm-tf32-20g.log" ESM_BENCH tokens_per_s)"
     ab "ESM tf32 ms: attention" "$(opms "$OUT/base-esm-tf32.log" attention)" \
         "$(opms "$OUT/esm-tf32-20g.log" attention)"
+    ab "ESM bf16 attention TFLOP/s" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE attention_tflops)" \
+        "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE attention_tflops)"
     # json FILE KEY: a number from esm-embed's --json line
     json() { [ -e "$1" ] && grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'; }
     ab "esm-embed bf16 residues/s" "$(json "$OUT/base-esm-embed-bf16.log" residues_per_s)" \

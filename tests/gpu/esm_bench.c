@@ -21,6 +21,7 @@
  * PROFILE 1: one more run with every op of every layer timed by CUDA events (a wait per layer,
  * so slower than the timed runs), where the stream's time goes:
  *   ESM_PROFILE precision=.. total_ms=.. layernorm=..% qkv_gemm=..% rope=..% attention=..% ...
+ *     attention_tflops=..   (4 T^2 d flops a layer per sequence of T tokens, over its time)
  * Exit status: 0, 2 usage, 3 no device or a failure (message on stderr).
  */
 #include "ppdock/esm.h"
@@ -194,10 +195,21 @@ int main(int argc, char **argv) {
         double total = 0;
         for (int k = 0; k < PPD_ESM_NOPS; k++) total += pr.op_ms[k];
         printf("ESM_PROFILE precision=%s total_ms=%.1f", argv[3], total);
-        for (int k = 0; k < PPD_ESM_NOPS; k++)
+        double att_ms = 0;
+        for (int k = 0; k < PPD_ESM_NOPS; k++) {
             printf(" %s=%.1f%%", ppd_cuda_esm_op_names[k],
                    total > 0 ? 100.0 * pr.op_ms[k] / total : 0.0);
-        printf("\n");
+            if (!strcmp(ppd_cuda_esm_op_names[k], "attention")) att_ms = pr.op_ms[k];
+        }
+        /* the attention's useful flops, 4 T^2 d a layer for each item of T = len + 2 tokens (Q K^T
+         * and P V; no padding counted), over its measured time: how far it is from the tensor
+         * cores' rate */
+        double att_flops = 0;
+        for (int i = 0; i < plan.n_items; i++) {
+            double T = plan.items[i].len + 2.0;
+            att_flops += 4.0 * T * T * m.cfg.d * m.cfg.n_layers;
+        }
+        printf(" attention_tflops=%.1f\n", att_ms > 0 ? att_flops / (att_ms * 1e9) : 0.0);
     }
     if (compare && sc.rows && compare_cpu(&m, &s, compare, sc.rows, argv[3]) != PPD_OK) {
         fprintf(stderr, "esm-bench: CPU comparison: %s\n", ppd_errmsg());

@@ -176,9 +176,11 @@ static __global__ void __launch_bounds__(TC_THREAD, HD <= 64 ? 2 : 1)
             tB = fmaxf(tB, oB);
         }
         float nA = first || tA > mA ? tA : mA, nB = first || tB > mB ? tB : mB;
-        if (!first) {
-            float cA = nA > mA ? tc_exp2((mA - nA) * TC_LOG2E) : 1.0f;
-            float cB = nB > mB ? tc_exp2((mB - nB) * TC_LOG2E) : 1.0f;
+        // rescaling by 1 changes nothing, so a warp whose 16 rows kept their maxima (most tiles
+        // after a sequence's first few) skips the 2 hd / 8 + 4 multiplies
+        float cA = !first && nA > mA ? tc_exp2((mA - nA) * TC_LOG2E) : 1.0f;
+        float cB = !first && nB > mB ? tc_exp2((mB - nB) * TC_LOG2E) : 1.0f;
+        if (__ballot_sync(0xffffffffu, cA != 1.0f || cB != 1.0f)) {
             l[0] *= cA, l[1] *= cA;
             l[2] *= cB, l[3] *= cB;
 #pragma unroll
