@@ -1391,11 +1391,13 @@ int main(void) {
     check_linear("odd", 1001, 77, 33);
     check_linear("edge_mlp", emu ? 5000 : 200000, 96, 32);
 
-    /* ESM layers: hd 16 (8M/TINY) and 64 (650M); sequences across several key tiles and query
-     * blocks, one of length 0 */
+    /* ESM layers: hd 16 (8M/TINY), 64 (650M, 3B) and 128 (15B: the fp32 attention's 64 KiB of
+     * dynamic shared memory); sequences across several key tiles and query blocks, one of
+     * length 0 */
     int lens_a[] = {1, 5, 0, 33, 70, 150};
     check_esm_layers("hd16", lens_a, 6, 64, 16);
     check_esm_layers("hd64", lens_a, 6, 128, 64);
+    check_esm_layers("hd128", lens_a, 6, 256, 128);
     check_esm_attention_bf16();
     check_esm_bias_gelu();
     check_esm_residual_layernorm();
