@@ -26,12 +26,13 @@ static __global__ void sh_forward_kernel(float *Y, const float *vec, int64_t E) 
 
 // The tensor product: one warp per edge (TP_WARPS edges per block). For each path the warp
 // forms M = C·Y (a lane per entry, into shared memory) and T[u][k] = c Σ_i x1[u, i] M[i][k]
-// (lanes over the input channels u, into shared memory); then the lanes take the output
-// channels v, so the per-edge weights w[u][v] are read coalesced. Each sum runs in the CPU body's
-// order (kernels/tp_body.h) but for dT of the backward, a sum over v that the CPU groups in
-// blocks of 8: within float rounding (the GPU comparison's tolerance). The loops over k, the
-// path's 2 lo + 1 output components, are unrolled for lo = 0, 1, 2 (NO = 1, 3, 5: M is at most
-// 5 x 5, l <= 2, as in the CPU body), so the per-lane accumulators are registers; with a
+// (lanes over the input channels u, into shared memory); then the lanes take the weights w[u][v]
+// in storage order, so they are read coalesced (tp_path_forward). Each sum runs in the CPU
+// body's order (kernels/tp_body.h) but two: the forward's sum over u, which paths of at most 16
+// output channels split among the warp's lane groups, and dT of the backward, a sum over v that
+// the CPU groups in blocks of 8: within float rounding (the GPU comparison's tolerance). The loops
+// over k, the path's 2 lo + 1 output components, are unrolled for lo = 0, 1, 2 (NO = 1, 3, 5: M is
+// at most 5 x 5, l <= 2, as in the CPU body), so the per-lane accumulators are registers; with a
 // run-time bound they were a 120-byte stack frame read and written in the innermost loops.
 #define TP_WARPS 4
 
@@ -75,40 +76,74 @@ static inline __device__ void tp_path_t(const ppd_tp_path *p, const float *x1, c
     }
 }
 
-// out[v, k] += Σ_u T[u][k] (w + wb)[u][v], lanes over v
+// out[v, k] += Σ_u T[u][k] (w + wb)[u][v]. Lanes over the path's weights in storage order
+// (u mo + v), so each warp load is G mo consecutive floats: G = 32 / mo groups of mo lanes, group
+// g summing u = g, g + G, ... for its v, then the groups' sums added in g order (through R, the
+// warp's 32 x NO scratch). With lanes over v alone, a path of 6 output channels (8 of a layer's
+// 12 at the released size) kept 6 lanes of 32 busy and read 24 bytes a load. mo > 16 (one
+// group) is lanes over v as before. The sum over u is in G interleaved parts, not the CPU body's
+// single order: within float rounding (the comparison's 1e-4).
 template <int NO>
 static inline __device__ void tp_path_forward(const ppd_tp_path *p, const float *T, const float *we,
-                                              const float *wb, float *out, int lane) {
+                                              const float *wb, float *out, float *R, int lane) {
     int mo = p->mulo, mul1 = p->mul1, woff = p->woff;
-    for (int v = lane; v < mo; v += PPD_WARP) {
-        float a[NO];
+    int G = mo <= PPD_WARP / 2 ? PPD_WARP / mo : 1; // warp-uniform
+    if (G == 1) {
+        for (int v = lane; v < mo; v += PPD_WARP) {
+            float a[NO];
 #pragma unroll
-        for (int k = 0; k < NO; k++) a[k] = 0.0f;
-        for (int u = 0; u < mul1; u++) {
+            for (int k = 0; k < NO; k++) a[k] = 0.0f;
+            for (int u = 0; u < mul1; u++) {
+                float wv = tp_weight(we, wb, woff + u * mo + v);
+#pragma unroll
+                for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
+            }
+            float *o = out + p->offo + v * NO;
+#pragma unroll
+            for (int k = 0; k < NO; k++) o[k] += a[k];
+        }
+        return;
+    }
+    int g = lane / mo, v = lane % mo;
+    float a[NO];
+#pragma unroll
+    for (int k = 0; k < NO; k++) a[k] = 0.0f;
+    if (g < G)
+        for (int u = g; u < mul1; u += G) {
             float wv = tp_weight(we, wb, woff + u * mo + v);
 #pragma unroll
             for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
         }
-        float *o = out + p->offo + v * NO;
 #pragma unroll
-        for (int k = 0; k < NO; k++) o[k] += a[k];
+    for (int k = 0; k < NO; k++) R[lane * NO + k] = a[k];
+    __syncwarp();
+    if (lane < mo) {
+        float *o = out + p->offo + lane * NO;
+#pragma unroll
+        for (int k = 0; k < NO; k++) {
+            float sum = R[lane * NO + k];
+            for (int j = 1; j < G; j++) sum += R[(j * mo + lane) * NO + k];
+            o[k] += sum;
+        }
     }
+    __syncwarp(); // R is the next path's
 }
 
 template <int NO>
 static inline __device__ void tp_path_forward_all(const ppd_tp_path *p, const float *x1,
                                                   const float *M, float *T, const float *we,
-                                                  const float *wb, float *out, int lane) {
+                                                  const float *wb, float *out, float *R, int lane) {
     tp_path_t<NO>(p, x1, M, p->c, T, lane);
     __syncwarp();
-    tp_path_forward<NO>(p, T, we, wb, out, lane);
+    tp_path_forward<NO>(p, T, we, wb, out, R, lane);
 }
 
 static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const float *h,
                                          const int64_t *send, const float *Y, const float *w,
                                          const float *wb, int64_t E) {
-    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Msh[TP_WARPS][25];
-    float *T = Tsh[threadIdx.y], *M = Msh[threadIdx.y];
+    __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Msh[TP_WARPS][25],
+        Rsh[TP_WARPS][5 * PPD_WARP];
+    float *T = Tsh[threadIdx.y], *M = Msh[threadIdx.y], *R = Rsh[threadIdx.y];
     int lane = (int)threadIdx.x, di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
@@ -120,7 +155,7 @@ static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const flo
             tp_path_matrix(tp, p, Ye, M, lane);
             __syncwarp();
             tp_by_width(p, [&](auto NO) {
-                tp_path_forward_all<decltype(NO)::value>(p, x1, M, T, we, wb, out, lane);
+                tp_path_forward_all<decltype(NO)::value>(p, x1, M, T, we, wb, out, R, lane);
             });
             __syncwarp(); // T and M are the next path's
         }
