@@ -165,12 +165,19 @@ static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const flo
 // dw[u][v] = Σ_k T[u][k] G[k][v] (lanes over the path's mul1 x mo entries in storage order, so
 // every warp store is 32 consecutive floats: with lanes over v alone, a path of 6 output channels
 // kept 6 lanes busy for 32 rounds); dT[k] = Σ_v (w + wb)[u][v] G[k][v], then dx1[u, i] +=
-// Σ_k M[i][k] dT[k] (lanes over u)
+// Σ_k M[i][k] dT[k] (lanes over u). dT's lanes read rows of the weights mo floats apart (a warp
+// load touching 32 cache lines at mo 32), so the dw walk, which visits the weights in storage
+// order, also copies them into Ws (rows an odd number of floats apart, mo | 1: the dT reads are
+// conflict-free) when the path's fit (mul1 (mo | 1) <= TP_WS, every path at the released size);
+// the sums are the same either way.
+#define TP_WS (32 * 33)
 template <int NO>
 static inline __device__ void tp_path_backward(const ppd_tp_path *p, const float *M, const float *T,
                                                const float *G, const float *we, const float *wb,
-                                               float *dwe, float *dx1, int lane) {
+                                               float *dwe, float *dx1, float *Ws, int lane) {
     int n1 = 2 * p->l1 + 1, mo = p->mulo, mul1 = p->mul1, woff = p->woff;
+    int ld = mo | 1;
+    bool staged = mul1 * ld <= TP_WS; // warp-uniform
     // entry i = u mo + v; a step of 32 entries is du rows and dv columns, one carry at most
     int u = lane / mo, v = lane % mo, du = PPD_WARP / mo, dv = PPD_WARP % mo;
     for (int i = lane; i < mul1 * mo; i += PPD_WARP) {
@@ -178,15 +185,17 @@ static inline __device__ void tp_path_backward(const ppd_tp_path *p, const float
 #pragma unroll
         for (int k = 0; k < NO; k++) d += T[u * NO + k] * G[k * mo + v];
         dwe[woff + i] = d;
+        if (staged) Ws[u * ld + v] = tp_weight(we, wb, woff + i);
         u += du, v += dv;
         if (v >= mo) v -= mo, u++;
     }
+    if (staged) __syncwarp();
     for (int u = lane; u < mul1; u += PPD_WARP) {
         float dT[NO];
 #pragma unroll
         for (int k = 0; k < NO; k++) dT[k] = 0.0f;
         for (int v = 0; v < mo; v++) {
-            float wv = tp_weight(we, wb, woff + u * mo + v);
+            float wv = staged ? Ws[u * ld + v] : tp_weight(we, wb, woff + u * mo + v);
 #pragma unroll
             for (int k = 0; k < NO; k++) dT[k] += wv * G[k * mo + v];
         }
@@ -204,14 +213,14 @@ template <int NO>
 static inline __device__ void
 tp_path_backward_all(const ppd_tp_path *p, const float *x1, const float *M, float *T, float *G,
                      const float *go, const float *we, const float *wb, float *dwe, float *dx1,
-                     int lane) {
+                     float *Ws, int lane) {
     int mo = p->mulo;
     tp_path_t<NO>(p, x1, M, 1.0f, T, lane);   // T without the path norm
     for (int v = lane; v < mo; v += PPD_WARP) // G[k][v] = c dout[v, k]
 #pragma unroll
         for (int k = 0; k < NO; k++) G[k * mo + v] = p->c * go[p->offo + v * NO + k];
     __syncwarp();
-    tp_path_backward<NO>(p, M, T, G, we, wb, dwe, dx1, lane);
+    tp_path_backward<NO>(p, M, T, G, we, wb, dwe, dx1, Ws, lane);
 }
 
 static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, float *dw,
@@ -219,8 +228,9 @@ static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, floa
                                           const float *Y, const float *w, const float *wb,
                                           int64_t E) {
     __shared__ float Tsh[TP_WARPS][5 * PPD_TP_MUL_MAX], Gsh[TP_WARPS][5 * PPD_TP_MUL_MAX],
-        Msh[TP_WARPS][25];
-    float *T = Tsh[threadIdx.y], *G = Gsh[threadIdx.y], *M = Msh[threadIdx.y];
+        Msh[TP_WARPS][25], Wsh[TP_WARPS][TP_WS];
+    float *T = Tsh[threadIdx.y], *G = Gsh[threadIdx.y], *M = Msh[threadIdx.y],
+          *Ws = Wsh[threadIdx.y];
     int lane = (int)threadIdx.x, di = tp->in.dim, dy = tp->sh.dim, dout = tp->out.dim, W = tp->wnum;
     int64_t stride = (int64_t)gridDim.x * blockDim.y;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; e < E; e += stride) {
@@ -233,10 +243,10 @@ static __global__ void tp_backward_kernel(const ppd_tp *tp, float *dh_edge, floa
             tp_path_matrix(tp, p, Ye, M, lane);
             __syncwarp(); // M; and lane u adds into rows another lane zeroed
             tp_by_width(p, [&](auto NO) {
-                tp_path_backward_all<decltype(NO)::value>(p, x1, M, T, G, go, we, wb, dwe, dx1,
+                tp_path_backward_all<decltype(NO)::value>(p, x1, M, T, G, go, we, wb, dwe, dx1, Ws,
                                                           lane);
             });
-            __syncwarp(); // T, G and M are the next path's
+            __syncwarp(); // T, G, M and Ws are the next path's
         }
     }
 }
