@@ -76,7 +76,7 @@ struct scheduler {
         uint32_t a[4], b[2];
     } mma[MAX_THREADS / 32][32];
     std::vector<unsigned char> smem;
-    bool late_copies = false; // cp.async lands at wait_group (reversed launches) or at once
+    bool late_copies = false; // cp.async lands after its wait (reversed launches) or at once
 
     scheduler() : fibers(MAX_THREADS) {
         stacks = (char *)mmap(nullptr, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,

@@ -233,12 +233,17 @@ ppd_status ppd_cuda_scatter_parts(float *acc, int dacc, const float *src, int sr
 // `rows` query rows over the longest sequence, heads, sequences), the sequences in chunks of
 // 65535 (grid.z's limit); the kernel takes (out, qkv, tok_off, H, first sequence of the chunk)
 // and `smem` bytes of dynamic shared memory (over 48 KiB, the kernel's limit is raised to it).
+// Both kernels copy their key tiles 16 bytes at a time (cp.async): qkv must be 16-byte aligned,
+// PPD_ERR_USAGE otherwise (device arena blocks are).
 template <class OutT, class InT>
 static ppd_status ppd_launch_attention(void (*kernel)(OutT *, const InT *, const int64_t *, int,
                                                       int),
                                        const char *name, int rows, unsigned threads, size_t smem,
                                        OutT *out, const InT *qkv, const int64_t *tok_off, int B,
                                        int H, int T_max, cudaStream_t stream) {
+    if (!ppd_aligned16(qkv))
+        return ppd_fail(PPD_ERR_USAGE, "%s: q/k/v at %p is not 16-byte aligned", name,
+                        (const void *)qkv);
     unsigned qblocks = (unsigned)((T_max + rows - 1) / rows);
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(

@@ -271,11 +271,6 @@ static ppd_status attention_bf16(OutT *out, const uint16_t *qkv, const int64_t *
         return ppd_fail(PPD_ERR_USAGE, "esm attention bf16: bad size B=%d H=%d T_max=%d", B, H,
                         T_max);
     if (T_max == 0) return PPD_OK;
-    if ((uintptr_t)qkv % 16)
-        return ppd_fail(PPD_ERR_USAGE,
-                        "esm attention bf16: q/k/v at %p is not 16-byte aligned (its tiles are "
-                        "copied 16 bytes at a time; device arena blocks are)",
-                        (const void *)qkv);
     ppd_status st = PPD_OK;
     auto launch = [&](auto HD) {
         return launch_attention_bf16<decltype(HD)::value>(out, qkv, tok_off, B, H, T_max, stream);

@@ -275,11 +275,6 @@ extern "C" ppd_status ppd_cuda_esm_attention_forward(float *out, const float *qk
     if (B < 1 || H < 1 || T_max < 0)
         return ppd_fail(PPD_ERR_USAGE, "esm attention: bad size B=%d H=%d T_max=%d", B, H, T_max);
     if (T_max == 0) return PPD_OK;
-    if ((uintptr_t)qkv % 16)
-        return ppd_fail(PPD_ERR_USAGE,
-                        "esm attention: q/k/v at %p is not 16-byte aligned (its tiles are copied "
-                        "16 bytes at a time; device arena blocks are)",
-                        (const void *)qkv);
     ppd_status st = PPD_OK;
     auto launch = [&](auto HD) {
         return launch_attention<decltype(HD)::value>(out, qkv, tok_off, B, H, T_max, stream);

@@ -76,6 +76,18 @@ static inline __device__ void tp_path_t(const ppd_tp_path *p, const float *x1, c
     }
 }
 
+// a[k] += Σ T[u][k] (w + wb)[u][v] over u = u0, u0 + du, ... < mul1
+template <int NO>
+static inline __device__ void tp_forward_sum(const ppd_tp_path *p, const float *T, const float *we,
+                                             const float *wb, int v, int u0, int du, float *a) {
+    int mo = p->mulo;
+    for (int u = u0; u < p->mul1; u += du) {
+        float wv = tp_weight(we, wb, p->woff + u * mo + v);
+#pragma unroll
+        for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
+    }
+}
+
 // out[v, k] += Σ_u T[u][k] (w + wb)[u][v]. Lanes over the path's weights in storage order
 // (u mo + v), so each warp load is G mo consecutive floats: G = 32 / mo groups of mo lanes, group
 // g summing u = g, g + G, ... for its v, then the groups' sums added in g order (through R, the
@@ -86,37 +98,24 @@ static inline __device__ void tp_path_t(const ppd_tp_path *p, const float *x1, c
 template <int NO>
 static inline __device__ void tp_path_forward(const ppd_tp_path *p, const float *T, const float *we,
                                               const float *wb, float *out, float *R, int lane) {
-    int mo = p->mulo, mul1 = p->mul1, woff = p->woff;
+    int mo = p->mulo;
     int G = mo <= PPD_WARP / 2 ? PPD_WARP / mo : 1; // warp-uniform
     if (G == 1) {
         for (int v = lane; v < mo; v += PPD_WARP) {
-            float a[NO];
-#pragma unroll
-            for (int k = 0; k < NO; k++) a[k] = 0.0f;
-            for (int u = 0; u < mul1; u++) {
-                float wv = tp_weight(we, wb, woff + u * mo + v);
-#pragma unroll
-                for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
-            }
+            float a[NO] = {};
+            tp_forward_sum<NO>(p, T, we, wb, v, 0, 1, a);
             float *o = out + p->offo + v * NO;
 #pragma unroll
             for (int k = 0; k < NO; k++) o[k] += a[k];
         }
         return;
     }
-    int g = lane / mo, v = lane % mo;
-    float a[NO];
-#pragma unroll
-    for (int k = 0; k < NO; k++) a[k] = 0.0f;
-    if (g < G)
-        for (int u = g; u < mul1; u += G) {
-            float wv = tp_weight(we, wb, woff + u * mo + v);
-#pragma unroll
-            for (int k = 0; k < NO; k++) a[k] += T[u * NO + k] * wv;
-        }
+    int g = lane / mo;
+    float a[NO] = {};
+    if (g < G) tp_forward_sum<NO>(p, T, we, wb, lane % mo, g, G, a);
 #pragma unroll
     for (int k = 0; k < NO; k++) R[lane * NO + k] = a[k];
-    __syncwarp();
+    __syncwarp(); // R is read again only after the kernel's sync between paths
     if (lane < mo) {
         float *o = out + p->offo + lane * NO;
 #pragma unroll
@@ -126,7 +125,6 @@ static inline __device__ void tp_path_forward(const ppd_tp_path *p, const float 
             o[k] += sum;
         }
     }
-    __syncwarp(); // R is the next path's
 }
 
 template <int NO>
@@ -157,7 +155,7 @@ static __global__ void tp_forward_kernel(const ppd_tp *tp, float *msg, const flo
             tp_by_width(p, [&](auto NO) {
                 tp_path_forward_all<decltype(NO)::value>(p, x1, M, T, we, wb, out, R, lane);
             });
-            __syncwarp(); // T and M are the next path's
+            __syncwarp(); // T, M and R are the next path's
         }
     }
 }
