@@ -190,7 +190,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(LIB)
 # (events, PPD_CUDA_CHECK); the library's C files do not.
 GPU_TEST_OBJ := $(BUILD)/tests/test_gpu.o $(BUILD)/tests/test_score_gpu.o \
                 $(BUILD)/tests/test_esm_bf16_gpu.o $(BUILD)/tests/test_esm_gelu_gpu.o \
-                $(BUILD)/tests/test_esm_residual_ln_gpu.o $(TEST_COMMON_OBJ)
+                $(BUILD)/tests/test_esm_residual_ln_gpu.o $(BUILD)/tests/gpu_steps.o \
+                $(TEST_COMMON_OBJ)
 $(filter-out $(TEST_COMMON_OBJ),$(GPU_TEST_OBJ)): $(BUILD)/tests/%.o: tests/gpu/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(CUDA_HOME)/include $(CFLAGS) -c $< -o $@

@@ -228,10 +228,19 @@ void run_block(scheduler *s, int nthreads, bool reverse) {
 // ---- runtime state ---------------------------------------------------------------------------
 
 thread_local cudaError_t last_error = cudaSuccess;
+// A kernel's fault (here: a launch given a pointer that is not device memory) kills the context
+// on a GPU: every later call of any host thread returns it, and cudaGetLastError does not clear
+// it, until the process exits. Process-wide, as a context is.
+std::atomic<int> sticky_error{cudaSuccess};
 
 cudaError_t fail(cudaError_t e) {
     last_error = e;
     return e;
+}
+
+// The error every call returns once the context is dead (cudaSuccess while it lives).
+cudaError_t dead() {
+    return (cudaError_t)sticky_error.load(std::memory_order_relaxed);
 }
 
 std::mutex mem_mu;
@@ -477,6 +486,7 @@ bool device_pointer_ok(const char *kernel, int arg, const void *p) {
     fprintf(stderr,
             "cuda_emu: kernel %s: argument %d (%p) is not device memory: a GPU would fault\n",
             kernel, arg + 1, p);
+    sticky_error = cudaErrorIllegalAddress;
     fail(cudaErrorIllegalAddress);
     return false;
 }
@@ -502,9 +512,10 @@ size_t dynamic_shared_limit(const void *func) {
 void run_grid(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
               cudaStream_t stream, void (*body)(void *), void *arg) {
     order_before(stream);
-    if (last_error != cudaSuccess && last_error != cudaErrorMemoryAllocation &&
-        last_error != cudaErrorInvalidValue)
-        return; // a sticky error: the context is dead
+    if (dead()) {
+        fail(dead()); // the context is dead: nothing runs
+        return;
+    }
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     if (nthreads == 0 || nthreads > MAX_THREADS || block.x > 1024 || block.y > 1024 ||
         block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
@@ -547,13 +558,14 @@ using namespace ppd_emu;
 extern "C" {
 
 cudaError_t cudaGetLastError(void) {
+    if (dead()) return dead();
     cudaError_t e = last_error;
     last_error = cudaSuccess;
     return e;
 }
 
 cudaError_t cudaPeekAtLastError(void) {
-    return last_error;
+    return dead() ? dead() : last_error;
 }
 
 const char *cudaGetErrorName(cudaError_t e) {
@@ -662,6 +674,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     std::lock_guard<std::mutex> g(mem_mu);
     *p = nullptr;
+    if (dead()) return fail(dead());
     if (bytes > device_capacity() - device_used) return fail(cudaErrorMemoryAllocation);
     void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
     if (!m) return fail(cudaErrorMemoryAllocation);
@@ -708,6 +721,7 @@ cudaError_t cudaFreeHost(void *p) {
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) {
     (void)kind;
+    if (dead()) return fail(dead());
     if (n && (!dst || !src)) return fail(cudaErrorInvalidValue);
     run_all_held(); // the legacy stream, and the host waits
     if (n) memmove(dst, src, n);
@@ -717,6 +731,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
                             cudaStream_t s) {
     (void)kind;
+    if (dead()) return fail(dead());
     if (n && (!dst || !src)) return fail(cudaErrorInvalidValue);
     if (!n) return cudaSuccess;
     std::lock_guard<std::recursive_mutex> g(q_mu);
@@ -731,6 +746,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 }
 
 cudaError_t cudaMemset(void *dst, int v, size_t n) {
+    if (dead()) return fail(dead());
     if (n && !dst) return fail(cudaErrorInvalidValue);
     run_all_held();
     if (n) memset(dst, v, n);
@@ -738,6 +754,7 @@ cudaError_t cudaMemset(void *dst, int v, size_t n) {
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
+    if (dead()) return fail(dead());
     if (n && !dst) return fail(cudaErrorInvalidValue);
     order_before(s);
     if (n) memset(dst, v, n);
@@ -745,6 +762,7 @@ cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
 }
 
 cudaError_t cudaDeviceSynchronize(void) {
+    if (dead()) return fail(dead());
     run_all_held();
     return last_error;
 }
@@ -768,6 +786,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (dead()) return fail(dead());
     order_before(s);
     return last_error;
 }
@@ -807,6 +826,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    if (dead()) return fail(dead());
     const emu_event *ev = (const emu_event *)e;
     if (ev->stream)
         run_held(ev->stream, ev->seq);
@@ -860,6 +880,7 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOper
                               int n, int k, const float *alpha, const float *A, int lda,
                               const float *B, int ldb, const float *beta, float *C, int ldc) {
     order_before(((emu_cublas *)h)->stream);
+    if (dead()) return CUBLAS_STATUS_EXECUTION_FAILED; // a dead context
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     cblas_sgemm(CblasColMajor, tr(ta), tr(tb), m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
@@ -901,6 +922,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             cublasGemmAlgo_t algo) {
     (void)algo;
     order_before(((emu_cublas *)h)->stream);
+    if (dead()) return CUBLAS_STATUS_EXECUTION_FAILED; // a dead context
     if ((at != CUDA_R_16BF && at != CUDA_R_32F) || (bt != CUDA_R_16BF && bt != CUDA_R_32F) ||
         ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F)
         return CUBLAS_STATUS_NOT_SUPPORTED;

@@ -54,7 +54,10 @@
 //    tolerances must allow for that, as on the GPU.
 //  - pointer spaces, at the launch: a pointer argument of a kernel must be null or point into
 //    device memory (cudaMalloc), else the launch is refused with cudaErrorIllegalAddress, as a
-//    GPU would fault; pointers inside structs passed by value are not checked.
+//    GPU would fault; pointers inside structs passed by value are not checked. Such a fault
+//    is sticky, as on a GPU: from then on every call of the process returns it (cudaGetLastError
+//    does not clear it; launches, copies, cudaMalloc, synchronisations and GEMMs fail), so code
+//    that must go on after a fault has to start a new process.
 // What it does not model: concurrency between blocks, the memory model (a race
 // between blocks is invisible), timing.
 #ifndef PPDOCK_TESTS_CUDA_EMU_H

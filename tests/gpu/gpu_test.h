@@ -10,8 +10,34 @@
 #include <stdint.h>
 
 extern int npass, nfail;
-/* 1 on the CPU emulation of CUDA (tests/emu): smaller sizes, no timings */
+/* 1 on the CPU emulation of CUDA (tests/emu): no timings, bit-exact where the GPU rounds */
 extern int gpu_emulated;
+/* 1 for the emulation's smaller sizes: on the emulation, or with --small (compute-sanitizer) */
+extern int gpu_small;
+
+/* tests/gpu/gpu_steps.c: main's body. Parses [--small] [--no-fork] [--steps NAME,...], runs
+ * run_checks in child processes from step to step (a new child after a step that lost the CUDA
+ * context, died or hung past PPD_TEST_GPU_STEP_TIMEOUT seconds; with --no-fork in this process,
+ * stopping at a lost context), prints "N passed, N failed" summed over them and returns the exit
+ * status: 0 all passed, 1 a failure, 2 bad options, 3 no CUDA device (run_checks returned 3 before
+ * its first step). */
+int gpu_steps_main(int argc, char **argv, int (*run_checks)(void));
+/* STEP(name, call): run the call as the step `name` when it is selected and not yet run by an
+ * earlier child; afterwards a pending CUDA error fails the step, and a lost context ends the
+ * child. */
+int step_begin(const char *name);
+void step_end(const char *name);
+#define STEP(name, call)                                                                           \
+    do {                                                                                           \
+        if (step_begin(name)) {                                                                    \
+            call;                                                                                  \
+            step_end(name);                                                                        \
+        }                                                                                          \
+    } while (0)
+/* 1 in the child that runs from the first step (once-only reports go there) */
+int gpu_steps_first(void);
+/* tell the parent the counts (report does, after each line) */
+void gpu_steps_counted(void);
 
 /* one PASS/FAIL line */
 void report(const char *name, int ok, const char *why_fmt, ...);

@@ -230,7 +230,7 @@ void check_esm_attention_bf16(void) {
     check_attention_bf16(16, 3, T, B);
     check_attention_bf16(32, 2, T, B);
     check_attention_bf16(64, 2, T, B);
-    if (!gpu_emulated)
+    if (!gpu_small)
         check_attention_bf16(128, 2, T, B);
     else
         check_attention_bf16(128, 1, T + 5, 3); /* the emulation is slow: 65, 129, 200 */

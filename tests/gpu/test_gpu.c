@@ -67,6 +67,7 @@ static void report_v(const char *name, int ok, int measured, const char *why_fmt
         nfail++;
     }
     fflush(stdout);
+    gpu_steps_counted();
 }
 
 void report(const char *name, int ok, const char *why_fmt, ...) {
@@ -1339,7 +1340,8 @@ static void check_esm_profile(const int *lens, int n) {
     ppd_esm_model_free(&m);
 }
 
-int main(void) {
+/* The checks, as steps (gpu_steps.c runs them in child processes); 3 when there is no GPU. */
+static int run_checks(void) {
     int count = 0;
     if (ppd_device_count(&count) != PPD_OK || count == 0) {
         fprintf(stderr, "gpu: %s\n", ppd_errmsg());
@@ -1351,72 +1353,82 @@ int main(void) {
         fprintf(stderr, "gpu: cannot describe device 0: %s\n", ppd_errmsg());
         return strncmp(ppd_errmsg(), "no CUDA device", 14) == 0 ? 3 : 1;
     }
-    printf("device %d of %d: %s, compute capability %d.%d, %d SMs, %.2f GiB (%.2f GiB free), "
-           "peak %.0f GB/s, driver %d, runtime %d\n",
-           info.index, count, info.name, info.cc_major, info.cc_minor, info.sm_count,
-           (double)info.total_bytes / (1 << 30), (double)info.free_bytes / (1 << 30), info.peak_gbs,
-           info.driver_version, info.runtime_version);
-    report("gpu_device_describe", info.total_bytes > 0 && info.name[0], "empty description");
+    if (gpu_steps_first()) {
+        printf("device %d of %d: %s, compute capability %d.%d, %d SMs, %.2f GiB (%.2f GiB free), "
+               "peak %.0f GB/s, driver %d, runtime %d\n",
+               info.index, count, info.name, info.cc_major, info.cc_minor, info.sm_count,
+               (double)info.total_bytes / (1 << 30), (double)info.free_bytes / (1 << 30),
+               info.peak_gbs, info.driver_version, info.runtime_version);
+        report("gpu_device_describe", info.total_bytes > 0 && info.name[0], "empty description");
+    }
     int emu = gpu_emulated = strstr(info.name, "ppdock CUDA emulator") != NULL;
+    int small = gpu_small = gpu_small || emu;
 
-    check_arena_basics((size_t)64 << 20);
-    check_over_budget(&info);
+    STEP("arena_basics", check_arena_basics((size_t)64 << 20));
+    STEP("arena_over_budget", check_over_budget(&info));
     /* Odd sizes first (G > 32 walks the lane loop twice, a partial last block), then the
      * realistic ones with the loop and timing checks. Cross-edge range 0..80 for the odd case. */
-    check_ops("odd_sizes", 1003, 50, 80.0f, 77, &info, 0);
-    if (emu)
-        check_ops("emulated", E_EDGES / 100, G_GAUSS, 30.0f, N_TIMES / 100, &info, 0);
+    STEP("ops_odd", check_ops("odd_sizes", 1003, 50, 80.0f, 77, &info, 0));
+    if (small)
+        STEP("ops", check_ops("small", E_EDGES / 100, G_GAUSS, 30.0f, N_TIMES / 100, &info, 0));
     else
-        check_ops("realistic", E_EDGES, G_GAUSS, 30.0f, N_TIMES, &info, 1);
-    check_tp("layer0", 0, 3001, 57, 8, 3);
-    check_tp("layer3", 3, emu ? 2011 : 20011, 400, 8, 3);
-    check_tp("final", 4, 777, 300, 8, 3);
+        STEP("ops", check_ops("realistic", E_EDGES, G_GAUSS, 30.0f, N_TIMES, &info, 1));
+    STEP("tp_layer0", check_tp("layer0", 0, 3001, 57, 8, 3));
+    STEP("tp_layer3", check_tp("layer3", 3, small ? 2011 : 20011, 400, 8, 3));
+    STEP("tp_final", check_tp("final", 4, 777, 300, 8, 3));
     /* the released widths (ns 32, nv 6: full warps over the output channels), and ns 40 (more
      * channels than lanes: each lane takes two) */
-    check_tp("layer3_ns32", 3, emu ? 301 : 20011, 100, 32, 6);
-    check_tp("layer2_ns40", 2, emu ? 157 : 5003, 80, 40, 6);
+    STEP("tp_layer3_ns32", check_tp("layer3_ns32", 3, small ? 301 : 20011, 100, 32, 6));
+    STEP("tp_layer2_ns40", check_tp("layer2_ns40", 2, small ? 157 : 5003, 80, 40, 6));
 
-    check_adam_clip();
-    check_graph_ops();
-    check_embed_ops(0);
-    check_embed_ops(1);
-    check_concat3_backward(1);
-    check_concat3_backward(0);
+    STEP("adam_clip", check_adam_clip());
+    STEP("graph_ops", check_graph_ops());
+    STEP("embed_ops", check_embed_ops(0));
+    STEP("embed_ops_gauss_first", check_embed_ops(1));
+    STEP("concat3_backward_intra", check_concat3_backward(1));
+    STEP("concat3_backward_cross", check_concat3_backward(0));
     /* the score model's layer irreps (ns 16, nv 4), training and evaluation */
-    check_bn("training", "16x0e+4x1o+4x1e+16x0o", 333, 1);
-    check_bn("evaluation", "16x0e+4x1o+4x2e", 101, 0);
-    check_scatter("intra", 20000, 400, 40, 3000);
-    check_scatter("wide_rows", 5000, 1000, 100, 5000);
+    STEP("bn_training", check_bn("training", "16x0e+4x1o+4x1e+16x0o", 333, 1));
+    STEP("bn_evaluation", check_bn("evaluation", "16x0e+4x1o+4x2e", 101, 0));
+    STEP("scatter_intra", check_scatter("intra", 20000, 400, 40, 3000));
+    STEP("scatter_wide_rows", check_scatter("wide_rows", 5000, 1000, 100, 5000));
     /* the score model's shapes: edge MLP layers (E x 2ns+32 -> 32), odd sizes */
-    check_linear("odd", 1001, 77, 33);
-    check_linear("edge_mlp", emu ? 5000 : 200000, 96, 32);
+    STEP("linear_odd", check_linear("odd", 1001, 77, 33));
+    STEP("linear_edge_mlp", check_linear("edge_mlp", small ? 5000 : 200000, 96, 32));
 
     /* ESM layers: hd 16 (8M/TINY), 64 (650M, 3B) and 128 (15B: the fp32 attention's 64 KiB of
      * dynamic shared memory); sequences across several key tiles and query blocks, one of
      * length 0 */
     int lens_a[] = {1, 5, 0, 33, 70, 150};
-    check_esm_layers("hd16", lens_a, 6, 64, 16);
-    check_esm_layers("hd64", lens_a, 6, 128, 64);
-    check_esm_layers("hd128", lens_a, 6, 256, 128);
-    check_esm_attention_bf16();
-    check_esm_bias_gelu();
-    check_esm_residual_layernorm();
+    STEP("esm_layers_hd16", check_esm_layers("hd16", lens_a, 6, 64, 16));
+    STEP("esm_layers_hd64", check_esm_layers("hd64", lens_a, 6, 128, 64));
+    STEP("esm_layers_hd128", check_esm_layers("hd128", lens_a, 6, 256, 128));
+    STEP("esm_attention_bf16", check_esm_attention_bf16());
+    STEP("esm_bias_gelu", check_esm_bias_gelu());
+    STEP("esm_residual_layernorm", check_esm_residual_layernorm());
     int lens_run[] = {12, 140, 3, 64, 31, 90, 200, 7, 0, 45};
-    check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 1e-4);
-    check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 1e-4);
+    STEP("esm_run_tiny_fp32",
+         check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 1e-4));
+    STEP("esm_run_hd64_fp32",
+         check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 1e-4));
     /* tf32 and bf16 tensor cores: the error against the fp32 CPU engine, bounded as documented
      * (docs/esm-embed.md); on the emulation tf32 is fp32, bf16 rounds the operands exactly as
      * the GPU does and sums in fp32 */
-    check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3);
-    check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
+    STEP("esm_run_hd64_tf32",
+         check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3));
+    STEP("esm_run_hd64_bf16",
+         check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2));
     /* head dimension 24 (ESM-2 35M): no tensor-core attention, the fp32 kernel and a cast */
-    check_esm_run("hd24_bf16", 2, 96, 4, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2);
-    check_esm_profile(lens_run, 10);
+    STEP("esm_run_hd24_bf16",
+         check_esm_run("hd24_bf16", 2, 96, 4, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2));
+    STEP("esm_profile", check_esm_profile(lens_run, 10));
 
     /* the score model: its remaining glue ops, then whole passes on the golden cases */
-    check_score_glue();
-    check_score_device();
-
-    printf("%d passed, %d failed\n", npass, nfail);
+    STEP("score_glue", check_score_glue());
+    STEP("score_device", check_score_device());
     return nfail ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    return gpu_steps_main(argc, argv, run_checks);
 }

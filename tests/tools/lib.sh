@@ -8,6 +8,14 @@ BIN=$(cd "$ROOT" && cd "${PPD_BIN:-bin}" && pwd)
 export TESTBIN
 TESTBIN=$(cd "$ROOT" && cd "${PPD_TESTBIN:-build/tests}" 2>/dev/null && pwd || echo "$ROOT/build/tests")
 export DATA="$ROOT/tests/data"
+# PPD_EMU_BIN: a directory with the CUDA builds of esm-embed and train (`make test`: the CPU
+# emulation's; scripts/gpu-check.sh: the real build), relative to the root or absolute; as an
+# absolute path here, empty when unset
+export CUDA_BIN=""
+if [ -n "${PPD_EMU_BIN:-}" ]; then
+    CUDA_BIN=$(cd "$ROOT" 2>/dev/null && cd "$PPD_EMU_BIN" 2>/dev/null && pwd) ||
+        echo "FAIL cuda_bin_dir (PPD_EMU_BIN=$PPD_EMU_BIN is not a directory: its tests are not run)"
+fi
 export PATH="$BIN:$PATH"
 
 # Each test runs in a subshell: `fail` prints a marker that run_tests reads, and ends the test.

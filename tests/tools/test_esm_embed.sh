@@ -147,7 +147,7 @@ test_device_cuda_needs_cuda_and_a_gpu() {
 # compiles); scripts/gpu-check.sh gives it the real CUDA build on a GPU. Checked against
 # fair-esm's goldens like the CPU engine.
 EMU_ESM=""
-[ -n "${PPD_EMU_BIN:-}" ] && EMU_ESM="$ROOT/$PPD_EMU_BIN/esm-embed"
+[ -n "$CUDA_BIN" ] && EMU_ESM="$CUDA_BIN/esm-embed"
 if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
     emu_emb() { "$EMU_ESM" -j 2 --weights "$TINY/model.safetensors" --device cuda "$@"; }
 

@@ -256,7 +256,7 @@ test_device_cuda_needs_cuda_and_a_gpu() {
 # The GPU pass: PPD_EMU_BIN names a directory with a CUDA train (`make test`: the CPU emulation
 # of tests/emu, the same kernels nvcc compiles; scripts/gpu-check.sh: the real CUDA build).
 EMU_TRAIN=""
-[ -n "${PPD_EMU_BIN:-}" ] && EMU_TRAIN="$ROOT/$PPD_EMU_BIN/train"
+[ -n "$CUDA_BIN" ] && EMU_TRAIN="$CUDA_BIN/train"
 if [ -n "$EMU_TRAIN" ] && [ -x "$EMU_TRAIN" ]; then
     gtrn() { "$EMU_TRAIN" -c "$CFG" -j 2 --device cuda --deterministic --set train.epochs=1000 "$@"; }
 
