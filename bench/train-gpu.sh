@@ -20,7 +20,8 @@
 #   OUT=dir N=10000 STEPS=30 EPOCH_STEPS=0 bench/train-gpu.sh
 # MODEL=demo runs config/demo.yaml's small model instead (to try the script on the CPU emulation:
 # PPD_BIN=a directory with graph-build and build/emu/bin/train).
-# RUNS: the runs to make (default "batch8 batch16 b16-tf32 b16-profile epoch"); KEEP_SET=1 keeps
+# RUNS: the runs to make (default "batch8 batch16 b16-tf32 b16-profile epoch"); PROFILE_STEPS:
+# the profiled run's steps (default 10); KEEP_SET=1 keeps
 # the synthetic set's graph and ESM caches; SET_FROM=DIR trains on a kept set (DIR/graphs,
 # DIR/esm) instead of making one: scripts/gpu-check.sh's A/B against a baseline build.
 set -euo pipefail
@@ -114,8 +115,8 @@ run batch8 8 "$STEPS"
 run batch16 16 "$STEPS"
 run b16-tf32 16 "$STEPS" --precision tf32
 # where a batch-16 step's GPU time goes: each kind of op's share of the stream's time (CUDA
-# events between them, --profile), over 10 steps
-run b16-profile 16 10 --profile >/dev/null
+# events between them, --profile), over PROFILE_STEPS steps (default 10)
+run b16-profile 16 "${PROFILE_STEPS:-10}" --profile >/dev/null
 if [ -e "$OUT/b16-profile.json" ]; then
     psteps=$(grep -o '"steps": [0-9]*' "$OUT/b16-profile.json" | awk '{print $2}')
     grep -o '"device_profile_ms": {[^}]*}' "$OUT/b16-profile.json" | tr -d '{}",' | awk -v steps="$psteps" '{

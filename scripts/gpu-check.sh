@@ -14,10 +14,14 @@
 # Environment: OUT; JOBS (make -j, default 16); BUILD/BIN are passed to make if set;
 # CUDA_ARCH overrides the architecture, which otherwise comes from nvidia-smi's compute_cap;
 # EMU=1 also builds and runs the CPU emulation of CUDA (off here: the GPU runs the real thing);
-# STEP_TIMEOUT: seconds one step may run (default 600); BASELINE: a directory with bin/ and
-# build/tests/ of another build (scripts/gpu-pack.sh BASELINE=<rev> packs one as
-# gpu-pack/baseline): its ESM bf16 and batch-16 training benchmarks run too, and an A/B table
-# with the ratios comes last;
+# STEP_TIMEOUT: seconds one step may run (default 600); GPU_TEST_STEP_TIMEOUT: seconds one step
+# of the GPU test may run (default 60); SANITIZER: a compute-sanitizer (default: the one on PATH;
+# gpu-remote.sh names the pack's); SANITIZE_UNTIL: seconds into the check after which no
+# sanitizer step starts (default 430); RACE_STEPS, MEM_STEPS: the GPU test's steps racecheck and
+# memcheck run (memcheck: all by default);
+# BASELINE: a directory with bin/ and build/tests/ of another build (scripts/gpu-pack.sh
+# BASELINE=<rev> packs one as gpu-pack/baseline): its ESM bf16 and batch-16 training benchmarks
+# run too, and an A/B table with the ratios comes last;
 # PREBUILT=1: BUILD and BIN already hold the programs (scripts/gpu-pack.sh, for a GPU machine
 # without our build dependencies): no make, no build and no CPU `make test` (CI runs that).
 # Exit status: 0 when every step passed, 3 when there is no GPU (nvidia-smi fails or the GPU
@@ -92,27 +96,42 @@ build() {
     fi
     make -j"$JOBS" "${make_vars[@]}" all tests
 }
+# suite_passed STEP: the shell suite of STEP's log reported tests and none failed (a suite whose
+# tests were not defined, a wrong directory, reports none and exits 0)
+suite_passed() {
+    grep -q '^FAIL ' "$OUT/$1.log" && return 1
+    grep -q '^PASS ' "$OUT/$1.log" && return 0
+    say "gpu-check: $1 ran no test"
+    return 1
+}
 if step build build; then
     if [ "${PREBUILT:-0}" != 1 ]; then step test make "${make_vars[@]}" test || failed=1; fi
     # make test-gpu's program; verbose: the log keeps every check's measured error (TF32's
     # against fp32 and the bf16 attention's among them)
-    step test-gpu env PPD_TEST_VERBOSE=1 "${BUILD:-build}/tests/gpu"
+    # each check step in a child process: a step that faults, crashes or runs past
+    # GPU_TEST_STEP_TIMEOUT seconds fails alone and the steps after it still run
+    step test-gpu env PPD_TEST_VERBOSE=1 PPD_TEST_GPU_STEP_TIMEOUT="${GPU_TEST_STEP_TIMEOUT:-60}" \
+        "${BUILD:-build}/tests/gpu"
     rc=$?
     grep -E '^ +[a-z0-9_]*(tf32|attention_bf16)[a-z0-9_]*: ' "$OUT/test-gpu.log" >>"$summary"
     if [ "$rc" -ne 0 ]; then
         failed=1
         grep -q 'no CUDA device' "$OUT/test-gpu.log" && no_gpu=1
     fi
+    # that runner on the GPU: an injected kernel fault (a real illegal address), crash and hang
+    step gpu-runner env PPD_BIN="${BIN:-bin}" PPD_TESTBIN="${BUILD:-build}/tests" \
+        PPD_GPU_TEST_BIN="${BUILD:-build}/tests/gpu" bash tests/tools/test_gpu_runner.sh || failed=1
+    suite_passed gpu-runner || failed=1
     # esm-embed's CUDA engine on the GPU against fair-esm's goldens (the suite's cuda_engine tests,
     # which make test runs on the CPU emulation)
     step esm-embed-gpu env PPD_BIN="${BIN:-bin}" PPD_TESTBIN="${BUILD:-build}/tests" \
         PPD_EMU_BIN="${BIN:-bin}" PPD_TEST_FILTER=cuda_engine bash tests/tools/test_esm_embed.sh || failed=1
-    grep -q '^FAIL ' "$OUT/esm-embed-gpu.log" && failed=1
+    suite_passed esm-embed-gpu || failed=1
     # train's GPU pass: the 50-step loss curve against the CPU, resume, memory reports (the
     # suite's cuda_ tests, which make test runs on the CPU emulation)
     step train-gpu env PPD_BIN="${BIN:-bin}" PPD_TESTBIN="${BUILD:-build}/tests" \
         PPD_EMU_BIN="${BIN:-bin}" PPD_TEST_FILTER=cuda_ bash tests/tools/test_train.sh || failed=1
-    grep -q '^FAIL ' "$OUT/train-gpu.log" && failed=1
+    suite_passed train-gpu || failed=1
 else
     failed=1
     say "build failed: tests not run"
@@ -137,17 +156,28 @@ fi
 # ---- benchmarks -------------------------------------------------------------------------------
 BUILD_DIR=${BUILD:-build}
 BIN_DIR=${BIN:-bin}
-FASTA=bench/data/db5.5-chains.fasta
-SHAPE=33,1280,20
+FASTA=${ESM_FASTA:-bench/data/db5.5-chains.fasta}
+SHAPE=${ESM_SHAPE:-33,1280,20}
 bench_failed=0
 esm_bench() { # name precision budget_gb compare profile
     step "esm-$1" "$BUILD_DIR/tests/esm-bench" "$SHAPE" "$FASTA" "$2" "$3" 0 2 "$4" "$5" || bench_failed=1
     grep -E '^ESM_(BENCH|ERROR|PROFILE) ' "$OUT/esm-$1.log" >>"$summary"
 }
+# base_esm PRECISION: the baseline build's ESM benchmark (profiled), right after this build's of
+# the same precision, so that a drift of the GPU's clocks during the check does not land on one
+# side of the A/B
+base_esm() {
+    [ -n "${BASELINE:-}" ] || return 0
+    step "base-esm-$1" "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" "$1" 20 0 2 0 1 ||
+        bench_failed=1
+}
 # profile 1: one more run with each op timed (where the time goes: attention or GEMMs)
 esm_bench fp32-20g fp32 20 4 1
 esm_bench tf32-20g tf32 20 4 1
+# tf32's attention is the fp32 kernel (one thread per query row), restaged since 88f9d47
+base_esm tf32
 esm_bench bf16-20g bf16 20 4 1
+base_esm bf16
 esm_bench bf16-70g bf16 70 0 0
 # embed_bf16 STEP BIN: esm-embed end to end in bf16 (random 650M weights, every chain) into a
 # fresh cache, removed after
@@ -158,6 +188,7 @@ embed_bf16() {
     rm -rf "$OUT/esm-cache"
 }
 embed_bf16 esm-embed-bf16 "$BIN_DIR"
+[ -n "${BASELINE:-}" ] && embed_bf16 base-esm-embed-bf16 "$BASELINE/bin"
 grep -E '^\{' "$OUT/esm-embed-bf16.log" >>"$summary"
 
 # training at the released size: batch 8 and 16, and an epoch of 10,000 synthetic complexes
@@ -165,21 +196,17 @@ grep -E '^\{' "$OUT/esm-embed-bf16.log" >>"$summary"
 keep=0
 [ -n "${BASELINE:-}" ] && keep=1 # the baseline trains on the same set
 step train-bench env OUT="$OUT" PPD_BIN="$BIN_DIR" PPD_TESTBIN="$BUILD_DIR/tests" JOBS="$JOBS" \
-    N=10000 STEPS=20 EPOCH_STEPS="${EPOCH_STEPS:-150}" KEEP_SET=$keep bash bench/train-gpu.sh ||
+    N="${TRAIN_N:-10000}" STEPS="${TRAIN_STEPS:-20}" EPOCH_STEPS="${EPOCH_STEPS:-150}" KEEP_SET=$keep \
+    bash bench/train-gpu.sh ||
     bench_failed=1
 grep -E '^(TRAIN_BENCH|TRAIN_PROFILE|SCORE_PLAN) ' "$OUT/train-bench.log" >>"$summary"
 
-# A/B: ESM bf16 and training at batch 16 (with the profile) again from a baseline build, on the
-# same GPU in the same run, for ratios that do not depend on the machine
+# A/B: training at batch 16 (with the profile) again from a baseline build (its ESM runs came
+# each after this build's above), on the same GPU in the same run, for ratios that do not
+# depend on the machine
 if [ -n "${BASELINE:-}" ]; then
-    step base-esm-bf16 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" bf16 20 0 2 0 1 ||
-        bench_failed=1
-    # tf32: its attention is the fp32 kernel (one thread per query row), restaged since 88f9d47
-    step base-esm-tf32 "$BASELINE/build/tests/esm-bench" "$SHAPE" "$FASTA" tf32 20 0 2 0 1 ||
-        bench_failed=1
-    embed_bf16 base-esm-embed-bf16 "$BASELINE/bin"
-    step base-train-bench env OUT="$OUT/base" PPD_BIN="$BASELINE/bin" JOBS="$JOBS" N=10000 \
-        STEPS=20 RUNS="batch16 b16-profile" SET_FROM="$OUT/train-gpu" bash bench/train-gpu.sh ||
+    step base-train-bench env OUT="$OUT/base" PPD_BIN="$BASELINE/bin" JOBS="$JOBS" \
+        N="${TRAIN_N:-10000}" STEPS="${TRAIN_STEPS:-20}" RUNS="batch16 b16-profile" SET_FROM="$OUT/train-gpu" bash bench/train-gpu.sh ||
         bench_failed=1
     rm -rf "$OUT/train-gpu/set" "$OUT/train-gpu/graphs" "$OUT/train-gpu/esm"
 fi
@@ -261,6 +288,45 @@ if [ -n "${BASELINE:-}" ]; then
     ab "train batch 16 conv_fc share" "$(kv "$OUT/base/train-gpu/profile.line" TRAIN_PROFILE conv_fc)" \
         "$(kv "$OUT/train-gpu/profile.line" TRAIN_PROFILE conv_fc)"
 fi
+
+# ---- compute-sanitizer: the GPU checks at the emulation's sizes under racecheck (shared-memory
+# hazards: the attention's cp.async staging, the warp queues, the tensor products' staged
+# weights) and memcheck (out-of-bounds and misaligned accesses), last, while time is left.
+# Errors it finds fail the check (exit 9); a sanitizer that cannot run here is only noted.
+SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || true)}
+RACE_STEPS=${RACE_STEPS:-esm_attention_bf16,esm_layers_hd64,esm_layers_hd128,esm_bias_gelu,esm_residual_layernorm,tp_layer3_ns32,tp_layer2_ns40,scatter_intra,bn_training,linear_odd,adam_clip}
+SANITIZE_UNTIL=${SANITIZE_UNTIL:-430} # no sanitizer step starts later (seconds into the check)
+sanitize() { # name tool [steps]
+    local left=$((SANITIZE_UNTIL - SECONDS)) rc
+    if [ "$left" -lt 30 ]; then
+        say "== sanitize-$1: skipped, $SECONDS s into the check"
+        return 0
+    fi
+    local only=()
+    [ -n "${3:-}" ] && only=(--steps "$3")
+    step "sanitize-$1" timeout "$left" "$SANITIZER" --tool "$2" --error-exitcode 9 --print-limit 20 \
+        --target-processes application-only "$BUILD_DIR/tests/gpu" --no-fork --small "${only[@]}"
+    rc=$?
+    grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$1.log" |
+        sed "s/^/sanitize-$1: /" >>"$summary"
+    case $rc in
+        0) ;;
+        9)
+            say "gpu-check: compute-sanitizer $2 found errors (see $OUT/sanitize-$1.log)"
+            failed=1
+            ;;
+        *) say "gpu-check: compute-sanitizer $2 exited $rc (no sanitizer error counted; see the log)" ;;
+    esac
+}
+say ""
+if [ -n "$SANITIZER" ] && [ -x "$SANITIZER" ]; then
+    say "== compute-sanitizer ($SANITIZER)"
+    sanitize race racecheck "$RACE_STEPS"
+    sanitize mem memcheck "${MEM_STEPS:-}"
+else
+    say "== compute-sanitizer: none here (scripts/gpu-pack.sh packs one): not run"
+fi
+
 if [ "$bench_failed" -ne 0 ] || [ "$failed" -ne 0 ]; then
     [ "$failed" -ne 0 ] && say "gpu-check: tests FAILED (see $OUT/*.log and the FAIL lines above)"
     [ "$bench_failed" -ne 0 ] && say "gpu-check: a benchmark FAILED (see $OUT/*.log)"

@@ -14,6 +14,10 @@
 # Environment: CUDA_ARCH (default 90: H100/H200), JOBS (make -j, default nproc), PACK (default
 # gpu-pack); BASELINE=<git revision> also builds that revision (in a temporary worktree) into
 # the pack's baseline/ (bin/, build/tests/), for gpu-check's A/B: BASELINE=gpu-pack/baseline there.
+# The pack also carries NVIDIA's compute-sanitizer (memcheck, racecheck) of nvcc's major CUDA
+# version, from PyPI's nvidia-cuda-sanitizer-api wheel, as gpu-pack/sanitizer/compute-sanitizer
+# for gpu-check's sanitizer steps (SANITIZER there); when pip cannot fetch it, the pack goes
+# without and says so.
 # Exit status: 0 when packed, 1 when a build or a library lookup failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +47,27 @@ if [ -n "${BASELINE:-}" ]; then
     stage_build "$src" "$stage/$PACK/baseline"
     git worktree remove --force "$src"
 fi
+# compute-sanitizer: the newest wheel of nvcc's major version (those before 13.3 lack the
+# TreeLauncherSubreaper their launcher executes, so they cannot start a program), its directory
+# without documentation and headers; unzipping loses the executable bits
+cuda_major=$("${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+if pip download -q --no-deps -d "$stage/wheel" \
+    "nvidia-cuda-sanitizer-api>=$cuda_major,<$((cuda_major + 1))" 2>/dev/null; then
+    python3 -m zipfile -e "$stage"/wheel/*.whl "$stage/wheel/x"
+    cs=$(dirname "$(find "$stage/wheel/x" -path '*/compute-sanitizer/TreeLauncherSubreaper' | head -1)")
+    if [ -n "$cs" ] && [ -f "$cs/compute-sanitizer" ]; then
+        rm -rf "$cs/docs" "$cs/include"
+        chmod +x "$cs"/compute-sanitizer "$cs"/TreeLauncher* "$cs"/x86/TreeLauncher* 2>/dev/null || true
+        cp -r "$cs" "$stage/$PACK/sanitizer"
+    else
+        echo "gpu-pack: the compute-sanitizer wheel has no TreeLauncherSubreaper: packed without it" >&2
+    fi
+    rm -rf "$stage/wheel"
+else
+    echo "gpu-pack: no compute-sanitizer $cuda_major.x from pip: the pack goes without it" >&2
+fi
 # the libraries outside glibc, libstdc++/libgcc, zlib and CUDA, by their sonames
-find "$stage/$PACK" -path "$stage/$PACK/lib" -prune -o -type f -perm -u+x -exec ldd {} + 2>/dev/null |
+find "$stage/$PACK" \( -path "$stage/$PACK/lib" -o -path "$stage/$PACK/sanitizer" \) -prune -o -type f -perm -u+x -exec ldd {} + 2>/dev/null |
     awk '$2 == "=>" {print $1, $3}' | sort -u |
     while read -r soname path; do
         case $soname in

@@ -32,6 +32,7 @@ rm -rf "$work"
 mkdir -p "$work"
 base=()
 [ -d gpu-pack/baseline ] && base=(BASELINE=gpu-pack/baseline)
+[ -x gpu-pack/sanitizer/compute-sanitizer ] && base+=("SANITIZER=$PWD/gpu-pack/sanitizer/compute-sanitizer")
 env OUT="$work" BUILD=gpu-pack/build BIN=gpu-pack/bin PREBUILT=1 "${base[@]}" \
     STEP_TIMEOUT="${STEP_TIMEOUT:-200}" timeout "${CHECK_TIMEOUT:-480}" scripts/gpu-check.sh \
     >"$work/all.log" 2>&1
