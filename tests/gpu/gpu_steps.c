@@ -6,9 +6,9 @@
  * would fail too and say nothing; a kernel that hangs would eat the whole session. The parent
  * never touches CUDA: it forks a child that runs the steps from a given one on, and reads on a
  * pipe which step the child is in and its counts. When the child reports a lost context, dies,
- * or spends more than the step timeout in one step, the parent reports that step as failed (a
- * hung child is killed, which ends its kernels) and forks a new child from the next step. The
- * last line is the sum over the children: "N passed, N failed".
+ * or spends more than the step timeout in one step (or before its first), the parent reports
+ * that step as failed (a hung child is killed, which ends its kernels) and forks a new child from
+ * the next step. The last line is the sum over the children: "N passed, N failed".
  *
  * Pipe lines from the child: "B <index> <name>" a step begins; "C <passed> <failed>" the child's
  * counts after each PASS or FAIL line; "E <index>" the step ended; "D" the child ran its last
@@ -16,9 +16,9 @@
  *
  * Environment: PPD_TEST_GPU_STEP_TIMEOUT (seconds one step may run, default 600; 0 none);
  * PPD_TEST_GPU_FAULT=<step> and PPD_TEST_GPU_FAULT_KIND=fault|crash|hang (default fault): after
- * that step, launch a kernel on an unmapped address, abort, or hang, so that the tests of this
- * runner (tests/tools/test_gpu_runner.sh) can check each way a step can die, on the emulation
- * and on a GPU. */
+ * that step (or as a child starts: "start"), launch a kernel on an unmapped address, abort, or
+ * hang, so that the runner's tests (tests/tools/test_gpu_runner.sh) can check each way a step
+ * can die, on the emulation and on a GPU. */
 #include <cuda_runtime_api.h>
 
 #include "ppdock/nn_cuda.h"
@@ -171,7 +171,8 @@ static double now_s(void) {
 }
 
 /* Run a child from step `from`; its state in *c; returns its wait status, or -1 when it was
- * killed for spending more than timeout_s seconds in one step. */
+ * killed for spending more than timeout_s seconds in one step (or before its first, or between
+ * two). */
 static int run_child(int from, double timeout_s, int (*run_checks)(void), child_state *c) {
     int fds[2];
     if (pipe(fds) != 0) {
@@ -189,6 +190,7 @@ static int run_child(int from, double timeout_s, int (*run_checks)(void), child_
         close(fds[0]);
         pipe_fd = fds[1];
         steps_from = from;
+        inject_fault("start");
         int rc = run_checks();
         if (rc != 3) {
             check_listed_names();
@@ -205,7 +207,7 @@ static int run_child(int from, double timeout_s, int (*run_checks)(void), child_
     int killed = 0;
     for (;;) {
         int wait_ms = -1;
-        if (timeout_s > 0 && c->begun > c->ended) {
+        if (timeout_s > 0) { /* a step, or the set-up before the first, ran too long */
             double left = timeout_s - (now_s() - step_start);
             if (left <= 0) {
                 kill(pid, SIGKILL);
@@ -225,9 +227,9 @@ static int run_child(int from, double timeout_s, int (*run_checks)(void), child_
         char *line = buf, *nl;
         while ((nl = strchr(line, '\n'))) {
             *nl = 0;
-            int begun = c->begun;
+            int begun = c->begun, ended = c->ended;
             child_line(c, line);
-            if (c->begun != begun) step_start = now_s();
+            if (c->begun != begun || c->ended != ended) step_start = now_s();
             line = nl + 1;
         }
         have = strlen(line);
@@ -238,6 +240,16 @@ static int run_child(int from, double timeout_s, int (*run_checks)(void), child_
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     return killed ? -1 : status;
+}
+
+/* How a child that did not finish ended, from run_child's status. */
+static void describe_end(int status, double timeout_s, char *buf, size_t size) {
+    if (status == -1)
+        snprintf(buf, size, "no result after %.0f s: killed", timeout_s);
+    else if (WIFSIGNALED(status))
+        snprintf(buf, size, "the check process died of signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, size, "the check process exited %d", WEXITSTATUS(status));
 }
 
 int gpu_steps_main(int argc, char **argv, int (*run_checks)(void)) {
@@ -276,30 +288,21 @@ int gpu_steps_main(int argc, char **argv, int (*run_checks)(void)) {
         passed += c.passed, failed += c.failed;
         if (c.done && WIFEXITED(status)) break;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 3 && !c.begun) return 3; /* no GPU */
-        if (c.begun == 0) {
-            /* died before its first step: nothing to skip past */
-            printf("FAIL gpu_checks (the check process ended before its first step: %s %d)\n",
-                   status == -1          ? "killed after"
-                   : WIFSIGNALED(status) ? "signal"
-                                         : "exit",
-                   status == -1          ? (int)timeout_s
-                   : WIFSIGNALED(status) ? WTERMSIG(status)
-                                         : WEXITSTATUS(status));
+        char how[80];
+        describe_end(status, timeout_s, how, sizeof how);
+        if (c.begun == 0) { /* nothing to skip past */
+            printf("FAIL gpu_checks (%s before the first step)\n", how);
             failed++;
             break;
         }
-        if (!c.lost) { /* the child could not say so: the parent reports the step */
-            if (status == -1)
-                printf("FAIL gpu_step_%s (no result after %.0f s: killed, the steps after it run "
-                       "in a new "
-                       "process)\n",
-                       c.name, timeout_s);
+        if (!c.lost) { /* the child could not say so: the parent reports it */
+            if (c.begun > c.ended)
+                printf("FAIL gpu_step_%s (%s; the steps after it run in a new process)\n", c.name,
+                       how);
             else
-                printf("FAIL gpu_step_%s (the check process died in it: %s %d; the steps after it "
-                       "run in "
-                       "a new process)\n",
-                       c.name, WIFSIGNALED(status) ? "signal" : "exit",
-                       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                printf("FAIL gpu_checks (%s after step %s; the steps after it run in a new "
+                       "process)\n",
+                       how, c.name);
             failed++;
         }
         fflush(stdout);

@@ -50,7 +50,7 @@ if [ -n "$GPU_PROG" ] && [ -x "$GPU_PROG" ]; then
 
     test_gpu_runner_goes_on_after_a_crash() {
         run_steps_dying crash
-        assert_went_on "the check process died in it: signal 6"
+        assert_went_on "the check process died of signal 6"
     }
 
     test_gpu_runner_kills_a_hung_step_and_goes_on() {
@@ -58,6 +58,15 @@ if [ -n "$GPU_PROG" ] && [ -x "$GPU_PROG" ]; then
         run_steps_dying hang
         assert_went_on "no result after 10 s"
         [ $((SECONDS - t0)) -lt 40 ] || fail "took $((SECONDS - t0)) s for a 10 s step timeout"
+    }
+
+    test_gpu_runner_kills_a_child_that_hangs_before_its_first_step() {
+        OUT=$(PPD_TEST_GPU_STEP_TIMEOUT=3 PPD_TEST_GPU_FAULT=start PPD_TEST_GPU_FAULT_KIND=hang \
+            "$GPU_PROG" --steps adam_clip 2>&1)
+        local rc=$?
+        assert_eq "$rc" 1 "the exit status"
+        assert_contains "$OUT" "FAIL gpu_checks (no result after 3 s: killed before the first step)"
+        assert_eq "$(printf '%s\n' "$OUT" | tail -1)" "0 passed, 1 failed" "the last line"
     }
 
     # --no-fork (for compute-sanitizer, which watches one process): the same checks in-process,
