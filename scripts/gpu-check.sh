@@ -179,6 +179,9 @@ base_esm tf32
 esm_bench bf16-20g bf16 20 4 1
 base_esm bf16
 esm_bench bf16-70g bf16 70 0 0
+# bf16 with the fp32 attention kernel instead of the tensor-core one: what the tensor-core
+# kernel gains, and this build's bf16 numbers even if that kernel fails on the GPU
+PPD_ESM_FP32_ATTENTION=1 esm_bench bf16f32att-20g bf16 20 4 1
 # embed_bf16 STEP BIN: esm-embed end to end in bf16 (random 650M weights, every chain) into a
 # fresh cache, removed after
 embed_bf16() {
@@ -225,6 +228,23 @@ done
 say ""
 say "== ESM-2 650M shape: the stream's time per op (profiled run, all layers)"
 grep -h '^ESM_PROFILE ' "$OUT"/esm-*-*g.log 2>/dev/null | sed 's/^ESM_PROFILE //' | tee -a "$summary"
+# opms FILE OP...: the stream milliseconds of the ops in FILE's ESM_PROFILE line (its total
+# times their shares); per op, so builds whose op lists were fused differently compare (the
+# residual carries the next LayerNorm since f60e5d0: compare residual + layernorm)
+opms() {
+    [ -e "$1" ] || return 0
+    local f=$1
+    shift
+    awk -v ops="$*" 'index($0, "ESM_PROFILE ") == 1 {
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] + 0 }
+        n = split(ops, o, " "); s = 0
+        for (j = 1; j <= n; j++) s += v[o[j]]
+        printf "%.1f\n", v["total_ms"] * s / 100; exit }' "$f"
+}
+if [ -e "$OUT/esm-bf16f32att-20g.log" ]; then
+    tc=$(opms "$OUT/esm-bf16-20g.log" attention) f32=$(opms "$OUT/esm-bf16f32att-20g.log" attention)
+    say "bf16 attention: tensor-core kernel ${tc:-?} ms, fp32 kernel and cast ${f32:-?} ms"
+fi
 say ""
 say "== score model training, released size (ns 32, nv 6, 4 layers, lm 1280), one GPU"
 [ -e "$OUT/train-gpu/summary.txt" ] && tee -a "$summary" <"$OUT/train-gpu/summary.txt"
@@ -249,19 +269,6 @@ if [ -n "${BASELINE:-}" ]; then
         "$(kv "$OUT/esm-bf16-20g.log" ESM_BENCH tokens_per_s)"
     ab "ESM bf16 attention share" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE attention)" \
         "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE attention)"
-    # opms FILE OP...: the stream milliseconds of the ops in FILE's ESM_PROFILE line (its total
-    # times their shares); per op, so builds whose op lists were fused differently compare (the
-    # residual carries the next LayerNorm since f60e5d0: compare residual + layernorm)
-    opms() {
-        [ -e "$1" ] || return 0
-        local f=$1
-        shift
-        awk -v ops="$*" 'index($0, "ESM_PROFILE ") == 1 {
-            for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] + 0 }
-            n = split(ops, o, " "); s = 0
-            for (j = 1; j <= n; j++) s += v[o[j]]
-            printf "%.1f\n", v["total_ms"] * s / 100; exit }' "$f"
-    }
     for ops in "attention" "gelu" "rope" "residual layernorm" "qkv_gemm out_gemm fc1_gemm fc2_gemm"; do
         # shellcheck disable=SC2086 # ops is a list of op names
         ab "ESM bf16 ms: $ops" "$(opms "$OUT/base-esm-bf16.log" $ops)" \

@@ -151,10 +151,16 @@ typedef struct {
     ppd_cuda_precision precision;
     int device;  /* CUDA device ordinal */
     int profile; /* time every op of every layer (CUDA events, one wait per layer: slower) */
+    /* bf16 mode: 1 runs the fp32 attention kernel and a cast to bf16 (the path of head
+     * dimensions the tensor-core kernel lacks) instead of the tensor-core one, which is the
+     * default where the head dimension allows: to tell the two apart when measuring or
+     * suspecting one (esm-bench's PPD_ESM_FP32_ATTENTION). No effect in fp32 and tf32 modes. */
+    int fp32_attention;
 } ppd_cuda_esm_opts;
 
 #define PPD_CUDA_ESM_OPTS_DEFAULT                                                                  \
-    ((ppd_cuda_esm_opts){.precision = PPD_CUDA_FP32, .device = 0, .profile = 0})
+    ((ppd_cuda_esm_opts){                                                                          \
+        .precision = PPD_CUDA_FP32, .device = 0, .profile = 0, .fp32_attention = 0})
 
 /* The ops of a layer as profile mode times them (in bf16 mode the op before a projection writes
  * its bf16 input: LayerNorm, attention, GELU). "residual" is the residual update fused with the

@@ -27,6 +27,7 @@ struct device_engine {
     // bf16 mode: the projection weights' bf16 copies, stacked over layers like the fp32 ones
     int bf16;
     uint16_t *wqkv16, *wo16, *w116, *w216;
+    bool fp32_attention; // bf16 mode without the tensor-core attention (ppd_cuda_esm_opts)
     // profile mode: an event before a layer and after each of its ops, the op each one ends,
     // and the times summed per op (NULL events: not profiling)
     cudaEvent_t prof_ev[16];
@@ -60,7 +61,7 @@ ppd_status project(const device_engine *e, float *out, const float *inp, const u
 // RoPE works in place in big, the attention writes u (and in bf16 mode its bf16 copy in16), and
 // the out projection writes big.
 bool tc_attention(const device_engine *e) {
-    return e->bf16 && ppd_cuda_esm_attention_bf16_supported(e->c->head_dim);
+    return e->bf16 && !e->fp32_attention && ppd_cuda_esm_attention_bf16_supported(e->c->head_dim);
 }
 
 // The ops that feed a projection. In bf16 mode they write its bf16 input (w->in16, or big for
@@ -307,6 +308,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     e.c = c;
     e.T_cap = plan->max_len + 2;
     e.bf16 = bf16;
+    e.fp32_attention = o->fp32_attention != 0;
     // two pinned staging slots: the host packs batch b + 1 and sinks batch b - 1 while the GPU
     // works on batch b (its uploads, kernels and download are queued on e.stream)
     staging st[2];

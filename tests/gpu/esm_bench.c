@@ -22,6 +22,8 @@
  * so slower than the timed runs), where the stream's time goes:
  *   ESM_PROFILE precision=.. total_ms=.. layernorm=..% qkv_gemm=..% rope=..% attention=..% ...
  *     attention_tflops=..   (4 T^2 d flops a layer per sequence of T tokens, over its time)
+ * PPD_ESM_FP32_ATTENTION=1 (bf16 only): the fp32 attention kernel and a cast instead of the
+ * tensor-core one (ppd_cuda_esm_opts.fp32_attention), labelled precision=bf16-f32att.
  * Exit status: 0, 2 usage, 3 no device or a failure (message on stderr).
  */
 #include "ppdock/esm.h"
@@ -125,6 +127,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "esm-bench: %s\n", ppd_errmsg());
         return 2;
     }
+    /* PPD_ESM_FP32_ATTENTION=1: bf16 without the tensor-core attention (labelled bf16-f32att) */
+    const char *fa = getenv("PPD_ESM_FP32_ATTENTION");
+    co.fp32_attention = fa && atoi(fa) && co.precision == PPD_CUDA_BF16;
+    const char *label = co.fp32_attention ? "bf16-f32att" : argv[3];
     seqs s = {0};
     ppd_esm_model m;
     ppd_esm_plan plan;
@@ -175,7 +181,7 @@ int main(int argc, char **argv) {
         "batches=%d largest_batch_tokens=%lld fit_tokens=%lld planned_mib=%.1f used_mib=%.1f "
         "driver_mib=%.1f runtime_mib=%.1f tokens=%lld "
         "residues=%lld seconds=%.3f tokens_per_s=%.0f residues_per_s=%.0f\n",
-        best.device_name, argv[1], argv[3], budget_gb, (long long)o.max_tokens, s.n, plan.n_batches,
+        best.device_name, argv[1], label, budget_gb, (long long)o.max_tokens, s.n, plan.n_batches,
         (long long)plan.max_batch_tokens, (long long)fit_tokens,
         (double)best.planned_bytes / (1 << 20), (double)best.arena_high / (1 << 20),
         (double)best.measured_bytes / (1 << 20), (double)best.runtime_bytes / (1 << 20),
@@ -194,7 +200,7 @@ int main(int argc, char **argv) {
         }
         double total = 0;
         for (int k = 0; k < PPD_ESM_NOPS; k++) total += pr.op_ms[k];
-        printf("ESM_PROFILE precision=%s total_ms=%.1f", argv[3], total);
+        printf("ESM_PROFILE precision=%s total_ms=%.1f", label, total);
         double att_ms = 0;
         for (int k = 0; k < PPD_ESM_NOPS; k++) {
             printf(" %s=%.1f%%", ppd_cuda_esm_op_names[k],
@@ -211,7 +217,7 @@ int main(int argc, char **argv) {
         }
         printf(" attention_tflops=%.1f\n", att_ms > 0 ? att_flops / (att_ms * 1e9) : 0.0);
     }
-    if (compare && sc.rows && compare_cpu(&m, &s, compare, sc.rows, argv[3]) != PPD_OK) {
+    if (compare && sc.rows && compare_cpu(&m, &s, compare, sc.rows, label) != PPD_OK) {
         fprintf(stderr, "esm-bench: CPU comparison: %s\n", ppd_errmsg());
         return 3;
     }

@@ -1233,14 +1233,15 @@ static ppd_status esm_collect_sink(void *ctx, int seq, const float *emb, int n, 
 
 /* Whole runs, CPU engine against CUDA engine, on a random model of shape (L, d, H): every
  * sequence's embeddings, and the device memory the plan predicted against what the arena used. */
-static void check_esm_run(const char *tag, int L, int d, int H, const int *lens, int n,
-                          int64_t max_tokens, ppd_cuda_precision prec, double tol) {
+static double check_esm_run(const char *tag, int L, int d, int H, const int *lens, int n,
+                            int64_t max_tokens, ppd_cuda_precision prec, int fp32_attention,
+                            double tol) {
     char name[160];
     snprintf(name, sizeof name, "gpu_esm_run_matches_cpu_%s", tag);
     ppd_esm_model m;
     if (ppd_esm_random_init(&m, L, d, H, 7) != PPD_OK) {
         report(name, 0, "model: %s", ppd_errmsg());
-        return;
+        return -1;
     }
     uint8_t **toks = random_tokens(lens, n, 5);
     esm_collect cpu = esm_collect_new(n, d), gpu = esm_collect_new(n, d);
@@ -1253,14 +1254,16 @@ static void check_esm_run(const char *tag, int L, int d, int H, const int *lens,
     if (!st) st = ppd_esm_plan_make(&pg, &m.cfg, lens, n, &o);
     ppd_cuda_esm_opts co = PPD_CUDA_ESM_OPTS_DEFAULT;
     co.precision = prec;
+    co.fp32_attention = fp32_attention;
     ppd_cuda_esm_report rep;
+    double md = -1, mc = 0;
     if (!st)
         st = ppd_cuda_esm_run(&m, &pg, (const uint8_t *const *)toks, -1, esm_collect_sink, &gpu,
                               &co, &rep);
     if (st) {
         report(name, 0, "%s", ppd_errmsg());
     } else {
-        double md = 0, mc = 0;
+        md = 0;
         int ok = cpu.count == n && gpu.count == n;
         for (int i = 0; ok && i < n; i++) {
             ok = cpu.n[i] == gpu.n[i];
@@ -1288,6 +1291,19 @@ static void check_esm_run(const char *tag, int L, int d, int H, const int *lens,
     tokens_free(toks, n);
     esm_collect_free(&cpu, n), esm_collect_free(&gpu, n);
     ppd_esm_model_free(&m);
+    return md;
+}
+
+/* bf16 mode, with the tensor-core attention and with fp32_attention: each within the bf16
+ * tolerance of the CPU, and really two paths (the tensor-core attention rounds its probabilities
+ * to bf16, the fp32 kernel does not, so the two runs' errors differ). */
+static void check_esm_bf16_runs(const int *lens, int n) {
+    double tc = check_esm_run("hd64_bf16", 2, 128, 2, lens, n, 4096, PPD_CUDA_BF16, 0, 3e-2);
+    double f32 =
+        check_esm_run("hd64_bf16_fp32_attention", 2, 128, 2, lens, n, 4096, PPD_CUDA_BF16, 1, 3e-2);
+    report("gpu_esm_fp32_attention_option_takes_the_fp32_kernel", tc >= 0 && f32 >= 0 && tc != f32,
+           "max |gpu - cpu| %.9g with the tensor-core attention, %.9g with fp32_attention", tc,
+           f32);
 }
 
 /* Profile mode times every op without changing a bit of the output, and its op times add up
@@ -1408,19 +1424,20 @@ static int run_checks(void) {
     STEP("esm_residual_layernorm", check_esm_residual_layernorm());
     int lens_run[] = {12, 140, 3, 64, 31, 90, 200, 7, 0, 45};
     STEP("esm_run_tiny_fp32",
-         check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 1e-4));
+         check_esm_run("tiny_fp32", 2, 64, 4, lens_run, 10, 256, PPD_CUDA_FP32, 0, 1e-4));
     STEP("esm_run_hd64_fp32",
-         check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 1e-4));
+         check_esm_run("hd64_fp32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_FP32, 0, 1e-4));
     /* tf32 and bf16 tensor cores: the error against the fp32 CPU engine, bounded as documented
      * (docs/esm-embed.md); on the emulation tf32 is fp32, bf16 rounds the operands exactly as
      * the GPU does and sums in fp32 */
     STEP("esm_run_hd64_tf32",
-         check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 5e-3));
-    STEP("esm_run_hd64_bf16",
-         check_esm_run("hd64_bf16", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2));
+         check_esm_run("hd64_tf32", 2, 128, 2, lens_run, 10, 4096, PPD_CUDA_TF32, 0, 5e-3));
+    /* and bf16 without the tensor-core attention (the fp32 kernel and a cast), as esm-bench's
+     * PPD_ESM_FP32_ATTENTION runs it */
+    STEP("esm_run_hd64_bf16", check_esm_bf16_runs(lens_run, 10));
     /* head dimension 24 (ESM-2 35M): no tensor-core attention, the fp32 kernel and a cast */
     STEP("esm_run_hd24_bf16",
-         check_esm_run("hd24_bf16", 2, 96, 4, lens_run, 10, 4096, PPD_CUDA_BF16, 3e-2));
+         check_esm_run("hd24_bf16", 2, 96, 4, lens_run, 10, 4096, PPD_CUDA_BF16, 0, 3e-2));
     STEP("esm_profile", check_esm_profile(lens_run, 10));
 
     /* the score model: its remaining glue ops, then whole passes on the golden cases */
