@@ -216,12 +216,12 @@ fi
 
 say ""
 say "== ESM-2 650M shape, 492 DB5.5 chains (132,414 residues), one GPU"
-say "precision budget  batches largest-batch  fits      planned-MiB used-MiB  driver-MiB tokens/s   error(rel to max)"
+say "precision   budget  batches largest-batch  fits      planned-MiB used-MiB  driver-MiB tokens/s   error(rel to max)"
 for f in "$OUT"/esm-*-*g.log; do
     [ -e "$f" ] || continue
     awk '/^ESM_BENCH /{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}}
          /^ESM_ERROR /{for(i=2;i<=NF;i++){split($i,kv,"=");e[kv[1]]=kv[2]}}
-         END{printf "%-9s %-7s %-7s %-14s %-9s %-11s %-9s %-10s %-10s %s\n", v["precision"], v["budget_gb"]"G",
+         END{printf "%-11s %-7s %-7s %-14s %-9s %-11s %-9s %-10s %-10s %s\n", v["precision"], v["budget_gb"]"G",
              v["batches"], v["largest_batch_tokens"], v["fit_tokens"], v["planned_mib"], v["used_mib"],
              v["driver_mib"], v["tokens_per_s"], (e["rel_to_max"] == "" ? "-" : e["rel_to_max"])}' "$f" | tee -a "$summary"
 done
