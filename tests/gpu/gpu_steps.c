@@ -45,16 +45,26 @@ static int steps_from = 1;     /* the first step this child runs */
 static const char *steps_only; /* --steps: comma-separated names, or NULL for all */
 static int pipe_fd = -1;
 
+/* The next name of a comma-separated list at *p: its start, its length in *len, *p moved past
+ * it; NULL at the end. */
+static const char *next_listed(const char **p, int *len) {
+    if (!*p || !**p) return NULL;
+    const char *start = *p, *end = strchr(start, ',');
+    *len = end ? (int)(end - start) : (int)strlen(start);
+    *p = end ? end + 1 : start + *len;
+    return start;
+}
+
+static int same_name(const char *name, const char *item, int len) {
+    return (int)strlen(name) == len && strncmp(name, item, (size_t)len) == 0;
+}
+
 static int listed(const char *name) {
     if (!steps_only) return 1;
-    size_t n = strlen(name);
-    for (const char *p = steps_only; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0) return 1;
-        if (!end) break;
-        p = end + 1;
-    }
+    const char *p = steps_only, *item;
+    int len;
+    while ((item = next_listed(&p, &len)))
+        if (same_name(name, item, len)) return 1;
     return 0;
 }
 
@@ -82,16 +92,14 @@ int step_begin(const char *name) {
 
 /* FAIL for each name of --steps that no step has (a typo would otherwise run nothing and pass) */
 static void check_listed_names(void) {
-    if (!steps_only) return;
-    for (const char *p = steps_only; *p;) {
-        const char *end = strchr(p, ',');
-        int len = end ? (int)(end - p) : (int)strlen(p), found = 0;
+    const char *p = steps_only, *item;
+    int len;
+    while ((item = next_listed(&p, &len))) {
+        int found = 0;
         for (int i = 0; i < step_index && i < MAX_STEPS && !found; i++)
-            found = (int)strlen(step_names[i]) == len && strncmp(step_names[i], p, len) == 0;
+            found = same_name(step_names[i], item, len);
         if (!found)
-            report("gpu_steps_option", 0, "--steps names '%.*s', which no step has", len, p);
-        if (!end) break;
-        p = end + 1;
+            report("gpu_steps_option", 0, "--steps names '%.*s', which no step has", len, item);
     }
 }
 
