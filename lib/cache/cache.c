@@ -113,6 +113,11 @@ ppd_status cache_meta_checksum(MDB_txn *txn, MDB_dbi meta, uint64_t *out) {
     return PPD_OK;
 }
 
+int cache_env_never_committed(MDB_env *env) {
+    MDB_envinfo info;
+    return mdb_env_info(env, &info) == 0 && info.me_last_txnid == 0;
+}
+
 ppd_status cache_env_open_readonly(const char *dir, MDB_env **out, int *nolock) {
     *out = NULL;
     *nolock = 0;
@@ -590,10 +595,14 @@ ppd_status ppd_cache_reader_open(const char *dir, ppd_cache_reader **out) {
     if (!st && ((rc = mdb_dbi_open(r->txn, CACHE_DB_META, 0, &r->meta)) ||
                 (rc = mdb_dbi_open(r->txn, CACHE_DB_RECORDS, 0, &r->recs)) ||
                 (rc = mdb_dbi_open(r->txn, CACHE_DB_INDEX, 0, &r->index))))
-        st = rc == MDB_NOTFOUND
+        st = rc != MDB_NOTFOUND ? cache_mdb_fail(rc, dir, "opening databases")
+             : cache_env_never_committed(r->env)
                  ? ppd_fail(PPD_ERR_CORRUPT,
-                            "%s: not a ppdock cache (no meta/records/index databases)", dir)
-                 : cache_mdb_fail(rc, dir, "opening databases");
+                            "%s: nothing was committed to this cache (its writer stopped before "
+                            "the first commit); rerun the stage that builds it",
+                            dir)
+                 : ppd_fail(PPD_ERR_CORRUPT,
+                            "%s: not a ppdock cache (no meta/records/index databases)", dir);
     ppd_buf b = {0};
     int found = 0;
     if (!st) st = cache_meta_get(r->txn, r->meta, "schema", &b, &found);

@@ -29,6 +29,11 @@ ppd_status cache_meta_get(MDB_txn *txn, MDB_dbi meta, const char *name, ppd_buf 
  * with the truncation guard. *nolock tells which. */
 ppd_status cache_env_open_readonly(const char *dir, MDB_env **env, int *nolock);
 
+/* 1 if no write transaction was ever committed to env (LMDB's last transaction id is 0): a writer
+ * stopped between creating data.mdb and its first commit, which creates the meta database. Nothing
+ * is lost; rerunning the writer builds the cache. */
+int cache_env_never_committed(MDB_env *env);
+
 /* Record type named in meta ("graph" -> PPD_REC_GRAPH), 0 if unknown. */
 int cache_rec_type_from_name(const char *name);
 

@@ -655,6 +655,17 @@ static ppd_status open_env(checker *c, const char *dir, int *truncated) {
     mdb_env_set_assert(env, on_lmdb_assert);
     int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &c->txn);
     if (rc) return cache_mdb_fail(rc, dir, "read transaction");
+    if (cache_env_never_committed(env)) {
+        /* Not damage: the writer's first commit creates the databases, so a kill before it leaves
+         * an empty environment. Rerunning the writer builds the cache; a repair has nothing to
+         * keep. */
+        report(c, NULL, "unsealed", REBUILD, "%s",
+               writer_running(dir)
+                   ? "a writer is starting on this cache and has not committed yet"
+                   : "nothing was committed: the writer was killed or crashed before its first "
+                     "commit; rerun it to build the cache (a repair has nothing to keep)");
+        return PPD_OK;
+    }
     const char *names[3] = {CACHE_DB_META, CACHE_DB_RECORDS, CACHE_DB_INDEX};
     MDB_dbi *dbis[3] = {&c->meta, &c->recs, &c->index};
     for (int i = 0; i < 3; i++) {

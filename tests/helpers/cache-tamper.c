@@ -5,13 +5,17 @@
  *   cache-tamper DIR garbage KEY          replace record KEY's value by junk of the same length
  *   cache-tamper DIR set-meta NAME VALUE  overwrite a meta value
  *   cache-tamper DIR swap KEY1 KEY2       store KEY1's value under KEY2 as well
+ *   cache-tamper DIR never-committed      make DIR an LMDB environment with no commit, as a
+ *                                         writer killed before its first commit leaves it
  * KEY "@first" names the first record in key order; the key used is printed on stdout.
  * Exit 0 on success, 1 with a message otherwise. Uses LMDB directly, as a bad disk or a
  * buggy tool would, bypassing every ppdock check. */
+#include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int die(const char *what, int rc) {
     fprintf(stderr, "cache-tamper: %s: %s\n", what, mdb_strerror(rc));
@@ -19,17 +23,27 @@ static int die(const char *what, int rc) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: cache-tamper DIR flip|delete|garbage|set-meta|swap ARGS...\n");
+    int never_committed = argc == 3 && !strcmp(argv[2], "never-committed");
+    if (argc < 4 && !never_committed) {
+        fprintf(stderr, "usage: cache-tamper DIR flip|delete|garbage|set-meta|swap ARGS...\n"
+                        "       cache-tamper DIR never-committed\n");
         return 1;
     }
     const char *dir = argv[1], *op = argv[2];
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi recs, meta;
+    if (never_committed && mkdir(dir, 0775) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cache-tamper: mkdir %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
     int rc = mdb_env_create(&env);
     mdb_env_set_maxdbs(env, 4);
     if ((rc = mdb_env_open(env, dir, 0, 0664))) return die("open", rc);
+    if (never_committed) { /* mdb_env_open has written data.mdb's two meta pages, nothing more */
+        mdb_env_close(env);
+        return 0;
+    }
     if ((rc = mdb_txn_begin(env, NULL, 0, &txn))) return die("txn", rc);
     if ((rc = mdb_dbi_open(txn, "records", 0, &recs)) || (rc = mdb_dbi_open(txn, "meta", 0, &meta)))
         return die("dbi", rc);

@@ -44,6 +44,28 @@ test_unsealed_cache_is_reported_and_repair_seals() {
     assert_rc 0 cache-check g
 }
 
+test_cache_killed_before_its_first_commit_is_unsealed_and_rebuilt() {
+    # data.mdb exists but no transaction was ever committed (graph-build killed right after
+    # opening it): nothing is lost, so it is "unsealed" with the rerun as the fix, not damage
+    "$TAMPER" g never-committed || fail "tamper never-committed"
+    assert_rc 4 cache-check --json g
+    assert_contains "$OUT" '"check": "unsealed"'
+    assert_contains "$OUT" '"repairable": false'
+    assert_contains "$OUT" '"sealed": false, "records": 0'
+    assert_contains "$OUT" '"unfixable": 0'
+    assert_rc 4 cache-check g
+    assert_contains "$OUT" "before its first commit; rerun it"
+    assert_contains "$OUT" "NOT sealed"
+    assert_not_contains "$OUT" "cache-check --repair"
+    assert_rc 4 cache-check --repair g   # nothing to keep: no copy, no swap
+    ls -d g.repair.* g.damaged.* >/dev/null 2>&1 && fail "repair wrote a copy of an empty cache"
+    assert_rc 4 cache-check --dump 1HIA g
+    assert_contains "$OUT" "nothing was committed to this cache"
+    assert_rc 0 gb -o g
+    assert_rc 0 cache-check --inputs g
+    assert_contains "$OUT" "4 records, 4 ok, 0 problems"
+}
+
 test_wrong_schema_version_is_not_repairable() {
     assert_rc 0 gb -o g
     "$TAMPER" g set-meta schema ppdock-cache/7
