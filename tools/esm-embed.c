@@ -407,6 +407,11 @@ static ppd_status inputs_meta(ppd_cache_writer *w, const options *o, ppd_esm_unk
  * writes (single-chain runs: under 1 MB). */
 #define ESM_EMBED_FIXED_BYTES ((size_t)20 << 20)
 
+/* Records waiting for the cache writer's thread, at most. 4096 slots hold 2.2 MB; esm-embed's
+ * batches are at most 16,384 tokens, so this is over 60 of the smallest batches (the byte bound,
+ * cache.batch_mb, usually binds first). */
+#define ESM_EMBED_QUEUE_RECORDS 4096
+
 static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     ppd_esm_model m;
     memset(&m, 0, sizeof m);
@@ -515,9 +520,9 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     /* The engine's plan covers the model, its workspace and fixed overheads; this tool adds what
      * it holds itself: the input sequences, the cache writer's batch in memory and LMDB's dirty
      * pages of the transaction being written (each up to cache.batch_mb), the records queued
-     * for the writer's thread (up to cache.batch_mb, and PPD_CACHE_QUEUE_SPARES + 2 records
-     * beside them: ppdock/cache_queue.h), one record's float32 rows, and
-     * ESM_EMBED_FIXED_BYTES. */
+     * for the writer's thread (up to cache.batch_mb and ESM_EMBED_QUEUE_RECORDS records, the
+     * queue's ring of that many slots, and PPD_CACHE_QUEUE_SPARES + 2 records beside them:
+     * ppdock/cache_queue.h), one record's float32 rows, and ESM_EMBED_FIXED_BYTES. */
     int longest = 0;
     size_t records = 0; /* bytes of all records this run writes */
     for (int i = 0; i < n_pending; i++) {
@@ -525,10 +530,14 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         records += (size_t)lens[i] * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
     }
     size_t batch = wo.batch_bytes < records ? wo.batch_bytes : records;
+    size_t queue_records =
+        (size_t)n_pending < ESM_EMBED_QUEUE_RECORDS ? (size_t)n_pending : ESM_EMBED_QUEUE_RECORDS;
+    if (queue_records == 0) queue_records = 1;
     size_t longest_record = (size_t)longest * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
     size_t fixed = records / 4 < ESM_EMBED_FIXED_BYTES ? records / 4 : ESM_EMBED_FIXED_BYTES;
     size_t tool_bytes = I.toks.cap + I.names.cap + I.cap_in * sizeof *I.in +
                         I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 3 * batch +
+                        ppd_cache_queue_ring_bytes(queue_records) +
                         (PPD_CACHE_QUEUE_SPARES + 2) * longest_record +
                         (size_t)longest * (size_t)m.cfg.d * 4 + fixed;
     size_t budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));
@@ -584,7 +593,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         for (int i = 0; i < n_pending; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
         double t1 = ppd_now_seconds();
-        st = ppd_cache_queue_start(w, batch, &sc.q);
+        st = ppd_cache_queue_start(w, batch, queue_records, &sc.q);
         if (!st) {
 #ifdef PPD_HAVE_CUDA
             if (S->cuda) {

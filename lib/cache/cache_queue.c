@@ -1,11 +1,12 @@
 /* A cache writer's puts on one background thread (see ppdock/cache_queue.h).
  *
- * A FIFO of (key, record) nodes under one mutex: push appends and waits for room, the thread
- * takes the head and puts it with the mutex released. Record buffers travel, never copied: the
- * pushed buffer goes into the node, and the node's finished buffer goes back to the next pusher
- * (at most PPD_CACHE_QUEUE_SPARES kept), so a steady stream of equal-sized records allocates
- * nothing. The writer is LMDB's and is used by one thread at a time (the queue's, then the caller's
- * after finish); ppd_cache_writer_open sets MDB_NOTLS so that its read snapshot may change threads.
+ * A ring of (key, record) slots, allocated at start, under one mutex: push fills the slot after
+ * the last and waits for room (bytes or slots), the thread puts the oldest with the mutex
+ * released. Record buffers travel, never copied: the pushed buffer goes into the slot, and the
+ * slot's finished buffer goes back to the next pusher (at most PPD_CACHE_QUEUE_SPARES kept), so a
+ * steady stream of equal-sized records allocates nothing. The writer is LMDB's and is used by one
+ * thread at a time (the queue's, then the caller's after finish); ppd_cache_writer_open sets
+ * MDB_NOTLS so that its read snapshot may change threads.
  */
 #include "ppdock/cache_queue.h"
 
@@ -16,19 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct node {
-    struct node *next;
+typedef struct slot {
     ppd_buf record;
     uint64_t inputs_digest, params_hash;
     char key[PPD_CACHE_MAX_KEY + 1];
-} node;
+} slot;
 
 struct ppd_cache_queue {
     ppd_cache_writer *w;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t room, work; /* push waits for room, the thread for work */
-    node *head, *tail;
+    pthread_cond_t room, work;             /* push waits for room, the thread for work */
+    slot *ring;                            /* max_records slots */
+    size_t head, count, max_records;       /* oldest slot; slots queued or being put */
     size_t bytes, max_bytes;               /* record bytes queued or being put */
     ppd_buf spare[PPD_CACHE_QUEUE_SPARES]; /* finished buffers for the next pushes */
     int n_spare, stop;
@@ -41,11 +42,10 @@ static void *put_thread(void *arg) {
     ppd_cache_queue *q = arg;
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (!q->head && !q->stop) pthread_cond_wait(&q->work, &q->mu);
-        node *n = q->head;
-        if (!n) break; /* stopped and drained */
-        q->head = n->next;
-        if (!q->head) q->tail = NULL;
+        while (!q->count && !q->stop) pthread_cond_wait(&q->work, &q->mu);
+        if (!q->count) break; /* stopped and drained */
+        /* the slot stays counted while it is put, so push cannot refill it */
+        slot *n = &q->ring[q->head];
         ppd_status st = q->status;
         pthread_mutex_unlock(&q->mu);
         if (!st) {
@@ -64,19 +64,32 @@ static void *put_thread(void *arg) {
             q->spare[q->n_spare++] = n->record;
         else
             ppd_buf_free(&n->record);
-        free(n);
+        n->record = (ppd_buf){0};
+        q->head = (q->head + 1) % q->max_records;
+        q->count--;
         pthread_cond_broadcast(&q->room);
     }
     pthread_mutex_unlock(&q->mu);
     return NULL;
 }
 
-ppd_status ppd_cache_queue_start(ppd_cache_writer *w, size_t max_bytes, ppd_cache_queue **out) {
+size_t ppd_cache_queue_ring_bytes(size_t max_records) {
+    return max_records * sizeof(slot);
+}
+
+ppd_status ppd_cache_queue_start(ppd_cache_writer *w, size_t max_bytes, size_t max_records,
+                                 ppd_cache_queue **out) {
     *out = NULL;
+    if (max_records == 0) return ppd_fail(PPD_ERR_USAGE, "cache queue: max_records is 0");
     ppd_cache_queue *q = calloc(1, sizeof *q);
-    if (!q) return ppd_fail(PPD_ERR_NOMEM, "cache queue: out of memory");
+    if (q) q->ring = calloc(max_records, sizeof *q->ring);
+    if (!q || !q->ring) {
+        free(q);
+        return ppd_fail(PPD_ERR_NOMEM, "cache queue: out of memory for %zu slots", max_records);
+    }
     q->w = w;
     q->max_bytes = max_bytes;
+    q->max_records = max_records;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->room, NULL);
     pthread_cond_init(&q->work, NULL);
@@ -84,6 +97,7 @@ ppd_status ppd_cache_queue_start(ppd_cache_writer *w, size_t max_bytes, ppd_cach
         pthread_cond_destroy(&q->work);
         pthread_cond_destroy(&q->room);
         pthread_mutex_destroy(&q->mu);
+        free(q->ring);
         free(q);
         return ppd_fail(PPD_ERR_INTERNAL, "cache queue: cannot start its thread");
     }
@@ -101,31 +115,25 @@ ppd_status ppd_cache_queue_push(ppd_cache_queue *q, const char *key, ppd_buf *re
     if (keylen > PPD_CACHE_MAX_KEY)
         return ppd_fail(PPD_ERR_USAGE, "cache key of %zu bytes (the limit is %d): %.64s...", keylen,
                         PPD_CACHE_MAX_KEY, key);
-    node *n = malloc(sizeof *n);
-    if (!n) return ppd_fail(PPD_ERR_NOMEM, "cache queue: out of memory for '%s'", key);
-    memcpy(n->key, key, keylen + 1);
-    n->next = NULL;
-    n->inputs_digest = inputs_digest;
-    n->params_hash = params_hash;
     pthread_mutex_lock(&q->mu);
-    while (!q->status && !q->stop && q->head && q->bytes + record->len > q->max_bytes)
+    while (!q->status && !q->stop && q->count &&
+           (q->count == q->max_records || q->bytes + record->len > q->max_bytes))
         pthread_cond_wait(&q->room, &q->mu);
     if (q->status || q->stop) {
         ppd_status st =
             q->status ? queue_error(q) : ppd_fail(PPD_ERR_USAGE, "cache queue: push after finish");
         pthread_mutex_unlock(&q->mu);
-        free(n);
         return st;
     }
+    slot *n = &q->ring[(q->head + q->count) % q->max_records];
+    memcpy(n->key, key, keylen + 1);
+    n->inputs_digest = inputs_digest;
+    n->params_hash = params_hash;
     n->record = *record;
     *record = q->n_spare ? q->spare[--q->n_spare] : (ppd_buf){0};
     record->len = 0;
     q->bytes += n->record.len;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
+    q->count++;
     pthread_cond_signal(&q->work);
     pthread_mutex_unlock(&q->mu);
     return PPD_OK;
@@ -143,6 +151,7 @@ ppd_status ppd_cache_queue_finish(ppd_cache_queue *q, double *busy_seconds) {
     pthread_cond_destroy(&q->work);
     pthread_cond_destroy(&q->room);
     pthread_mutex_destroy(&q->mu);
+    free(q->ring);
     free(q);
     return st;
 }

@@ -67,7 +67,7 @@ static ppd_status one_round(const char *dir, int queued, const float *emb, const
     PPD_TRY(ppd_cache_writer_open(dir, &o, &w));
     ppd_cache_queue *q = NULL;
     ppd_buf rec = {0};
-    ppd_status st = queued ? ppd_cache_queue_start(w, 32u << 20, &q) : PPD_OK;
+    ppd_status st = queued ? ppd_cache_queue_start(w, 32u << 20, 4096, &q) : PPD_OK;
     memset(t, 0, sizeof *t);
     double t0 = ppd_now_seconds();
     for (int r = 0; r < records && !st; r++) {

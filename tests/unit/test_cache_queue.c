@@ -33,7 +33,9 @@ static void record_key(int i, char key[16]) {
     snprintf(key, 16, "K%04d", i);
 }
 
-TEST(cache_queue_writes_the_cache_direct_puts_write) {
+/* Pushes N_RECORDS records through a queue of the given bounds and the same records directly
+ * into a second cache: both caches must be the same. */
+static void queued_cache_matches_direct(size_t max_bytes, size_t max_records) {
     char direct[512], queued[512];
     snprintf(direct, sizeof direct, "%s/direct", ppt_tmpdir());
     snprintf(queued, sizeof queued, "%s/queued", ppt_tmpdir());
@@ -46,7 +48,7 @@ TEST(cache_queue_writes_the_cache_direct_puts_write) {
     CHECK_OK(ppd_cache_writer_lookup(wq, "K0000", &e, &found));
     CHECK_EQ(found, 0);
     ppd_cache_queue *q;
-    REQUIRE_OK(ppd_cache_queue_start(wq, 12 << 10, &q)); /* room for about two records */
+    REQUIRE_OK(ppd_cache_queue_start(wq, max_bytes, max_records, &q));
     ppd_buf v = {0}, qv = {0};
     int recycled = 0;
     for (int i = 0; i < N_RECORDS; i++) { /* inputs digest 7 i: the records' own (fake_cache.h) */
@@ -64,7 +66,7 @@ TEST(cache_queue_writes_the_cache_direct_puts_write) {
     double busy = -1;
     REQUIRE_OK(ppd_cache_queue_finish(q, &busy));
     CHECK(busy >= 0);
-    CHECK(recycled > 0); /* two records of room: the thread hands buffers back */
+    CHECK(recycled > 0); /* room for two records: the thread hands buffers back */
     /* the same batches were committed, and the writer works on this thread again */
     CHECK_EQ(ppd_cache_writer_commits(wq), ppd_cache_writer_commits(wd));
     CHECK(ppd_cache_writer_commits(wq) >= 3);
@@ -108,6 +110,14 @@ TEST(cache_queue_writes_the_cache_direct_puts_write) {
     ppd_cache_reader_close(rq);
 }
 
+TEST(cache_queue_bounded_by_bytes_writes_the_cache_direct_puts_write) {
+    queued_cache_matches_direct(12 << 10, 4096); /* room for about two records */
+}
+
+TEST(cache_queue_bounded_by_slots_writes_the_cache_direct_puts_write) {
+    queued_cache_matches_direct((size_t)1 << 30, 2); /* the ring of two slots wraps 30 times */
+}
+
 TEST(cache_queue_reports_the_first_failed_put_and_stores_nothing_after_it) {
     const char *dir = ppt_tmpdir();
     ppd_cache_writer *w = open_writer(dir);
@@ -115,7 +125,7 @@ TEST(cache_queue_reports_the_first_failed_put_and_stores_nothing_after_it) {
     ppd_cache_queue *q;
     /* one byte of room: a push waits until the queue is empty, so the second push after the
      * bad record finds the thread has put it */
-    REQUIRE_OK(ppd_cache_queue_start(w, 1, &q));
+    REQUIRE_OK(ppd_cache_queue_start(w, 1, 4096, &q));
     ppd_buf v = {0};
     uint64_t ph = ppd_cache_writer_params_hash(w);
     for (int i = 0; i < 5; i++) {
