@@ -90,14 +90,14 @@ static void summary(const char *dir, const ppd_check_summary *s, const out_ctx *
         printf(", \"sealed\": %s, \"records\": %llu, \"records_ok\": %llu, \"problems\": %llu, "
                "\"repairable\": %llu, "
                "\"unfixable\": %llu, \"inputs\": %llu, \"missing\": %llu, \"stale\": %llu, "
-               "\"dropped_pending\": %llu, "
+               "\"dropped_pending\": %llu, \"writer_running\": %s, "
                "\"repaired\": %s",
                s->sealed ? "true" : "false", (unsigned long long)s->records,
                (unsigned long long)s->records_ok, (unsigned long long)s->problems,
                (unsigned long long)s->repairable, (unsigned long long)s->unfixable,
                (unsigned long long)s->inputs, (unsigned long long)s->missing,
                (unsigned long long)s->stale, (unsigned long long)s->dropped_pending,
-               repaired ? "true" : "false");
+               s->writer_running ? "true" : "false", repaired ? "true" : "false");
         if (repaired) {
             printf(", \"damaged_copy\": ");
             ppd_json_str(stdout, s->damaged_path);
@@ -122,7 +122,11 @@ static void summary(const char *dir, const ppd_check_summary *s, const out_ctx *
         printf("%s: repaired: bad records dropped and listed in meta 'dropped'; the damaged "
                "original is at %s\n",
                dir, s->damaged_path);
-    else if (s->problems && s->repairable && !s->unfixable)
+    else if (s->problems == 1 && !s->sealed && s->repairable == 1 && !s->writer_running)
+        printf("%s: rerun the build stage to complete it (or cache-check --repair %s to seal the "
+               "records it has)\n",
+               dir, dir);
+    else if (s->problems && s->repairable && !s->unfixable && !s->writer_running)
         printf(
             "%s: run cache-check --repair %s to drop the bad records, then rerun the build stage\n",
             dir, dir);

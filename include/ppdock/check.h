@@ -61,7 +61,8 @@ typedef struct {
 typedef struct {
     char record_type[16];
     int sealed;
-    uint64_t records; /* walked */
+    int writer_running; /* a writer holds the cache now (an unsealed cache may still finish) */
+    uint64_t records;   /* walked */
     uint64_t records_ok;
     uint64_t problems;   /* reported, of three kinds: */
     uint64_t repairable; /*   fixed by a repair (drop records, rewrite meta, seal) */

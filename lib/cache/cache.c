@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,6 +212,35 @@ static int put_str(MDB_txn *txn, MDB_dbi dbi, const char *name, const char *valu
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+/* A failed write of data.mdb: LMDB reports a full disk (a short write) or a file size limit as
+ * an I/O error, so say which of the two it looks like, and what is kept. */
+static ppd_status write_fail(ppd_cache_writer *w, int rc, const char *what) {
+    if (rc != EIO && rc != ENOSPC && rc != EFBIG && rc != EDQUOT)
+        return cache_mdb_fail(rc, w->dir, what);
+    char path[PATH_MAX + 16], why[160] = "";
+    snprintf(path, sizeof path, "%s/data.mdb", w->dir);
+    struct stat sb;
+    struct rlimit lim;
+    struct statvfs vfs;
+    double file_mb = stat(path, &sb) == 0 ? (double)sb.st_size / (1 << 20) : 0;
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        (double)lim.rlim_cur / (1 << 20) <= file_mb + (double)w->batch_bytes / (1 << 20))
+        snprintf(why, sizeof why, "data.mdb is at the file size limit (ulimit -f: %.1f MiB)",
+                 (double)lim.rlim_cur / (1 << 20));
+    else if (statvfs(w->dir, &vfs) == 0)
+        snprintf(why, sizeof why,
+                 "the file system has %.1f MiB free (data.mdb: %.1f MiB), and a full disk or "
+                 "quota shows as this error",
+                 (double)vfs.f_bavail * (double)vfs.f_frsize / (1 << 20), file_mb);
+    char kept[96] = "no batch was committed before it: make room and rerun";
+    if (w->commits)
+        snprintf(kept, sizeof kept,
+                 "the %llu batch%s committed before it %s kept: make room and rerun to resume",
+                 (unsigned long long)w->commits, w->commits == 1 ? "" : "es",
+                 w->commits == 1 ? "is" : "are");
+    return ppd_fail(PPD_ERR_IO, "%s: %s: %s; %s; %s", w->dir, what, mdb_strerror(rc), why, kept);
+}
+
 /* A write transaction body; returns an LMDB code (MDB_MAP_FULL triggers grow-and-replay). */
 typedef int (*txn_body)(ppd_cache_writer *w, MDB_txn *txn, void *ctx);
 
@@ -233,7 +264,7 @@ static ppd_status run_write_txn(ppd_cache_writer *w, txn_body body, void *ctx, c
             PPD_TRY(grow_map(w)); /* the batch is still in memory: replay it */
             continue;
         }
-        if (rc) return cache_mdb_fail(rc, w->dir, what);
+        if (rc) return write_fail(w, rc, what);
         return PPD_OK;
     }
 }

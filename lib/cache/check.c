@@ -401,12 +401,13 @@ static int check_meta(checker *c) {
 
     cache_meta_get(c->txn, c->meta, "sealed", &b, &found);
     c->s->sealed = found && !strcmp((char *)b.data, "1");
+    c->s->writer_running = writer_running(c->dir);
     if (!c->s->sealed)
         report(c, NULL, "unsealed", REPAIRABLE, "%s",
-               writer_running(c->dir)
+               c->s->writer_running
                    ? "a writer is still running on this cache (it seals when it finishes)"
-                   : "the writer did not finish (killed or crashed); rerun it to complete the "
-                     "cache, or --repair");
+                   : "the writer did not finish (killed, crashed or stopped by an error); rerun "
+                     "it to complete the cache, or --repair");
 
     uint64_t sum = 0;
     int meta_ok = 1;
@@ -659,8 +660,9 @@ static ppd_status open_env(checker *c, const char *dir, int *truncated) {
         /* Not damage: the writer's first commit creates the databases, so a kill before it leaves
          * an empty environment. Rerunning the writer builds the cache; a repair has nothing to
          * keep. */
+        c->s->writer_running = writer_running(dir);
         report(c, NULL, "unsealed", REBUILD, "%s",
-               writer_running(dir)
+               c->s->writer_running
                    ? "a writer is starting on this cache and has not committed yet"
                    : "nothing was committed: the writer was killed or crashed before its first "
                      "commit; rerun it to build the cache (a repair has nothing to keep)");

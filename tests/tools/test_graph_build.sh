@@ -84,6 +84,33 @@ test_truncated_gzip_input_names_the_file() {
     assert_contains "$OUT" "1R8S_r_b.pdb.gz: truncated gzip stream"
 }
 
+test_write_failure_keeps_the_committed_batches_and_a_rerun_resumes() {
+    # data.mdb hits a 1.6 MiB file size limit (SIGXFSZ ignored, so the write comes up short as on
+    # a full disk) after one 1 MiB batch: graph-build stops with exit 3 and says why and what is
+    # kept; the cache is unsealed with its first batch intact, and a rerun builds only the rest
+    make_big_dataset big 40 X
+    local args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=1 -j 2 -o g)
+    assert_rc 3 bash -c 'trap "" XFSZ; ulimit -f 1600; exec graph-build "$@"' graph-build "${args[@]}"
+    assert_contains "$OUT" "committing a batch: Input/output error; data.mdb is at the file size limit (ulimit -f: 1.6 MiB)"
+    assert_contains "$OUT" "the 1 batch committed before it is kept: make room and rerun to resume"
+    assert_rc 4 cache-check --json g
+    assert_contains "$OUT" '"check": "unsealed"'
+    assert_contains "$OUT" "stopped by an error"
+    assert_not_contains "$OUT" '"check": "checksum"'
+    local kept
+    kept=$(grep -o '"records_ok": [0-9]*' <<<"$OUT" | grep -o '[0-9]*$')
+    if [ "${kept:-0}" -le 0 ] || [ "$kept" -ge 40 ]; then
+        fail "records kept after the failed commit: '$kept'"
+    fi
+    assert_rc 4 cache-check g
+    assert_contains "$OUT" "rerun the build stage to complete it"
+    assert_rc 0 graph-build "${args[@]}" --json
+    assert_eq "$(grep -c '"event": "unchanged"' <<<"$OUT")" "$kept" "records kept, not rebuilt"
+    assert_eq "$(grep -c '"event": "built"' <<<"$OUT")" "$((40 - kept))" "records built on the rerun"
+    assert_rc 0 cache-check --inputs g
+    assert_contains "$OUT" "40 records, 40 ok, 0 problems"
+}
+
 test_kill_9_mid_build_then_resume_completes_the_cache() {
     # 400 complexes (symlinks to the four real ones), commits every ~1 MB
     make_big_dataset big 400 X
