@@ -51,6 +51,13 @@ ppd_status ppd_fsync_dir(const char *path);
  * On file systems without RENAME_EXCHANGE: dst -> "<dst>.old.<pid>", src -> dst, then the old
  * tree is moved to `src` (a short window in which dst does not exist). */
 ppd_status ppd_dir_swap(const char *src, const char *dst);
+/* Open (creating) the lock file `path` and take an exclusive flock on it without waiting;
+ * *fd is to be kept open while the lock is needed (closing it, or the process's end, releases
+ * it). PPD_ERR_IO when the file cannot be made, and when another process holds the lock: then
+ * the message is "<path>: locked by <held_by>" (e.g. "another process writing this cache; wait
+ * for it or use another output directory"). A file system without locks (Lustre mounted without
+ * -o flock) gives a warning and PPD_OK with *fd = -1: the work goes on unprotected. */
+ppd_status ppd_lock_exclusive(const char *path, const char *held_by, int *fd);
 /* Directory part of a path ("." if none) into out (cap bytes). */
 void ppd_path_dirname(const char *path, char *out, size_t cap);
 /* Absolute, normalised form of an existing path (realpath). */

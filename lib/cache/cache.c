@@ -366,14 +366,9 @@ static int body_open(ppd_cache_writer *w, MDB_txn *txn, void *p) {
 static ppd_status take_writer_lock(ppd_cache_writer *w) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/writer.lock", w->dir);
-    w->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
-    if (w->lock_fd < 0) return ppd_fail(PPD_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return ppd_fail(PPD_ERR_IO,
-                        "%s: locked by another process writing this cache; wait for it or "
-                        "use another output directory",
-                        w->dir);
-    return PPD_OK;
+    return ppd_lock_exclusive(
+        path, "another process writing this cache; wait for it or use another output directory",
+        &w->lock_fd);
 }
 
 ppd_status ppd_cache_writer_open(const char *dir, const ppd_cache_writer_opts *o,

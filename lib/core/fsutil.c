@@ -1,6 +1,8 @@
 /* Files, buffers, gzip and directories (see ppdock/fsutil.h). */
 #include "ppdock/fsutil.h"
 
+#include "ppdock/log.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -266,4 +269,22 @@ ppd_status ppd_dir_swap(const char *src, const char *dst) {
         return ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s (the replaced cache is at %s)", old, src,
                         strerror(errno), old);
     return ppd_fsync_dir(parent);
+}
+
+ppd_status ppd_lock_exclusive(const char *path, const char *held_by, int *fd) {
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+    if (*fd < 0) return ppd_fail(PPD_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return PPD_OK;
+    int err = errno;
+    close(*fd);
+    *fd = -1;
+    if (err == EWOULDBLOCK) return ppd_fail(PPD_ERR_IO, "%s: locked by %s", path, held_by);
+    if (err == ENOSYS || err == ENOLCK || err == EOPNOTSUPP || err == EINVAL) {
+        /* e.g. Lustre mounted without -o flock: run unprotected rather than not at all */
+        ppd_warn("%s: this file system does not support locks (%s): nothing stops a second "
+                 "process from writing here at the same time",
+                 path, strerror(err));
+        return PPD_OK;
+    }
+    return ppd_fail(PPD_ERR_IO, "%s: cannot lock: %s", path, strerror(err));
 }

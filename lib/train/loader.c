@@ -109,6 +109,24 @@ static ppd_status scan_ids(ppd_loader *l) {
     return st;
 }
 
+/* An ESM cache given to a model without ESM features is not read: say so, with the width that
+ * would use it, rather than train without the embeddings in silence. A warning, not an error:
+ * slurm/train.sbatch passes an ESM cache whatever the config. */
+static void warn_esm_unused(const char *esm) {
+    ppd_cache_reader *r;
+    ppd_buf params = {0};
+    char width[32] = "";
+    if (ppd_cache_reader_open(esm, &r) == PPD_OK) {
+        if (ppd_cache_reader_meta(r, "params", &params) == PPD_OK)
+            ppd_cache_param((const char *)params.data, "esm.width", width, sizeof width);
+        ppd_cache_reader_close(r);
+    }
+    ppd_buf_free(&params);
+    ppd_warn("--esm %s is not used: model.lm_embed_dim is 0, so the model trains on residue ids "
+             "alone; set model.lm_embed_dim=%s to use the embeddings",
+             esm, width[0] ? width : "(the cache's width)");
+}
+
 ppd_status ppd_loader_open(const ppd_loader_opts *o, ppd_loader **out) {
     *out = NULL;
     ppd_loader *l = calloc(1, sizeof *l);
@@ -122,6 +140,7 @@ ppd_status ppd_loader_open(const ppd_loader_opts *o, ppd_loader **out) {
                       "model.lm_embed_dim is %d: give the ESM cache with --esm DIR (or train on "
                       "residue ids with --set model.lm_embed_dim=0)",
                       o->lm_dim);
+    if (!st && o->lm_dim == 0 && o->esm) warn_esm_unused(o->esm);
     if (!st && o->lm_dim > 0) {
         st = ppd_cache_reader_open(o->esm, &l->esm);
         if (!st && ppd_cache_reader_record_type(l->esm) != PPD_REC_ESM)

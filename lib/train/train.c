@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     const ppd_train_opts *o;
@@ -383,6 +384,69 @@ static void write_plot(const trainer *t) {
     }
     fprintf(f, "\"/>\n</svg>\n");
     fclose(f);
+}
+
+/* The number after "name": in one of metrics.jsonl's lines (our own fixed format); 0 if absent. */
+static int line_number(const char *line, const char *end, const char *name, double *v) {
+    char pat[64];
+    int n = snprintf(pat, sizeof pat, "\"%s\": ", name);
+    const char *p = memmem(line, (size_t)(end - line), pat, (size_t)n);
+    if (!p) return 0;
+    char *stop;
+    *v = strtod(p + n, &stop);
+    return stop != p + n;
+}
+
+/* On --resume, metrics.jsonl may hold lines of steps after the checkpoint (the process was
+ * killed between checkpoints) and a half-written last line; the resumed run writes those steps
+ * again. Keep the step lines up to the checkpoint's step and the epoch lines up to its epoch,
+ * rewrite the file atomically, and reload their losses for loss.svg. */
+static ppd_status trim_metrics(trainer *t, const char *path) {
+    ppd_buf b = {0}, kept = {0};
+    if (!ppd_file_exists(path)) return PPD_OK;
+    ppd_status s = ppd_read_file(path, &b);
+    int64_t dropped = 0;
+    for (size_t i = 0; !s && i < b.len;) {
+        const char *line = (const char *)b.data + i, *nl = memchr(line, '\n', b.len - i);
+        const char *end = nl ? nl : (const char *)b.data + b.len;
+        i = (size_t)(end - (const char *)b.data) + 1;
+        double step, epoch, loss, vn;
+        int is_step = memmem(line, (size_t)(end - line), "\"kind\": \"step\"", 14) != NULL;
+        int ok = nl && line_number(line, end, "step", &step) &&
+                 line_number(line, end, "epoch", &epoch) &&
+                 (is_step ? step <= (double)t->st.step : epoch <= (double)t->st.epoch);
+        if (!ok) {
+            dropped++;
+            continue;
+        }
+        if (is_step && line_number(line, end, "loss", &loss))
+            push(&t->step_loss, &t->n_step_loss, &t->cap_step_loss, loss);
+        if (!is_step && line_number(line, end, "val_complexes", &vn) && vn > 0 &&
+            line_number(line, end, "val_loss", &loss))
+            push(&t->val_loss, &t->n_val_loss, &t->cap_val_loss, loss);
+        s = ppd_buf_append(&kept, line, (size_t)(end - line) + 1);
+    }
+    if (!s && dropped) {
+        char tmp[4200], dir[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fwrite(kept.data, 1, kept.len, f) != kept.len || fflush(f) != 0 ||
+            fsync(fileno(f)) != 0)
+            s = ppd_fail(PPD_ERR_IO, "writing %s: %s", tmp, strerror(errno));
+        if (f && fclose(f) != 0 && !s)
+            s = ppd_fail(PPD_ERR_IO, "writing %s: %s", tmp, strerror(errno));
+        if (!s && rename(tmp, path) != 0)
+            s = ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", tmp, path, strerror(errno));
+        ppd_path_dirname(path, dir, sizeof dir);
+        if (!s) s = ppd_fsync_dir(dir);
+        if (!s)
+            ppd_info("%s: %lld line(s) after the checkpoint's step %llu dropped (the run stopped "
+                     "between checkpoints; those steps run again)",
+                     path, (long long)dropped, (unsigned long long)t->st.step);
+    }
+    ppd_buf_free(&b);
+    ppd_buf_free(&kept);
+    return s;
 }
 
 static ppd_status save(trainer *t, const char *name) {
@@ -753,6 +817,25 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
 
 /* ---- set-up ---------------------------------------------------------------------------------- */
 
+/* RUN belongs to one train at a time (RUN/train.lock, held until the run ends: a second train,
+ * or a requeued job while the old one still writes, would interleave checkpoints and metrics),
+ * and a run that can be resumed is never started over by a forgotten --resume. */
+static ppd_status claim_run_dir(const ppd_train_opts *o, int *lock_fd) {
+    char path[4096];
+    if (mkdir(o->run_dir, 0777) != 0 && errno != EEXIST)
+        return ppd_fail(PPD_ERR_IO, "cannot create %s: %s", o->run_dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/train.lock", o->run_dir);
+    PPD_TRY(ppd_lock_exclusive(
+        path, "another train writing this run; wait for it to end or give another -o", lock_fd));
+    snprintf(path, sizeof path, "%s/last.safetensors", o->run_dir);
+    if (!o->resume && ppd_file_exists(path))
+        return ppd_fail(PPD_ERR_USAGE,
+                        "%s already holds a run (%s): add --resume to continue it; to start over, "
+                        "remove it or give another -o",
+                        o->run_dir, path);
+    return PPD_OK;
+}
+
 static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
     ppd_check_summary s;
     ppd_check_opts co = {0};
@@ -899,6 +982,8 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
 #ifdef _OPENMP
     omp_set_num_threads(o->threads > 0 ? o->threads : 1);
 #endif
+    int lock_fd = -1;
+    if (!s && !o->eval_only && o->run_dir) s = claim_run_dir(o, &lock_fd);
     if (!s) s = ppd_score_model_init(&t.m, &mc);
     if (!s) s = quick_checks(o, mc.lm_dim);
     if (!s) {
@@ -978,9 +1063,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         if (dump && fclose(dump) != 0 && !s)
             s = ppd_fail(PPD_ERR_IO, "writing %s: %s", o->dump_path, strerror(errno));
     } else if (!s) {
-        if (mkdir(o->run_dir, 0777) != 0 && errno != EEXIST)
-            s = ppd_fail(PPD_ERR_IO, "cannot create %s: %s", o->run_dir, strerror(errno));
-        if (!s) {
+        {
             snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
             FILE *f = fopen(path, "w");
             if (f) {
@@ -988,8 +1071,9 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
                 fclose(f);
             }
             snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
-            t.metrics = fopen(path, o->resume ? "a" : "w");
-            if (!t.metrics) s = ppd_fail(PPD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+            if (o->resume) s = trim_metrics(&t, path);
+            if (!s && !(t.metrics = fopen(path, o->resume ? "a" : "w")))
+                s = ppd_fail(PPD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         }
         if (!s) s = train_loop(&t, rep);
         write_plot(&t);
@@ -1011,5 +1095,6 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     ppd_score_model_free(&t.m);
     free(t.adam_m), free(t.adam_v), free(t.tens_off), free(t.tens_num), free(t.config_yaml);
     free(t.step_loss), free(t.val_loss);
+    if (lock_fd >= 0) close(lock_fd);
     return s;
 }

@@ -69,6 +69,25 @@ test_resume_is_bit_identical() {
     [ -s a/best.safetensors ] || fail "no best.safetensors"
 }
 
+test_resume_after_a_kill_between_checkpoints_keeps_one_metrics_line_per_step() {
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    local one=(--set train.batch_size=1) # three steps an epoch: epoch lines at steps 3 and 6
+    assert_rc 0 trn -g g -o a "${one[@]}" --max-steps 8 -q
+    assert_rc 0 trn -g g -o b "${one[@]}" --max-steps 4 -q
+    cp b/last.safetensors ck4
+    assert_rc 0 trn -g g -o b "${one[@]}" --max-steps 7 --resume -q
+    printf '{"kind": "step", "step": 8, "epo' >>b/metrics.jsonl # a line cut short by the kill
+    cp ck4 b/last.safetensors # killed after step 7, its last checkpoint at step 4
+    assert_rc 0 trn -g g -o b "${one[@]}" --max-steps 8 --resume
+    # steps 5-7, the epoch-2 line (step 6) and the cut line
+    assert_contains "$OUT" "5 line(s) after the checkpoint's step 4 dropped"
+    local strip='s/, "seconds".*//; s/, "peak_rss_mb".*//'
+    diff <(sed "$strip" a/metrics.jsonl) <(sed "$strip" b/metrics.jsonl) >/dev/null ||
+        fail "metrics.jsonl after the kill and resume differs from the uninterrupted run's"
+    assert_contains "$(cat b/loss.svg)" "over 8 steps"
+}
+
 # sigterm_then_resume TRAIN-COMMAND...: a run of batch-1 steps (three per epoch) gets SIGTERM after its
 # fourth step line, stops after the step in progress with a checkpoint (exit 1, "interrupted":
 # true), and resuming it to 3 more steps gives the parameters of an uninterrupted run. The stop
@@ -139,6 +158,30 @@ test_metrics_lines_carry_the_documented_fields() {
     done
 }
 
+test_a_run_directory_is_never_started_over_nor_shared() {
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    assert_rc 0 trn -g g -o run --max-steps 2 -q
+    local before
+    before=$(cat run/metrics.jsonl run/last.safetensors | cksum)
+    # the same command again, without --resume: refused, nothing in RUN touched
+    assert_rc 2 trn -g g -o run --max-steps 4 -q
+    assert_contains "$OUT" "run already holds a run (run/last.safetensors): add --resume"
+    assert_eq "$(cat run/metrics.jsonl run/last.safetensors | cksum)" "$before" "RUN after the refusal"
+    # another process holds RUN's lock (as a train still running would)
+    (exec 9>>run/train.lock && flock -n 9 && exec sleep 30) &
+    local holder=$!
+    local i
+    for i in $(seq 50); do ! flock -n run/train.lock true && break; sleep 0.1; done
+    assert_rc 3 trn -g g -o run --max-steps 4 --resume -q
+    kill "$holder"
+    wait "$holder" 2>/dev/null
+    assert_contains "$OUT" "run/train.lock: locked by another train writing this run"
+    assert_eq "$(cat run/metrics.jsonl run/last.safetensors | cksum)" "$before" "RUN after the lock refusal"
+    assert_rc 0 trn -g g -o run --max-steps 4 --resume --json
+    assert_contains "$OUT" '"steps": 4'
+}
+
 test_eval_only_dumps_predictions_with_fixed_noise() {
     tiny d "train train val val"
     assert_rc 0 gb -o g
@@ -197,6 +240,10 @@ test_refuses_caches_that_do_not_match_the_config() {
     assert_contains "$OUT" "lm_embed_dim"
     assert_rc 2 trn -g g -o run --max-steps 1 --set model.lm_embed_dim=16
     assert_contains "$OUT" "--esm"
+    # an ESM cache the model does not use: trained without it, and said so with the width
+    assert_rc 0 trn -g g -e e -o run0 --max-steps 1
+    assert_contains "$OUT" "--esm e is not used: model.lm_embed_dim is 0"
+    assert_contains "$OUT" "set model.lm_embed_dim=16 to use the embeddings"
 }
 
 test_memory_budget_splits_batches_into_passes() {
