@@ -238,6 +238,12 @@ int main(int argc, char **argv) {
         } else {
             rc = r.skipped || r.interrupted ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
         }
+        /* no validation yet (no val split, or no epoch ended): no best loss, not 0 */
+        char best_json[32] = "null", best_text[32] = "none yet";
+        if (r.best_val_loss != 0) {
+            snprintf(best_json, sizeof best_json, "%.9g", r.best_val_loss);
+            snprintf(best_text, sizeof best_text, "%.6g", r.best_val_loss);
+        }
         if (!st && t.json) {
             char prof[512];
             if (o.eval_only)
@@ -249,7 +255,7 @@ int main(int argc, char **argv) {
             else
                 printf(
                     "{\"steps\": %lld, \"epochs\": %lld, \"complexes\": %lld, \"skipped\": %lld, "
-                    "\"last_loss\": %.9g, \"best_val_loss\": %.9g, \"seconds\": %.3f, "
+                    "\"last_loss\": %.9g, \"best_val_loss\": %s, \"seconds\": %.3f, "
                     "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
                     "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
                     "\"device_measured_mb\": %.1f, \"device_runtime_mb\": %.1f, "
@@ -258,11 +264,10 @@ int main(int argc, char **argv) {
                     "\"device_uploads_waited\": %llu, \"device_profile_ms\": %s, "
                     "\"interrupted\": %s}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
-                    (long long)r.skipped, r.last_loss, r.best_val_loss, r.seconds,
-                    r.complexes_per_s, (double)r.peak_rss / 1048576.0, o.run_dir,
-                    r.device[0] ? r.device : "cpu", r.device_fixed / 1048576.0,
-                    r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
-                    r.device_runtime / 1048576.0,
+                    (long long)r.skipped, r.last_loss, best_json, r.seconds, r.complexes_per_s,
+                    (double)r.peak_rss / 1048576.0, o.run_dir, r.device[0] ? r.device : "cpu",
+                    r.device_fixed / 1048576.0, r.device_reserved / 1048576.0,
+                    r.device_measured / 1048576.0, r.device_runtime / 1048576.0,
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
                     (r.device_fixed + r.device_used_peak) / 1048576.0,
                     (unsigned long long)r.device_uploads,
@@ -277,9 +282,9 @@ int main(int argc, char **argv) {
             else
                 fprintf(stderr,
                         "train: %lld steps, %lld epochs, %.1f complexes/s, last loss %.6g, best "
-                        "val loss %.6g, peak RSS %.0f MB -> %s\n",
+                        "val loss %s, peak RSS %.0f MB -> %s\n",
                         (long long)r.steps, (long long)r.epochs, r.complexes_per_s, r.last_loss,
-                        r.best_val_loss, (double)r.peak_rss / 1048576.0, o.run_dir);
+                        best_text, (double)r.peak_rss / 1048576.0, o.run_dir);
             if (r.device[0])
                 fprintf(stderr,
                         "train: GPU %s: device memory planned %.1f MB, used %.1f MB (of %.1f MB "

@@ -833,6 +833,10 @@ static ppd_status claim_run_dir(const ppd_train_opts *o, int *lock_fd) {
                         "%s already holds a run (%s): add --resume to continue it; to start over, "
                         "remove it or give another -o",
                         o->run_dir, path);
+    if (o->resume && !ppd_file_exists(path))
+        return ppd_fail(PPD_ERR_USAGE,
+                        "%s has no last.safetensors to resume: drop --resume to start the run",
+                        o->run_dir);
     return PPD_OK;
 }
 

@@ -148,6 +148,12 @@ test_metrics_lines_carry_the_documented_fields() {
     done
     assert_contains "$(grep '"kind": "epoch"' run/metrics.jsonl | head -1)" '"val_loss": ' "epoch line"
     assert_contains "$(cat run/config.yaml)" "ns: 8"
+    [[ $OUT =~ \"best_val_loss\":\ [0-9]+\.[0-9]+ ]] || fail "no best_val_loss number after an epoch: $OUT"
+    # before any epoch has ended there is no validation loss: null, not 0
+    assert_rc 0 trn -g g -o nv --set train.batch_size=1 --max-steps 1 --json
+    assert_contains "$OUT" '"best_val_loss": null'
+    assert_rc 0 trn -g g -o nv2 --set train.batch_size=1 --max-steps 1
+    assert_contains "$OUT" "best val loss none yet"
     # every batch of an epoch but the first is read while the one before it computes
     assert_rc 0 trn -g g -o ra --set train.batch_size=1 --max-steps 6 -q
     local pattern
@@ -161,6 +167,8 @@ test_metrics_lines_carry_the_documented_fields() {
 test_a_run_directory_is_never_started_over_nor_shared() {
     tiny d "train train train val"
     assert_rc 0 gb -o g
+    assert_rc 2 trn -g g -o run --max-steps 2 --resume -q
+    assert_contains "$OUT" "run has no last.safetensors to resume: drop --resume"
     assert_rc 0 trn -g g -o run --max-steps 2 -q
     local before
     before=$(cat run/metrics.jsonl run/last.safetensors | cksum)
