@@ -246,18 +246,23 @@ int main(int argc, char **argv) {
         }
         if (!st && t.json) {
             char prof[512];
-            if (o.eval_only)
+            if (o.eval_only) {
+                printf("{\"split\": "); /* names and paths are the user's: escaped */
+                ppd_json_str(stdout, o.split ? o.split : "val");
+                printf(", \"complexes\": %lld, \"loss\": %.9g, \"tr_loss\": %.9g, "
+                       "\"rot_loss\": %.9g, \"peak_rss_mb\": %.1f}\n",
+                       (long long)r.eval_complexes, r.eval_loss, r.eval_tr_loss, r.eval_rot_loss,
+                       (double)r.peak_rss / 1048576.0);
+            } else {
+                printf("{\"run\": ");
+                ppd_json_str(stdout, o.run_dir);
+                printf(", \"device\": ");
+                ppd_json_str(stdout, r.device[0] ? r.device : "cpu");
                 printf(
-                    "{\"split\": \"%s\", \"complexes\": %lld, \"loss\": %.9g, \"tr_loss\": %.9g, "
-                    "\"rot_loss\": %.9g, \"peak_rss_mb\": %.1f}\n",
-                    o.split ? o.split : "val", (long long)r.eval_complexes, r.eval_loss,
-                    r.eval_tr_loss, r.eval_rot_loss, (double)r.peak_rss / 1048576.0);
-            else
-                printf(
-                    "{\"steps\": %lld, \"epochs\": %lld, \"complexes\": %lld, \"skipped\": %lld, "
+                    ", \"steps\": %lld, \"epochs\": %lld, \"complexes\": %lld, \"skipped\": %lld, "
                     "\"last_loss\": %.9g, \"best_val_loss\": %s, \"seconds\": %.3f, "
-                    "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, \"run\": \"%s\", "
-                    "\"device\": \"%s\", \"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
+                    "\"complexes_per_s\": %.4g, \"peak_rss_mb\": %.1f, "
+                    "\"device_fixed_mb\": %.1f, \"device_reserved_mb\": %.1f, "
                     "\"device_measured_mb\": %.1f, \"device_runtime_mb\": %.1f, "
                     "\"device_planned_peak_mb\": %.1f, "
                     "\"device_peak_mb\": %.1f, \"device_uploads\": %llu, "
@@ -265,15 +270,16 @@ int main(int argc, char **argv) {
                     "\"interrupted\": %s}\n",
                     (long long)r.steps, (long long)r.epochs, (long long)r.complexes,
                     (long long)r.skipped, r.last_loss, best_json, r.seconds, r.complexes_per_s,
-                    (double)r.peak_rss / 1048576.0, o.run_dir, r.device[0] ? r.device : "cpu",
-                    r.device_fixed / 1048576.0, r.device_reserved / 1048576.0,
-                    r.device_measured / 1048576.0, r.device_runtime / 1048576.0,
+                    (double)r.peak_rss / 1048576.0, r.device_fixed / 1048576.0,
+                    r.device_reserved / 1048576.0, r.device_measured / 1048576.0,
+                    r.device_runtime / 1048576.0,
                     (r.device_fixed + r.device_planned_peak) / 1048576.0,
                     (r.device_fixed + r.device_used_peak) / 1048576.0,
                     (unsigned long long)r.device_uploads,
                     (unsigned long long)r.device_uploads_waited,
                     profile_json(&r, o.profile, prof, sizeof prof),
                     r.interrupted ? "true" : "false");
+            }
         } else if (!st && t.verbosity > PPD_LOG_WARN) {
             if (o.eval_only)
                 fprintf(stderr, "train: %s: %lld complexes, loss %.6g (tr %.6g, rot %.6g)\n",
