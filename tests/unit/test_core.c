@@ -4,12 +4,23 @@
 #include "ppdock/arena.h"
 #include "ppdock/fsutil.h"
 #include "ppdock/hash.h"
+#include "ppdock/log.h"
 #include "ppdock/rng.h"
 #include "ppdock/status.h"
 #include "ppdock/threadpool.h"
 
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 TEST(status_messages_carry_context) {
@@ -159,4 +170,53 @@ TEST(gunzip_members_truncation_and_garbage) {
     CHECK_EQ(ppd_gunzip(bad, 50, "junk.gz", &out), PPD_ERR_FORMAT);
     CHECK_ERRMSG_HAS("junk.gz");
     ppd_buf_free(&out);
+}
+
+/* A child process in which flock(2) fails with ENOSYS, as on a file system without locks
+ * (Lustre mounted without -o flock): a seccomp filter answers that one system call. */
+static int lock_without_flock(const char *path, const char *log_path) {
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_flock, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fprog = {sizeof prog / sizeof prog[0], prog};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog))
+        return 10; /* no seccomp here: the test cannot make the condition */
+    if (!freopen(log_path, "w", stderr)) return 11;
+    ppd_log_set_level(PPD_LOG_WARN); /* the unit runner keeps only errors */
+    int fd = 0;
+    ppd_status st = ppd_lock_exclusive(path, "a test", &fd);
+    fflush(stderr);
+    return st == PPD_OK && fd == -1 ? 0 : 12;
+}
+
+TEST(lock_exclusive_refuses_a_held_lock_and_goes_on_where_locks_are_unsupported) {
+    char path[512], log_path[512];
+    snprintf(path, sizeof path, "%s/x.lock", ppt_tmpdir());
+    snprintf(log_path, sizeof log_path, "%s/stderr.txt", ppt_tmpdir());
+    int fd = -1, fd2 = -1;
+    REQUIRE_OK(ppd_lock_exclusive(path, "a test", &fd));
+    CHECK(fd >= 0);
+    /* flock locks belong to the open file: a second open in this process conflicts as another
+     * process's would */
+    CHECK_EQ(ppd_lock_exclusive(path, "the first lock; wait", &fd2), PPD_ERR_IO);
+    CHECK_ERRMSG_HAS("x.lock: locked by the first lock; wait");
+    CHECK_EQ(fd2, -1);
+    close(fd);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) _exit(lock_without_flock(path, log_path));
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    ppd_buf log = {0};
+    CHECK_OK(ppd_read_file(log_path, &log));
+    CHECK(log.len &&
+          strstr((const char *)log.data, "does not support locks (Function not "
+                                         "implemented): nothing stops a second") != NULL);
+    ppd_buf_free(&log);
 }
