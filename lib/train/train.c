@@ -1067,18 +1067,16 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
         if (dump && fclose(dump) != 0 && !s)
             s = ppd_fail(PPD_ERR_IO, "writing %s: %s", o->dump_path, strerror(errno));
     } else if (!s) {
-        {
-            snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
-            FILE *f = fopen(path, "w");
-            if (f) {
-                fputs(t.config_yaml, f);
-                fclose(f);
-            }
-            snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
-            if (o->resume) s = trim_metrics(&t, path);
-            if (!s && !(t.metrics = fopen(path, o->resume ? "a" : "w")))
-                s = ppd_fail(PPD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs(t.config_yaml, f);
+            fclose(f);
         }
+        snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
+        if (o->resume) s = trim_metrics(&t, path);
+        if (!s && !(t.metrics = fopen(path, o->resume ? "a" : "w")))
+            s = ppd_fail(PPD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         if (!s) s = train_loop(&t, rep);
         write_plot(&t);
         if (t.metrics) fclose(t.metrics);
