@@ -161,21 +161,60 @@ typedef struct {
     uint64_t built, unchanged, failed, repaired;
 } counts;
 
-static void json_event(const char *event, const char *id, const slot *s) {
+/* A complex built and put into the writer's batch, reported as "built" (event and count) only
+ * once the batch holding it is committed: a run stopped by a failed commit never claims
+ * complexes that are not in the cache. */
+typedef struct {
+    size_t item;
+    int32_t n_rec, n_lig;
+    int64_t edges;
+} built_rec;
+
+typedef struct {
+    built_rec *v;
+    size_t n, cap;
+    uint64_t commits; /* the writer's commits when v was last emptied */
+} built_log;
+
+static void json_event(const char *event, const char *id, const built_rec *b, const char *err) {
     printf("{\"event\": \"%s\", \"id\": ", event);
     ppd_json_str(stdout, id);
-    if (s && s->out == OUT_BUILT)
-        printf(", \"receptor_nodes\": %d, \"ligand_nodes\": %d, \"edges\": %lld", s->n_rec,
-               s->n_lig, (long long)s->edges);
-    if (s && s->out == OUT_FAILED) {
+    if (b)
+        printf(", \"receptor_nodes\": %d, \"ligand_nodes\": %d, \"edges\": %lld", b->n_rec,
+               b->n_lig, (long long)b->edges);
+    if (err) {
         printf(", \"error\": ");
-        ppd_json_str(stdout, s->err);
+        ppd_json_str(stdout, err);
     }
     puts("}");
 }
 
+/* Report the logged complexes as built if the writer has committed since the log was emptied
+ * (every put before a commit is in it). */
+static void built_flush(built_log *l, const ppd_cache_writer *w, const ppd_dataset *ds, int json,
+                        counts *c) {
+    if (ppd_cache_writer_commits(w) == l->commits) return;
+    for (size_t i = 0; i < l->n; i++)
+        if (json) json_event("built", ds->items[l->v[i].item].id, &l->v[i], NULL);
+    c->built += l->n;
+    l->n = 0;
+    l->commits = ppd_cache_writer_commits(w);
+}
+
+static ppd_status built_add(built_log *l, const slot *s) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        built_rec *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return ppd_fail(PPD_ERR_NOMEM, "out of memory for the build log");
+        l->v = v, l->cap = cap;
+    }
+    l->v[l->n++] = (built_rec){s->item, s->n_rec, s->n_lig, s->edges};
+    return PPD_OK;
+}
+
 /* The consumer: everything that touches the cache happens on this thread. */
-static ppd_status consume(job *j, ppd_cache_writer *w, worker_state *mainws, int json, counts *c) {
+static ppd_status consume(job *j, ppd_cache_writer *w, worker_state *mainws, int json, counts *c,
+                          built_log *log) {
     ppd_progress *bar = ppd_progress_start("graph-build", j->ds->n);
     ppd_status st = PPD_OK;
     void *p;
@@ -192,21 +231,20 @@ static ppd_status consume(job *j, ppd_cache_writer *w, worker_state *mainws, int
             }
         }
         if (!st && s->out == OUT_BUILT) {
-            st =
-                ppd_cache_writer_put(w, id, s->value.data, s->value.len, s->digest, j->params_hash);
-            c->built++;
+            st = built_add(log, s);
+            if (!st)
+                st = ppd_cache_writer_put(w, id, s->value.data, s->value.len, s->digest,
+                                          j->params_hash);
+            if (!st) built_flush(log, w, j->ds, json, c);
             ppd_debug("%s: built (%d + %d residues)", id, s->n_rec, s->n_lig);
         } else if (s->out == OUT_UNCHANGED) {
             c->unchanged++;
+            if (json && !st) json_event("unchanged", id, NULL, NULL);
         } else if (s->out == OUT_FAILED) {
             c->failed++;
             ppd_error("%s: %s (skipped)", id, s->err);
+            if (json && !st) json_event("failed", id, NULL, s->err);
         }
-        if (json && !st)
-            json_event(s->out == OUT_BUILT       ? "built"
-                       : s->out == OUT_UNCHANGED ? "unchanged"
-                                                 : "failed",
-                       id, s);
         ppd_progress_add(bar, 1);
         ppd_queue_push(j->free_slots, s);
         if (st) break; /* cache write failed: stop handing out work */
@@ -287,6 +325,7 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
                                 .map_bytes = (size_t)ppd_config_int(cfg, "cache.map_mb") << 20};
     ppd_cache_writer *w = NULL;
     if (!st) st = ppd_cache_writer_open(o->out_dir, &wo, &w);
+    built_log log = {.commits = w ? ppd_cache_writer_commits(w) : 0};
 
     int nslots = 2 * o->jobs + 2;
     job j = {
@@ -316,7 +355,7 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     if (!st) {
         for (int i = 0; i < nslots; i++) ppd_queue_push(j.free_slots, &slots[i]);
         ppd_pool_run(pool, worker, &j);
-        st = consume(&j, w, &ws[o->jobs], o->json, c);
+        st = consume(&j, w, &ws[o->jobs], o->json, c, &log);
         ppd_pool_join(pool);
     }
     if (!st) { /* merge this run's source into the sources the cache already records */
@@ -327,6 +366,12 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     if (!st) st = ppd_inputs_merge(&inputs, line);
     if (!st) st = ppd_cache_writer_set_meta(w, "inputs", (const char *)inputs.data);
     if (!st) st = ppd_cache_writer_seal(w);
+    if (!st) built_flush(&log, w, &ds, o->json, c); /* the seal committed the last batch */
+    if (st && log.n)
+        ppd_info("%zu complex(es) built after the last commit are not in the cache; a rerun builds "
+                 "them",
+                 log.n);
+    free(log.v);
     ppd_cache_writer_close(w);
     ppd_pool_destroy(pool);
     ppd_queue_destroy(j.free_slots);

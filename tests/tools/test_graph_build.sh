@@ -90,7 +90,9 @@ test_write_failure_keeps_the_committed_batches_and_a_rerun_resumes() {
     # kept; the cache is unsealed with its first batch intact, and a rerun builds only the rest
     make_big_dataset big 40 X
     local args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=1 -j 2 -o g)
-    assert_rc 3 bash -c 'trap "" XFSZ; ulimit -f 1600; exec graph-build "$@"' graph-build "${args[@]}"
+    assert_rc 3 bash -c 'trap "" XFSZ; ulimit -f 1600; exec graph-build "$@"' graph-build "${args[@]}" --json
+    local claimed
+    claimed=$(grep -c '"event": "built"' <<<"$OUT")
     assert_contains "$OUT" "committing a batch: Input/output error; data.mdb is at the file size limit (ulimit -f: 1.6 MiB)"
     assert_contains "$OUT" "the 1 batch committed before it is kept: make room and rerun to resume"
     assert_rc 4 cache-check --json g
@@ -102,6 +104,8 @@ test_write_failure_keeps_the_committed_batches_and_a_rerun_resumes() {
     if [ "${kept:-0}" -le 0 ] || [ "$kept" -ge 40 ]; then
         fail "records kept after the failed commit: '$kept'"
     fi
+    # "built" was said of exactly the complexes whose batch was committed
+    assert_eq "$claimed" "$kept" "built events of the failed run"
     assert_rc 4 cache-check g
     assert_contains "$OUT" "rerun the build stage to complete it"
     assert_rc 0 graph-build "${args[@]}" --json
