@@ -313,22 +313,47 @@ static ppd_status parse_unknown(const char *s, ppd_esm_unknown_policy *p) {
     return PPD_OK;
 }
 
-/* NAME.npy in dir, NAME with path separators and odd bytes replaced by '_'. */
-static ppd_status export_one(const char *dir, const char *name, const ppd_esm_embedding *e,
-                             float *row_buf) {
-    char safe[PPD_CACHE_MAX_KEY + 8], path[PATH_MAX];
+/* DIR/NAME.npy for an input name: '/', '\\', '%' and control bytes percent-encoded ("a/b" ->
+ * a%2Fb.npy), "." and ".." as %2E and %2E%2E, so that distinct names never share a file. */
+static void export_path(const char *dir, const char *name, char *path, size_t cap) {
+    char safe[3 * PPD_CACHE_MAX_KEY + 8];
     size_t k = 0;
-    for (; name[k] && k + 1 < sizeof safe; k++) {
-        char c = name[k];
-        safe[k] = (c == '/' || c == '\\' || c < 32 || c == 127) ? '_' : c;
+    int dots = !strcmp(name, ".") || !strcmp(name, "..");
+    for (const char *c = name; *c && k + 4 < sizeof safe; c++) {
+        unsigned char b = (unsigned char)*c;
+        if (b == '/' || b == '\\' || b == '%' || b < 32 || b == 127 || (dots && b == '.'))
+            k += (size_t)snprintf(safe + k, sizeof safe - k, "%%%02X", b);
+        else
+            safe[k++] = (char)b;
     }
     safe[k] = 0;
-    if (!strcmp(safe, ".") || !strcmp(safe, "..")) safe[0] = '_';
-    snprintf(path, sizeof path, "%s/%s.npy", dir, safe);
+    snprintf(path, cap, "%s/%s.npy", dir, safe);
+}
+
+static ppd_status export_one(const char *path, const ppd_esm_embedding *e, float *row_buf) {
     for (int32_t i = 0; i < e->n; i++)
         ppd_esm_embedding_row(e, i, row_buf + (size_t)i * (size_t)e->d);
     int64_t shape[2] = {e->n, e->d};
     return ppd_npy_write_f32(path, row_buf, 2, shape);
+}
+
+/* Whether input i's name was exported before in this run (a hash set of input index + 1 over
+ * the names); warns when the earlier input has another sequence (its file is overwritten). */
+static int export_seen(const inputs *I, size_t *set, size_t cap, size_t i) {
+    const char *name = (const char *)I->names.data + I->in[i].name;
+    size_t h = (size_t)ppd_hash64(name, strlen(name)) & (cap - 1);
+    for (; set[h]; h = (h + 1) & (cap - 1)) {
+        size_t j = set[h] - 1;
+        if (strcmp((const char *)I->names.data + I->in[j].name, name) != 0) continue;
+        if (I->in[j].unique == I->in[i].unique) return 1; /* the same embedding: written */
+        ppd_warn("two inputs are named '%s' and have different sequences: its export holds the "
+                 "later one",
+                 name);
+        set[h] = i + 1;
+        return 0;
+    }
+    set[h] = i + 1;
+    return 0;
 }
 
 static ppd_status export_all(const options *o, inputs *I) {
@@ -338,7 +363,12 @@ static ppd_status export_all(const options *o, inputs *I) {
     ppd_buf copy = {0}, rows = {0};
     ppd_status st = PPD_OK;
     uint64_t written = 0;
+    size_t cap = 16;
+    while (cap < 2 * I->n_in) cap *= 2;
+    size_t *seen = calloc(cap, sizeof *seen);
+    if (!seen) st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu export names", I->n_in);
     for (size_t i = 0; i < I->n_in && !st; i++) {
+        if (export_seen(I, seen, cap, i)) continue;
         unique_seq *u = &I->uq[I->in[i].unique];
         ppd_rec_view v;
         ppd_status g = ppd_cache_reader_get(r, u->key, &v);
@@ -353,11 +383,12 @@ static ppd_status export_all(const options *o, inputs *I) {
         ppd_esm_embedding e;
         if (!st) st = ppd_esm_record_decode(&v, &e);
         if (!st) st = ppd_buf_reserve(&rows, (size_t)e.n * (size_t)e.d * sizeof(float));
-        if (!st)
-            st = export_one(o->export_dir, (const char *)I->names.data + I->in[i].name, &e,
-                            (float *)rows.data);
+        char path[PATH_MAX];
+        export_path(o->export_dir, (const char *)I->names.data + I->in[i].name, path, sizeof path);
+        if (!st) st = export_one(path, &e, (float *)rows.data);
         written += !st;
     }
+    free(seen);
     ppd_cache_reader_close(r);
     ppd_buf_free(&copy);
     ppd_buf_free(&rows);

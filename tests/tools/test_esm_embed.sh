@@ -50,6 +50,19 @@ test_fp16_storage_error_is_within_the_documented_bound() {
     awk -v w="$worst" 'BEGIN{exit !(w > 0)}' || fail "fp16 storage changed nothing (is it really fp16?)"
 }
 
+test_export_file_names_are_distinct_for_distinct_names() {
+    printf '>a/b\nMKTAYIAK\n>a_b\nMKTAYIAQ\n>..\nMKTA\n>100%%\nMKTAY\n>dup\nMKVL\n>dup\nMKVL\n>twice\nMKVL\n>twice\nMKVA\n' >n.fasta
+    assert_rc 0 emb --fasta n.fasta -o e --export x
+    assert_eq "$(find x -name '*.npy' -printf '%f\n' | sort | tr '\n' ' ')" "%2E%2E.npy 100%25.npy a%2Fb.npy a_b.npy dup.npy twice.npy " "export files"
+    assert_contains "$OUT" "two inputs are named 'twice' and have different sequences"
+    assert_not_contains "$OUT" "named 'dup'"
+    # the later 'twice' (MKVA) is the one kept
+    printf '>ref\nMKVA\n' >ref.fasta
+    assert_rc 0 emb --fasta ref.fasta -o e --export y
+    "$NPYDIFF" x/twice.npy y/ref.npy 0 >/dev/null || fail "twice.npy is not the later sequence's"
+    ! "$NPYDIFF" x/twice.npy x/dup.npy 0 >/dev/null || fail "twice.npy is the earlier sequence's"
+}
+
 test_identical_sequences_are_embedded_once_and_reruns_do_no_work() {
     { cat "$ESM/sequences.fasta"; sed 's/^>/>copy_/' "$ESM/sequences.fasta"; } > twice.fasta
     assert_rc 0 emb --fasta twice.fasta -o e --json
