@@ -132,6 +132,22 @@ static void summary(const char *dir, const ppd_check_summary *s, const out_ctx *
             dir, dir);
 }
 
+/* A cache that could not be checked (no such directory, I/O error): the error on stderr and,
+ * with --json, {"dir": DIR, "error": MESSAGE, "status": "PPD_ERR_..."} in the stream. */
+static int operational_error(const char *dir, ppd_status st, const out_ctx *o) {
+    ppd_error("%s", ppd_errmsg());
+    if (o->json) {
+        printf("{\"dir\": ");
+        ppd_json_str(stdout, dir);
+        printf(", \"error\": ");
+        ppd_json_str(stdout, ppd_errmsg());
+        printf(", \"status\": ");
+        ppd_json_status(stdout, st);
+        puts("}");
+    }
+    return FSCK_ERROR;
+}
+
 /* Checks (and repairs) one cache; *type receives its record type name ("graph", "esm", "?"). */
 static int check_one(const char *dir, int inputs, int repair, out_ctx *o, char type[16]) {
     ppd_check_opts opts = {.inputs = inputs, .report = on_problem, .ctx = o};
@@ -146,10 +162,7 @@ static int check_one(const char *dir, int inputs, int repair, out_ctx *o, char t
         summary(dir, &s, o, 0);
         return FSCK_LEFT;
     }
-    if (st) {
-        ppd_error("%s", ppd_errmsg());
-        return FSCK_ERROR;
-    }
+    if (st) return operational_error(dir, st, o);
     summary(dir, &s, o, repaired);
     snprintf(type, 16, "%s", s.record_type);
     if (!s.problems) return FSCK_OK;
@@ -166,10 +179,7 @@ static int cross_one(const char *graphs, const char *esm, out_ctx *o) {
     ppd_check_opts opts = {.report = on_problem, .ctx = o};
     ppd_check_summary s;
     ppd_status st = ppd_cache_cross_check(graphs, esm, &opts, &s);
-    if (st) {
-        ppd_error("%s", ppd_errmsg());
-        return FSCK_ERROR;
-    }
+    if (st) return operational_error(graphs, st, o);
     if (o->json) {
         printf("{\"dir\": ");
         ppd_json_str(stdout, graphs);
@@ -218,10 +228,7 @@ static int publish(const char *dir, const char *dest, out_ctx *o) {
         return rc;
     }
     ppd_status st = ppd_cache_publish(dir, dest);
-    if (st) {
-        ppd_error("%s", ppd_errmsg());
-        return FSCK_ERROR;
-    }
+    if (st) return operational_error(dir, st, o);
     if (!o->quiet && !o->json) printf("%s: published to %s\n", dir, dest);
     return FSCK_OK;
 }

@@ -778,8 +778,7 @@ int main(int argc, char **argv) {
     double t0 = ppd_now_seconds();
     ppd_status st = run(cfg, &o, &S);
     if (st) {
-        ppd_error("%s", ppd_errmsg());
-        rc = ppd_exit_code(st);
+        rc = ppd_tool_failed(st, o.json);
         goto done;
     }
     double dt = ppd_now_seconds() - t0, rps = S.embed_s > 0 ? (double)S.residues / S.embed_s : 0;

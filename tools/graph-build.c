@@ -441,10 +441,7 @@ int main(int argc, char **argv) {
     counts c = {0};
     ppd_status st = run(cfg, &o, &c);
     ppd_config_free(cfg);
-    if (st) {
-        ppd_error("%s", ppd_errmsg());
-        return ppd_exit_code(st);
-    }
+    if (st) return ppd_tool_failed(st, o.json);
     double dt = ppd_now_seconds() - t0;
     unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
     if (o.json)

@@ -233,8 +233,7 @@ int main(int argc, char **argv) {
         ppd_train_report r;
         ppd_status st = ppd_train_run(&o, cfg, &r);
         if (st) {
-            ppd_error("%s", ppd_errmsg());
-            rc = ppd_exit_code(st);
+            rc = ppd_tool_failed(st, t.json);
         } else {
             rc = r.skipped || r.interrupted ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
         }

@@ -19,8 +19,15 @@ int ppd_cpu_count(void);
 /* Parse a positive integer option value; -1 if it is not one. */
 long ppd_parse_count(const char *s);
 
+/* A tool's run failed: the error on stderr and, with --json, one line on stdout,
+ * {"error": MESSAGE, "status": "PPD_ERR_IO", "exit": 3}, so that a JSON stream always ends with
+ * its outcome. Returns the exit code (ppd_exit_code). */
+int ppd_tool_failed(ppd_status st, int json);
+
 /* JSON string literal (quotes included, escapes per RFC 8259; bytes >= 0x80 passed through). */
 void ppd_json_str(FILE *f, const char *s);
 void ppd_json_strn(FILE *f, const char *s, size_t n);
+/* The status's name as a JSON string: "PPD_ERR_IO". */
+void ppd_json_status(FILE *f, ppd_status st);
 
 #endif

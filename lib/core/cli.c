@@ -1,6 +1,8 @@
 /* Shared pieces of the tools' main() (see ppdock/cli.h). */
 #include "ppdock/cli.h"
 
+#include "ppdock/log.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,4 +66,23 @@ void ppd_json_strn(FILE *f, const char *s, size_t n) {
 
 void ppd_json_str(FILE *f, const char *s) {
     ppd_json_strn(f, s ? s : "", s ? strlen(s) : 0);
+}
+
+void ppd_json_status(FILE *f, ppd_status st) {
+    const char *name = ppd_strerror(st), *colon = strchr(name, ':'); /* "PPD_ERR_IO: I/O error" */
+    ppd_json_strn(f, name, colon ? (size_t)(colon - name) : strlen(name));
+}
+
+int ppd_tool_failed(ppd_status st, int json) {
+    int rc = ppd_exit_code(st);
+    ppd_error("%s", ppd_errmsg());
+    if (json) {
+        printf("{\"error\": ");
+        ppd_json_str(stdout, ppd_errmsg());
+        printf(", \"status\": ");
+        ppd_json_status(stdout, st);
+        printf(", \"exit\": %d}\n", rc);
+        fflush(stdout);
+    }
+    return rc;
 }

@@ -114,6 +114,9 @@ test_exit_codes_usage_and_operational() {
     assert_rc 16 cache-check
     assert_rc 16 cache-check --bogus g
     assert_rc 8 cache-check does-not-exist
+    # in --json, the cache that could not be checked is in the stream too
+    assert_rc 8 cache-check --json does-not-exist
+    assert_contains "$OUT" '{"dir": "does-not-exist", "error": "does-not-exist: no such cache directory", "status": "PPD_ERR_NOTFOUND"}'
     mkdir notcache
     printf 'junk' > notcache/data.mdb
     assert_rc 4 cache-check notcache

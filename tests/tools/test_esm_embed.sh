@@ -139,6 +139,8 @@ test_usage_and_config_errors() {
     assert_contains "$OUT" "no ESM-2 weights"
     assert_rc 2 emb --fasta "$ESM/sequences.fasta" -o e --dtype f8
     assert_rc 3 esm-embed --fasta "$ESM/sequences.fasta" -o e --weights nonexistent.safetensors
+    assert_rc 3 esm-embed --fasta "$ESM/sequences.fasta" -o e --weights nonexistent.safetensors --json
+    assert_contains "$OUT" '"status": "PPD_ERR_IO", "exit": 3}' # --json ends with the outcome
     assert_rc 3 emb --fasta "$ESM/sequences.fasta" -o e --mem-gb 0.01
     assert_contains "$OUT" "MiB"
     assert_rc 0 esm-embed --version

@@ -93,6 +93,7 @@ test_write_failure_keeps_the_committed_batches_and_a_rerun_resumes() {
     assert_rc 3 bash -c 'trap "" XFSZ; ulimit -f 1600; exec graph-build "$@"' graph-build "${args[@]}" --json
     local claimed
     claimed=$(grep -c '"event": "built"' <<<"$OUT")
+    assert_contains "$(grep '^{"error"' <<<"$OUT")" '"status": "PPD_ERR_IO", "exit": 3}' "--json's error line"
     assert_contains "$OUT" "committing a batch: Input/output error; data.mdb is at the file size limit (ulimit -f: 1.6 MiB)"
     assert_contains "$OUT" "the 1 batch committed before it is kept: make room and rerun to resume"
     assert_rc 4 cache-check --json g

@@ -175,6 +175,9 @@ test_a_run_directory_is_never_started_over_nor_shared() {
     # the same command again, without --resume: refused, nothing in RUN touched
     assert_rc 2 trn -g g -o run --max-steps 4 -q
     assert_contains "$OUT" "run already holds a run (run/last.safetensors): add --resume"
+    assert_rc 2 trn -g g -o run --max-steps 4 --json
+    assert_contains "$OUT" '{"error": "run already holds a run (run/last.safetensors): add --resume'
+    assert_contains "$OUT" '"status": "PPD_ERR_USAGE", "exit": 2}'
     assert_eq "$(cat run/metrics.jsonl run/last.safetensors | cksum)" "$before" "RUN after the refusal"
     # another process holds RUN's lock (as a train still running would)
     (exec 9>>run/train.lock && flock -n 9 && exec sleep 30) &
