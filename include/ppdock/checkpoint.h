@@ -22,6 +22,8 @@
  *   train.rng                    I64 [4]   the ppd_rng state s[0..3], bit-cast }
  *   train.progress               I64 [3]   epoch_batch, bad_epochs, and best_val's
  *                                          IEEE-754 bits (optional on load: zeros)
+ *   train.order                  I64 [2]   batch_size and seed, which fix what epoch_batch
+ *                                          points at (optional on load: zeros, unknown)
  *
  * and the metadata strings format = "ppdock-train-checkpoint", version = "1", producer =
  * "ppdock <version>", config = the caller's YAML text (absent when NULL). Buffers (Gaussian
@@ -89,6 +91,9 @@ typedef struct {
     uint64_t epoch_batch; /* batches of the current epoch already taken (resume point) */
     uint64_t bad_epochs;  /* epochs since the best validation loss (early stopping) */
     double best_val;      /* best validation loss so far (0: none yet) */
+    /* the batch size and seed of the epoch order that epoch_batch counts in (0, 0: unknown,
+     * from a checkpoint written before they were stored) */
+    uint64_t batch_size, seed;
 } ppd_train_state;
 
 typedef enum { PPD_CKPT_PPDOCK = 1, PPD_CKPT_DIFFDOCK_PTH = 2 } ppd_checkpoint_kind;

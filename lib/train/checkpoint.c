@@ -71,7 +71,7 @@ ppd_status ppd_checkpoint_save(const char *path, const ppd_score_model *m, const
             PPD_TRY(check_save(path, "Adam exp_avg_sq of", &m->tab[i], adam_v, 1));
         }
     }
-    size_t n = nt * (moments ? 3 : 1) + (size_t)m->nbuffers + (st ? 4 : 0), k = 0;
+    size_t n = nt * (moments ? 3 : 1) + (size_t)m->nbuffers + (st ? 5 : 0), k = 0;
     ppd_st_entry *es = calloc(n + 1, sizeof *es);
     char(*names)[NAME_CAP] = calloc(nt * 2 + 1, NAME_CAP);
     if (!es || !names) {
@@ -92,7 +92,7 @@ ppd_status ppd_checkpoint_save(const char *path, const ppd_score_model *m, const
             es[k++] = f32_entry(names[nt + i], &m->tab[i], adam_v);
         }
     }
-    int64_t step = 0, epoch = 0, rng[4], progress[3];
+    int64_t step = 0, epoch = 0, rng[4], progress[3], order[2];
     if (st) {
         progress[0] = (int64_t)st->epoch_batch;
         progress[1] = (int64_t)st->bad_epochs;
@@ -104,6 +104,9 @@ ppd_status ppd_checkpoint_save(const char *path, const ppd_score_model *m, const
         es[k++] = (ppd_st_entry){"train.epoch", PPD_TF_I64, 1, {1}, &epoch};
         es[k++] = (ppd_st_entry){"train.rng", PPD_TF_I64, 1, {4}, rng};
         es[k++] = (ppd_st_entry){"train.progress", PPD_TF_I64, 1, {3}, progress};
+        order[0] = (int64_t)st->batch_size;
+        memcpy(&order[1], &st->seed, sizeof st->seed);
+        es[k++] = (ppd_st_entry){"train.order", PPD_TF_I64, 1, {2}, order};
     }
     ppd_st_meta meta[4] = {{"format", PPD_CHECKPOINT_FORMAT},
                            {"version", PPD_CHECKPOINT_VERSION},
@@ -128,6 +131,7 @@ typedef struct {
     ppd_rng rng;
     int has_rng;
     int64_t progress[3]; /* train.progress, zeros when absent */
+    int64_t order[2];    /* train.order, zeros when absent */
 } loader;
 
 static int is_float(ppd_tf_dtype dt) {
@@ -223,6 +227,8 @@ static ppd_status load_train_state(loader *L) {
     L->info.has_train_state = 1;
     const ppd_tensor *p = ppd_tensor_file_find(L->f, "train.progress");
     if (p) PPD_TRY(take_i64(L, p, 3, L->progress));
+    p = ppd_tensor_file_find(L->f, "train.order");
+    if (p) PPD_TRY(take_i64(L, p, 2, L->order));
     return PPD_OK;
 }
 
@@ -496,6 +502,8 @@ ppd_status ppd_checkpoint_load(const char *path, ppd_score_model *m, float *adam
             st->epoch_batch = (uint64_t)L.progress[0];
             st->bad_epochs = (uint64_t)L.progress[1];
             memcpy(&st->best_val, &L.progress[2], sizeof(double));
+            st->batch_size = (uint64_t)L.order[0];
+            memcpy(&st->seed, &L.order[1], sizeof st->seed);
         }
         if (info) *info = L.info;
     }

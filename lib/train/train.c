@@ -817,6 +817,31 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
 
 /* ---- set-up ---------------------------------------------------------------------------------- */
 
+/* The resume point counts batches of the epoch's seeded order: with another batch size or seed
+ * mid-epoch it would skip or repeat complexes, so that is refused; at an epoch's start the new
+ * settings just apply from there (said once). Checkpoints without train.order are not checked. */
+static ppd_status check_resume_order(trainer *t, const char *path) {
+    uint64_t was_b = t->st.batch_size, was_seed = t->st.seed;
+    t->st.batch_size = (uint64_t)t->batch_size;
+    t->st.seed = t->seed;
+    if (was_b == 0 || (was_b == (uint64_t)t->batch_size && was_seed == t->seed)) return PPD_OK;
+    if (t->st.epoch_batch > 0)
+        return ppd_fail(
+            PPD_ERR_USAGE,
+            "%s stopped %llu batches into epoch %llu with train.batch_size %llu and seed "
+            "%llu; resuming with batch size %d and seed %llu would skip or repeat "
+            "complexes of that epoch: resume with the run's settings, or start a new "
+            "run from it with --init-from",
+            path, (unsigned long long)t->st.epoch_batch, (unsigned long long)t->st.epoch + 1,
+            (unsigned long long)was_b, (unsigned long long)was_seed, t->batch_size,
+            (unsigned long long)t->seed);
+    ppd_info("%s: the run used train.batch_size %llu and seed %llu; from epoch %llu on it goes on "
+             "with %d and %llu",
+             path, (unsigned long long)was_b, (unsigned long long)was_seed,
+             (unsigned long long)t->st.epoch + 1, t->batch_size, (unsigned long long)t->seed);
+    return PPD_OK;
+}
+
 /* RUN belongs to one train at a time (RUN/train.lock, held until the run ends: a second train,
  * or a requeued job while the old one still writes, would interleave checkpoints and metrics),
  * and a run that can be resumed is never started over by a forgotten --resume. */
@@ -969,6 +994,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     ppd_status s = model_config(cfg, &mc, (int)ppd_config_int(cfg, "train.chunk_edges"));
     t.seed = o->seed >= 0 ? (uint64_t)o->seed : (uint64_t)ppd_config_int(cfg, "train.seed");
     t.batch_size = (int)ppd_config_int(cfg, "train.batch_size");
+    t.st.batch_size = (uint64_t)t.batch_size, t.st.seed = t.seed; /* saved with the state */
     t.micro = (int)ppd_config_int(cfg, "train.micro_batch");
     t.epochs = (int)ppd_config_int(cfg, "train.epochs");
     t.patience = (int)ppd_config_int(cfg, "train.patience");
@@ -1038,6 +1064,7 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     if (!s && o->resume) {
         snprintf(path, sizeof path, "%s/last.safetensors", o->run_dir);
         s = ppd_checkpoint_load(path, &t.m, t.adam_m, t.adam_v, &t.st, NULL);
+        if (!s) s = check_resume_order(&t, path);
         if (!s)
             ppd_info("resuming %s at step %llu (epoch %llu)", path, (unsigned long long)t.st.step,
                      (unsigned long long)t.st.epoch);

@@ -69,6 +69,22 @@ test_resume_is_bit_identical() {
     [ -s a/best.safetensors ] || fail "no best.safetensors"
 }
 
+test_resume_mid_epoch_keeps_the_batch_size_and_seed() {
+    tiny d "train train train val"
+    assert_rc 0 gb -o g
+    local one=(--set train.batch_size=1) # three steps an epoch
+    assert_rc 0 trn -g g -o r "${one[@]}" --max-steps 2 -q
+    # mid-epoch the resume point counts batches of a seeded order: another size or seed is refused
+    assert_rc 2 trn -g g -o r --set train.batch_size=2 --max-steps 4 --resume
+    assert_contains "$OUT" "stopped 2 batches into epoch 1 with train.batch_size 1 and seed"
+    assert_rc 2 trn -g g -o r "${one[@]}" --seed 7 --max-steps 4 --resume
+    assert_contains "$OUT" "would skip or repeat complexes"
+    # at an epoch's start the new settings apply from there
+    assert_rc 0 trn -g g -o r "${one[@]}" --max-steps 3 --resume -q
+    assert_rc 0 trn -g g -o r --set train.batch_size=2 --max-steps 4 --resume
+    assert_contains "$OUT" "from epoch 2 on it goes on with 2 and"
+}
+
 test_resume_after_a_kill_between_checkpoints_keeps_one_metrics_line_per_step() {
     tiny d "train train train val"
     assert_rc 0 gb -o g

@@ -290,7 +290,9 @@ TEST(checkpoint_round_trip_is_bit_exact) {
                           .epoch = 17,
                           .epoch_batch = 5,
                           .bad_epochs = 2,
-                          .best_val = 0.1234567890123};
+                          .best_val = 0.1234567890123,
+                          .batch_size = 16,
+                          .seed = 0xfedcba9876543210ull}; /* above int64: stored bit for bit */
     ppd_rng_seed(&ts.rng, 99);
     for (int i = 0; i < 5; i++) ppd_rng_u64(&ts.rng);
     const char *yaml = "model:\n  ns: 4\n  nv: 2\nname: \"run \\\"1\\\"\"\n";
@@ -312,6 +314,8 @@ TEST(checkpoint_round_trip_is_bit_exact) {
     CHECK_EQ(got.epoch_batch, 5);
     CHECK_EQ(got.bad_epochs, 2);
     CHECK(got.best_val == ts.best_val);
+    CHECK_EQ(got.batch_size, 16);
+    CHECK(got.seed == ts.seed);
     CHECK_EQ(info.kind, PPD_CKPT_PPDOCK);
     CHECK_EQ(info.has_optimizer, 1);
     CHECK_EQ(info.has_train_state, 1);
@@ -319,7 +323,7 @@ TEST(checkpoint_round_trip_is_bit_exact) {
     /* the layout the header documents */
     ppd_tensor_file *f;
     REQUIRE_OK(ppd_tensor_file_open(path, &f));
-    CHECK_EQ(ppd_tensor_file_count(f), 3 * (size_t)a.ntensors + 4);
+    CHECK_EQ(ppd_tensor_file_count(f), 3 * (size_t)a.ntensors + 5);
     const ppd_tensor *t = ppd_tensor_file_find(f, "encoder.intra_convs.0.fc.3.weight");
     REQUIRE(t);
     CHECK_EQ(t->dtype, PPD_TF_F32);
