@@ -139,10 +139,8 @@ static int operational_error(const char *dir, ppd_status st, const out_ctx *o) {
     if (o->json) {
         printf("{\"dir\": ");
         ppd_json_str(stdout, dir);
-        printf(", \"error\": ");
-        ppd_json_str(stdout, ppd_errmsg());
-        printf(", \"status\": ");
-        ppd_json_status(stdout, st);
+        printf(", ");
+        ppd_json_error_members(stdout, st);
         puts("}");
     }
     return FSCK_ERROR;

@@ -27,7 +27,8 @@ int ppd_tool_failed(ppd_status st, int json);
 /* JSON string literal (quotes included, escapes per RFC 8259; bytes >= 0x80 passed through). */
 void ppd_json_str(FILE *f, const char *s);
 void ppd_json_strn(FILE *f, const char *s, size_t n);
-/* The status's name as a JSON string: "PPD_ERR_IO". */
-void ppd_json_status(FILE *f, ppd_status st);
+/* The members of a failure in a JSON object: "error": the thread's last message (ppd_errmsg),
+ * "status": st's name ("PPD_ERR_IO"), without braces, for the caller's object. */
+void ppd_json_error_members(FILE *f, ppd_status st);
 
 #endif

@@ -51,6 +51,11 @@ ppd_status ppd_fsync_dir(const char *path);
  * On file systems without RENAME_EXCHANGE: dst -> "<dst>.old.<pid>", src -> dst, then the old
  * tree is moved to `src` (a short window in which dst does not exist). */
 ppd_status ppd_dir_swap(const char *src, const char *dst);
+/* Replace the file at path by len bytes of data atomically: written to "<path>.tmp.<pid>", then
+ * renamed over path (readers see the old or the new file, never a part). durable: the data and
+ * the rename are fsync'ed first (for files a crash must not lose). PPD_ERR_IO names the step
+ * that failed; the temporary file is removed. */
+ppd_status ppd_write_file_replace(const char *path, const void *data, size_t len, int durable);
 /* Open (creating) the lock file `path` and take an exclusive flock on it without waiting;
  * *fd is to be kept open while the lock is needed (closing it, or the process's end, releases
  * it). PPD_ERR_IO when the file cannot be made, and when another process holds the lock: then

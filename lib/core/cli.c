@@ -68,8 +68,11 @@ void ppd_json_str(FILE *f, const char *s) {
     ppd_json_strn(f, s ? s : "", s ? strlen(s) : 0);
 }
 
-void ppd_json_status(FILE *f, ppd_status st) {
+void ppd_json_error_members(FILE *f, ppd_status st) {
     const char *name = ppd_strerror(st), *colon = strchr(name, ':'); /* "PPD_ERR_IO: I/O error" */
+    fprintf(f, "\"error\": ");
+    ppd_json_str(f, ppd_errmsg());
+    fprintf(f, ", \"status\": ");
     ppd_json_strn(f, name, colon ? (size_t)(colon - name) : strlen(name));
 }
 
@@ -77,10 +80,8 @@ int ppd_tool_failed(ppd_status st, int json) {
     int rc = ppd_exit_code(st);
     ppd_error("%s", ppd_errmsg());
     if (json) {
-        printf("{\"error\": ");
-        ppd_json_str(stdout, ppd_errmsg());
-        printf(", \"status\": ");
-        ppd_json_status(stdout, st);
+        printf("{");
+        ppd_json_error_members(stdout, st);
         printf(", \"exit\": %d}\n", rc);
         fflush(stdout);
     }

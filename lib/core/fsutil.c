@@ -288,3 +288,30 @@ ppd_status ppd_lock_exclusive(const char *path, const char *held_by, int *fd) {
     }
     return ppd_fail(PPD_ERR_IO, "%s: cannot lock: %s", path, strerror(err));
 }
+
+ppd_status ppd_write_file_replace(const char *path, const void *data, size_t len, int durable) {
+    ppd_buf tmp = {0};
+    PPD_TRY(ppd_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid()));
+    const char *t = (const char *)tmp.data;
+    ppd_status st = PPD_OK;
+    FILE *fp = fopen(t, "wb");
+    if (!fp) {
+        st = ppd_fail(PPD_ERR_IO, "%s: cannot create: %s", t, strerror(errno));
+    } else {
+        int bad = fwrite(data, 1, len, fp) != len || fflush(fp) != 0 ||
+                  (durable && fsync(fileno(fp)) != 0);
+        int e = errno;
+        if (fclose(fp) != 0 && !bad) bad = 1, e = errno;
+        if (bad) st = ppd_fail(PPD_ERR_IO, "%s: write failed: %s", t, strerror(e));
+    }
+    if (!st && rename(t, path) != 0)
+        st = ppd_fail(PPD_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+    if (st) unlink(t);
+    if (!st && durable) {
+        char dir[PATH_MAX];
+        ppd_path_dirname(path, dir, sizeof dir);
+        st = ppd_fsync_dir(dir);
+    }
+    ppd_buf_free(&tmp);
+    return st;
+}

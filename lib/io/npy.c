@@ -2,11 +2,9 @@
  * few forms NumPy writes are parsed by hand below (quoted strings, True/False, int tuples). */
 #include "ppdock/npy.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 enum { ALIGN = 64, GROWTH_DIGITS = 21, PREAMBLE_V1 = 10 };
 
@@ -48,26 +46,11 @@ ppd_status ppd_npy_encode_f32(const float *data, int ndim, const int64_t *shape,
     return ppd_buf_append(out, data, (size_t)numel * sizeof(float));
 }
 
-static ppd_status write_all(const char *path, const ppd_buf *b) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return ppd_fail(PPD_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    size_t n = fwrite(b->data, 1, b->len, fp);
-    int e = errno;
-    if (fclose(fp) != 0 && n == b->len) e = errno, n = 0;
-    if (n != b->len) return ppd_fail(PPD_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    return PPD_OK;
-}
-
 ppd_status ppd_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape) {
-    ppd_buf b = {0}, tmp = {0};
+    ppd_buf b = {0};
     ppd_status st = ppd_npy_encode_f32(data, ndim, shape, &b);
-    if (!st) st = ppd_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (!st) st = write_all((const char *)tmp.data, &b);
-    if (!st && rename((const char *)tmp.data, path) != 0)
-        st = ppd_fail(PPD_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (st && tmp.data) unlink((const char *)tmp.data);
+    if (!st) st = ppd_write_file_replace(path, b.data, b.len, 0); /* exports: no fsync each */
     ppd_buf_free(&b);
-    ppd_buf_free(&tmp);
     return st;
 }
 

@@ -427,18 +427,7 @@ static ppd_status trim_metrics(trainer *t, const char *path) {
         s = ppd_buf_append(&kept, line, (size_t)(end - line) + 1);
     }
     if (!s && dropped) {
-        char tmp[4200], dir[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "w");
-        if (!f || fwrite(kept.data, 1, kept.len, f) != kept.len || fflush(f) != 0 ||
-            fsync(fileno(f)) != 0)
-            s = ppd_fail(PPD_ERR_IO, "writing %s: %s", tmp, strerror(errno));
-        if (f && fclose(f) != 0 && !s)
-            s = ppd_fail(PPD_ERR_IO, "writing %s: %s", tmp, strerror(errno));
-        if (!s && rename(tmp, path) != 0)
-            s = ppd_fail(PPD_ERR_IO, "rename %s -> %s: %s", tmp, path, strerror(errno));
-        ppd_path_dirname(path, dir, sizeof dir);
-        if (!s) s = ppd_fsync_dir(dir);
+        s = ppd_write_file_replace(path, kept.data, kept.len, 1);
         if (!s)
             ppd_info("%s: %lld line(s) after the checkpoint's step %llu dropped (the run stopped "
                      "between checkpoints; those steps run again)",
@@ -455,6 +444,7 @@ static ppd_status save(trainer *t, const char *name) {
     if (t->dev) PPD_TRY(t->ops->download(t->dev, &t->m, t->adam_m, t->adam_v, NULL));
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", t->o->run_dir, name);
+    t->st.batch_size = (uint64_t)t->batch_size, t->st.seed = t->seed; /* what epoch_batch counts */
     return ppd_checkpoint_save(path, &t->m, t->adam_m, t->adam_v, &t->st, t->config_yaml);
 }
 
@@ -822,8 +812,6 @@ static ppd_status train_loop(trainer *t, ppd_train_report *rep) {
  * settings just apply from there (said once). Checkpoints without train.order are not checked. */
 static ppd_status check_resume_order(trainer *t, const char *path) {
     uint64_t was_b = t->st.batch_size, was_seed = t->st.seed;
-    t->st.batch_size = (uint64_t)t->batch_size;
-    t->st.seed = t->seed;
     if (was_b == 0 || (was_b == (uint64_t)t->batch_size && was_seed == t->seed)) return PPD_OK;
     if (t->st.epoch_batch > 0)
         return ppd_fail(
@@ -994,7 +982,6 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
     ppd_status s = model_config(cfg, &mc, (int)ppd_config_int(cfg, "train.chunk_edges"));
     t.seed = o->seed >= 0 ? (uint64_t)o->seed : (uint64_t)ppd_config_int(cfg, "train.seed");
     t.batch_size = (int)ppd_config_int(cfg, "train.batch_size");
-    t.st.batch_size = (uint64_t)t.batch_size, t.st.seed = t.seed; /* saved with the state */
     t.micro = (int)ppd_config_int(cfg, "train.micro_batch");
     t.epochs = (int)ppd_config_int(cfg, "train.epochs");
     t.patience = (int)ppd_config_int(cfg, "train.patience");
