@@ -279,6 +279,40 @@ typedef struct {
     int jobs, json;
 } options;
 
+/* A wrong data.data_path or data.data_file is a setting to fix, said once at start (exit 2),
+ * not one "file not found" per complex followed by an empty cache. */
+static ppd_status check_data_set_paths(const ppd_config *cfg) {
+    const char *dir = ppd_config_str(cfg, "data.data_path"),
+               *csv = ppd_config_str(cfg, "data.data_file");
+    char sub[PATH_MAX];
+    if (!ppd_file_exists(csv))
+        return ppd_fail(PPD_ERR_CONFIG, "data.data_file '%s' (from %s): no such file", csv,
+                        ppd_config_origin(cfg, "data.data_file"));
+    snprintf(sub, sizeof sub, "%s/structures", dir);
+    if (ppd_dir_exists(sub)) return PPD_OK;
+    const char *from = ppd_config_origin(cfg, "data.data_path");
+    if (!ppd_dir_exists(dir))
+        return ppd_fail(PPD_ERR_CONFIG, "data.data_path '%s' (from %s): no such directory", dir,
+                        from);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    if (n >= 10 && !strncmp(dir + n - 10, "structures", 10) && (n == 10 || dir[n - 11] == '/')) {
+        char parent[PATH_MAX];
+        int k = n > 11 ? (int)(n - 11) : 0; /* "structures", "/structures", "a/structures" */
+        snprintf(parent, sizeof parent, "%.*s", k, dir);
+        return ppd_fail(PPD_ERR_CONFIG,
+                        "data.data_path '%s' (from %s) is the structures directory itself: "
+                        "graph-build reads DATA_PATH/structures/ID_r_b.pdb[.gz] (DiffDock-PP's "
+                        "layout), so set data.data_path=%s",
+                        dir, from, k ? parent : (n == 11 ? "/" : "."));
+    }
+    return ppd_fail(PPD_ERR_CONFIG,
+                    "data.data_path '%s' (from %s) has no structures/ directory: graph-build reads "
+                    "DATA_PATH/structures/ID_r_b.pdb[.gz] and ID_l_b.pdb[.gz] (DiffDock-PP's "
+                    "layout)",
+                    dir, from);
+}
+
 static ppd_status check_settings(const ppd_config *cfg, const options *o) {
     const char *res = ppd_config_str(cfg, "data.resolution");
     if (!res || strcmp(res, "residue") != 0)
@@ -299,7 +333,7 @@ static ppd_status check_settings(const ppd_config *cfg, const options *o) {
         return ppd_fail(
             PPD_ERR_CONFIG,
             "data.data_path and data.data_file must be set (or give --receptor/--ligand/--id)");
-    return PPD_OK;
+    return o->id ? PPD_OK : check_data_set_paths(cfg);
 }
 
 static ppd_status run(ppd_config *cfg, const options *o, counts *c) {

@@ -77,6 +77,23 @@ test_bad_structure_is_reported_and_the_rest_built() {
     assert_eq "$(grep -c '"check": "missing"' <<<"$OUT")" 3 "missing records"
 }
 
+test_wrong_data_paths_fail_at_start_naming_the_setting() {
+    # the structures directory given as data.data_path: the fix is its parent
+    assert_rc 2 graph-build --set "data.data_path=$MINI/structures/" --set "data.data_file=$MINI/splits.csv" -o g
+    assert_contains "$OUT" "data.data_path '$MINI/structures/' (from --set) is the structures directory itself"
+    assert_contains "$OUT" "set data.data_path=$MINI"
+    assert_not_contains "$OUT" "file not found"
+    assert_rc 2 graph-build --set data.data_path=nowhere --set "data.data_file=$MINI/splits.csv" -o g
+    assert_contains "$OUT" "data.data_path 'nowhere' (from --set): no such directory"
+    mkdir empty
+    assert_rc 2 graph-build --set data.data_path=empty --set "data.data_file=$MINI/splits.csv" -o g
+    assert_contains "$OUT" "data.data_path 'empty' (from --set) has no structures/ directory"
+    assert_rc 2 graph-build --set "data.data_path=$MINI" --set data.data_file=none.csv -o g
+    assert_contains "$OUT" "data.data_file 'none.csv' (from --set): no such file"
+    # nothing was created for a run that could not start
+    [ ! -e g ] || fail "a cache directory was created"
+}
+
 test_truncated_gzip_input_names_the_file() {
     copy_mini
     head -c 3000 "$MINI/structures/1R8S_r_b.pdb.gz" > ds/structures/1R8S_r_b.pdb.gz

@@ -195,8 +195,9 @@ test_a_run_directory_is_never_started_over_nor_shared() {
     assert_contains "$OUT" '{"error": "run already holds a run (run/last.safetensors): add --resume'
     assert_contains "$OUT" '"status": "PPD_ERR_USAGE", "exit": 2}'
     assert_eq "$(cat run/metrics.jsonl run/last.safetensors | cksum)" "$before" "RUN after the refusal"
-    # another process holds RUN's lock (as a train still running would)
-    (exec 9>>run/train.lock && flock -n 9 && exec sleep 30) &
+    # another process holds RUN's lock (as a train still running would); it waits for the lock,
+    # which the probe below takes for an instant (a non-blocking holder lost that race under load)
+    (exec 9>>run/train.lock && flock -w 10 9 && exec sleep 30) &
     local holder=$!
     local i
     for i in $(seq 50); do ! flock -n run/train.lock true && break; sleep 0.1; done
