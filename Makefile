@@ -68,7 +68,8 @@ NVCCFLAGS := -O2 -std=c++17 -MMD -MP -Iinclude -I$(CUDA_HOME)/include -DPPD_VERS
              $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
              -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
              -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter
-CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+# cuBLAS is opened at run time (lib/nn/cuda/gemm.cu), not linked: the run path finds it there
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl
 endif
 
 # The CUDA sources compiled by g++ against the CPU emulation in tests/emu (make test-emu, part of
@@ -86,6 +87,9 @@ endif
 ifeq ($(EMU),0)
 override EMU :=
 endif
+# the emulated programs export the emulator's cuBLAS, which lib/nn/cuda/gemm.cu looks up at run
+# time (it never opens the real library under the emulation)
+EMU_LDFLAGS := -Wl,--export-dynamic-symbol=cublas*
 EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -U_FORTIFY_SOURCE -MMD -MP -Iinclude \
                 -I$(CUDA_HOME)/include $(shell pkg-config --cflags openblas) \
                 -DPPD_VERSION='"$(VERSION)"' -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unknown-pragmas
@@ -131,8 +135,8 @@ HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 GPU_BIN  := $(BUILD)/tests/gpu
 EMU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/cuda_emu.o
 # programs for scripts/gpu-check.sh: esm-bench (ESM-2 throughput), score-plan (train's device
-# memory plan for a graph cache)
-GPU_PROGS := esm-bench score-plan
+# memory plan for a graph cache); cublas-load (cuBLAS opened on first use) runs in make test
+GPU_PROGS := esm-bench score-plan cublas-load
 EMU_BIN  := $(BUILD)/tests/gpu-emu $(BUILD)/tests/emu-selftest $(EMU_TOOL_BIN) \
             $(GPU_PROGS:%=$(BUILD)/emu/tests/%)
 
@@ -141,7 +145,7 @@ EMU_BIN  := $(BUILD)/tests/gpu-emu $(BUILD)/tests/emu-selftest $(EMU_TOOL_BIN) \
 all: lib tools $(if $(NVCC),$(CULIB) $(GPU_BIN) $(GPU_PROGS:%=$(BUILD)/tests/%))
 lib: $(LIB)
 tools: $(TOOL_BIN)
-tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN) $(if $(EMU),$(EMU_BIN))
+tests: $(UNIT_BIN) $(HELPER_BIN) $(TOOL_BIN) $(if $(EMU),$(EMU_BIN)) $(if $(NVCC),$(BUILD)/tests/cublas-load)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -176,7 +180,7 @@ $(BUILD)/emu/tools/%.o: tools/%.c
 
 $(BUILD)/emu/bin/%: $(BUILD)/emu/tools/%.o $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CXX) $(LDFLAGS) $(EMU_LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(UNIT_BIN): $(UNIT_OBJ) $(TEST_COMMON_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
@@ -212,7 +216,7 @@ $(GPU_PROGS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(CULIB) $
 
 $(GPU_PROGS:%=$(BUILD)/emu/tests/%): $(BUILD)/emu/tests/%: $(BUILD)/tests/%.o $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CXX) $(LDFLAGS) $(EMU_LDFLAGS) $< $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
 -include $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(GPU_PROG_OBJ:.o=.d)
 
 # The GPU test program again, on the CPU emulation (tests/emu/cuda_emu.h force-included).
@@ -226,11 +230,11 @@ $(BUILD)/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h
 
 $(BUILD)/tests/gpu-emu: $(GPU_TEST_OBJ) $(EMU_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) $(GPU_TEST_OBJ) $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CXX) $(LDFLAGS) $(EMU_LDFLAGS) $(GPU_TEST_OBJ) $(EMU_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/emu-selftest: tests/emu/test_emu.cpp $(BUILD)/emu/cuda_emu.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_CXXFLAGS) -include tests/emu/cuda_emu.h $< $(BUILD)/emu/cuda_emu.o $(LIB) $(LDLIBS) -o $@
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_LDFLAGS) -include tests/emu/cuda_emu.h $< $(BUILD)/emu/cuda_emu.o $(LIB) $(LDLIBS) -o $@
 -include $(EMU_OBJ:.o=.d) $(BUILD)/tests/emu-selftest.d $(CUDA_TOOLS:%=$(BUILD)/emu/tools/%.d)
 
 # ---- checks ---------------------------------------------------------------------------------

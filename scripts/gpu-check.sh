@@ -92,6 +92,10 @@ build() {
             }
         done
         ldd "${BIN:-bin}"/* "${BUILD:-build}"/tests/gpu | grep 'not found' && missing=1
+        # cuBLAS is opened at run time, so ldd does not name it: the check program says why not
+        if [ -x "${BUILD:-build}"/tests/cublas-load ] && ! "${BUILD:-build}"/tests/cublas-load; then
+            missing=1
+        fi
         return "$missing"
     fi
     make -j"$JOBS" "${make_vars[@]}" all tests

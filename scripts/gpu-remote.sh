@@ -19,14 +19,16 @@ tar -xJf gpu-pack/ship/pack.tar.xz || {
     exit 9
 }
 export LD_LIBRARY_PATH=$PWD/gpu-pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-# cuBLAS and the runtime: the programs' rpath names /usr/local/cuda/lib64; elsewhere, find them
-for n in libcublas.so.13 libcudart.so.13; do
-    if ldd gpu-pack/bin/train | grep -q "$n => not found"; then
-        d=$(dirname "$(find /usr /opt -name "$n" 2>/dev/null | head -1)")
-        echo "gpu-remote: $n from $d"
-        LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
-    fi
-done
+# the CUDA runtime (linked) and cuBLAS (opened at run time, so ldd does not list it): the
+# programs' run path names /usr/local/cuda/lib64; elsewhere, find them
+add_lib_dir() {
+    local d
+    d=$(dirname "$(find /usr /opt -name "$1" 2>/dev/null | head -1)")
+    echo "gpu-remote: $1 from $d"
+    LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+}
+ldd gpu-pack/bin/train | grep -q "libcudart.so.13 => not found" && add_lib_dir libcudart.so.13
+gpu-pack/build/tests/cublas-load >/dev/null 2>&1 || add_lib_dir libcublas.so.13
 work=/tmp/gpu-check
 rm -rf "$work"
 mkdir -p "$work"

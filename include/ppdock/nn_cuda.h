@@ -39,8 +39,16 @@ const char *ppd_cuda_precision_name(ppd_cuda_precision p);
  * device memory (so that it is planned, not allocated behind the arena's back). */
 typedef struct ppd_cuda_blas ppd_cuda_blas;
 
+/* cuBLAS is not linked but opened on first use (loading it leaves ~150 MB resident in any
+ * process): ppd_cuda_blas_load resolves its functions once, from the process itself when it
+ * already has them (the CPU emulation, a program linked with -lcublas), else from
+ * libcublas.so.<the major version built against> (LD_LIBRARY_PATH, the program's run path, the
+ * library cache); *from (may be NULL) says which. ppd_cuda_blas_create calls it. Needs no GPU.
+ * Errors: PPD_ERR_CUDA (not found, or a function missing: the message says what to do). */
+ppd_status ppd_cuda_blas_load(const char **from);
+
 /* workspace: device memory of ws_bytes (PPD_CUDA_BLAS_WORKSPACE recommended), or NULL/0 to let
- * cuBLAS use its own. */
+ * cuBLAS use its own. Errors: ppd_cuda_blas_load's; PPD_ERR_CUDA/PPD_ERR_NOMEM from cuBLAS. */
 #define PPD_CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
 ppd_status ppd_cuda_blas_create(ppd_cuda_blas **b, cudaStream_t stream, ppd_cuda_precision prec,
                                 void *workspace, size_t ws_bytes);

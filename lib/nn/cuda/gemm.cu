@@ -7,8 +7,90 @@
 
 #include <cublas_v2.h>
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+// cuBLAS is opened when the first handle is made, not linked: loading libcublas and the
+// libcublasLt it needs runs their static initialisers, which leave about 150 MB resident in
+// every process that links them (CPU runs, --help and --version included), memory no plan
+// counted. A process that already has cuBLAS (the CPU emulation exports its own; a program
+// linked with -lcublas) uses those functions; otherwise the soname of the cuBLAS major version
+// built against is opened, found through LD_LIBRARY_PATH, the program's run path
+// (CUDA_HOME/lib64) or the system's library cache.
+#define PPD_STRINGIFY2(x) #x
+#define PPD_STRINGIFY(x)  PPD_STRINGIFY2(x)
+#define PPD_CUBLAS_SONAME "libcublas.so." PPD_STRINGIFY(CUBLAS_VER_MAJOR)
+
+// cublasGemmEx is overloaded in C++ (a wrapper takes the old cudaDataType compute type): the C
+// function's type, checked against the header in an unevaluated cast (no reference to link)
+typedef cublasStatus_t (*gemm_ex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                                     int, const void *, const void *, cudaDataType, int,
+                                     const void *, cudaDataType, int, const void *, void *,
+                                     cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+
+static struct {
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSetWorkspace_v2) set_workspace;
+    decltype(&cublasSgemm_v2) sgemm;
+    decltype(static_cast<gemm_ex_fn>(&cublasGemmEx)) gemm_ex;
+    const char *from; // where the functions came from (NULL: not loaded; error says why)
+    char error[768];
+} blas_api;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+template <typename F> static int blas_resolve(void *lib, const char *name, F *fn) {
+    *fn = (F)dlsym(lib, name);
+    if (!*fn)
+        snprintf(blas_api.error, sizeof blas_api.error,
+                 "%s lacks %s (a cuBLAS older than the one built against?)", blas_api.from, name);
+    return *fn != NULL;
+}
+
+static void blas_load(void) {
+    void *lib = RTLD_DEFAULT;
+    blas_api.from = "this program";
+    if (!dlsym(RTLD_DEFAULT, "cublasCreate_v2")) {
+#ifdef PPD_CUDA_EMU
+        // the emulated programs must not reach the real library (its calls would take the
+        // emulator's host pointers for device ones)
+        snprintf(blas_api.error, sizeof blas_api.error,
+                 "the CUDA emulation's cuBLAS is not exported (link the program with -rdynamic)");
+        blas_api.from = NULL;
+        return;
+#else
+        lib = dlopen(PPD_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            snprintf(blas_api.error, sizeof blas_api.error,
+                     "cannot load cuBLAS (%s): the GPU engine needs the cuBLAS of CUDA %d; put "
+                     "its lib64 directory in LD_LIBRARY_PATH (e.g. module load cuda), or run "
+                     "with --device cpu",
+                     dlerror(), CUBLAS_VER_MAJOR);
+            blas_api.from = NULL;
+            return;
+        }
+        blas_api.from = PPD_CUBLAS_SONAME;
+#endif
+    }
+    if (!blas_resolve(lib, "cublasCreate_v2", &blas_api.create) ||
+        !blas_resolve(lib, "cublasDestroy_v2", &blas_api.destroy) ||
+        !blas_resolve(lib, "cublasSetStream_v2", &blas_api.set_stream) ||
+        !blas_resolve(lib, "cublasSetMathMode", &blas_api.set_math_mode) ||
+        !blas_resolve(lib, "cublasSetWorkspace_v2", &blas_api.set_workspace) ||
+        !blas_resolve(lib, "cublasSgemm_v2", &blas_api.sgemm) ||
+        !blas_resolve(lib, "cublasGemmEx", &blas_api.gemm_ex))
+        blas_api.from = NULL;
+}
+
+extern "C" ppd_status ppd_cuda_blas_load(const char **from) {
+    pthread_once(&blas_once, blas_load);
+    if (from) *from = blas_api.from;
+    return blas_api.from ? PPD_OK : ppd_fail(PPD_ERR_CUDA, "%s", blas_api.error);
+}
 
 struct ppd_cuda_blas {
     cublasHandle_t handle;
@@ -54,9 +136,10 @@ extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t str
                                            ppd_cuda_precision prec, void *workspace,
                                            size_t ws_bytes) {
     *out = NULL;
+    PPD_TRY(ppd_cuda_blas_load(NULL));
     ppd_cuda_blas *b = (ppd_cuda_blas *)calloc(1, sizeof *b);
     if (!b) return ppd_fail(PPD_ERR_NOMEM, "cuBLAS handle: out of host memory");
-    cublasStatus_t st = cublasCreate(&b->handle);
+    cublasStatus_t st = blas_api.create(&b->handle);
     if (st != CUBLAS_STATUS_SUCCESS) {
         free(b);
         return blas_status(st, "cublasCreate");
@@ -69,11 +152,11 @@ extern "C" ppd_status ppd_cuda_blas_create(ppd_cuda_blas **out, cudaStream_t str
     cublasMath_t math = prec == PPD_CUDA_TF32   ? CUBLAS_TF32_TENSOR_OP_MATH
                         : prec == PPD_CUDA_BF16 ? CUBLAS_DEFAULT_MATH
                                                 : CUBLAS_PEDANTIC_MATH;
-    if ((st = cublasSetStream(b->handle, stream)) != CUBLAS_STATUS_SUCCESS ||
-        (st = cublasSetMathMode(b->handle, math)) != CUBLAS_STATUS_SUCCESS ||
+    if ((st = blas_api.set_stream(b->handle, stream)) != CUBLAS_STATUS_SUCCESS ||
+        (st = blas_api.set_math_mode(b->handle, math)) != CUBLAS_STATUS_SUCCESS ||
         (workspace && ws_bytes &&
-         (st = cublasSetWorkspace(b->handle, workspace, ws_bytes)) != CUBLAS_STATUS_SUCCESS)) {
-        cublasDestroy(b->handle);
+         (st = blas_api.set_workspace(b->handle, workspace, ws_bytes)) != CUBLAS_STATUS_SUCCESS)) {
+        blas_api.destroy(b->handle);
         free(b);
         return blas_status(st, "cuBLAS handle set-up");
     }
@@ -94,15 +177,15 @@ extern "C" ppd_status ppd_cuda_sgemm(ppd_cuda_blas *b, int ta, int tb, int m, in
                                      const float *A, int lda, const float *B, int ldb, float beta,
                                      float *C, int ldc) {
     const float one = 1.0f;
-    PPD_CUBLAS_CHECK(cublasSgemm(b->handle, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                 tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb,
-                                 &beta, C, ldc));
+    PPD_CUBLAS_CHECK(blas_api.sgemm(b->handle, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                    tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb,
+                                    &beta, C, ldc));
     return PPD_OK;
 }
 
 extern "C" void ppd_cuda_blas_destroy(ppd_cuda_blas *b) {
     if (!b) return;
-    cublasDestroy(b->handle);
+    blas_api.destroy(b->handle);
     free(b);
 }
 
@@ -115,8 +198,8 @@ extern "C" ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, 
     // Row-major out (N, M) is column-major out^T (M, N) = W (M, K) x inp^T (K, N): W is the
     // column-major (K, M) matrix transposed, inp the column-major (K, N) one as it is.
     const float one = 1.0f, zero = 0.0f;
-    PPD_CUBLAS_CHECK(cublasSgemm(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W, K, inp,
-                                 K, &zero, out, M));
+    PPD_CUBLAS_CHECK(blas_api.sgemm(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W, K,
+                                    inp, K, &zero, out, M));
     return PPD_OK;
 }
 
@@ -129,9 +212,9 @@ extern "C" ppd_status ppd_cuda_esm_matmul_bf16_forward(float *out, const uint16_
                         M);
     if (N == 0 || M == 0) return PPD_OK;
     const float one = 1.0f, zero = 0.0f;
-    PPD_CUBLAS_CHECK(cublasGemmEx(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W,
-                                  CUDA_R_16BF, K, inp, CUDA_R_16BF, K, &zero, out, CUDA_R_32F, M,
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    PPD_CUBLAS_CHECK(blas_api.gemm_ex(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W,
+                                      CUDA_R_16BF, K, inp, CUDA_R_16BF, K, &zero, out, CUDA_R_32F,
+                                      M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return PPD_OK;
 }
 

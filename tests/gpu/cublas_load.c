@@ -1,0 +1,35 @@
+/* cublas-load — cuBLAS is opened on first use, not at start-up (ppd_cuda_blas_load,
+ * ppdock/nn_cuda.h): prints whether a libcublas is mapped into this process before the load,
+ * where the functions came from, and whether one is mapped after. Needs no GPU, so it runs in
+ * `make test` (tests/tools/test_cuda_build.sh): built with CUDA it opens the real library, built
+ * on the CPU emulation it finds the emulator's functions in the program itself.
+ *
+ *   CUBLAS_LOAD before=absent from=libcublas.so.13 after=present
+ *
+ * Exit 0; 3 when the load fails (the message on stderr).
+ */
+#include "ppdock/nn_cuda.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *cublas_mapped(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    int found = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "/libcublas")) found = 1;
+    if (f) fclose(f);
+    return f ? (found ? "present" : "absent") : "unknown";
+}
+
+int main(void) {
+    const char *before = cublas_mapped(), *from = NULL;
+    ppd_status s = ppd_cuda_blas_load(&from);
+    if (s) {
+        fprintf(stderr, "cublas-load: %s\n", ppd_errmsg());
+        return 3;
+    }
+    printf("CUBLAS_LOAD before=%s from=%s after=%s\n", before, from, cublas_mapped());
+    return 0;
+}
