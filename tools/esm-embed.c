@@ -18,6 +18,7 @@
 #include "ppdock/fasta.h"
 #include "ppdock/graph.h"
 #include "ppdock/hash.h"
+#include "ppdock/index_set.h"
 #include "ppdock/log.h"
 #include "ppdock/npy.h"
 #include "ppdock/progress.h"
@@ -102,36 +103,29 @@ typedef struct {
     size_t n_in, cap_in;
     unique_seq *uq;
     size_t n_uq, cap_uq;
-    size_t *slots, n_slots; /* hash set of unique keys -> index + 1 */
+    ppd_index_set uq_set; /* the unique sequences, by record key */
     uint64_t model;
     const char *policy;
     ppd_esm_unknown_policy unknown;
     uint64_t unknown_letters, refused;
 } inputs;
 
+/* The record key of unique sequence i (the set's key). */
+static const void *unique_key(const void *I, size_t i, size_t *len) {
+    *len = PPD_ESM_KEY_LEN;
+    return ((const inputs *)I)->uq[i].key;
+}
+
 static ppd_status add_unique(inputs *I, input *it) {
     char key[PPD_ESM_KEY_LEN + 1];
     const uint8_t *t = I->toks.data + it->tokens;
     ppd_esm_record_key(I->model, I->policy, t, (size_t)it->n, key);
-    if (2 * (I->n_uq + 1) > I->n_slots) { /* grow the set */
-        size_t ns = I->n_slots ? I->n_slots * 2 : 4096;
-        size_t *s = calloc(ns, sizeof *s);
-        if (!s) return ppd_fail(PPD_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < I->n_uq; i++) {
-            size_t h = ppd_hash64(I->uq[i].key, PPD_ESM_KEY_LEN) & (ns - 1);
-            while (s[h]) h = (h + 1) & (ns - 1);
-            s[h] = i + 1;
-        }
-        free(I->slots);
-        I->slots = s;
-        I->n_slots = ns;
+    size_t *slot;
+    PPD_TRY(ppd_index_set_find(&I->uq_set, key, PPD_ESM_KEY_LEN, &slot));
+    if (*slot) {
+        it->unique = (int)(*slot - 1);
+        return PPD_OK;
     }
-    size_t h = ppd_hash64(key, PPD_ESM_KEY_LEN) & (I->n_slots - 1);
-    for (; I->slots[h]; h = (h + 1) & (I->n_slots - 1))
-        if (!memcmp(I->uq[I->slots[h] - 1].key, key, PPD_ESM_KEY_LEN)) {
-            it->unique = (int)(I->slots[h] - 1);
-            return PPD_OK;
-        }
     if (I->n_uq == I->cap_uq) {
         size_t nc = I->cap_uq ? I->cap_uq * 2 : 1024;
         unique_seq *u = realloc(I->uq, nc * sizeof *u);
@@ -143,8 +137,8 @@ static ppd_status add_unique(inputs *I, input *it) {
     memcpy(u->key, key, sizeof key);
     u->tokens = it->tokens;
     u->n = it->n;
-    I->slots[h] = ++I->n_uq;
-    it->unique = (int)(I->n_uq - 1);
+    ppd_index_set_put(&I->uq_set, slot, I->n_uq);
+    it->unique = (int)I->n_uq++;
     return PPD_OK;
 }
 
@@ -247,7 +241,7 @@ static void inputs_free(inputs *I) {
     ppd_buf_free(&I->toks);
     free(I->in);
     free(I->uq);
-    free(I->slots);
+    ppd_index_set_free(&I->uq_set);
 }
 
 /* ---- the run -----------------------------------------------------------------------------------
@@ -337,23 +331,27 @@ static ppd_status export_one(const char *path, const ppd_esm_embedding *e, float
     return ppd_npy_write_f32(path, row_buf, 2, shape);
 }
 
-/* Whether input i's name was exported before in this run (a hash set of input index + 1 over
- * the names); warns when the earlier input has another sequence (its file is overwritten). */
-static int export_seen(const inputs *I, size_t *set, size_t cap, size_t i) {
-    const char *name = (const char *)I->names.data + I->in[i].name;
-    size_t h = (size_t)ppd_hash64(name, strlen(name)) & (cap - 1);
-    for (; set[h]; h = (h + 1) & (cap - 1)) {
-        size_t j = set[h] - 1;
-        if (strcmp((const char *)I->names.data + I->in[j].name, name) != 0) continue;
-        if (I->in[j].unique == I->in[i].unique) return 1; /* the same embedding: written */
+/* The name of input i (the export set's key). */
+static const void *input_name(const void *I, size_t i, size_t *len) {
+    const inputs *in = I;
+    const char *name = (const char *)in->names.data + in->in[i].name;
+    *len = strlen(name);
+    return name;
+}
+
+/* Whether input i's name was exported before in this run (a set of input indices by name);
+ * warns when the earlier input has another sequence (its file is overwritten). */
+static ppd_status export_seen(const inputs *I, ppd_index_set *seen, size_t i, int *done) {
+    size_t len, *slot;
+    const char *name = input_name(I, i, &len);
+    PPD_TRY(ppd_index_set_find(seen, name, len, &slot));
+    *done = *slot && I->in[*slot - 1].unique == I->in[i].unique; /* the same embedding: written */
+    if (*slot && !*done)
         ppd_warn("two inputs are named '%s' and have different sequences: its export holds the "
                  "later one",
                  name);
-        set[h] = i + 1;
-        return 0;
-    }
-    set[h] = i + 1;
-    return 0;
+    if (!*done) ppd_index_set_put(seen, slot, i);
+    return PPD_OK;
 }
 
 static ppd_status export_all(const options *o, inputs *I) {
@@ -363,12 +361,13 @@ static ppd_status export_all(const options *o, inputs *I) {
     ppd_buf copy = {0}, rows = {0};
     ppd_status st = PPD_OK;
     uint64_t written = 0;
-    size_t cap = 16;
-    while (cap < 2 * I->n_in) cap *= 2;
-    size_t *seen = calloc(cap, sizeof *seen);
-    if (!seen) st = ppd_fail(PPD_ERR_NOMEM, "out of memory for %zu export names", I->n_in);
+    ppd_index_set seen;
+    ppd_index_set_init(&seen, input_name, I);
     for (size_t i = 0; i < I->n_in && !st; i++) {
-        if (export_seen(I, seen, cap, i)) continue;
+        int done;
+        st = export_seen(I, &seen, i, &done);
+        if (st) break;
+        if (done) continue;
         unique_seq *u = &I->uq[I->in[i].unique];
         ppd_rec_view v;
         ppd_status g = ppd_cache_reader_get(r, u->key, &v);
@@ -388,7 +387,7 @@ static ppd_status export_all(const options *o, inputs *I) {
         if (!st) st = export_one(path, &e, (float *)rows.data);
         written += !st;
     }
-    free(seen);
+    ppd_index_set_free(&seen);
     ppd_cache_reader_close(r);
     ppd_buf_free(&copy);
     ppd_buf_free(&rows);
@@ -489,6 +488,7 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
 
     /* inputs */
     inputs I = {.model = m.identity, .policy = policy, .unknown = unk};
+    ppd_index_set_init(&I.uq_set, unique_key, &I);
     for (int i = 0; !st && i < o->n_graphs; i++) st = read_graphs(&I, o->graphs[i]);
     for (int i = 0; !st && i < o->n_fastas; i++) {
         fasta_ctx f = {.I = &I, .path = o->fastas[i]};
@@ -567,8 +567,8 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     size_t longest_record = (size_t)longest * (size_t)m.cfg.d * (half ? 2 : 4) + 1024;
     size_t fixed = records / 4 < ESM_EMBED_FIXED_BYTES ? records / 4 : ESM_EMBED_FIXED_BYTES;
     size_t tool_bytes = I.toks.cap + I.names.cap + I.cap_in * sizeof *I.in +
-                        I.cap_uq * sizeof *I.uq + I.n_slots * sizeof *I.slots + 3 * batch +
-                        ppd_cache_queue_ring_bytes(queue_records) +
+                        I.cap_uq * sizeof *I.uq + I.uq_set.cap * sizeof *I.uq_set.slots +
+                        3 * batch + ppd_cache_queue_ring_bytes(queue_records) +
                         (PPD_CACHE_QUEUE_SPARES + 2) * longest_record +
                         (size_t)longest * (size_t)m.cfg.d * 4 + fixed;
     size_t budget = (size_t)(ppd_config_float(cfg, "esm.mem_gb") * (double)(1ull << 30));

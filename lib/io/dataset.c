@@ -2,7 +2,7 @@
  * read is a two-column index; a CSV library would be a dependency for thirty lines. */
 #include "ppdock/dataset.h"
 #include "ppdock/cache.h"
-#include "ppdock/hash.h"
+#include "ppdock/index_set.h"
 #include "ppdock/log.h"
 
 #include <stdint.h>
@@ -82,41 +82,12 @@ int ppd_dataset_structure_path(const char *data_path, const char *id, char role,
     return have_gz;
 }
 
-/* Set of ids seen so far: open addressing on the XXH3 of the id; a slot holds the id's offset
- * in ds->strings plus one (offsets survive the buffer growing). */
-typedef struct {
-    size_t *slots;
-    size_t cap, used;
-} id_set;
-
-static const char *str_at(const ppd_dataset *ds, size_t off) {
-    return (const char *)ds->strings.data + off;
-}
-
-/* 1 if the id at `off` was already present (it is not inserted), 0 if inserted, -1 on OOM. */
-static int id_set_add(id_set *set, const ppd_dataset *ds, size_t off) {
-    if (2 * (set->used + 1) > set->cap) {
-        size_t ncap = set->cap ? set->cap * 2 : 1024;
-        size_t *ns = calloc(ncap, sizeof *ns);
-        if (!ns) return -1;
-        for (size_t i = 0; i < set->cap; i++) {
-            if (!set->slots[i]) continue;
-            const char *s = str_at(ds, set->slots[i] - 1);
-            size_t j = ppd_hash64(s, strlen(s)) & (ncap - 1);
-            while (ns[j]) j = (j + 1) & (ncap - 1);
-            ns[j] = set->slots[i];
-        }
-        free(set->slots);
-        set->slots = ns;
-        set->cap = ncap;
-    }
-    const char *id = str_at(ds, off);
-    size_t j = ppd_hash64(id, strlen(id)) & (set->cap - 1);
-    for (; set->slots[j]; j = (j + 1) & (set->cap - 1))
-        if (!strcmp(str_at(ds, set->slots[j] - 1), id)) return 1;
-    set->slots[j] = off + 1;
-    set->used++;
-    return 0;
+/* The ids seen so far: a set of their offsets in ds->strings (offsets survive the buffer
+ * growing). */
+static const void *id_at(const void *ds, size_t off, size_t *len) {
+    const char *id = (const char *)((const ppd_dataset *)ds)->strings.data + off;
+    *len = strlen(id);
+    return id;
 }
 
 /* Items are built in two passes over the strings buffer, so pointers are fixed up at the end. */
@@ -206,7 +177,8 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
     }
     item_off *offs = NULL;
     size_t n = 0, cap = 0;
-    id_set ids = {0};
+    ppd_index_set ids;
+    ppd_index_set_init(&ids, id_at, out);
     while (!st && p < end) {
         if (*p == '\n' || *p == '\r') { /* blank line */
             if (*p == '\n') line++;
@@ -246,16 +218,15 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
         }
         st = add_item(out, data_path, id, split, use_unbound, &offs[n]);
         if (st) break;
-        int dup = id_set_add(&ids, out, offs[n].id);
-        if (dup < 0)
-            st = ppd_fail(PPD_ERR_NOMEM, "out of memory");
-        else if (dup)
+        size_t *slot;
+        st = ppd_index_set_find(&ids, id, strlen(id), &slot);
+        if (!st && *slot)
             ppd_warn("%s:%d: complex '%s' listed again (the first row is used)", data_file,
                      row_line, id);
-        else
-            n++;
+        else if (!st)
+            ppd_index_set_put(&ids, slot, offs[n++].id);
     }
-    free(ids.slots);
+    ppd_index_set_free(&ids);
     if (!st && n == 0) st = ppd_fail(PPD_ERR_EMPTY, "%s: no complexes listed", data_file);
     if (!st) st = finish(out, offs, n);
     free(offs);

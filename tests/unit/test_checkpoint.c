@@ -368,6 +368,68 @@ TEST(checkpoint_round_trip_is_bit_exact) {
     ppd_score_model_free(&b);
 }
 
+/* A checkpoint written before train.order existed (its tensors and metadata, less that one)
+ * loads with batch size and seed 0, "unknown", which train's resume check does not compare. */
+TEST(checkpoint_without_train_order_loads_it_as_unknown) {
+    const char *dir = ppt_tmpdir();
+    const char *path = tpath(dir, "new.safetensors"), *old = tpath(dir, "old.safetensors");
+    ppd_score_config c;
+    small_config(&c, 4);
+    ppd_score_model a;
+    REQUIRE_OK(ppd_score_model_init(&a, &c));
+    ppd_score_model_init_params(&a, 5);
+    size_t n = a.nparams;
+    float *m = malloc(sizeof(float) * n * 4), *v = m + n, *m2 = m + 2 * n, *v2 = m + 3 * n;
+    REQUIRE(m);
+    fill_moments(m, v, n);
+    ppd_train_state ts = {.step = 40, .epoch = 2, .epoch_batch = 3, .batch_size = 8, .seed = 7};
+    ppd_rng_seed(&ts.rng, 3);
+    REQUIRE_OK(ppd_checkpoint_save(path, &a, m, v, &ts, "model:\n  ns: 4\n"));
+
+    ppd_tensor_file *f;
+    REQUIRE_OK(ppd_tensor_file_open(path, &f));
+    size_t nt = ppd_tensor_file_count(f), k = 0, nm = 0;
+    ppd_st_entry *es = calloc(nt, sizeof *es);
+    ppd_st_meta meta[8];
+    REQUIRE(es);
+    for (size_t i = 0; i < nt; i++) {
+        const ppd_tensor *t = ppd_tensor_file_at(f, i);
+        if (!strcmp(t->name, "train.order")) continue;
+        es[k] = (ppd_st_entry){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(es[k].shape, t->shape, sizeof t->shape);
+        k++;
+    }
+    CHECK_EQ(k, nt - 1);
+    for (size_t i = 0; i < ppd_tensor_file_value_count(f) && nm < 8; i++) {
+        const ppd_tf_value *val = ppd_tensor_file_value_at(f, i);
+        if (!strncmp(val->name, "__metadata__.", 13) && val->s)
+            meta[nm++] = (ppd_st_meta){val->name + 13, val->s};
+    }
+    CHECK_EQ(nm, 4);
+    REQUIRE_OK(ppd_safetensors_write(old, es, k, meta, nm));
+    ppd_tensor_file_close(f);
+    free(es);
+
+    ppd_score_model b;
+    REQUIRE_OK(ppd_score_model_init(&b, &c));
+    ppd_train_state got;
+    memset(&got, 0xab, sizeof got);
+    ppd_checkpoint_info info;
+    REQUIRE_OK(ppd_checkpoint_load(old, &b, m2, v2, &got, &info));
+    CHECK(memcmp(a.params, b.params, sizeof(float) * n) == 0);
+    CHECK(memcmp(m, m2, sizeof(float) * n * 2) == 0); /* both moments: v follows m */
+    CHECK_EQ(got.step, 40);
+    CHECK_EQ(got.epoch, 2);
+    CHECK_EQ(got.epoch_batch, 3);
+    CHECK(memcmp(got.rng.s, ts.rng.s, sizeof ts.rng.s) == 0);
+    CHECK_EQ(got.batch_size, 0);
+    CHECK_EQ(got.seed, 0);
+    CHECK_EQ(info.has_train_state, 1);
+    free(m);
+    ppd_score_model_free(&a);
+    ppd_score_model_free(&b);
+}
+
 TEST(checkpoint_refuses_another_model_size) {
     const char *dir = ppt_tmpdir();
     const char *path = tpath(dir, "ns4.safetensors");

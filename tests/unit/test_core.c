@@ -4,6 +4,7 @@
 #include "ppdock/arena.h"
 #include "ppdock/fsutil.h"
 #include "ppdock/hash.h"
+#include "ppdock/index_set.h"
 #include "ppdock/log.h"
 #include "ppdock/rng.h"
 #include "ppdock/status.h"
@@ -105,6 +106,64 @@ TEST(pool_and_bounded_queue_deliver_every_item_once) {
         ppd_queue_destroy(c.q);
     }
     ppd_pool_destroy(pool);
+}
+
+/* Keys of the index-set test: short strings in an array that is reallocated as it grows, as
+ * the tools' input lists are (the set reads keys through the array, never through pointers). */
+typedef struct {
+    char (*keys)[12];
+    size_t n, cap;
+} key_list;
+
+static const void *key_list_at(const void *ctx, size_t i, size_t *len) {
+    const key_list *k = ctx;
+    *len = strlen(k->keys[i]);
+    return k->keys[i];
+}
+
+TEST(index_set_finds_exactly_the_keys_put_against_brute_force) {
+    key_list kl = {0};
+    ppd_index_set s;
+    ppd_index_set_init(&s, key_list_at, &kl);
+    ppd_rng r;
+    ppd_rng_seed(&r, 4);
+    size_t dups = 0, replaced = 0;
+    for (int i = 0; i < 6000; i++) {
+        char key[12];
+        /* 3,000 distinct keys of 1 to 11 characters, most of them repeated */
+        uint64_t v = ppd_rng_below(&r, 3000);
+        snprintf(key, sizeof key, "%.*s", (int)(v % 8), "k0123456" + 0);
+        snprintf(key + strlen(key), sizeof key - strlen(key), "%llu", (unsigned long long)v);
+        if (kl.n == kl.cap) {
+            kl.cap = kl.cap ? 2 * kl.cap : 4;
+            kl.keys = realloc(kl.keys, kl.cap * sizeof *kl.keys);
+            REQUIRE(kl.keys);
+        }
+        memcpy(kl.keys[kl.n], key, sizeof key);
+        size_t brute = SIZE_MAX; /* the last index holding this key, as the set should say */
+        for (size_t j = 0; j < kl.n; j++)
+            if (!strcmp(kl.keys[j], key)) brute = j;
+        size_t *slot;
+        REQUIRE_OK(ppd_index_set_find(&s, key, strlen(key), &slot));
+        if (brute == SIZE_MAX) {
+            CHECK_EQ(*slot, 0);
+        } else {
+            CHECK_EQ(*slot, brute + 1);
+            dups++;
+        }
+        /* every other repeat replaces the stored index with the new one */
+        if (!*slot || (i & 1)) {
+            replaced += *slot != 0;
+            ppd_index_set_put(&s, slot, kl.n);
+        } else {
+            memcpy(kl.keys[kl.n], "\x01", 2); /* kept out: later repeats must not find it */
+        }
+        kl.n++;
+    }
+    CHECK(dups > 2000 && replaced > 1000);
+    CHECK(s.used <= 3000 && 2 * s.used <= s.cap);
+    ppd_index_set_free(&s);
+    free(kl.keys);
 }
 
 TEST(hash_streaming_equals_one_shot) {
