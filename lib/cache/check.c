@@ -587,6 +587,19 @@ static void check_inputs(checker *c) {
         } else if (ppd_dataset_from_input(line, &ds) != PPD_OK) {
             report(c, NULL, "input-error", REBUILD, "%s", ppd_errmsg());
         } else {
+            /* a data set whose structures/ directory is gone (moved, or a scratch copy removed)
+             * is said once, not as one input-error per record */
+            char structures[4096 + 16] = "";
+            const char *dp = line + 8, *tab = strchr(dp, '\t');
+            if (!strncmp(line, "dataset\t", 8) && tab)
+                snprintf(structures, sizeof structures, "%.*s/structures", (int)(tab - dp), dp);
+            int gone = structures[0] && !ppd_dir_exists(structures);
+            if (gone)
+                report(c, NULL, "input-error", REBUILD,
+                       "%s: no such directory: the sources of the %zu complexes this data set "
+                       "lists cannot be compared (run cache-check where they are, or graph-build "
+                       "with the data set's new data.data_path)",
+                       structures, ds.n);
             for (size_t i = 0; i < ds.n; i++) {
                 const ppd_complex_src *it = &ds.items[i];
                 c->s->inputs++;
@@ -599,7 +612,7 @@ static void check_inputs(checker *c) {
                            it->error ? ": " : "", it->error ? it->error : "");
                     continue;
                 }
-                if (rc) continue; /* reported by the walk */
+                if (rc || gone) continue; /* reported by the walk, or above */
                 if (it->error) {
                     report(c, it->id, "input-error", REBUILD, "%s", it->error);
                     continue;

@@ -66,6 +66,25 @@ test_cache_killed_before_its_first_commit_is_unsealed_and_rebuilt() {
     assert_contains "$OUT" "4 records, 4 ok, 0 problems"
 }
 
+test_a_data_set_moved_away_is_one_problem_not_one_per_record() {
+    mkdir -p ds/structures
+    cp "$MINI"/structures/*_b.pdb.gz ds/structures/
+    cp "$MINI/splits.csv" ds/
+    assert_rc 0 graph-build --set data.data_path=ds --set data.data_file=ds/splits.csv -o g
+    rm -r ds/structures
+    assert_rc 4 cache-check --inputs g
+    assert_contains "$OUT" "ds/structures: no such directory: the sources of the 4 complexes"
+    assert_eq "$(grep -c 'input-error' <<<"$OUT")" 1 "input-error lines"
+    assert_contains "$OUT" "4 records, 4 ok, 1 problem; inputs: 4 listed, 0 missing, 0 stale"
+    # one structure gone is still that record's own problem
+    mkdir ds/structures
+    cp "$MINI"/structures/*_b.pdb.gz ds/structures/
+    rm ds/structures/1R8S_l_b.pdb.gz
+    assert_rc 4 cache-check --inputs --json g
+    assert_eq "$(grep -c '"check": "input-error"' <<<"$OUT")" 1 "input-error records"
+    assert_contains "$OUT" '"key": "1R8S", "check": "input-error"'
+}
+
 test_wrong_schema_version_is_not_repairable() {
     assert_rc 0 gb -o g
     "$TAMPER" g set-meta schema ppdock-cache/7
