@@ -36,49 +36,52 @@
 #endif
 
 static void usage(FILE *f) {
-    fputs(
-        "usage: esm-embed [options] (-g GRAPHS | --fasta FILE)... [-o DIR]\n"
-        "\n"
-        "Embed every unique sequence of graph caches (receptor and ligand chains) and/or FASTA\n"
-        "files with ESM-2, into the LMDB cache DIR (default: esm). One record per unique "
-        "sequence.\n"
-        "\n"
-        "  -g, --graphs DIR      a graph cache made by graph-build; repeatable\n"
-        "      --fasta FILE      a FASTA file (.gz ok); repeatable\n"
-        "  -o, --output DIR      output cache (default: esm)\n"
-        "      --weights PATH    ESM-2 weights: model.safetensors (HF) or a fair-esm .pt "
-        "(esm.weights)\n"
-        "      --random-init L,d,H  deterministic random weights of that shape instead (tests,\n"
-        "                        benchmarks; docs/esm-random-weights.md), e.g. 33,1280,20\n"
-        "      --seed N          seed for --random-init (default 0)\n"
-        "      --layer N         layer to store, -1 = last (esm.layer)\n"
-        "      --dtype f16|f32   storage type (esm.dtype, default f16)\n"
-        "      --long POLICY     whole | window | truncate | error (esm.long_policy)\n"
-        "      --max-length N    window size / truncation length / limit (esm.max_length)\n"
-        "      --overlap N       window overlap (esm.overlap)\n"
-        "      --unknown P       x | unk | error: FASTA letters outside ESM's alphabet "
-        "(esm.unknown)\n"
-        "      --mem-gb X        host memory budget for the planner (esm.mem_gb)\n"
-        "      --device D        auto | cpu | cuda (device.engine; auto: the GPU when there is "
-        "one)\n"
-        "      --gpu N           CUDA device ordinal (device.index)\n"
-        "      --precision P     fp32 | tf32 | bf16: GPU projections (device.precision)\n"
-        "      --device-mem-gb X device memory budget (device.budget_gb; 0: 95% of free)\n"
-        "      --export DIR      also write each input's embedding as DIR/NAME.npy (float32;\n"
-        "                        NAME: the FASTA name, or ID_r / ID_l for a graph cache)\n"
-        "  -c, --config FILE     YAML config; repeatable\n"
-        "      --set KEY=VALUE   override a setting; repeatable\n"
-        "  -j, --jobs N          threads (default: all CPUs)\n"
-        "      --json            one JSON summary object on stdout\n"
-        "      --print-config    print every setting with its value and origin, then exit\n"
-        "  -q, --quiet           warnings and errors only\n"
-        "  -v, --verbose         print the batch plan (batches, padding waste, predicted peak)\n"
-        "      --blas-coretype   print the OPENBLAS_CORETYPE esm-embed runs with, then exit\n"
-        "  -h, --help, --version\n"
-        "\n"
-        "Exit status: 0 all embedded or already cached, 1 some sequences were refused (policy\n"
-        "error, unknown letters with --unknown error), 2 usage or config error, 3 I/O or memory.\n",
-        f);
+    fputs("usage: esm-embed [options] (-g GRAPHS | --fasta FILE)... [-o DIR]\n"
+          "\n"
+          "Embed every unique sequence of graph caches (receptor and ligand chains) and/or FASTA\n"
+          "files with ESM-2, into the LMDB cache DIR (default: esm). One record per unique "
+          "sequence.\n"
+          "\n"
+          "  -g, --graphs DIR      a graph cache made by graph-build; repeatable\n"
+          "      --fasta FILE      a FASTA file (.gz ok); repeatable\n"
+          "  -o, --output DIR      output cache (default: esm)\n"
+          "      --weights PATH    ESM-2 weights: model.safetensors (HF) or a fair-esm .pt "
+          "(esm.weights)\n"
+          "      --random-init L,d,H  deterministic random weights of that shape instead (tests,\n"
+          "                        benchmarks; docs/esm-random-weights.md), e.g. 33,1280,20\n"
+          "      --seed N          seed for --random-init (default 0)\n"
+          "      --layer N         layer to store, -1 = last (esm.layer)\n"
+          "      --dtype f16|f32   storage type (esm.dtype, default f16)\n"
+          "      --long POLICY     whole | window | truncate | error (esm.long_policy)\n"
+          "      --max-length N    window size / truncation length / limit (esm.max_length)\n"
+          "      --overlap N       window overlap (esm.overlap)\n"
+          "      --unknown P       x | unk | error: FASTA letters outside ESM's alphabet "
+          "(esm.unknown)\n"
+          "      --mem-gb X        host memory budget for the planner (esm.mem_gb)\n"
+          "      --device D        auto | cpu | cuda (device.engine; auto: the GPU when there is "
+          "one)\n"
+          "      --gpu N           CUDA device ordinal (device.index)\n"
+          "      --precision P     fp32 | tf32 | bf16: GPU projections (device.precision)\n"
+          "      --device-mem-gb X device memory budget (device.budget_gb; 0: 95% of free)\n"
+          "      --export DIR      also write each input's embedding as DIR/NAME.npy (float32;\n"
+          "                        NAME: the FASTA name, or ID_r / ID_l for a graph cache)\n"
+          "  -c, --config FILE     YAML config; repeatable\n"
+          "      --set KEY=VALUE   override a setting; repeatable\n"
+          "  -j, --jobs N          threads (default: all CPUs)\n"
+          "      --json            one JSON summary object on stdout\n"
+          "      --print-config    print every setting with its value and origin, then exit\n"
+          "  -q, --quiet           warnings and errors only\n"
+          "  -v, --verbose         print the batch plan (batches, padding waste, predicted peak)\n"
+          "      --blas-coretype   print the OPENBLAS_CORETYPE esm-embed runs with, then exit\n"
+          "  -h, --help, --version\n"
+          "\n"
+          "SIGTERM, SIGINT or SIGUSR1 stop the run after the sequence in progress, with every\n"
+          "sequence embedded so far committed (the cache unsealed: rerun to embed the rest).\n"
+          "\n"
+          "Exit status: 0 all embedded or already cached, 1 some sequences were refused (policy\n"
+          "error, unknown letters with --unknown error) or the run was stopped by a signal,\n"
+          "2 usage or config error, 3 I/O or memory.\n",
+          f);
 }
 
 /* ---- inputs: every named sequence, and the unique ones ----------------------------------------
@@ -265,6 +268,7 @@ typedef struct {
     ppd_buf value;
     ppd_progress *bar;
     uint64_t embedded, residues;
+    const volatile sig_atomic_t *stop; /* set by a signal: the run stops after this sequence */
 } sink_ctx;
 
 static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
@@ -277,7 +281,7 @@ static ppd_status sink(void *ctx, int seq, const float *emb, int n, int d) {
     s->embedded++;
     s->residues += (uint64_t)n;
     ppd_progress_add(s->bar, (uint64_t)u->n);
-    return PPD_OK;
+    return *s->stop ? ppd_fail(PPD_ERR_STOPPED, "stopped by a signal") : PPD_OK;
 }
 
 static ppd_status parse_long(const char *s, ppd_esm_long_policy *p) {
@@ -397,6 +401,8 @@ static ppd_status export_all(const options *o, inputs *I) {
 
 typedef struct {
     uint64_t inputs, unique, cached, embedded, residues, refused, unknown;
+    uint64_t pending; /* sequences this run had to embed */
+    int stopped;      /* by a signal: what was embedded is committed, the cache unsealed */
     double load_s, embed_s;
     size_t predicted_peak;
     int cuda;                           /* the engine that ran: 1 the GPU */
@@ -619,7 +625,8 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                        .pending_idx = pending_idx,
                        .model = m.identity,
                        .layer = layer,
-                       .half = half};
+                       .half = half,
+                       .stop = ppd_tool_catch_stop_signals()};
         uint64_t total = 0;
         for (int i = 0; i < n_pending; i++) total += (uint64_t)lens[i];
         sc.bar = ppd_progress_start("esm-embed residues", total);
@@ -651,12 +658,19 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
         S->residues = sc.residues;
         ppd_buf_free(&sc.value);
     }
-    if (!st) st = inputs_meta(w, o, unk);
-    if (!st) st = ppd_cache_writer_seal(w); /* on an error the committed records stay, unsealed */
+    S->pending = (uint64_t)n_pending;
+    if (st == PPD_ERR_STOPPED) { /* keep what was embedded; the cache is not complete: unsealed */
+        S->stopped = 1;
+        st = inputs_meta(w, o, unk);
+        if (!st) st = ppd_cache_writer_commit(w);
+    } else {
+        if (!st) st = inputs_meta(w, o, unk);
+        if (!st) st = ppd_cache_writer_seal(w); /* on an error the committed records stay */
+    }
     ppd_cache_writer_close(w);
     S->refused = I.refused;
     S->unknown = I.unknown_letters;
-    if (!st && o->export_dir) st = export_all(o, &I);
+    if (!st && o->export_dir && !S->stopped) st = export_all(o, &I);
     ppd_esm_plan_free(&plan);
     free(pending_idx);
     free(lens);
@@ -793,7 +807,7 @@ int main(int argc, char **argv) {
                "\"device_used_mb\": %.1f, \"device_measured_mb\": %.1f, "
                "\"device_runtime_mb\": %.1f, \"device_setup_seconds\": %.3f, "
                "\"device_loop_seconds\": %.3f, \"sink_seconds\": %.3f, "
-               "\"cache_put_seconds\": %.3f, \"cache\": ",
+               "\"cache_put_seconds\": %.3f, \"stopped\": %s, \"cache\": ",
                (unsigned long long)S.inputs, (unsigned long long)S.unique,
                (unsigned long long)S.cached, (unsigned long long)S.embedded,
                (unsigned long long)S.residues, (unsigned long long)S.refused,
@@ -801,7 +815,7 @@ int main(int argc, char **argv) {
                (unsigned long long)(S.predicted_peak >> 20), S.cuda ? "cuda" : "cpu",
                (double)S.device_planned / (1 << 20), (double)S.device_used / (1 << 20),
                (double)S.device_measured / (1 << 20), (double)S.device_runtime / (1 << 20),
-               S.device_setup_s, S.device_loop_s, S.sink_s, S.put_s);
+               S.device_setup_s, S.device_loop_s, S.sink_s, S.put_s, S.stopped ? "true" : "false");
         ppd_json_str(stdout, o.out_dir);
         puts("}");
     } else if (verbosity >= PPD_LOG_INFO) {
@@ -819,7 +833,12 @@ int main(int argc, char **argv) {
                    (double)S.device_used / (1 << 20), (double)S.device_measured / (1 << 20),
                    (double)S.device_runtime / (1 << 20));
     }
-    rc = S.refused ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
+    if (S.stopped)
+        ppd_info("stopped by a signal: the %llu sequences embedded are committed and the cache "
+                 "stays unsealed; rerun the same command to embed the other %llu%s",
+                 (unsigned long long)S.embedded, (unsigned long long)(S.pending - S.embedded),
+                 o.export_dir ? " (and export)" : "");
+    rc = S.refused || S.stopped ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 done:
     ppd_config_free(cfg);
     free(o.graphs);

@@ -55,9 +55,12 @@ static void usage(FILE *f) {
         "  -h, --help            this text\n"
         "      --version         print the version\n"
         "\n"
+        "SIGTERM, SIGINT or SIGUSR1 stop the run: the complexes done are committed (the cache\n"
+        "unsealed: rerun to build the rest).\n"
+        "\n"
         "Exit status: 0 all built or unchanged, 1 some complexes failed (the rest are in the "
-        "cache),\n"
-        "2 usage or config error, 3 I/O or resource failure.\n",
+        "cache)\n"
+        "or the run was stopped by a signal, 2 usage or config error, 3 I/O or resource failure.\n",
         f);
 }
 
@@ -88,6 +91,7 @@ typedef struct {
     int workers_left;
     ppd_queue *free_slots, *done;
     worker_state *ws;
+    const volatile sig_atomic_t *stop; /* set by a signal: no new complexes are started */
 } job;
 
 /* Text of a structure file: its bytes, or their gunzip. */
@@ -146,7 +150,7 @@ static void process(job *j, worker_state *w, slot *s, int force) {
 static void worker(void *ctx, int id) {
     job *j = ctx;
     uint64_t i;
-    while ((i = ppd_pool_next(&j->next)) < j->ds->n) {
+    while (!*j->stop && (i = ppd_pool_next(&j->next)) < j->ds->n) {
         void *p;
         if (!ppd_queue_pop(j->free_slots, &p)) break;
         slot *s = p;
@@ -159,6 +163,8 @@ static void worker(void *ctx, int id) {
 
 typedef struct {
     uint64_t built, unchanged, failed, repaired;
+    uint64_t listed; /* complexes in the data set */
+    int stopped;     /* by a signal before every complex was seen: committed, unsealed */
 } counts;
 
 /* A complex built and put into the writer's batch, reported as "built" (event and count) only
@@ -362,8 +368,10 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     built_log log = {.commits = w ? ppd_cache_writer_commits(w) : 0};
 
     int nslots = 2 * o->jobs + 2;
-    job j = {
-        .ds = &ds, .knn_k = (int)ppd_config_int(cfg, "data.knn_size"), .workers_left = o->jobs};
+    job j = {.ds = &ds,
+             .knn_k = (int)ppd_config_int(cfg, "data.knn_size"),
+             .workers_left = o->jobs,
+             .stop = ppd_tool_catch_stop_signals()};
     const char *models = ppd_config_str(cfg, "data.pdb_models");
     j.pdb.first_model_only = models && !strcmp(models, "first");
     ppd_index_entry *prior = calloc(ds.n ? ds.n : 1, sizeof *prior);
@@ -399,7 +407,11 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
     if (!st) st = inputs_line(cfg, o->receptor, o->ligand, o->id, line, sizeof line);
     if (!st) st = ppd_inputs_merge(&inputs, line);
     if (!st) st = ppd_cache_writer_set_meta(w, "inputs", (const char *)inputs.data);
-    if (!st) st = ppd_cache_writer_seal(w);
+    c->listed = ds.n;
+    /* stopped by a signal: the complexes done are committed; the cache is not complete, so it
+     * stays unsealed and a rerun builds the rest */
+    c->stopped = *j.stop && c->built + log.n + c->unchanged + c->failed < ds.n;
+    if (!st) st = c->stopped ? ppd_cache_writer_commit(w) : ppd_cache_writer_seal(w);
     if (!st) built_flush(&log, w, &ds, o->json, c); /* the seal committed the last batch */
     if (st && log.n)
         ppd_info("%zu complex(es) built after the last commit are not in the cache; a rerun builds "
@@ -480,10 +492,11 @@ int main(int argc, char **argv) {
     unsigned long long rss = (unsigned long long)(ppd_peak_rss_bytes() >> 20);
     if (o.json)
         printf("{\"event\": \"summary\", \"built\": %llu, \"unchanged\": %llu, \"failed\": %llu, "
-               "\"rebuilt_damaged\": %llu, "
+               "\"rebuilt_damaged\": %llu, \"stopped\": %s, "
                "\"seconds\": %.3f, \"peak_rss_mb\": %llu, \"cache\": ",
                (unsigned long long)c.built, (unsigned long long)c.unchanged,
-               (unsigned long long)c.failed, (unsigned long long)c.repaired, dt, rss);
+               (unsigned long long)c.failed, (unsigned long long)c.repaired,
+               c.stopped ? "true" : "false", dt, rss);
     if (o.json) {
         ppd_json_str(stdout, o.out_dir);
         puts("}");
@@ -493,5 +506,9 @@ int main(int argc, char **argv) {
                (unsigned long long)c.built, (unsigned long long)c.unchanged,
                (unsigned long long)c.failed, o.out_dir, dt, rss);
     }
-    return c.failed ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
+    if (c.stopped)
+        ppd_info("stopped by a signal: the complexes done are committed and the cache stays "
+                 "unsealed; rerun the same command to build the other %llu",
+                 (unsigned long long)(c.listed - c.built - c.unchanged - c.failed));
+    return c.failed || c.stopped ? PPD_EXIT_PARTIAL : PPD_EXIT_OK;
 }

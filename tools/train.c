@@ -20,26 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Set by SIGTERM / SIGINT / SIGUSR1: the run stops at the next step boundary, checkpointed
- * (ppd_train_opts.stop). A second signal takes the default action: the process ends now. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig) {
-    stop_requested = 1;
-    signal(sig, SIG_DFL);
-}
-
-static void catch_stop_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESTART; /* reads and writes go on; the loop looks at the flag */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-}
-
 /* The JSON of the GPU's time per kind of op ({"embed": ms, ...}), or null when the run did not
  * profile one (no --profile, or on the CPU). */
 static const char *profile_json(const ppd_train_report *r, int profile, char *buf, size_t cap) {
@@ -94,7 +74,7 @@ static void usage(FILE *f) {
         "\n"
         "SIGTERM (SLURM's warning before a time limit or preemption), SIGINT or SIGUSR1 stop\n"
         "the run after the step in progress with last.safetensors saved (--resume continues as\n"
-        "if never stopped); a second one ends it at once.\n"
+        "if never stopped); another one more than a second later ends it at once.\n"
         "\n"
         "Exit status: 0 done, 1 some complexes were skipped (unreadable records, missing\n"
         "embeddings) or the run was stopped by a signal, 2 usage or config error, 3 I/O, memory\n"
@@ -227,8 +207,8 @@ int main(int argc, char **argv) {
         o.device_ops = &ppd_score_device_cuda;
 #endif
         if (!o.eval_only) {
-            catch_stop_signals();
-            o.stop = &stop_requested;
+            /* the run stops at the next step boundary, checkpointed (ppd_train_opts.stop) */
+            o.stop = ppd_tool_catch_stop_signals();
         }
         ppd_train_report r;
         ppd_status st = ppd_train_run(&o, cfg, &r);

@@ -12,7 +12,8 @@
 
 enum { PPD_EXIT_OK = 0, PPD_EXIT_PARTIAL = 1, PPD_EXIT_USAGE = 2, PPD_EXIT_IO = 3 };
 
-/* 2 for usage/config errors, 3 for everything else that stops a tool. */
+/* 2 for usage/config errors, 1 for a run stopped by a signal (PPD_ERR_STOPPED), 3 for
+ * everything else that stops a tool. */
 int ppd_exit_code(ppd_status st);
 /* Online CPUs (at least 1). */
 int ppd_cpu_count(void);

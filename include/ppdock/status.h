@@ -34,6 +34,8 @@ typedef enum {
     PPD_ERR_EMPTY,    /* input has nothing to work on (no residues with CA, empty file) */
     PPD_ERR_CUDA,     /* CUDA runtime/driver error */
     PPD_ERR_INTERNAL, /* a bug: an invariant that should hold did not */
+    PPD_ERR_STOPPED,  /* stopped on request (a signal) between units of work: not a failure,
+                       * what was done is kept (exit 1, as a partial run) */
     PPD_STATUS_COUNT
 } ppd_status;
 

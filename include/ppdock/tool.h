@@ -23,6 +23,7 @@
 #define PPDOCK_TOOL_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "ppdock/config.h"
@@ -80,5 +81,13 @@ void ppd_tool_free(ppd_tool *t);
 ppd_status ppd_tool_pick_device(const char *tool, const char *engine,
                                 ppd_status (*select)(int index, ppd_device_info *info), int index,
                                 ppd_device_info *info, int *use_gpu);
+
+/* SIGTERM (SLURM's warning before a time limit or preemption), SIGINT and SIGUSR1 set the flag
+ * returned instead of ending the process: the tool stops at its next unit of work (a training
+ * step, an embedded sequence, a built complex) and keeps what it did. Another signal within a
+ * second of the first is taken for the same stop delivered twice (SLURM signals every process
+ * of a job and a batch script may pass the signal on); one after that ends the process at once
+ * (the signal's default action). */
+volatile sig_atomic_t *ppd_tool_catch_stop_signals(void);
 
 #endif

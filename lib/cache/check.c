@@ -406,8 +406,8 @@ static int check_meta(checker *c) {
         report(c, NULL, "unsealed", REPAIRABLE, "%s",
                c->s->writer_running
                    ? "a writer is still running on this cache (it seals when it finishes)"
-                   : "the writer did not finish (killed, crashed or stopped by an error); rerun "
-                     "it to complete the cache, or --repair");
+                   : "the writer did not finish (killed, crashed, stopped by an error or by a "
+                     "signal); rerun it to complete the cache, or --repair");
 
     uint64_t sum = 0;
     int meta_ok = 1;

@@ -15,6 +15,8 @@ int ppd_exit_code(ppd_status st) {
     case PPD_ERR_USAGE:
     case PPD_ERR_CONFIG:
         return PPD_EXIT_USAGE;
+    case PPD_ERR_STOPPED:
+        return PPD_EXIT_PARTIAL;
     default:
         return PPD_EXIT_IO;
     }

@@ -21,6 +21,7 @@ static const char *const names[PPD_STATUS_COUNT] = {
     [PPD_ERR_EMPTY] = "PPD_ERR_EMPTY: nothing to work on",
     [PPD_ERR_CUDA] = "PPD_ERR_CUDA: CUDA error",
     [PPD_ERR_INTERNAL] = "PPD_ERR_INTERNAL: internal error (a bug)",
+    [PPD_ERR_STOPPED] = "PPD_ERR_STOPPED: stopped by a signal",
 };
 
 const char *ppd_strerror(ppd_status st) {

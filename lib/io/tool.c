@@ -3,8 +3,10 @@
 #include "ppdock/cli.h"
 #include "ppdock/log.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 ppd_status ppd_tool_init(ppd_tool *t, const char *prog, int argc) {
     memset(t, 0, sizeof *t);
@@ -155,4 +157,40 @@ ppd_status ppd_tool_pick_device(const char *tool, const char *engine,
     }
     *use_gpu = 1;
     return PPD_OK;
+}
+
+static volatile sig_atomic_t stop_requested;
+static struct timespec first_stop;
+
+/* The first signal asks for a stop; one more within a second is the same stop delivered twice
+ * (at scancel or the time limit SLURM signals every process of the job, and the batch script
+ * passes it on too); a later one ends the process at once. */
+static void on_stop_signal(int sig) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe (POSIX) */
+    if (!stop_requested) {
+        first_stop = now;
+        stop_requested = 1;
+        return;
+    }
+    if ((now.tv_sec - first_stop.tv_sec) * 1000000000L + (now.tv_nsec - first_stop.tv_nsec) <
+        1000000000L)
+        return;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+volatile sig_atomic_t *ppd_tool_catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART; /* reads and writes go on; the work loop looks at the flag */
+    sigemptyset(&sa.sa_mask); /* one handler at a time: it reads and writes first_stop */
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGUSR1);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    return &stop_requested;
 }

@@ -54,6 +54,22 @@ make_big_dataset() {
     done
 }
 
+# signal_after_growth PID FILE BYTES: waits (at most 60 s) until FILE is larger than BYTES (a
+# cache's first commits) or the process has ended, then sends it SIGTERM.
+signal_after_growth() {
+    local pid=$1 file=$2 bytes=$3 i
+    for i in $(seq 3000); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" -gt "$bytes" ] && break
+        sleep 0.02
+    done
+    kill -TERM "$pid" 2>/dev/null
+    return 0
+}
+
+# json_number NAME TEXT: the number after "NAME": in TEXT (the first one)
+json_number() { grep -o "\"$1\": [0-9]*" <<<"$2" | head -1 | grep -o '[0-9]*$'; }
+
 run_tests() {
     local fn names
     names=$(declare -F | awk '{print $3}' | grep '^test_' | sort)

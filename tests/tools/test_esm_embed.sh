@@ -109,6 +109,44 @@ test_damaged_embedding_is_dropped_by_repair_and_redone() {
     assert_rc 0 cache-check e
 }
 
+# stop_then_complete ESM-EMBED-COMMAND...: 4,000 random sequences embedded by the command
+# (commits every ~1 MB), SIGTERM once the first batches are committed; what it reports embedded
+# is committed, the cache unsealed; the CPU engine's rerun embeds exactly the rest and seals.
+# The command is a program, not a shell function, so that $! is its own process.
+stop_then_complete() {
+    awk 'BEGIN { srand(7); a = "ACDEFGHIKLMNPQRSTVWY"
+                 for (i = 0; i < 4000; i++) { n = 60 + int(rand() * 120); s = ""
+                     for (k = 0; k < n; k++) s = s substr(a, 1 + int(rand() * 20), 1)
+                     printf ">s%d\n%s\n", i, s } }' > many.fasta
+    "$@" --weights "$TINY/model.safetensors" --fasta many.fasta -o e --set cache.batch_mb=1 --json \
+        >out.json 2>err.txt &
+    local pid=$!
+    signal_after_growth "$pid" e/data.mdb 1500000
+    wait "$pid"
+    local rc=$?
+    OUT=$(cat out.json err.txt)
+    [ "$rc" -eq 1 ] || fail "esm-embed exited $rc after SIGTERM, expected 1 (stopped): $(tail -2 err.txt)"
+    assert_contains "$OUT" '"stopped": true'
+    local n_done
+    n_done=$(json_number embedded "$OUT")
+    [ "$n_done" -gt 0 ] || fail "nothing embedded before the stop"
+    [ "$n_done" -lt 4000 ] || fail "all 4000 embedded before the stop"
+    assert_contains "$OUT" "stopped by a signal: the $n_done sequences embedded are committed"
+    assert_contains "$OUT" "embed the other $((4000 - n_done))"
+    assert_rc 4 cache-check --json e
+    assert_contains "$OUT" '"check": "unsealed"'
+    assert_eq "$(json_number records_ok "$OUT")" "$n_done" "records in the stopped cache"
+    assert_eq "$(grep -c '"check"' <<<"$OUT")" 1 "problems besides unsealed"
+    assert_rc 0 emb --fasta many.fasta -o e --json
+    assert_contains "$OUT" "\"cached\": $n_done, \"embedded\": $((4000 - n_done)),"
+    assert_rc 0 cache-check e
+    assert_contains "$OUT" "sealed, 4000 records, 4000 ok, 0 problems"
+}
+
+test_sigterm_commits_what_is_embedded_and_a_rerun_completes() {
+    stop_then_complete "$BIN/esm-embed" -j 2 --device cpu
+}
+
 test_long_sequence_policies() {
     # 1PXV_r is the long one of sequences.fasta (183 residues)
     awk '/^>1PXV_r/{p=1;print;next} /^>/{p=0} p' "$ESM/sequences.fasta" > long.fasta
@@ -182,6 +220,10 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
         for f in x/*.npy; do
             d=$("$NPYDIFF" "$f" "x2/$(basename "$f")" 1e-5) || fail "$(basename "$f") depends on the device batch ($d)"
         done
+    }
+
+    test_cuda_engine_stopped_by_sigterm_commits_what_is_embedded() {
+        stop_then_complete "$EMU_ESM" -j 2 --device cuda
     }
 
     test_cuda_engine_window_and_truncate_match_the_goldens() {

@@ -133,6 +133,39 @@ test_write_failure_keeps_the_committed_batches_and_a_rerun_resumes() {
     assert_contains "$OUT" "40 records, 40 ok, 0 problems"
 }
 
+test_sigterm_commits_what_is_built_and_a_rerun_completes() {
+    # 3,000 complexes, commits every ~1 MB; SIGTERM once the first batches are committed
+    make_big_dataset big 3000 S
+    local args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=1 -j 2 -o g)
+    graph-build "${args[@]}" --json >out.json 2>err.txt &
+    local pid=$!
+    signal_after_growth "$pid" g/data.mdb 1500000
+    # the same stop twice at once (SLURM signals every process, a batch script passes it on)
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    local rc=$?
+    OUT=$(cat out.json err.txt)
+    [ "$rc" -eq 1 ] || fail "graph-build exited $rc after SIGTERM, expected 1 (stopped): $(tail -2 err.txt)"
+    assert_contains "$OUT" '"stopped": true'
+    assert_contains "$OUT" "stopped by a signal: the complexes done are committed"
+    local built records
+    built=$(json_number built "$(grep '"event": "summary"' out.json)")
+    assert_eq "$(grep -c '"event": "built"' out.json)" "$built" "built events"
+    [ "$built" -gt 0 ] || fail "nothing built before the stop"
+    [ "$built" -lt 3000 ] || fail "all 3000 built before the stop"
+    # what it reported built is what the cache holds, and the cache is not called complete
+    assert_rc 4 cache-check --json g
+    assert_contains "$OUT" '"check": "unsealed"'
+    records=$(json_number records_ok "$OUT")
+    assert_eq "$records" "$built" "records in the stopped cache"
+    assert_eq "$(grep -c '"check"' <<<"$OUT")" 1 "problems besides unsealed"
+    assert_rc 0 graph-build "${args[@]}" --json
+    assert_contains "$OUT" "\"built\": $((3000 - built)), \"unchanged\": $built, \"failed\": 0"
+    assert_contains "$OUT" '"stopped": false'
+    assert_rc 0 cache-check g
+    assert_contains "$OUT" "sealed, 3000 records, 3000 ok, 0 problems"
+}
+
 test_kill_9_mid_build_then_resume_completes_the_cache() {
     # 400 complexes (symlinks to the four real ones), commits every ~1 MB
     make_big_dataset big 400 X

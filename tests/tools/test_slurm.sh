@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The SLURM scripts (slurm/) against a fake sbatch that records each submission: the pipeline's
-# dependency chain and where GPUs are requested, and train.sbatch's staging and automatic
-# --resume (run directly, with a fake train that prints its arguments).
+# dependency chain and where GPUs are requested, train.sbatch's staging and automatic --resume
+# (run directly, with a fake train that prints its arguments), esm-embed.sbatch's publishing of
+# a stopped run's work.
 # shellcheck source=tests/tools/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -85,6 +86,43 @@ FAKE
     printf '#!/usr/bin/env bash\nexit 3\n' >bin/train
     assert_rc 3 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/train.sbatch" c.yaml g e run
     [ -z "$(ls scratch)" ] || fail "scratch not cleaned after a failure: $(ls scratch)"
+}
+
+test_esm_embed_sbatch_publishes_what_a_stopped_run_embedded() {
+    # a real ESM cache of db5-mini's chains, unsealed as a stopped esm-embed leaves it
+    assert_rc 0 graph-build --set "data.data_path=$DATA/db5-mini" \
+        --set "data.data_file=$DATA/db5-mini/splits.csv" -o g
+    assert_rc 0 esm-embed --device cpu --weights "$DATA/esm/tiny/model.safetensors" -g g -o stopped
+    "$TESTBIN/cache-tamper" stopped set-meta sealed 0 >/dev/null
+    mkdir -p bin scratch
+    ln -s "$BIN/cache-check" bin/cache-check
+    # a fake esm-embed: that cache as its output, then it waits for SIGTERM and stops (exit 1)
+    cat >bin/esm-embed <<FAKE
+#!/usr/bin/env bash
+out=""
+while [ \$# -gt 0 ]; do [ "\$1" = -o ] && out=\$2; shift; done
+cp "$PWD/stopped/data.mdb" "\$out/data.mdb"
+trap 'echo "esm-embed got TERM"; exit 1' TERM
+echo started >started
+for _ in \$(seq 1 200); do sleep 0.05; done
+echo "esm-embed was not stopped"
+FAKE
+    chmod +x bin/esm-embed
+    env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/esm-embed.sbatch" \
+        w.pt g dest/esm >warn.log 2>&1 &
+    local pid=$! i rc
+    for i in $(seq 1 100); do [ -e started ] && break; sleep 0.05; done
+    kill -USR1 "$pid"
+    wait "$pid"
+    rc=$?
+    OUT=$(cat warn.log)
+    assert_eq "$rc" 1 "job status after the warning"
+    assert_contains "$OUT" "esm-embed got TERM"
+    assert_contains "$OUT" "publishing what it embedded to dest/esm; resubmit"
+    # what it embedded is published, sealed as it was
+    assert_rc 0 cache-check dest/esm
+    assert_contains "$OUT" "sealed, 8 records, 8 ok, 0 problems"
+    [ -z "$(ls scratch)" ] || fail "scratch not cleaned: $(ls scratch)"
 }
 
 run_tests
