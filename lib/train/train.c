@@ -853,22 +853,37 @@ static ppd_status claim_run_dir(const ppd_train_opts *o, int *lock_fd) {
     return PPD_OK;
 }
 
-static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
+/* cache-check's quick pass over one cache: its problems refuse the run. A cache whose only
+ * problem is that it is unsealed was left by a build stage stopped or killed before it finished
+ * (or one still running): rerunning that stage completes it, where --repair would seal it
+ * incomplete. */
+static ppd_status check_cache(const char *dir, const char *stage) {
     ppd_check_summary s;
     ppd_check_opts co = {0};
-    PPD_TRY(ppd_cache_check(o->graphs, &co, &s));
-    if (s.problems)
-        return ppd_fail(
-            PPD_ERR_CORRUPT,
-            "%s: cache-check finds %llu problem(s): run cache-check %s (--repair) first", o->graphs,
-            (unsigned long long)s.problems, o->graphs);
+    PPD_TRY(ppd_cache_check(dir, &co, &s));
+    if (!s.problems) return PPD_OK;
+    if (!s.sealed && s.problems == 1 && s.writer_running)
+        return ppd_fail(PPD_ERR_CORRUPT,
+                        "%s is not complete: a writer is still running on it; wait for it to "
+                        "finish (cache-check %s says more)",
+                        dir, dir);
+    if (!s.sealed && s.problems == 1)
+        return ppd_fail(PPD_ERR_CORRUPT,
+                        "%s is not complete: its writer was stopped or killed before it finished; "
+                        "rerun %s (the same command) to complete it (cache-check %s says more)",
+                        dir, stage, dir);
+    return ppd_fail(PPD_ERR_CORRUPT,
+                    "%s: cache-check finds %llu problem(s): run cache-check %s (--repair) first "
+                    "(then %s redoes the records it drops)",
+                    dir, (unsigned long long)s.problems, dir, stage);
+}
+
+static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
+    PPD_TRY(check_cache(o->graphs, "graph-build"));
     if (lm > 0 && o->esm) {
-        PPD_TRY(ppd_cache_check(o->esm, &co, &s));
-        if (s.problems)
-            return ppd_fail(PPD_ERR_CORRUPT,
-                            "%s: cache-check finds %llu problem(s): run cache-check %s (--repair) "
-                            "first",
-                            o->esm, (unsigned long long)s.problems, o->esm);
+        PPD_TRY(check_cache(o->esm, "esm-embed"));
+        ppd_check_summary s;
+        ppd_check_opts co = {0};
         PPD_TRY(ppd_cache_cross_check(o->graphs, o->esm, &co, &s));
         if (s.problems)
             return ppd_fail(PPD_ERR_CORRUPT,

@@ -310,8 +310,14 @@ test_refuses_a_corrupt_cache() {
     assert_rc 0 gb -o g
     "$TAMPER" g flip 1HIA 500 || fail "tamper"
     assert_rc 3 trn -g g -o run --max-steps 1
-    assert_contains "$OUT" "cache-check"
+    assert_contains "$OUT" "g: cache-check finds 1 problem(s): run cache-check g (--repair) first (then graph-build redoes"
     [ ! -e run/last.safetensors ] || fail "trained on a corrupt cache"
+    # a cache whose build stage stopped before the end is completed by that stage, not repaired
+    assert_rc 0 gb -o g2
+    "$TAMPER" g2 set-meta sealed 0 >/dev/null || fail "tamper"
+    assert_rc 3 trn -g g2 -o run --max-steps 1
+    assert_contains "$OUT" "g2 is not complete: its writer was stopped or killed before it finished; rerun graph-build"
+    assert_not_contains "$OUT" "--repair"
 }
 
 test_device_cuda_needs_cuda_and_a_gpu() {
