@@ -101,6 +101,38 @@ test_truncated_gzip_input_names_the_file() {
     assert_contains "$OUT" "1R8S_r_b.pdb.gz: truncated gzip stream"
 }
 
+# A full file system, where the machine lets a test mount a small tmpfs of its own (a private
+# mount namespace: unshare -m): the message says so, and a rerun with room resumes.
+if unshare -m true 2>/dev/null; then
+    test_a_full_file_system_is_named_and_a_rerun_with_room_resumes() {
+        make_big_dataset big 400 X
+        mkdir mnt
+        # shellcheck disable=SC2016 # the script's $1, $2 and args are the inner shell's
+        unshare -m bash -c '
+            mount -t tmpfs -o size=3m tmpfs mnt || exit 99
+            args=(--set data.data_path=big --set data.data_file=big/splits.csv --set cache.batch_mb=1 -j 2 -o mnt/g --json)
+            "$1" "${args[@]}" >full.json 2>full.err; echo $? >full.rc
+            "$2" --json mnt/g >check1.json; echo $? >check1.rc
+            mount -o remount,size=64m mnt
+            "$1" "${args[@]}" >again.json 2>again.err; echo $? >again.rc
+            "$2" mnt/g >check2.txt; echo $? >check2.rc' _ "$BIN/graph-build" "$BIN/cache-check"
+        [ -e full.rc ] || fail "the tmpfs could not be mounted"
+        assert_eq "$(cat full.rc)" 3 "graph-build's exit status on a full file system"
+        assert_contains "$(cat full.err)" "MiB free (data.mdb: "
+        assert_contains "$(cat full.err)" "a full disk or quota shows as this error"
+        assert_contains "$(tail -1 full.json)" '"exit": 3}'
+        assert_eq "$(cat check1.rc)" 4 "cache-check's status on the cache left"
+        local kept
+        kept=$(json_number records_ok "$(cat check1.json)")
+        [ "$kept" -gt 0 ] || fail "no batch was kept before the file system filled"
+        assert_eq "$(grep -c '"event": "built"' full.json)" "$kept" "complexes reported built"
+        assert_contains "$(cat full.err)" "committed before it"
+        assert_eq "$(cat again.rc)" 0 "the rerun's exit status"
+        assert_contains "$(cat again.json)" "\"built\": $((400 - kept)), \"unchanged\": $kept, \"failed\": 0"
+        assert_contains "$(cat check2.txt)" "sealed, 400 records, 400 ok, 0 problems"
+    }
+fi
+
 test_write_failure_keeps_the_committed_batches_and_a_rerun_resumes() {
     # data.mdb hits a 1.6 MiB file size limit (SIGXFSZ ignored, so the write comes up short as on
     # a full disk) after one 1 MiB batch: graph-build stops with exit 3 and says why and what is
