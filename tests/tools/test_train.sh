@@ -318,6 +318,14 @@ test_refuses_a_corrupt_cache() {
     assert_rc 3 trn -g g2 -o run --max-steps 1
     assert_contains "$OUT" "g2 is not complete: its writer was stopped or killed before it finished; rerun graph-build"
     assert_not_contains "$OUT" "--repair"
+    # while a writer still holds it (its lock taken here as a running graph-build would): wait
+    (exec 9>>g2/writer.lock && flock -w 10 9 && exec sleep 30) &
+    local holder=$! i
+    for i in $(seq 50); do ! flock -n g2/writer.lock true && break; sleep 0.1; done
+    assert_rc 3 trn -g g2 -o run --max-steps 1
+    kill "$holder"
+    wait "$holder" 2>/dev/null
+    assert_contains "$OUT" "g2 is not complete: a writer is still running on it; wait for it to finish"
 }
 
 test_device_cuda_needs_cuda_and_a_gpu() {
