@@ -285,18 +285,12 @@ typedef struct {
     int jobs, json;
 } options;
 
-/* A wrong data.data_path or data.data_file is a setting to fix, said once at start (exit 2),
- * not one "file not found" per complex followed by an empty cache. */
-static ppd_status check_data_set_paths(const ppd_config *cfg) {
+/* A data set without its structures/ directory (ppd_dataset.structures_missing) is a wrong
+ * data.data_path: a setting to fix, said once at start (exit 2), not one "file not found" per
+ * complex followed by an empty cache. */
+static ppd_status structures_missing(const ppd_config *cfg) {
     const char *dir = ppd_config_str(cfg, "data.data_path"),
-               *csv = ppd_config_str(cfg, "data.data_file");
-    char sub[PATH_MAX];
-    if (!ppd_file_exists(csv))
-        return ppd_fail(PPD_ERR_CONFIG, "data.data_file '%s' (from %s): no such file", csv,
-                        ppd_config_origin(cfg, "data.data_file"));
-    snprintf(sub, sizeof sub, "%s/structures", dir);
-    if (ppd_dir_exists(sub)) return PPD_OK;
-    const char *from = ppd_config_origin(cfg, "data.data_path");
+               *from = ppd_config_origin(cfg, "data.data_path");
     if (!ppd_dir_exists(dir))
         return ppd_fail(PPD_ERR_CONFIG, "data.data_path '%s' (from %s): no such directory", dir,
                         from);
@@ -339,7 +333,11 @@ static ppd_status check_settings(const ppd_config *cfg, const options *o) {
         return ppd_fail(
             PPD_ERR_CONFIG,
             "data.data_path and data.data_file must be set (or give --receptor/--ligand/--id)");
-    return o->id ? PPD_OK : check_data_set_paths(cfg);
+    const char *csv = ppd_config_str(cfg, "data.data_file");
+    if (!o->id && !ppd_file_exists(csv))
+        return ppd_fail(PPD_ERR_CONFIG, "data.data_file '%s' (from %s): no such file", csv,
+                        ppd_config_origin(cfg, "data.data_file"));
+    return PPD_OK;
 }
 
 static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
@@ -351,6 +349,10 @@ static ppd_status run(ppd_config *cfg, const options *o, counts *c) {
         PPD_TRY(ppd_dataset_load(ppd_config_str(cfg, "data.data_path"),
                                  ppd_config_str(cfg, "data.data_file"),
                                  ppd_config_bool(cfg, "data.use_unbound"), &ds));
+    if (ds.structures_missing) {
+        ppd_dataset_free(&ds);
+        return structures_missing(cfg);
+    }
     ppd_buf params = {0}, inputs = {0};
     ppd_status st = ppd_buf_append(&params, GRAPH_FORMAT, strlen(GRAPH_FORMAT));
     if (!st)

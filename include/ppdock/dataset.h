@@ -31,7 +31,9 @@ typedef struct {
 typedef struct {
     ppd_complex_src *items;
     size_t n;
-    ppd_buf strings; /* storage for all the strings above */
+    char *structures;       /* a data set's <data_path>/structures (NULL for a single pair) */
+    int structures_missing; /* that directory does not exist (moved, or a wrong data_path) */
+    ppd_buf strings;        /* storage for all the strings above */
     ppd_buf array;
 } ppd_dataset;
 

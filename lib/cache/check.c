@@ -589,17 +589,13 @@ static void check_inputs(checker *c) {
         } else {
             /* a data set whose structures/ directory is gone (moved, or a scratch copy removed)
              * is said once, not as one input-error per record */
-            char structures[4096 + 16] = "";
-            const char *dp = line + 8, *tab = strchr(dp, '\t');
-            if (!strncmp(line, "dataset\t", 8) && tab)
-                snprintf(structures, sizeof structures, "%.*s/structures", (int)(tab - dp), dp);
-            int gone = structures[0] && !ppd_dir_exists(structures);
+            int gone = ds.structures_missing;
             if (gone)
                 report(c, NULL, "input-error", REBUILD,
                        "%s: no such directory: the sources of the %zu complexes this data set "
                        "lists cannot be compared (run cache-check where they are, or graph-build "
                        "with the data set's new data.data_path)",
-                       structures, ds.n);
+                       ds.structures, ds.n);
             for (size_t i = 0; i < ds.n; i++) {
                 const ppd_complex_src *it = &ds.items[i];
                 c->s->inputs++;

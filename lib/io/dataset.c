@@ -231,6 +231,9 @@ ppd_status ppd_dataset_load(const char *data_path, const char *data_file, int us
     if (!st) st = finish(out, offs, n);
     free(offs);
     ppd_buf_free(&text);
+    if (!st && asprintf(&out->structures, "%s/structures", data_path) < 0)
+        out->structures = NULL, st = ppd_fail(PPD_ERR_NOMEM, "out of memory");
+    if (!st) out->structures_missing = !ppd_dir_exists(out->structures);
     if (st) ppd_dataset_free(out);
     return st;
 }
@@ -262,6 +265,7 @@ ppd_status ppd_dataset_pair(const char *id, const char *receptor, const char *li
 
 void ppd_dataset_free(ppd_dataset *ds) {
     free(ds->items);
+    free(ds->structures);
     ppd_buf_free(&ds->strings);
     ppd_buf_free(&ds->array);
     memset(ds, 0, sizeof *ds);

@@ -266,6 +266,14 @@ static void small_config(ppd_score_config *c, int ns) {
     c->lm_dim = 3;
 }
 
+/* A model of small_config's size (ns 4) with the parameters of `seed`. */
+static ppd_status small_model(ppd_score_config *c, ppd_score_model *m, uint64_t seed) {
+    small_config(c, 4);
+    PPD_TRY(ppd_score_model_init(m, c));
+    ppd_score_model_init_params(m, seed);
+    return PPD_OK;
+}
+
 /* Known, distinct moments: exp_avg of both signs, exp_avg_sq >= 0. */
 static void fill_moments(float *m, float *v, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -278,10 +286,8 @@ TEST(checkpoint_round_trip_is_bit_exact) {
     const char *dir = ppt_tmpdir();
     const char *path = tpath(dir, "last.safetensors");
     ppd_score_config c;
-    small_config(&c, 4);
     ppd_score_model a, b;
-    REQUIRE_OK(ppd_score_model_init(&a, &c));
-    ppd_score_model_init_params(&a, 11);
+    REQUIRE_OK(small_model(&c, &a, 11));
     size_t n = a.nparams;
     float *m = malloc(sizeof(float) * n * 4), *v = m + n, *m2 = m + 2 * n, *v2 = m + 3 * n;
     REQUIRE(m);
@@ -374,10 +380,8 @@ TEST(checkpoint_without_train_order_loads_it_as_unknown) {
     const char *dir = ppt_tmpdir();
     const char *path = tpath(dir, "new.safetensors"), *old = tpath(dir, "old.safetensors");
     ppd_score_config c;
-    small_config(&c, 4);
     ppd_score_model a;
-    REQUIRE_OK(ppd_score_model_init(&a, &c));
-    ppd_score_model_init_params(&a, 5);
+    REQUIRE_OK(small_model(&c, &a, 5));
     size_t n = a.nparams;
     float *m = malloc(sizeof(float) * n * 4), *v = m + n, *m2 = m + 2 * n, *v2 = m + 3 * n;
     REQUIRE(m);
@@ -434,10 +438,8 @@ TEST(checkpoint_refuses_another_model_size) {
     const char *dir = ppt_tmpdir();
     const char *path = tpath(dir, "ns4.safetensors");
     ppd_score_config c;
-    small_config(&c, 4);
     ppd_score_model a, b;
-    REQUIRE_OK(ppd_score_model_init(&a, &c));
-    ppd_score_model_init_params(&a, 1);
+    REQUIRE_OK(small_model(&c, &a, 1));
     REQUIRE_OK(ppd_checkpoint_save(path, &a, NULL, NULL, NULL, NULL));
 
     small_config(&c, 6);
@@ -489,10 +491,8 @@ TEST(checkpoint_refuses_non_finite_values_and_foreign_files) {
     const char *dir = ppt_tmpdir();
     const char *path = tpath(dir, "c.safetensors");
     ppd_score_config c;
-    small_config(&c, 4);
     ppd_score_model a;
-    REQUIRE_OK(ppd_score_model_init(&a, &c));
-    ppd_score_model_init_params(&a, 5);
+    REQUIRE_OK(small_model(&c, &a, 5));
     size_t n = a.nparams;
     float *m = calloc(n * 2, sizeof(float)), *v = m + n;
     REQUIRE(m);
@@ -825,10 +825,8 @@ TEST(checkpoint_loads_adam_state_from_a_pth) {
     const char *dir = ppt_tmpdir();
     const char *path = tpath(dir, "crafted.pth");
     ppd_score_config c;
-    small_config(&c, 4);
     ppd_score_model a, b;
-    REQUIRE_OK(ppd_score_model_init(&a, &c));
-    ppd_score_model_init_params(&a, 21);
+    REQUIRE_OK(small_model(&c, &a, 21));
     REQUIRE_OK(ppd_score_model_init(&b, &c));
     size_t n = a.nparams;
     float *m = malloc(sizeof(float) * n * 4), *v = m + n, *m2 = m + 2 * n, *v2 = m + 3 * n;
