@@ -34,11 +34,12 @@
  * fp32 accumulation); everything else stays fp32. PPD_CUDA_BF16 runs the projections on bf16
  * tensor cores: bf16 copies of the projection weights (made once on the device, round to
  * nearest even) and of each GEMM's input (written in bf16 by the op before it: LayerNorm,
- * attention, bias + GELU `_to_bf16`, the rounding of ppd_cuda_cast_bf16), fp32 accumulation and
- * fp32 outputs; the attention's two products run on bf16 tensor cores too
- * (ppd_cuda_esm_attention_bf16_forward, for head dimensions 16, 32, 64 and 128, on the bf16 q/k/v
- * that RoPE writes; the fp32 kernel for others); the residual stream, LayerNorm, softmax and GELU
- * stay fp32. Plan with opts.device = 2 for it (the bf16 copies are counted).
+ * attention, bias + GELU, the rounding of ppd_cuda_cast_bf16), fp32 accumulation and fp32
+ * outputs except fc1's, which is rounded to bf16 (the bias + GELU reads it widened); the
+ * attention's two products run on bf16 tensor cores too (ppd_cuda_esm_attention_bf16_forward,
+ * for head dimensions 16, 32, 64 and 128, on the bf16 q/k/v that RoPE writes; the fp32 kernel
+ * for others); the residual stream, LayerNorm, softmax and GELU stay fp32. Plan with
+ * opts.device = 2 for it (the bf16 copies are counted).
  *
  * Errors: PPD_ERR_CUDA with the CUDA or cuBLAS error and the op ("no CUDA device" when there is
  * none), PPD_ERR_NOMEM when the plan does not fit the device's free memory (the message gives
@@ -64,9 +65,14 @@ extern "C" {
  * ppd_esm_matmul_forward (lib/esm), with the handle in place of the thread count. */
 ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, const float *W, int64_t N,
                                        int K, int M, ppd_cuda_blas *b);
-/* The same with bf16 inputs (uint16_t bit patterns), fp32 accumulation and fp32 out. */
+/* The same with bf16 inputs (uint16_t bit patterns), fp32 accumulation and fp32 out; `_to_bf16`:
+ * out in bf16 too, each element the fp32 sum rounded to nearest even (cuBLAS's epilogue): fc1's,
+ * whose only reader, the bias + GELU, then reads half the bytes. */
 ppd_status ppd_cuda_esm_matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *W,
                                             int64_t N, int K, int M, ppd_cuda_blas *b);
+ppd_status ppd_cuda_esm_matmul_bf16_forward_to_bf16(uint16_t *out, const uint16_t *inp,
+                                                    const uint16_t *W, int64_t N, int K, int M,
+                                                    ppd_cuda_blas *b);
 
 /* ---- the layers: twins of lib/esm/esm_internal.h -----------------------------------------------
  * Same names with ppd_cuda_, same arguments in the same order; device pointers. Where the CPU
@@ -115,15 +121,18 @@ ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, int64_t N, i
 /* The bf16 mode's producers of GEMM inputs: the same kernels with each output rounded to bf16
  * (nearest even) as it is stored, which is what ppd_cuda_cast_bf16 of the fp32 output gives,
  * without writing and reading it back in fp32. out: uint16_t bit patterns, the fp32 twin's
- * shape; bias + GELU reads h and leaves it as it was. */
+ * shape. */
 ppd_status ppd_cuda_esm_layernorm_forward_to_bf16(uint16_t *out, const float *inp, const float *w,
                                                   const float *b, int64_t N, int d,
                                                   cudaStream_t stream);
 ppd_status ppd_cuda_esm_attention_bf16_forward_to_bf16(uint16_t *out, const uint16_t *qkv,
                                                        const int64_t *tok_off, int B, int H, int hd,
                                                        int T_max, cudaStream_t stream);
-ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h, const float *b,
-                                                  int64_t N, int F, cudaStream_t stream);
+/* bias + GELU with bf16 in and out: h (N, F) is the bf16 fc1 GEMM's output (`_to_bf16`),
+ * widened exactly, so each element is the fp32 twin's result on the widened input, rounded to
+ * bf16; h is left as it was. */
+ppd_status ppd_cuda_esm_bias_gelu_forward_bf16(uint16_t *out, const uint16_t *h, const float *b,
+                                               int64_t N, int F, cudaStream_t stream);
 /* x, y: (N, d)   b: (d); x = x + (y + b) */
 ppd_status ppd_cuda_esm_residual_forward(float *x, const float *y, const float *b, int64_t N, int d,
                                          cudaStream_t stream);

@@ -3,6 +3,7 @@
 // (through OpenBLAS). Linked instead of libcudart/libcublas into the emulated test programs.
 // See cuda_emu.h for what is and is not modelled.
 #include "cuda_emu.h"
+#include "ppdock/half.h"
 
 #include <cublas_v2.h>
 
@@ -900,7 +901,8 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
     return CUBLAS_STATUS_SUCCESS;
 }
 
-// bf16 or fp32 A and B, fp32 C, fp32 accumulation: the operands widened exactly, then sgemm.
+// bf16 or fp32 A, B and C, fp32 accumulation: the operands widened exactly, then sgemm; a bf16
+// C rounded to nearest even as it is stored (cuBLAS's epilogue rounding).
 static float *widen(const void *src, cudaDataType t, size_t n) {
     float *f = (float *)malloc((n ? n : 1) * sizeof *f);
     if (!f) return nullptr;
@@ -915,6 +917,10 @@ static float *widen(const void *src, cudaDataType t, size_t n) {
     return f;
 }
 
+static bool emu_gemm_type(cudaDataType t) {
+    return t == CUDA_R_16BF || t == CUDA_R_32F;
+}
+
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                             int n, int k, const void *alpha, const void *A, cudaDataType at,
                             int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
@@ -923,21 +929,30 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     (void)algo;
     order_before(((emu_cublas *)h)->stream);
     if (dead()) return CUBLAS_STATUS_EXECUTION_FAILED; // a dead context
-    if ((at != CUDA_R_16BF && at != CUDA_R_32F) || (bt != CUDA_R_16BF && bt != CUDA_R_32F) ||
-        ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F)
+    if (!emu_gemm_type(at) || !emu_gemm_type(bt) || !emu_gemm_type(ct) ||
+        compute != CUBLAS_COMPUTE_32F)
         return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m < 0 || n < 0 || k < 0 || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     // column-major operands: A is lda x (ta == N ? k : m), B is ldb x (tb == N ? n : k)
     size_t na = (size_t)lda * (size_t)(ta == CUBLAS_OP_N ? k : m);
     size_t nb = (size_t)ldb * (size_t)(tb == CUBLAS_OP_N ? n : k);
+    size_t nc = (size_t)ldc * (size_t)n;
     float *fa = widen(A, at, na), *fb = widen(B, bt, nb);
+    float *fc = ct == CUDA_R_32F ? (float *)C : widen(C, ct, nc);
     cublasStatus_t st = CUBLAS_STATUS_ALLOC_FAILED;
-    if (fa && fb)
+    if (fa && fb && fc)
         st = cublasSgemm_v2(h, ta, tb, m, n, k, (const float *)alpha, fa, lda, fb, ldb,
-                            (const float *)beta, (float *)C, ldc);
+                            (const float *)beta, fc, ldc);
+    if (st == CUBLAS_STATUS_SUCCESS && ct == CUDA_R_16BF)
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                size_t e = (size_t)j * (size_t)ldc + (size_t)i;
+                ((uint16_t *)C)[e] = ppd_f32_to_bf16(fc[e]);
+            }
     free(fa);
     free(fb);
+    if (fc != C) free(fc);
     return st;
 }
 

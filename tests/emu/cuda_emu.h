@@ -240,6 +240,11 @@ static inline unsigned __ballot_sync(unsigned mask, int pred) {
 static inline float __fmul_rn(float a, float b) {
     return a * b;
 }
+static inline float __uint_as_float(unsigned x) {
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
 static inline int __popc(unsigned x) {
     int n = 0;
     for (; x; x &= x - 1) n++;

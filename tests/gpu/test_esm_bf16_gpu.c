@@ -13,8 +13,9 @@
  * Sequences of 1 to 200 tokens cross the 64-key tiles and 64-row query blocks on both sides of
  * each boundary; head dimensions 16, 32, 64 and 128.
  *
- * The kernels that write bf16 (LayerNorm, RoPE, attention, bias + GELU `_to_bf16`): each element
- * is its fp32 twin's output rounded to bf16, on poisoned outputs. The
+ * The kernels that write bf16 from fp32 (LayerNorm, RoPE, attention `_to_bf16`): each element
+ * is its fp32 twin's output rounded to bf16, on poisoned outputs (bias + GELU's bf16 variant:
+ * tests/gpu/test_esm_gelu_gpu.c). The
  * two are separate instantiations of one kernel body, which nvcc may contract into FMAs
  * differently, so one bf16 step apart is allowed on a GPU; the emulation must match exactly. */
 #include "../../lib/esm/esm_internal.h"
@@ -148,21 +149,20 @@ static void check_is_bf16_of(const char *name, const uint16_t *d16, const float 
     free(g16), free(g32);
 }
 
-/* LayerNorm, RoPE, attention and bias + GELU writing bf16, against their fp32 twins. */
+/* LayerNorm, RoPE and attention writing bf16, against their fp32 twins. */
 static void check_bf16_producers(void) {
     const char *name = "gpu_esm_bf16_producers";
-    int d = 128, H = 2, hd = 64, F = 512, B = 3; /* sequences of 70, 3 and 129 tokens */
+    int d = 128, H = 2, hd = 64, B = 3; /* sequences of 70, 3 and 129 tokens */
     int64_t tok_off[4] = {0, 70, 73, 202}, N = 202;
     ppd_rng r;
     ppd_rng_seed(&r, 77);
     float *x = rand_floats(&r, (size_t)N * d, 3.0), *lw = rand_floats(&r, (size_t)d, 1.0),
           *lb = rand_floats(&r, (size_t)d, 1.0), *qkv = rand_floats(&r, (size_t)N * 3 * d, 0.7),
-          *h = rand_floats(&r, (size_t)N * F, 2.0), *b1 = rand_floats(&r, (size_t)F, 0.5),
           *bq = rand_floats(&r, (size_t)3 * d, 0.5), *cosv = rand_floats(&r, 129 * 32, 1.0),
           *sinv = rand_floats(&r, 129 * 32, 1.0);
     ppd_device_arena a;
-    size_t need = (size_t)N * (10 * d + 3 * F) * 4 + (size_t)(5 * d + F + 2 * 129 * 32) * 4 + 64 +
-                  32 * PPD_DEVICE_ALIGN;
+    size_t need =
+        (size_t)N * 10 * d * 4 + (size_t)(5 * d + 2 * 129 * 32) * 4 + 64 + 32 * PPD_DEVICE_ALIGN;
     if (ppd_device_arena_create(&a, need) != PPD_OK) {
         report(name, 0, "arena: %s", ppd_errmsg());
         goto out;
@@ -170,15 +170,14 @@ static void check_bf16_producers(void) {
     float *d_x = dev_copy(&a, x, (size_t)N * d * 4), *d_lw = dev_copy(&a, lw, (size_t)d * 4),
           *d_lb = dev_copy(&a, lb, (size_t)d * 4),
           *d_qkv = dev_copy(&a, qkv, (size_t)N * 3 * d * 4),
-          *d_h = dev_copy(&a, h, (size_t)N * F * 4), *d_b1 = dev_copy(&a, b1, (size_t)F * 4),
-          *d_o32 = dev_copy(&a, NULL, (size_t)N * F * 4),
+          *d_o32 = dev_copy(&a, NULL, (size_t)N * d * 4),
           *d_bq = dev_copy(&a, bq, (size_t)3 * d * 4), *d_cos = dev_copy(&a, cosv, 129 * 32 * 4),
           *d_sin = dev_copy(&a, sinv, 129 * 32 * 4);
-    uint16_t *d_o16 = dev_copy(&a, NULL, (size_t)N * F * 2),
+    uint16_t *d_o16 = dev_copy(&a, NULL, (size_t)N * d * 2),
              *d_qkv16 = dev_copy(&a, NULL, (size_t)N * 3 * d * 2);
     int64_t *d_off = dev_copy(&a, tok_off, sizeof tok_off);
-    if (!d_x || !d_lw || !d_lb || !d_qkv || !d_h || !d_b1 || !d_o32 || !d_bq || !d_cos || !d_sin ||
-        !d_o16 || !d_qkv16 || !d_off) {
+    if (!d_x || !d_lw || !d_lb || !d_qkv || !d_o32 || !d_bq || !d_cos || !d_sin || !d_o16 ||
+        !d_qkv16 || !d_off) {
         report(name, 0, "device buffers: %s", ppd_errmsg());
         goto out_arena;
     }
@@ -204,16 +203,57 @@ static void check_bf16_producers(void) {
         report("gpu_esm_attention_bf16_to_bf16", 0, "%s", ppd_errmsg());
     else
         check_is_bf16_of("gpu_esm_attention_bf16_to_bf16", d_o16, d_o32, N * d);
-    /* bf16 first: it must leave h as it was for the in-place fp32 twin */
-    if (ppd_cuda_esm_bias_gelu_forward_to_bf16(d_o16, d_h, d_b1, N, F, NULL) ||
-        ppd_cuda_esm_bias_gelu_forward(d_h, d_b1, N, F, NULL) || ppd_device_synchronize())
-        report("gpu_esm_bias_gelu_to_bf16", 0, "%s", ppd_errmsg());
-    else
-        check_is_bf16_of("gpu_esm_bias_gelu_to_bf16", d_o16, d_h, N * F);
 out_arena:
     ppd_device_arena_destroy(&a);
 out:
-    free(x), free(lw), free(lb), free(qkv), free(h), free(b1), free(bq), free(cosv), free(sinv);
+    free(x), free(lw), free(lb), free(qkv), free(bq), free(cosv), free(sinv);
+}
+
+/* The bf16 GEMM (N, K) x (M, K)^T with an fp32 output against the CPU's sgemm of the widened
+ * operands (1e-5: the sums' order), and with a bf16 output (`_to_bf16`, the bf16 mode's fc1)
+ * against the fp32 output rounded: bit for bit on the emulation, one bf16 step on a GPU. */
+static void check_bf16_gemm(int64_t N, int K, int M) {
+    char name[128];
+    int64_t no = N * M;
+    ppd_rng r;
+    ppd_rng_seed(&r, 500 + (uint64_t)K);
+    float *x = rand_floats(&r, (size_t)N * K, 1.0), *W = rand_floats(&r, (size_t)M * K, 0.2),
+          *cpu = malloc((size_t)no * 4);
+    uint16_t *x16 = malloc((size_t)N * K * 2), *W16 = malloc((size_t)M * K * 2);
+    for (int64_t i = 0; i < N * K; i++)
+        x16[i] = ppd_f32_to_bf16(x[i]), x[i] = ppd_bf16_to_f32(x16[i]);
+    for (int64_t i = 0; i < (int64_t)M * K; i++)
+        W16[i] = ppd_f32_to_bf16(W[i]), W[i] = ppd_bf16_to_f32(W16[i]);
+    ppd_esm_matmul_forward(cpu, x, W, N, K, M, 1);
+    ppd_device_arena a;
+    ppd_cuda_blas *bl = NULL;
+    size_t need = (size_t)no * 6 + (size_t)(N + M) * K * 2 + 8 * PPD_DEVICE_ALIGN;
+    snprintf(name, sizeof name, "gpu_esm_matmul_bf16_K%d_M%d", K, M);
+    if (ppd_device_arena_create(&a, need + PPD_CUDA_BLAS_WORKSPACE) != PPD_OK) {
+        report(name, 0, "arena: %s", ppd_errmsg());
+        goto out;
+    }
+    uint16_t *d_x16 = dev_copy(&a, x16, (size_t)N * K * 2),
+             *d_W16 = dev_copy(&a, W16, (size_t)M * K * 2),
+             *d_o16 = dev_copy(&a, NULL, (size_t)no * 2);
+    float *d_o32 = dev_copy(&a, NULL, (size_t)no * 4);
+    void *d_ws = ppd_device_arena_alloc(&a, PPD_CUDA_BLAS_WORKSPACE);
+    if (!d_x16 || !d_W16 || !d_o16 || !d_o32 || !d_ws ||
+        ppd_cuda_blas_create(&bl, NULL, PPD_CUDA_BF16, d_ws, PPD_CUDA_BLAS_WORKSPACE) ||
+        ppd_cuda_esm_matmul_bf16_forward(d_o32, d_x16, d_W16, N, K, M, bl) ||
+        ppd_cuda_esm_matmul_bf16_forward_to_bf16(d_o16, d_x16, d_W16, N, K, M, bl) ||
+        ppd_device_synchronize()) {
+        report(name, 0, "%s", ppd_errmsg());
+    } else {
+        snprintf(name, sizeof name, "gpu_esm_matmul_bf16_matches_cpu_K%d_M%d", K, M);
+        fetch_close(name, d_o32, cpu, no, 1e-5);
+        snprintf(name, sizeof name, "gpu_esm_matmul_bf16_to_bf16_K%d_M%d", K, M);
+        check_is_bf16_of(name, d_o16, d_o32, no);
+    }
+    ppd_cuda_blas_destroy(bl);
+    ppd_device_arena_destroy(&a);
+out:
+    free(x), free(W), free(cpu), free(x16), free(W16);
 }
 
 void check_esm_attention_bf16(void) {
@@ -235,4 +275,6 @@ void check_esm_attention_bf16(void) {
     else
         check_attention_bf16(128, 1, T + 5, 3); /* the emulation is slow: 65, 129, 200 */
     check_bf16_producers();
+    check_bf16_gemm(202, 128, 512); /* the shape of a d = 128 model's fc1 */
+    check_bf16_gemm(37, 48, 100);   /* odd rows, an output width that is no multiple of 8 */
 }

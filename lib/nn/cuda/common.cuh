@@ -131,8 +131,9 @@ static inline __device__ uint32_t ppd_pack_bf16x2(float lo, float hi) {
 }
 
 // Consecutive outputs in one store (and inputs in one load: ppd_load2, ppd_load4), fp32 or bf16
-// (rounded as ppd_pack_bf16x2 rounds): two (8 or 4 bytes) or four (16 or 8 bytes); p aligned to
-// that width. Kernels that check ppd_aligned16 on their bases use them for 8- and 16-byte accesses.
+// (rounded as ppd_pack_bf16x2 rounds; ppd_load4 widens bf16 exactly): two (8 or 4 bytes) or four
+// (16 or 8 bytes); p aligned to that width. Kernels that check ppd_aligned16 on their bases use
+// them for 8- and 16-byte accesses.
 static inline __device__ void ppd_store2(float *p, float lo, float hi) {
     float2 v = {lo, hi};
     *reinterpret_cast<float2 *>(p) = v;
@@ -147,11 +148,26 @@ static inline __device__ void ppd_store4(uint16_t *p, float4 v) {
     uint2 w = {ppd_pack_bf16x2(v.x, v.y), ppd_pack_bf16x2(v.z, v.w)};
     *reinterpret_cast<uint2 *>(p) = w;
 }
+static inline __device__ float ppd_load(const float *p) {
+    return *p;
+}
 static inline __device__ float2 ppd_load2(const float *p) {
     return *reinterpret_cast<const float2 *>(p);
 }
 static inline __device__ float4 ppd_load4(const float *p) {
     return *reinterpret_cast<const float4 *>(p);
+}
+// bf16 inputs (a bf16 GEMM's output) widened to fp32, which is exact: ppd_bf16_to_f32's value.
+static inline __device__ float ppd_bf16_bits_to_f32(uint32_t b) {
+    return __uint_as_float(b << 16);
+}
+static inline __device__ float ppd_load(const uint16_t *p) {
+    return ppd_bf16_bits_to_f32(*p);
+}
+static inline __device__ float4 ppd_load4(const uint16_t *p) {
+    uint2 w = *reinterpret_cast<const uint2 *>(p);
+    return {ppd_bf16_bits_to_f32(w.x & 0xffffu), ppd_bf16_bits_to_f32(w.x >> 16),
+            ppd_bf16_bits_to_f32(w.y & 0xffffu), ppd_bf16_bits_to_f32(w.y >> 16)};
 }
 static inline bool ppd_aligned16(const void *p) {
     return (uintptr_t)p % 16 == 0;

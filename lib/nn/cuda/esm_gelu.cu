@@ -1,5 +1,5 @@
-// ESM-2's bias + GELU on the GPU (ppdock/esm_cuda.h: ppd_cuda_esm_bias_gelu_forward and its
-// `_to_bf16` twin): out = GELU(h + b) over (N, F), the CPU's element arithmetic
+// ESM-2's bias + GELU on the GPU (ppdock/esm_cuda.h: ppd_cuda_esm_bias_gelu_forward and its bf16
+// variants): out = GELU(h + b) over (N, F), the CPU's element arithmetic
 // (ppdock/kernels/esm_ops.h) bit for bit.
 //
 // Why a kernel of its own and not a ppd_launch_cols op: the GELU is arithmetic-bound, not
@@ -13,9 +13,10 @@
 // rounded up to whole warp rounds, not all of them. The queue only moves work between lanes:
 // every element's value is the body's (ppd_esm_erf_join with the same near and far values).
 //
-// Block: GELU_THREADS threads, each GELU_VEC consecutive columns of a row (two 16-byte loads of h
-// and of b); blockIdx.x over column chunks, blockIdx.y and a grid stride over rows. Shapes it
-// does not cover (F not a multiple of GELU_VEC, misaligned pointers) take the element-wise op.
+// Block: GELU_THREADS threads, each GELU_VEC consecutive columns of a row (two 16-byte loads of b
+// and of an fp32 h, two 8-byte loads of a bf16 one); blockIdx.x over column chunks, blockIdx.y and
+// a grid stride over rows. Shapes it does not cover (F not a multiple of GELU_VEC, misaligned
+// pointers) take the element-wise op.
 #include "ppdock/esm_cuda.h"
 
 #include "common.cuh"
@@ -31,16 +32,19 @@ template <class T> static inline __device__ void store_vec(T *p, const float v[G
     ppd_store4(p, lo);
     ppd_store4(p + 4, hi);
 }
-static inline __device__ void load_vec(float v[GELU_VEC], const float *p) {
+// GELU_VEC inputs from consecutive columns: fp32 in two 16-byte loads, bf16 (widened) in two
+// 8-byte ones.
+template <class T> static inline __device__ void load_vec(float v[GELU_VEC], const T *p) {
     float4 lo = ppd_load4(p), hi = ppd_load4(p + 4);
     v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
     v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
 }
 
-// out may be h (in place: a thread reads its elements before it writes them).
-template <class T>
+// h: fp32, or bf16 (the bf16 fc1 GEMM's output). out may be h (in place: a thread reads its
+// elements before it writes them).
+template <class T, class TI>
 static __global__ void __launch_bounds__(GELU_THREADS)
-    bias_gelu_kernel(T *out, const float *h, const float *b, int64_t N, int F) {
+    bias_gelu_kernel(T *out, const TI *h, const float *b, int64_t N, int F) {
     __shared__ float far_queue[GELU_WARPS][PPD_WARP * GELU_VEC]; // |x| in, erf's far range out
     int lane = (int)threadIdx.x % PPD_WARP;
     float *queue = far_queue[threadIdx.x / PPD_WARP];
@@ -83,25 +87,29 @@ static __global__ void __launch_bounds__(GELU_THREADS)
 }
 
 // The element-wise fallback: one thread per element through ppd_launch_cols.
-template <class T> struct bias_gelu_op {
+template <class T, class TI> struct bias_gelu_op {
     T *out;
-    const float *h, *b;
+    const TI *h;
+    const float *b;
     __device__ void operator()(int64_t i, int64_t, int c) const {
-        ppd_store(&out[i], ppd_esm_gelu_elem(h[i] + b[c]));
+        ppd_store(&out[i], ppd_esm_gelu_elem(ppd_load(h + i) + b[c]));
     }
 };
 
-template <class T>
-static ppd_status launch_bias_gelu(T *out, const float *h, const float *b, int64_t N, int F,
+template <class T, class TI>
+static ppd_status launch_bias_gelu(T *out, const TI *h, const float *b, int64_t N, int F,
                                    cudaStream_t stream) {
     if (N < 0 || F < 1)
         return ppd_fail(PPD_ERR_USAGE, "esm bias_gelu: bad size N=%lld F=%d", (long long)N, F);
     if (N == 0) return PPD_OK;
     bool vec = F % GELU_VEC == 0 && ppd_aligned16(h) && ppd_aligned16(b) && ppd_aligned16(out);
-    if (!vec) return ppd_launch_cols("bias_gelu_kernel", bias_gelu_op<T>{out, h, b}, N, F, stream);
+    if (!vec)
+        return ppd_launch_cols("bias_gelu_kernel", bias_gelu_op<T, TI>{out, h, b}, N, F, stream);
     int64_t gx = (F / GELU_VEC + GELU_THREADS - 1) / GELU_THREADS;
     int64_t gy = ppd_col_grid_rows(gx, N);
-    PPD_LAUNCH(bias_gelu_kernel<T>, dim3((unsigned)gx, (unsigned)gy), GELU_THREADS, 0, stream)
+    auto kernel = bias_gelu_kernel<T, TI>;
+    PPD_LAUNCH_NAMED("bias_gelu_kernel", kernel, dim3((unsigned)gx, (unsigned)gy), GELU_THREADS, 0,
+                     stream)
     (out, h, b, N, F);
     PPD_CUDA_CHECK_LAUNCH("bias_gelu_kernel");
     return PPD_OK;
@@ -112,8 +120,8 @@ extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward(float *h, const float *b, i
     return launch_bias_gelu(h, h, b, N, F, stream);
 }
 
-extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward_to_bf16(uint16_t *out, const float *h,
-                                                             const float *b, int64_t N, int F,
-                                                             cudaStream_t stream) {
+extern "C" ppd_status ppd_cuda_esm_bias_gelu_forward_bf16(uint16_t *out, const uint16_t *h,
+                                                          const float *b, int64_t N, int F,
+                                                          cudaStream_t stream) {
     return launch_bias_gelu(out, h, b, N, F, stream);
 }

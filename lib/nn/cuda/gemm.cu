@@ -203,19 +203,31 @@ extern "C" ppd_status ppd_cuda_esm_matmul_forward(float *out, const float *inp, 
     return PPD_OK;
 }
 
-extern "C" ppd_status ppd_cuda_esm_matmul_bf16_forward(float *out, const uint16_t *inp,
-                                                       const uint16_t *W, int64_t N, int K, int M,
-                                                       ppd_cuda_blas *b) {
-    // out: (N, M) fp32   inp: (N, K) bf16   W: (M, K) bf16; layout as ppd_cuda_esm_matmul_forward
+// out (N, M) = inp W^T, bf16 inputs, fp32 accumulation, out of type `ct` (fp32 or bf16, rounded
+// by cuBLAS's epilogue); layout as ppd_cuda_esm_matmul_forward.
+static ppd_status matmul_bf16(void *out, cudaDataType ct, const uint16_t *inp, const uint16_t *W,
+                              int64_t N, int K, int M, ppd_cuda_blas *b) {
     if (N < 0 || K < 0 || M < 0 || N > 2147483647)
         return ppd_fail(PPD_ERR_USAGE, "matmul bf16: bad size N=%lld K=%d M=%d", (long long)N, K,
                         M);
     if (N == 0 || M == 0) return PPD_OK;
     const float one = 1.0f, zero = 0.0f;
     PPD_CUBLAS_CHECK(blas_api.gemm_ex(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, M, (int)N, K, &one, W,
-                                      CUDA_R_16BF, K, inp, CUDA_R_16BF, K, &zero, out, CUDA_R_32F,
-                                      M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                      CUDA_R_16BF, K, inp, CUDA_R_16BF, K, &zero, out, ct, M,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return PPD_OK;
+}
+
+extern "C" ppd_status ppd_cuda_esm_matmul_bf16_forward(float *out, const uint16_t *inp,
+                                                       const uint16_t *W, int64_t N, int K, int M,
+                                                       ppd_cuda_blas *b) {
+    return matmul_bf16(out, CUDA_R_32F, inp, W, N, K, M, b);
+}
+
+extern "C" ppd_status ppd_cuda_esm_matmul_bf16_forward_to_bf16(uint16_t *out, const uint16_t *inp,
+                                                               const uint16_t *W, int64_t N, int K,
+                                                               int M, ppd_cuda_blas *b) {
+    return matmul_bf16(out, CUDA_R_16BF, inp, W, N, K, M, b);
 }
 
 static __global__ void cast_bf16_kernel(uint16_t *dst, const float *src, int64_t n) {
