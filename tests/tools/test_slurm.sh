@@ -21,6 +21,38 @@ FAKE
     PATH="$1/fakebin:$PATH"
 }
 
+# stopped_by_warning TOOL CACHE SCRIPT ARGS...: bin/TOOL becomes a fake that copies CACHE (a
+# cache as the stopped tool leaves it) to its -o directory, then waits for SIGTERM and stops
+# (exit 1); bin/cache-check is the real one. Runs `bash SCRIPT ARGS...` with PPDOCK_BIN=bin and
+# SLURM_TMPDIR=scratch, sends it SLURM's warning (USR1) once the tool has started, and checks
+# that the job exited 1 after the tool got TERM. OUT: the job's output.
+stopped_by_warning() {
+    local tool=$1 cache=$2 pid i rc
+    shift 2
+    mkdir -p bin scratch
+    ln -sf "$BIN/cache-check" bin/cache-check
+    cat >"bin/$tool" <<FAKE
+#!/usr/bin/env bash
+out=""
+while [ \$# -gt 0 ]; do [ "\$1" = -o ] && out=\$2; shift; done
+cp "$PWD/$cache/data.mdb" "\$out/data.mdb"
+trap 'echo "$tool got TERM"; exit 1' TERM
+echo started >started
+for _ in \$(seq 1 200); do sleep 0.05; done
+echo "$tool was not stopped"
+FAKE
+    chmod +x "bin/$tool"
+    env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$@" >warn.log 2>&1 &
+    pid=$!
+    for i in $(seq 1 100); do [ -e started ] && break; sleep 0.05; done
+    kill -USR1 "$pid"
+    wait "$pid"
+    rc=$?
+    OUT=$(cat warn.log)
+    assert_eq "$rc" 1 "job status after the warning"
+    assert_contains "$OUT" "$tool got TERM"
+}
+
 test_pipeline_chains_the_stages_and_asks_gpus_for_esm_and_train() {
     fake_sbatch "$PWD"
     assert_rc 0 env ESM_WEIGHTS=/m/w.pt RUN_DIR=/r GPU_GRES=gpu:1 \
@@ -94,35 +126,39 @@ test_esm_embed_sbatch_publishes_what_a_stopped_run_embedded() {
         --set "data.data_file=$DATA/db5-mini/splits.csv" -o g
     assert_rc 0 esm-embed --device cpu --weights "$DATA/esm/tiny/model.safetensors" -g g -o stopped
     "$TESTBIN/cache-tamper" stopped set-meta sealed 0 >/dev/null
-    mkdir -p bin scratch
-    ln -s "$BIN/cache-check" bin/cache-check
-    # a fake esm-embed: that cache as its output, then it waits for SIGTERM and stops (exit 1)
-    cat >bin/esm-embed <<FAKE
-#!/usr/bin/env bash
-out=""
-while [ \$# -gt 0 ]; do [ "\$1" = -o ] && out=\$2; shift; done
-cp "$PWD/stopped/data.mdb" "\$out/data.mdb"
-trap 'echo "esm-embed got TERM"; exit 1' TERM
-echo started >started
-for _ in \$(seq 1 200); do sleep 0.05; done
-echo "esm-embed was not stopped"
-FAKE
-    chmod +x bin/esm-embed
-    env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" bash "$ROOT/slurm/esm-embed.sbatch" \
-        w.pt g dest/esm >warn.log 2>&1 &
-    local pid=$! i rc
-    for i in $(seq 1 100); do [ -e started ] && break; sleep 0.05; done
-    kill -USR1 "$pid"
-    wait "$pid"
-    rc=$?
-    OUT=$(cat warn.log)
-    assert_eq "$rc" 1 "job status after the warning"
-    assert_contains "$OUT" "esm-embed got TERM"
+    stopped_by_warning esm-embed stopped "$ROOT/slurm/esm-embed.sbatch" w.pt g dest/esm
     assert_contains "$OUT" "publishing what it embedded to dest/esm; resubmit"
     # what it embedded is published, sealed as it was
     assert_rc 0 cache-check dest/esm
     assert_contains "$OUT" "sealed, 8 records, 8 ok, 0 problems"
     [ -z "$(ls scratch)" ] || fail "scratch not cleaned: $(ls scratch)"
+}
+
+test_graph_build_sbatch_keeps_a_stopped_runs_complexes_apart_and_resumes_from_them() {
+    # a real graph cache of two of db5-mini's four complexes, unsealed as a stopped graph-build
+    # leaves it
+    printf 'path,split\n1R0R,train\n1HIA,train\n' >two.csv
+    assert_rc 0 graph-build --set "data.data_path=$DATA/db5-mini" --set data.data_file=two.csv \
+        -o stopped
+    "$TESTBIN/cache-tamper" stopped set-meta sealed 0 >/dev/null
+    local sets=(--set "data.data_path=$DATA/db5-mini" --set "data.data_file=$DATA/db5-mini/splits.csv")
+    stopped_by_warning graph-build stopped "$ROOT/slurm/graph-build.sbatch" \
+        "$ROOT/config/db5.yaml" dest/graphs "${sets[@]}"
+    assert_contains "$OUT" "keeping the complexes it built in dest/graphs.partial"
+    # not published as the data set's cache: train would take it for the whole set
+    [ ! -e dest/graphs ] || fail "a stopped run's partial cache was published to dest/graphs"
+    assert_rc 0 cache-check dest/graphs.partial
+    assert_contains "$OUT" "sealed, 2 records, 2 ok, 0 problems"
+    [ -z "$(ls scratch)" ] || fail "scratch not cleaned: $(ls scratch)"
+    # the resubmitted job builds only the rest, publishes the whole set and drops the partial
+    ln -sf "$BIN/graph-build" bin/graph-build
+    assert_rc 0 env PPDOCK_BIN="$PWD/bin" SLURM_TMPDIR="$PWD/scratch" \
+        bash "$ROOT/slurm/graph-build.sbatch" "$ROOT/config/db5.yaml" dest/graphs "${sets[@]}"
+    assert_contains "$OUT" "seeding from dest/graphs.partial"
+    assert_contains "$OUT" "2 built, 2 unchanged, 0 failed"
+    [ ! -e dest/graphs.partial ] || fail "dest/graphs.partial left after the whole set was published"
+    assert_rc 0 cache-check dest/graphs
+    assert_contains "$OUT" "sealed, 4 records, 4 ok, 0 problems"
 }
 
 run_tests
