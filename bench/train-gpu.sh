@@ -15,7 +15,8 @@
 # stream's time in the step's kernels (CUDA events: gpu ms / step ms is the GPU's utilisation);
 # prep ms, the host noising, planning and staging passes (overlapped when prepared ahead); wait
 # ms, the host blocked on the GPU; read ms, the step waiting for its batch (0 when read ahead);
-# waited, the passes whose input upload had to wait for the pass before (0: all overlapped).
+# waited, the passes whose input upload had to wait for the pass before (0: all overlapped);
+# host MB, train's peak RSS (the CUDA context and cuBLAS included).
 # TRAIN_PROFILE: the share of each kind of op in the GPU's time of a batch-16 step (--profile).
 #   OUT=dir N=10000 STEPS=30 EPOCH_STEPS=0 bench/train-gpu.sh
 # MODEL=demo runs config/demo.yaml's small model instead (to try the script on the CPU emulation:
@@ -77,12 +78,14 @@ run() {
     # the reservation (fixed part + pass arena) and what the driver counted for it
     # and how many passes' uploads had to wait for the pass before (0 when the copy stream
     # overlaps them all)
-    local reserved measured waited
+    local reserved measured waited rss
     reserved=$(grep -o '"device_reserved_mb": [0-9.]*' "$OUT/$name.json" | awk '{print $2}')
     measured=$(grep -o '"device_measured_mb": [0-9.]*' "$OUT/$name.json" | awk '{print $2}')
     waited=$(grep -o '"device_uploads_waited": [0-9]*' "$OUT/$name.json" | awk '{print $2}')
+    # the host's peak RSS (the CUDA context and cuBLAS included, which no host plan counts)
+    rss=$(grep -o '"peak_rss_mb": [0-9.]*' "$OUT/$name.json" | tail -1 | awk '{print $2}')
     awk -v name="$name" -v batch="$batch" -v n="$N" -v res="$reserved" -v mea="$measured" \
-        -v waited="$waited" '
+        -v waited="$waited" -v rss="$rss" '
         /"kind": "step"/ {
             match($0, /"seconds": [0-9.e+-]*/); s = substr($0, RSTART + 11, RLENGTH - 11)
             match($0, /"complexes": [0-9]*/); c = substr($0, RSTART + 13, RLENGTH - 13)
@@ -103,12 +106,12 @@ run() {
                    "device_planned_mb=%.0f device_peak_mb=%.0f reserved_mb=%.0f " \
                    "driver_counted_mb=%.0f epoch_%d_s=%.0f step_ms=%.1f prep_ms=%.1f " \
                    "device_wait_ms=%.1f batch_wait_ms=%.1f gpu_busy_ms=%.1f " \
-                   "uploads_waited=%d\n", name, batch, steps,
+                   "uploads_waited=%d host_rss_mb=%.0f\n", name, batch, steps,
                    (steps > 1 ? (steps - 1) / secs : 0), cps, planned, peak, res, mea, n,
                    (cps > 0 ? n / cps : 0), (steps > 1 ? 1e3 * secs / (steps - 1) : 0),
                    (steps > 1 ? prep / (steps - 1) : 0), (steps > 1 ? wait / (steps - 1) : 0),
                    (steps > 1 ? rd / (steps - 1) : 0), (steps > 1 ? busy / (steps - 1) : 0),
-                   waited
+                   waited, rss
         }' "$OUT/run-$name/metrics.jsonl" | tee "$OUT/$name.line"
 }
 run batch8 8 "$STEPS"
@@ -126,19 +129,19 @@ if [ -e "$OUT/b16-profile.json" ]; then
             printf "\n" }' | tee "$OUT/profile.line"
 fi
 run epoch 8 "$EPOCH_STEPS"
-printf '\n%-8s %6s %7s %9s %12s %12s %10s %12s %10s %14s %8s %8s %8s %8s %8s %7s\n' run \
+printf '\n%-8s %6s %7s %9s %12s %12s %10s %12s %10s %14s %8s %8s %8s %8s %8s %7s %8s\n' run \
     batch steps "steps/s" "complexes/s" "planned MB" "peak MB" "reserved MB" "driver MB" \
-    "epoch of $N" "step ms" "gpu ms" "prep ms" "wait ms" "read ms" "waited" |
+    "epoch of $N" "step ms" "gpu ms" "prep ms" "wait ms" "read ms" "waited" "host MB" |
     tee "$OUT/summary.txt"
 for f in "$OUT"/batch8.line "$OUT"/batch16.line "$OUT"/b16-tf32.line "$OUT"/epoch.line; do
     [ -e "$f" ] || continue
     awk '{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
           for(k in v) if (k ~ /^epoch_/) e = v[k]
-          printf "%-8s %6s %7s %9s %12s %12s %10s %12s %10s %13ss %8s %8s %8s %8s %8s %7s\n",
+          printf "%-8s %6s %7s %9s %12s %12s %10s %12s %10s %13ss %8s %8s %8s %8s %8s %7s %8s\n",
                  v["run"], v["batch"], v["steps"], v["steps_per_s"], v["complexes_per_s"],
                  v["device_planned_mb"], v["device_peak_mb"], v["reserved_mb"],
                  v["driver_counted_mb"], e, v["step_ms"], v["gpu_busy_ms"], v["prep_ms"],
-                 v["device_wait_ms"], v["batch_wait_ms"], v["uploads_waited"]}' \
+                 v["device_wait_ms"], v["batch_wait_ms"], v["uploads_waited"], v["host_rss_mb"]}' \
         "$f" | tee -a "$OUT/summary.txt"
 done
 [ -e "$OUT/profile.line" ] &&

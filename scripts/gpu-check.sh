@@ -163,8 +163,9 @@ BIN_DIR=${BIN:-bin}
 FASTA=${ESM_FASTA:-bench/data/db5.5-chains.fasta}
 SHAPE=${ESM_SHAPE:-33,1280,20}
 bench_failed=0
-esm_bench() { # name precision budget_gb compare profile
-    step "esm-$1" "$BUILD_DIR/tests/esm-bench" "$SHAPE" "$FASTA" "$2" "$3" 0 2 "$4" "$5" || bench_failed=1
+esm_bench() { # name precision budget_gb compare profile [max_tokens: 0 = no cap]
+    step "esm-$1" "$BUILD_DIR/tests/esm-bench" "$SHAPE" "$FASTA" "$2" "$3" "${6:-0}" 2 "$4" "$5" ||
+        bench_failed=1
     grep -E '^ESM_(BENCH|ERROR|PROFILE) ' "$OUT/esm-$1.log" >>"$summary"
 }
 # base_esm PRECISION: the baseline build's ESM benchmark (profiled), right after this build's of
@@ -183,6 +184,9 @@ base_esm tf32
 esm_bench bf16-20g bf16 20 4 1
 base_esm bf16
 esm_bench bf16-70g bf16 70 0 0
+# the batches esm-embed runs: at most 16,384 token rows each (PPD_ESM_PLAN_OPTS_DEFAULT), where
+# the runs above plan without a cap; whether the cap costs tokens/s
+esm_bench bf16cap16k-20g bf16 20 0 0 16384
 # bf16 with the fp32 attention kernel instead of the tensor-core one: what the tensor-core
 # kernel gains, and this build's bf16 numbers even if that kernel fails on the GPU
 PPD_ESM_FP32_ATTENTION=1 esm_bench bf16f32att-20g bf16 20 4 1
@@ -220,13 +224,13 @@ fi
 
 say ""
 say "== ESM-2 650M shape, 492 DB5.5 chains (132,414 residues), one GPU"
-say "precision   budget  batches largest-batch  fits      planned-MiB used-MiB  driver-MiB tokens/s   error(rel to max)"
+say "precision   budget  cap    batches largest-batch  fits      planned-MiB used-MiB  driver-MiB tokens/s   error(rel to max)"
 for f in "$OUT"/esm-*-*g.log; do
     [ -e "$f" ] || continue
     awk '/^ESM_BENCH /{for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}}
          /^ESM_ERROR /{for(i=2;i<=NF;i++){split($i,kv,"=");e[kv[1]]=kv[2]}}
-         END{printf "%-11s %-7s %-7s %-14s %-9s %-11s %-9s %-10s %-10s %s\n", v["precision"], v["budget_gb"]"G",
-             v["batches"], v["largest_batch_tokens"], v["fit_tokens"], v["planned_mib"], v["used_mib"],
+         END{printf "%-11s %-7s %-6s %-7s %-14s %-9s %-11s %-9s %-10s %-10s %s\n", v["precision"], v["budget_gb"]"G",
+             (v["max_tokens"] + 0 > 0 ? v["max_tokens"] : "-"), v["batches"], v["largest_batch_tokens"], v["fit_tokens"], v["planned_mib"], v["used_mib"],
              v["driver_mib"], v["tokens_per_s"], (e["rel_to_max"] == "" ? "-" : e["rel_to_max"])}' "$f" | tee -a "$summary"
 done
 say ""
