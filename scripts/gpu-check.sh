@@ -253,6 +253,13 @@ if [ -e "$OUT/esm-bf16f32att-20g.log" ]; then
     tc=$(opms "$OUT/esm-bf16-20g.log" attention) f32=$(opms "$OUT/esm-bf16f32att-20g.log" attention)
     say "bf16 attention: tensor-core kernel ${tc:-?} ms, fp32 kernel and cast ${f32:-?} ms"
 fi
+# json FILE KEY: a number from esm-embed's --json line
+json() { [ -e "$1" ] && grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'; }
+if [ -e "$OUT/esm-embed-bf16.log" ]; then
+    # the host plan of a GPU run (the CUDA runtime's share is an allowance, ppdock/device.h)
+    say "esm-embed bf16 host memory: predicted $(json "$OUT/esm-embed-bf16.log" predicted_peak_mb) MiB," \
+        "peak RSS $(json "$OUT/esm-embed-bf16.log" peak_rss_mb) MiB"
+fi
 say ""
 say "== score model training, released size (ns 32, nv 6, 4 layers, lm 1280), one GPU"
 [ -e "$OUT/train-gpu/summary.txt" ] && tee -a "$summary" <"$OUT/train-gpu/summary.txt"
@@ -288,8 +295,6 @@ if [ -n "${BASELINE:-}" ]; then
         "$(opms "$OUT/esm-tf32-20g.log" attention)"
     ab "ESM bf16 attention TFLOP/s" "$(kv "$OUT/base-esm-bf16.log" ESM_PROFILE attention_tflops)" \
         "$(kv "$OUT/esm-bf16-20g.log" ESM_PROFILE attention_tflops)"
-    # json FILE KEY: a number from esm-embed's --json line
-    json() { [ -e "$1" ] && grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'; }
     ab "esm-embed bf16 residues/s" "$(json "$OUT/base-esm-embed-bf16.log" residues_per_s)" \
         "$(json "$OUT/esm-embed-bf16.log" residues_per_s)"
     ab "esm-embed bf16 embed seconds" "$(json "$OUT/base-esm-embed-bf16.log" embed_seconds)" \

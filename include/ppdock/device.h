@@ -47,6 +47,14 @@ typedef struct CUstream_st *cudaStream_t;
  * vectorised float4/int4 loads and for cuBLAS). */
 #define PPD_DEVICE_ALIGN 256
 
+/* Host memory that a process running on a GPU pays for the CUDA runtime, beside its own
+ * buffers: an allowance the tools add to their host-memory prediction (esm-embed's
+ * predicted_peak_mb). Loading cuBLAS's libraries leaves 151 MiB resident (build/tests/cublas-load,
+ * CUDA 13, measured without a GPU); the CUDA context's own host memory has not been measured
+ * (no GPU since), and the allowance gives it 256 MiB. scripts/gpu-check.sh prints esm-embed's
+ * predicted and measured peak on a GPU. */
+#define PPD_CUDA_HOST_RUNTIME_BYTES ((size_t)408 << 20)
+
 /* n rounded up to a multiple of PPD_DEVICE_ALIGN. */
 static inline size_t ppd_device_align_up(size_t n) {
     return (n + PPD_DEVICE_ALIGN - 1) / PPD_DEVICE_ALIGN * PPD_DEVICE_ALIGN;

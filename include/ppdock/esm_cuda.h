@@ -193,6 +193,7 @@ typedef struct {
     size_t planned_bytes; /* what the plan predicted: the arena's capacity */
     size_t arena_high;    /* the arena's high-water mark */
     size_t pinned_bytes;  /* pinned host staging */
+    size_t host_bytes;    /* all the run allocated in host memory, pinned_bytes included */
     /* the arena as the driver counts it (cudaMemGetInfo before and after its allocation): the
      * plan rounded to the driver's pages; 0 when it could not be read */
     size_t measured_bytes;
@@ -214,6 +215,12 @@ typedef struct {
 ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_plan *plan,
                             const uint8_t *const *tokens, int layer, ppd_esm_sink sink, void *ctx,
                             const ppd_cuda_esm_opts *o, ppd_cuda_esm_report *report);
+
+/* The host memory ppd_cuda_esm_run allocates for `plan` (bytes; 0 for an empty plan): the two
+ * pinned staging slots (report.pinned_bytes), the RoPE tables it computes before uploading them,
+ * the windows' accumulator and the batch list. Not counted: the model's host copy (the caller
+ * holds it) and the CUDA runtime's own (PPD_CUDA_HOST_RUNTIME_BYTES, ppdock/device.h). */
+size_t ppd_cuda_esm_host_bytes(const ppd_esm_config *c, const ppd_esm_plan *plan);
 
 #ifdef __cplusplus
 }

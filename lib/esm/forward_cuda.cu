@@ -222,6 +222,16 @@ size_t staging_carve(int64_t N, int64_t R, int B, int d, unsigned char *base, st
     return off;
 }
 
+// The most sequences and residue rows of any one of the plan's batches.
+void plan_maxima(const ppd_esm_plan *plan, int *maxb, int64_t *maxR) {
+    *maxb = 0, *maxR = 0;
+    for (int b = 0; b < plan->n_batches; b++) {
+        const ppd_esm_batch *bt = &plan->batches[b];
+        if (bt->count > *maxb) *maxb = bt->count;
+        if (bt->tokens - 2 * bt->count > *maxR) *maxR = bt->tokens - 2 * bt->count;
+    }
+}
+
 // A batch queued on the device whose rows have not reached the sink yet.
 struct batch_out {
     int bi, B;
@@ -259,6 +269,18 @@ ppd_status finish_batch(const ppd_esm_plan *plan, const batch_out *p, const stag
 
 } // namespace
 
+extern "C" size_t ppd_cuda_esm_host_bytes(const ppd_esm_config *c, const ppd_esm_plan *plan) {
+    if (plan->n_batches == 0) return 0;
+    int maxb;
+    int64_t maxR;
+    plan_maxima(plan, &maxb, &maxR);
+    // what ppd_cuda_esm_run allocates below, each as it does
+    size_t table = (size_t)c->n_layers * (size_t)(plan->max_len + 2) * (size_t)(c->head_dim / 2);
+    return 2 * staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL) +
+           2 * table * sizeof(float) + (size_t)maxb * sizeof(ppd_esm_seq) +
+           (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
+}
+
 extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_plan *plan,
                                        const uint8_t *const *tokens, int layer, ppd_esm_sink sink,
                                        void *ctx, const ppd_cuda_esm_opts *o,
@@ -283,13 +305,9 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         if (report) *report = rep;
         return PPD_OK;
     }
-    int maxb = 0;
-    int64_t maxR = 0;
-    for (int b = 0; b < plan->n_batches; b++) {
-        const ppd_esm_batch *bt = &plan->batches[b];
-        if (bt->count > maxb) maxb = bt->count;
-        if (bt->tokens - 2 * bt->count > maxR) maxR = bt->tokens - 2 * bt->count;
-    }
+    int maxb;
+    int64_t maxR;
+    plan_maxima(plan, &maxb, &maxR);
 
     double t_setup = ppd_now_seconds();
     ppd_device_info info;
@@ -369,6 +387,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         STEP(ppd_cuda_cast_bf16(e.w216, e.p.w2, (int64_t)(L * D * F), e.stream));
     }
     host_tables = (float *)malloc(2 * table * sizeof(float));
+    rep.host_bytes += 2 * table * sizeof(float);
     if (!host_tables) {
         s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the RoPE tables");
         goto done;
@@ -384,6 +403,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     for (int k = 0; k < 2 && !s; k++) {
         st[k].bytes = staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL);
         rep.pinned_bytes += st[k].bytes;
+        rep.host_bytes += st[k].bytes;
         cudaError_t ce = cudaMallocHost((void **)&st[k].mem, st[k].bytes);
         if (!ce) ce = cudaEventCreateWithFlags(&downloaded[k], cudaEventDisableTiming);
         if (ce) {
@@ -396,9 +416,11 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     }
     if (s) goto done;
     seqs = (ppd_esm_seq *)malloc((size_t)maxb * sizeof *seqs);
+    rep.host_bytes += (size_t)maxb * sizeof *seqs;
     acc = plan->max_windowed
               ? (float *)malloc((size_t)plan->max_windowed * (size_t)c->d * sizeof(float))
               : NULL;
+    rep.host_bytes += acc ? (size_t)plan->max_windowed * (size_t)c->d * sizeof(float) : 0;
     if (!seqs || (plan->max_windowed && !acc)) {
         s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the batch list");
         goto done;

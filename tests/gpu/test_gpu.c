@@ -1279,6 +1279,12 @@ static double check_esm_run(const char *tag, int L, int d, int H, const int *len
                100.0 * (double)rep.arena_high / (double)rep.planned_bytes, rep.pinned_bytes);
         report(name, ok && md <= tol * mc, "max |gpu - cpu| %.3g against max |cpu| %.3g (tol %.0e)",
                md, mc, tol);
+        snprintf(name, sizeof name, "gpu_esm_predicts_its_host_memory_%s", tag);
+        report(name,
+               rep.host_bytes == ppd_cuda_esm_host_bytes(&m.cfg, &pg) &&
+                   rep.host_bytes > rep.pinned_bytes,
+               "the run allocated %zu host bytes (%zu pinned), ppd_cuda_esm_host_bytes says %zu",
+               rep.host_bytes, rep.pinned_bytes, ppd_cuda_esm_host_bytes(&m.cfg, &pg));
         snprintf(name, sizeof name, "gpu_esm_plan_predicts_device_memory_%s", tag);
         report(name,
                rep.arena_high <= rep.planned_bytes &&

@@ -266,6 +266,15 @@ if [ -n "$EMU_ESM" ] && [ -x "$EMU_ESM" ]; then
             'BEGIN { exit !(su >= 0 && lo > 0 && su + lo <= e + 0.002 && sk <= lo + 0.001 &&
                             pu != "" && pu >= 0 && pu <= e + 0.001) }' ||
             fail "embedding time: $e s, set-up $su s, loop $lo s, sink $sk s, puts $pu s"
+        # the host memory of a GPU run counts the model's host copy, the pinned staging and the
+        # CUDA runtime's allowance (408 MiB, ppdock/device.h); a host budget that cannot hold
+        # them is refused at start-up, saying what each takes
+        local predicted
+        predicted=$(printf '%s' "$OUT" | grep -o '"predicted_peak_mb": [0-9]*' | grep -o '[0-9]*$')
+        [ "${predicted:-0}" -ge 408 ] || fail "predicted host peak $predicted MiB lacks the CUDA runtime"
+        assert_rc 3 emu_emb --fasta "$ESM/sequences.fasta" -o s --mem-gb 0.3
+        assert_contains "$OUT" "cannot hold the GPU run's host memory"
+        assert_contains "$OUT" "the CUDA runtime 408.0 (an allowance)"
         # 20 MiB cannot hold the cuBLAS workspace, 32.6 MiB not the longest sequence: both are
         # refused at start-up, saying what is needed
         assert_rc 3 emu_emb --fasta "$ESM/sequences.fasta" -o s --device-mem-gb 0.02
