@@ -18,8 +18,9 @@
  *          stream while the previous pass computes. An arena of the largest pass plus twice the
  *          largest inputs always has that room; with less, an upload that finds none waits for
  *          the previous pass (counted: ppd_score_device_usage.uploads_waited).
- * The host side keeps one pinned staging buffer for the uploads (grown when a larger batch
- * comes, then reused).
+ * The host side has one pinned staging buffer for the uploads, made by create for the largest
+ * pass's inputs (ppd_score_device_input_bytes) and never again; a pass whose inputs would not
+ * fit is refused like one over the pass arena.
  *
  * Determinism: every reduction runs in a fixed order without atomics (scatter plans, column
  * sums, block sums in a fixed tree), so two runs of the same batches give bit-identical
@@ -64,11 +65,14 @@ size_t ppd_score_device_pass_bytes(const ppd_score_model *m, int64_t Nr, int64_t
 size_t ppd_score_device_input_bytes(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er,
                                     int64_t El, int64_t Ec, int B);
 
-/* Allocates the fixed part and a pass arena of pass_bytes on the current device, a stream and a
- * cuBLAS handle of precision prec (PPD_CUDA_FP32 for parity runs), and uploads m's parameters
- * and running statistics. Gradients start at zero, Adam moments at zero. */
+/* Allocates the fixed part and a pass arena of pass_bytes on the current device, staging_bytes
+ * of pinned host memory for the passes' inputs (ppd_score_device_input_bytes of the largest
+ * pass), a stream and a cuBLAS handle of precision prec (PPD_CUDA_FP32 for parity runs), and
+ * uploads m's parameters and running statistics. Gradients start at zero, Adam moments at
+ * zero. */
 ppd_status ppd_score_device_create(ppd_score_device **d, const ppd_score_model *m,
-                                   size_t pass_bytes, ppd_cuda_precision prec);
+                                   size_t pass_bytes, size_t staging_bytes,
+                                   ppd_cuda_precision prec);
 void ppd_score_device_destroy(ppd_score_device *d);
 
 /* Parameters and running statistics from the host model (e.g. after loading a checkpoint), and
@@ -87,7 +91,7 @@ ppd_status ppd_score_device_download(ppd_score_device *d, ppd_score_model *m, fl
  * before the next work queued on it. Staging twice without a forward between synchronises. The next
  * forward must be of this same batch (checked by its sizes: PPD_ERR_USAGE otherwise); a backward of
  * the pass before is no longer possible. Errors: PPD_ERR_NOMEM when the pass does not fit the pass
- * arena (with the sizes), CUDA's. */
+ * arena or its inputs the pinned staging (with the sizes), CUDA's. */
 ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_score_batch *b);
 /* Forward of one batch (host arrays, as ppd_score_forward); tr_pred/rot_pred (B, 3) are host
  * arrays, filled when this returns (it waits for the device). Stages b first unless
@@ -169,7 +173,7 @@ typedef struct ppd_score_device_ops_s {
     size_t (*pass_bytes)(const ppd_score_model *m, int64_t Nr, int64_t Nl, int64_t Er, int64_t El,
                          int64_t Ec, int B);
     ppd_status (*create)(ppd_score_device **d, const ppd_score_model *m, size_t pass_bytes,
-                         ppd_cuda_precision prec);
+                         size_t staging_bytes, ppd_cuda_precision prec);
     void (*destroy)(ppd_score_device *d);
     ppd_status (*upload)(ppd_score_device *d, const ppd_score_model *m, const float *adam_m,
                          const float *adam_v);

@@ -95,11 +95,12 @@ ppd_status ppd_train_run(const ppd_train_opts *o, const ppd_config *cfg, ppd_tra
  * the largest pass that a training batch of B complexes of train_split or an evaluation of one
  * complex of eval_split can need (ppd_loader_worst_pass's bound; either split NULL to leave it
  * out), plus twice the largest inputs of those passes, the room for every pass's upload to run
- * while the pass before it computes (ppd_arena_place_inputs). Sizes from ops (pass_bytes,
- * input_bytes) for model m. Errors: ppd_loader_worst_pass's. */
+ * while the pass before it computes (ppd_arena_place_inputs). *inputs (may be NULL): those
+ * largest inputs alone, the pinned host staging every pass's upload fits. Sizes from ops
+ * (pass_bytes, input_bytes) for model m. Errors: ppd_loader_worst_pass's. */
 ppd_status ppd_train_pass_reserve(const ppd_loader *l, const ppd_score_model *m,
                                   const ppd_score_device_ops *ops, const char *train_split, int B,
-                                  const char *eval_split, size_t *bytes);
+                                  const char *eval_split, size_t *bytes, size_t *inputs);
 
 #ifdef __cplusplus
 }

@@ -419,7 +419,8 @@ extern "C" void ppd_score_device_destroy(ppd_score_device *d) {
 }
 
 extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_score_model *m,
-                                              size_t pass_bytes, ppd_cuda_precision prec) {
+                                              size_t pass_bytes, size_t staging_bytes,
+                                              ppd_cuda_precision prec) {
     *out = NULL;
     ppd_score_device *d = (ppd_score_device *)calloc(1, sizeof *d);
     if (!d) return ppd_fail(PPD_ERR_NOMEM, "score device: out of host memory");
@@ -444,6 +445,15 @@ extern "C" ppd_status ppd_score_device_create(ppd_score_device **out, const ppd_
     }
     if (!s)
         s = ppd_cuda_blas_create(&d->blas, d->stream, prec, d->f.blas_ws, PPD_CUDA_BLAS_WORKSPACE);
+    if (!s && staging_bytes) { // the largest pass's inputs, pinned once (rule 1: not per pass)
+        cudaError_t ce = cudaMallocHost((void **)&d->stage, staging_bytes);
+        if (ce != cudaSuccess)
+            s = ppd_fail_ctx(ppd_cuda_status(ce, __FILE__, __LINE__, "cudaMallocHost"),
+                             "score device: %.1f MB of pinned host staging",
+                             staging_bytes / 1048576.0);
+        else
+            d->stage_cap = staging_bytes;
+    }
     for (int k = 0; !s && k < 6; k++) {
         cudaError_t ce = cudaEventCreate(&d->ev[k]);
         if (ce != cudaSuccess) s = ppd_cuda_status(ce, __FILE__, __LINE__, "cudaEventCreate");
@@ -525,18 +535,6 @@ extern "C" ppd_status ppd_score_device_profile(ppd_score_device *d, int on) {
 // ---- host preparation of one batch ---------------------------------------------------------
 
 namespace {
-
-ppd_status ensure_staging(ppd_score_device *d, size_t bytes) {
-    if (bytes <= d->stage_cap) return PPD_OK;
-    // a larger batch than any before: grow once (to 5/4, so a slowly growing sequence of batches
-    // does not reallocate each time); the last upload from it has run (the caller waited)
-    size_t cap = bytes + bytes / 4;
-    if (d->stage) cudaFreeHost(d->stage);
-    d->stage = NULL, d->stage_cap = 0;
-    PPD_CUDA_CHECK(cudaMallocHost((void **)&d->stage, cap));
-    d->stage_cap = cap;
-    return PPD_OK;
-}
 
 ppd_status host_plan(const ppd_score_device *d, const plan *p, const int64_t *idx, int64_t E) {
     return ppd_scatter_plan(H(d, p->order), H(d, p->seg), idx, E, p->T);
@@ -1029,6 +1027,13 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
                         "device budget or lower the batch",
                         b->B, (long long)b->Nr, (long long)b->Nl, (long long)z.Ec, need / 1048576.0,
                         d->pass.capacity / 1048576.0);
+    if (d->t.stage_end > d->stage_cap)
+        return ppd_fail(PPD_ERR_NOMEM,
+                        "score device: this batch (%d complexes, %lld + %lld nodes, %lld cross "
+                        "edges) uploads %.1f MB of inputs, the pinned staging made at start-up "
+                        "holds %.1f MB (ppd_score_device_create's staging_bytes)",
+                        b->B, (long long)b->Nr, (long long)b->Nl, (long long)z.Ec,
+                        d->t.stage_end / 1048576.0, d->stage_cap / 1048576.0);
     size_t in = ppd_device_align_up(d->t.stage_end), work = ppd_device_align_up(d->t.total), off;
     int early = ppd_arena_place_inputs(d->pass.capacity, d->run_work, d->run_in, work, in, &off);
     if (early < 0) return ppd_fail(PPD_ERR_NOMEM, "score device: pass arena (%zu bytes)", need);
@@ -1040,7 +1045,6 @@ extern "C" ppd_status ppd_score_device_stage(ppd_score_device *d, const ppd_scor
     // the staging buffer is rewritten only once the last upload from it has run (it has when a
     // forward consumed it; this is a no-op wait then)
     PPD_CUDA_CHECK(cudaEventSynchronize(d->uploaded));
-    PPD_TRY(ensure_staging(d, d->t.stage_end));
     PPD_TRY(stage_batch(d, b));
     d->stage_s += ppd_now_seconds() - t0;
     if (!early) { // no room beside the last pass: the upload waits for it

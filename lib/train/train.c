@@ -897,7 +897,7 @@ static ppd_status quick_checks(const ppd_train_opts *o, int lm) {
 
 ppd_status ppd_train_pass_reserve(const ppd_loader *l, const ppd_score_model *m,
                                   const ppd_score_device_ops *ops, const char *train_split, int B,
-                                  const char *eval_split, size_t *bytes) {
+                                  const char *eval_split, size_t *bytes, size_t *inputs) {
     const char *splits[2] = {train_split, eval_split};
     int sizes[2] = {B, 1};
     size_t pass = 0, in = 0;
@@ -910,6 +910,7 @@ ppd_status ppd_train_pass_reserve(const ppd_loader *l, const ppd_score_model *m,
         pass = p > pass ? p : pass, in = u > in ? u : in;
     }
     *bytes = pass + 2 * in;
+    if (inputs) *inputs = in;
     return PPD_OK;
 }
 
@@ -938,17 +939,19 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
     size_t fixed = ops->fixed_bytes(&t->m), floor_bytes = ops->pass_bytes(&t->m, 0, 0, 0, 0, 0, 1);
     size_t budget = (size_t)(gb * 1073741824.0), cap = (size_t)(0.95 * (double)info.free_bytes);
     const char *why = "device.budget_gb";
+    /* the worst pass of a training batch of batch_size (or micro_batch) complexes and of an
+     * evaluation (one complex at a time): every pass's inputs fit its inputs' pinned staging,
+     * made once with the device */
+    const ppd_train_opts *o = t->o;
+    int B = t->micro > 0 && t->micro < t->batch_size ? t->micro : t->batch_size;
+    size_t need, staging;
+    PPD_TRY(ppd_train_pass_reserve(t->loader, &t->m, ops, o->eval_only ? NULL : "train", B,
+                                   o->eval_only ? (o->split ? o->split : "val") : "val", &need,
+                                   &staging));
     if (gb <= 0) {
-        /* what this cache can need and no more (a shared GPU keeps the rest): the worst pass of
-         * a training batch of batch_size (or micro_batch) complexes and of an evaluation (one
-         * complex at a time) with room for the next pass's upload, at most 95% of the free
-         * memory, over which batches are split into passes */
-        const ppd_train_opts *o = t->o;
-        int B = t->micro > 0 && t->micro < t->batch_size ? t->micro : t->batch_size;
-        size_t need;
-        PPD_TRY(ppd_train_pass_reserve(t->loader, &t->m, ops, o->eval_only ? NULL : "train", B,
-                                       o->eval_only ? (o->split ? o->split : "val") : "val",
-                                       &need));
+        /* what this cache can need and no more (a shared GPU keeps the rest): that pass with
+         * room for the next pass's upload, at most 95% of the free memory, over which batches
+         * are split into passes */
         budget = fixed + need < cap ? fixed + need : cap;
         why = fixed + need < cap ? "the largest this cache can need, every receptor-ligand "
                                    "pair a cross edge"
@@ -962,7 +965,7 @@ static ppd_status pick_device(trainer *t, const ppd_config *cfg, ppd_train_repor
                         "device.edges_per_chunk",
                         gb, budget / 1048576.0, info.name, fixed / 1048576.0,
                         floor_bytes / 1048576.0);
-    PPD_TRY(ops->create(&t->dev, &t->m, budget - fixed, prec));
+    PPD_TRY(ops->create(&t->dev, &t->m, budget - fixed, staging, prec));
     t->ops = ops;
     if (t->o->profile) PPD_TRY(ops->profile(t->dev, 1));
     t->act_budget = budget - fixed;

@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
     /* train's default reservation (device.budget_gb 0): the bound of any training batch of B
      * and of an evaluation's single complex, with room for the next pass's upload */
     size_t reserve = 0;
-    if (ppd_train_pass_reserve(l, &m, &ppd_score_device_cuda, "train", B, "val", &reserve))
+    if (ppd_train_pass_reserve(l, &m, &ppd_score_device_cuda, "train", B, "val", &reserve, NULL))
         fprintf(stderr, "score-plan: %s\n", ppd_errmsg());
     printf("SCORE_PLAN batch=%d chunk_edges=%d groups=%lld fixed_mb=%.1f pass_mb_t%.2f=%.1f "
            "worst_nodes=%lld worst_cross_edges=%lld pass_mb_worst=%.1f total_gb_worst=%.2f "

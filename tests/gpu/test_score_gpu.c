@@ -163,6 +163,18 @@ static double worst_grad(const ppd_score_model *m, const float *got, const float
     return worst;
 }
 
+/* The pinned staging a device needs for passes of these batches: their largest inputs. */
+static size_t staging_for(const ppd_score_model *m, const ppd_score_batch *const *bs, int n) {
+    size_t most = 0;
+    for (int i = 0; i < n; i++) {
+        const ppd_score_batch *b = bs[i];
+        size_t in = ppd_score_device_input_bytes(m, b->Nr, b->Nl, b->Er, b->El,
+                                                 ppd_score_count_cross_edges(m, b), b->B);
+        most = in > most ? in : most;
+    }
+    return most;
+}
+
 /* The original's gradients from the case file into g (nparams); 0 if one is missing. */
 static int golden_grads(const ppd_score_model *m, const ppt_golden_case *gc, float *g) {
     for (int i = 0; i < m->ntensors; i++) {
@@ -226,7 +238,8 @@ static void check_pass(const pass_variant *v) {
     m.training = v->training;
     m.dropout_seed = 12345;
     /* the device first (it uploads the initial running statistics), then the CPU pass */
-    st = ppd_score_device_create(&d, &m, need + need / 8, v->tf32 ? PPD_CUDA_TF32 : PPD_CUDA_FP32);
+    st = ppd_score_device_create(&d, &m, need + need / 8, staging_for(&m, &b, 1),
+                                 v->tf32 ? PPD_CUDA_TF32 : PPD_CUDA_FP32);
     float tr[12], rot[12], dtr[12], drot[12];
     double ltr, lrot;
     if (!st) st = ppd_score_forward(&m, b, tr, rot, NULL);
@@ -301,7 +314,9 @@ out:
     free(cpu_g), free(dev_g), free(dev_g2), free(gold_g), free(buf0), free(cpu_buf);
 }
 
-/* A batch over the pass arena is refused before it runs, naming what it needs. */
+/* A batch over the pass arena, or whose inputs exceed the pinned staging made at start-up (which
+ * is never grown: no pinned allocation per pass), is refused before it runs, naming what it
+ * needs. */
 static void check_pass_over_budget(void) {
     const char *name = "gpu_score_pass_over_budget_fails_with_the_bytes_needed";
     ppd_score_config c;
@@ -319,11 +334,23 @@ static void check_pass_over_budget(void) {
         const ppd_score_batch *b = &gc.b;
         size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El,
                                                   ppd_score_count_cross_edges(&m, b), b->B);
-        st = ppd_score_device_create(&d, &m, need - 1, PPD_CUDA_FP32);
+        st = ppd_score_device_create(&d, &m, need - 1, staging_for(&m, &b, 1), PPD_CUDA_FP32);
         float p[12];
         ppd_status f = st ? st : ppd_score_device_forward(d, b, p, p + 6, NULL);
         report(name, !st && f == PPD_ERR_NOMEM && strstr(ppd_errmsg(), "needs"), "status %d: %s",
                (int)f, ppd_errmsg());
+        ppd_score_device_destroy(d);
+        d = NULL;
+        name = "gpu_score_pass_inputs_over_the_staging_fail_with_the_bytes";
+        size_t half = staging_for(&m, &b, 1) / 2;
+        st = ppd_score_device_create(&d, &m, need, half, PPD_CUDA_FP32);
+        f = st ? st : ppd_score_device_forward(d, b, p, p + 6, NULL);
+        ppd_score_device_usage u;
+        if (d) ppd_score_device_usage_get(d, &u);
+        report(name,
+               !st && f == PPD_ERR_NOMEM && strstr(ppd_errmsg(), "pinned staging") &&
+                   u.staging_bytes == half,
+               "status %d: %s", (int)f, ppd_errmsg());
     } else {
         report(name, 0, "%s", ppd_errmsg());
     }
@@ -352,7 +379,7 @@ static int device_case(const char *name, const ppd_score_config *c, int bn, cons
                                      ppd_score_device_pass_bytes(m, b->Nr, b->Nl, b->Er, b->El,
                                                                  ppd_score_count_cross_edges(m, b),
                                                                  b->B),
-                                     PPD_CUDA_FP32);
+                                     staging_for(m, &b, 1), PPD_CUDA_FP32);
     if (!st) return 0;
     report(name, 0, "%s", ppd_errmsg());
     ppd_score_device_destroy(*d);
@@ -428,7 +455,7 @@ static void check_measured_memory(void) {
         return;
     }
     size_t pass = (size_t)256 << 20, planned = ppd_score_device_fixed_bytes(&m) + pass;
-    ppd_status st = ppd_score_device_create(&d, &m, pass, PPD_CUDA_FP32);
+    ppd_status st = ppd_score_device_create(&d, &m, pass, 0, PPD_CUDA_FP32);
     if (st) {
         report(name, 0, "%s", ppd_errmsg());
     } else {
@@ -487,7 +514,7 @@ static void check_pass_sequence(float dropout) {
     int64_t ec = ppd_score_count_cross_edges(&m, b);
     ppd_status st = ppd_score_device_create(
         &d, &m, 2 * ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B),
-        PPD_CUDA_FP32);
+        staging_for(&m, seq, 3), PPD_CUDA_FP32);
     m.training = 1;
     ppd_score_zero_grad(&m);
     if (!st) st = ppd_score_device_zero_grad(d);
@@ -548,9 +575,10 @@ static void check_stage_ahead(int room) {
     int64_t ec = ppd_score_count_cross_edges(&m, b);
     size_t need = ppd_score_device_pass_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
     size_t in = ppd_score_device_input_bytes(&m, b->Nr, b->Nl, b->Er, b->El, ec, b->B);
-    ppd_status st = ppd_score_device_create(&d, &m, need + (room ? 2 * in : 0), PPD_CUDA_FP32);
-    /* the CPU: passes a, b, a with their seeds, gradients summed */
     const ppd_score_batch *seq[3] = {a, b, a};
+    ppd_status st = ppd_score_device_create(&d, &m, need + (room ? 2 * in : 0),
+                                            staging_for(&m, seq, 3), PPD_CUDA_FP32);
+    /* the CPU: passes a, b, a with their seeds, gradients summed */
     const ppt_golden_case *gseq[3] = {&ga, &gb, &ga};
     float tr[3][12], rot[3][12], dtr[3][12], drot[3][12];
     double l1, l2;
