@@ -154,6 +154,11 @@ static size_t align64(size_t n) {
 size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, int64_t T,
                      int threads, int bf16, unsigned char *base, ppd_esm_layout *lay) {
     size_t d = (size_t)c->d, wide = (size_t)(3 * c->d > c->ffn ? 3 * c->d : c->ffn);
+    /* big holds q/k/v (3d) and the FFN's hidden rows (F), fp32; in the CUDA engine's bf16 mode
+     * the hidden rows are bf16 (fc1 writes them so), half as many floats, and the other fp32
+     * rows it holds, the out projection's (d), are fewer than q/k/v's */
+    size_t half_f = ((size_t)c->ffn + 1) / 2;
+    size_t big_w = !threads && bf16 ? (3 * d > half_f ? 3 * d : half_f) : wide;
     size_t off = 0;
 #define CARVE(field, type, count)                                                                  \
     do {                                                                                           \
@@ -162,7 +167,7 @@ size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, i
     } while (0)
     CARVE(x, float, (size_t)N *d);
     CARVE(u, float, (size_t)N *d);
-    CARVE(big, float, (size_t)N *wide);
+    CARVE(big, float, (size_t)N *big_w);
     CARVE(out, float, (size_t)R *d);
     if (threads) {
         CARVE(scores, float, (size_t)threads *(size_t)T *(size_t)T);
@@ -174,7 +179,7 @@ size_t ppd_esm_carve(const ppd_esm_config *c, int64_t N, int64_t R, int64_t B, i
     CARVE(tok_off, int64_t, B + 1);
     CARVE(out_off, int64_t, B + 1);
     /* the bf16 GEMM inputs (d or F wide) and, for the tensor-core attention, RoPE's bf16 q/k/v
-     * (3d): as wide as big */
+     * (3d) */
     if (!threads && bf16) CARVE(in16, uint16_t, (size_t)N * wide);
 #undef CARVE
     if (base) lay->tile_floats = T * T;

@@ -1,6 +1,7 @@
 /* ESM-2: tokenizer, fp16 conversions, random weights, loading, forward parity with the fair-esm
  * goldens of tests/data/esm (tests/ref/esm_ref.py), batch invariance, long-sequence policies and
  * the batch planner. Every test name starts with esm_. */
+#include "../../lib/esm/esm_internal.h"
 #include "../test.h"
 
 #include "ppdock/blas.h"
@@ -1112,4 +1113,38 @@ TEST(esm_planner_budgets) {
     o.overlap = 1022;
     CHECK_EQ(ppd_esm_plan_make(&p, &c, lens, N, &o), PPD_ERR_USAGE);
     free(seen);
+}
+
+/* The batch workspace's `big` rows hold what each engine writes there, whatever the shape: fp32
+ * q/k/v (3d) and FFN rows (F) on the CPU and in the CUDA engine's fp32 mode; in its bf16 mode
+ * fp32 q/k/v, the out projection's fp32 rows (d) and fc1's bf16 rows (F halves), and the bf16
+ * GEMM inputs (in16) hold LayerNorm's and the GELU's rows and RoPE's bf16 q/k/v (max(3d, F)
+ * halves). The bf16 layout is no larger than it needs: 3d floats a row where F <= 6d. */
+TEST(esm_workspace_rows_hold_what_the_engines_write) {
+    const ppd_esm_config shapes[] = {{33, 1280, 20, 64, 5120}, /* 650M: F = 4d */
+                                     {2, 64, 4, 16, 1024},     /* F = 16d: fc1's rows dominate */
+                                     {2, 96, 4, 24, 100}};     /* F < 3d */
+    enum { N = 37, R = 33, B = 2, T = 20 };
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        const ppd_esm_config *c = &shapes[k];
+        size_t d = (size_t)c->d, F = (size_t)c->ffn, q = 3 * d;
+        for (int mode = 0; mode < 3; mode++) { /* CPU (2 threads), CUDA fp32, CUDA bf16 */
+            int threads = mode == 0 ? 2 : 0, bf16 = mode == 2;
+            size_t bytes = ppd_esm_carve(c, N, R, B, T, threads, bf16, NULL, NULL);
+            unsigned char *mem = malloc(bytes);
+            REQUIRE(mem);
+            ppd_esm_layout w;
+            memset(&w, 0, sizeof w);
+            CHECK_EQ(ppd_esm_carve(c, N, R, B, T, threads, bf16, mem, &w), bytes);
+            size_t big = (size_t)((unsigned char *)w.out - (unsigned char *)w.big);
+            size_t need = bf16 ? (q * 4 > F * 2 ? q * 4 : F * 2) : (q > F ? q : F) * 4;
+            CHECK(big >= N * need);
+            CHECK(big < N * need + 64); /* no more than that, up to the alignment */
+            if (bf16) {
+                size_t in16 = bytes - (size_t)((unsigned char *)w.in16 - mem);
+                CHECK(in16 >= N * (q > F ? q : F) * 2);
+            }
+            free(mem);
+        }
+    }
 }
