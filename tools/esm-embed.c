@@ -610,14 +610,16 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
     po.long_limit = maxlen;
     po.overlap = overlap;
     if (!st && n_pending) st = ppd_esm_plan_make(&plan, &m.cfg, lens, n_pending, &po);
+    /* the engine's host memory beside this tool's own: the CPU engine's plan, or on the GPU the
+     * model's copy it uploads, the engine's pinned staging and tables, and the CUDA runtime (an
+     * allowance); the host budget must hold them all */
+    size_t engine_host = plan.peak_bytes;
 #ifdef PPD_HAVE_CUDA
-    /* on the GPU the host holds the model's copy it uploads, the engine's pinned staging and
-     * tables, and the CUDA runtime (an allowance) beside this tool's own: the host budget must
-     * hold them all, as the CPU engine's plan must */
     if (!st && n_pending && S->cuda) {
         size_t host_model = m.n_params * sizeof(float);
         size_t engine = ppd_cuda_esm_host_bytes(&m.cfg, &plan);
-        size_t need = tool_bytes + host_model + engine + PPD_CUDA_HOST_RUNTIME_BYTES;
+        engine_host = host_model + engine + PPD_CUDA_HOST_RUNTIME_BYTES;
+        size_t need = tool_bytes + engine_host;
         if (need > budget)
             st = ppd_fail(PPD_ERR_NOMEM,
                           "esm.mem_gb = %.2f GiB cannot hold the GPU run's host memory, %.1f MiB: "
@@ -628,11 +630,10 @@ static ppd_status run(ppd_config *cfg, const options *o, stats *S) {
                           (double)host_model / (1u << 20), (double)engine / (1u << 20),
                           (double)PPD_CUDA_HOST_RUNTIME_BYTES / (1u << 20),
                           (double)tool_bytes / (1u << 20));
-        tool_bytes = need;
     }
 #endif
     if (!st && n_pending) {
-        S->predicted_peak = S->cuda ? tool_bytes : plan.peak_bytes + tool_bytes;
+        S->predicted_peak = tool_bytes + engine_host;
         if (ppd_log_get_level() >= PPD_LOG_DEBUG) ppd_esm_plan_print(&plan, stderr);
         for (int i = 0; i < plan.n_rejected; i++) {
             unique_seq *u = &I.uq[pending_idx[plan.rejected[i]]];

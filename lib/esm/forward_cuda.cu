@@ -222,14 +222,29 @@ size_t staging_carve(int64_t N, int64_t R, int B, int d, unsigned char *base, st
     return off;
 }
 
-// The most sequences and residue rows of any one of the plan's batches.
-void plan_maxima(const ppd_esm_plan *plan, int *maxb, int64_t *maxR) {
-    *maxb = 0, *maxR = 0;
+// What a run allocates in host memory for a plan, piece by piece: the run allocates these and
+// ppd_cuda_esm_host_bytes adds them up.
+struct host_sizes {
+    int maxb;       // the most sequences of one batch
+    int64_t maxR;   // the most residue rows of one batch
+    size_t staging; // bytes of one pinned staging slot (the run makes two)
+    size_t table;   // floats of one RoPE table (cos or sin) over all layers
+    size_t seqs;    // bytes of the batch list
+    size_t acc;     // bytes of the windows' accumulator (0: no windowed sequence)
+};
+
+host_sizes host_layout(const ppd_esm_config *c, const ppd_esm_plan *plan) {
+    host_sizes h = {};
     for (int b = 0; b < plan->n_batches; b++) {
         const ppd_esm_batch *bt = &plan->batches[b];
-        if (bt->count > *maxb) *maxb = bt->count;
-        if (bt->tokens - 2 * bt->count > *maxR) *maxR = bt->tokens - 2 * bt->count;
+        if (bt->count > h.maxb) h.maxb = bt->count;
+        if (bt->tokens - 2 * bt->count > h.maxR) h.maxR = bt->tokens - 2 * bt->count;
     }
+    h.staging = staging_carve(plan->max_batch_tokens, h.maxR, h.maxb, c->d, NULL, NULL);
+    h.table = (size_t)c->n_layers * (size_t)(plan->max_len + 2) * (size_t)(c->head_dim / 2);
+    h.seqs = (size_t)h.maxb * sizeof(ppd_esm_seq);
+    h.acc = (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
+    return h;
 }
 
 // A batch queued on the device whose rows have not reached the sink yet.
@@ -271,14 +286,8 @@ ppd_status finish_batch(const ppd_esm_plan *plan, const batch_out *p, const stag
 
 extern "C" size_t ppd_cuda_esm_host_bytes(const ppd_esm_config *c, const ppd_esm_plan *plan) {
     if (plan->n_batches == 0) return 0;
-    int maxb;
-    int64_t maxR;
-    plan_maxima(plan, &maxb, &maxR);
-    // what ppd_cuda_esm_run allocates below, each as it does
-    size_t table = (size_t)c->n_layers * (size_t)(plan->max_len + 2) * (size_t)(c->head_dim / 2);
-    return 2 * staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL) +
-           2 * table * sizeof(float) + (size_t)maxb * sizeof(ppd_esm_seq) +
-           (size_t)plan->max_windowed * (size_t)c->d * sizeof(float);
+    host_sizes h = host_layout(c, plan);
+    return 2 * h.staging + 2 * h.table * sizeof(float) + h.seqs + h.acc;
 }
 
 extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_plan *plan,
@@ -305,9 +314,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
         if (report) *report = rep;
         return PPD_OK;
     }
-    int maxb;
-    int64_t maxR;
-    plan_maxima(plan, &maxb, &maxR);
+    host_sizes hs = host_layout(c, plan);
 
     double t_setup = ppd_now_seconds();
     ppd_device_info info;
@@ -340,7 +347,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     staging st[2];
     memset(st, 0, sizeof st);
     cudaEvent_t downloaded[2] = {NULL, NULL};
-    size_t h2 = (size_t)c->head_dim / 2, table = (size_t)c->n_layers * (size_t)e.T_cap * h2;
+    size_t h2 = (size_t)c->head_dim / 2, table = hs.table;
     float *host_tables = NULL, *dmem = NULL;
     void *blas_ws = NULL, *ws = NULL;
     ppd_esm_seq *seqs = NULL;
@@ -401,7 +408,7 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
     STEP(ppd_device_synchronize());
 
     for (int k = 0; k < 2 && !s; k++) {
-        st[k].bytes = staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, NULL, NULL);
+        st[k].bytes = hs.staging;
         rep.pinned_bytes += st[k].bytes;
         rep.host_bytes += st[k].bytes;
         cudaError_t ce = cudaMallocHost((void **)&st[k].mem, st[k].bytes);
@@ -412,15 +419,13 @@ extern "C" ppd_status ppd_cuda_esm_run(const ppd_esm_model *m, const ppd_esm_pla
             s = ppd_cuda_status(ce, __FILE__, __LINE__, "pinned staging and its event");
             break;
         }
-        staging_carve(plan->max_batch_tokens, maxR, maxb, c->d, st[k].mem, &st[k]);
+        staging_carve(plan->max_batch_tokens, hs.maxR, hs.maxb, c->d, st[k].mem, &st[k]);
     }
     if (s) goto done;
-    seqs = (ppd_esm_seq *)malloc((size_t)maxb * sizeof *seqs);
-    rep.host_bytes += (size_t)maxb * sizeof *seqs;
-    acc = plan->max_windowed
-              ? (float *)malloc((size_t)plan->max_windowed * (size_t)c->d * sizeof(float))
-              : NULL;
-    rep.host_bytes += acc ? (size_t)plan->max_windowed * (size_t)c->d * sizeof(float) : 0;
+    seqs = (ppd_esm_seq *)malloc(hs.seqs);
+    rep.host_bytes += hs.seqs;
+    acc = hs.acc ? (float *)malloc(hs.acc) : NULL;
+    rep.host_bytes += acc ? hs.acc : 0;
     if (!seqs || (plan->max_windowed && !acc)) {
         s = ppd_fail(PPD_ERR_NOMEM, "ESM CUDA run: out of host memory for the batch list");
         goto done;
